@@ -1,0 +1,1 @@
+"""Domain tables, splits, resampling and the datasets of the reference use cases."""

@@ -1,0 +1,1 @@
+"""Loaders and synthetic generators for the reference use cases' schemas."""

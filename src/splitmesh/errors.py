@@ -1,0 +1,79 @@
+"""The error tree. Every error splitmesh raises on purpose derives from SplitmeshError.
+
+The CLI prints ``Name: message`` plus a hint and exits with the class's ``exit_code``;
+it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class SplitmeshError(Exception):
+    """Base of every deliberate splitmesh error."""
+
+    exit_code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class ConfigError(SplitmeshError):
+    """A parameter or configuration value is invalid."""
+
+    exit_code = 2
+
+
+class DataError(SplitmeshError):
+    """An input table is malformed; the message names the file, column and row."""
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = []
+        if path is not None:
+            where.append(f"file {path}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message, hint=hint)
+        self.path, self.column, self.row = path, column, row
+
+
+class ProtocolError(SplitmeshError):
+    """A message was malformed, unexpected, or forbidden by a party's role."""
+
+    exit_code = 4
+
+
+class PartyError(SplitmeshError):
+    """A party failed while serving a call; names the party and the call."""
+
+    exit_code = 5
+
+    def __init__(self, party: str, call: str, message: str, *, kind: str = "Error") -> None:
+        super().__init__(f"party {party!r} failed on {call}: {kind}: {message}")
+        self.party, self.call, self.kind, self.remote_message = party, call, kind, message
+
+
+class TransportError(SplitmeshError):
+    """A message could not be delivered to a party."""
+
+    exit_code = 6
+
+
+class NotFittedError(SplitmeshError):
+    """A model or party was used before it was set up or trained."""
+
+    exit_code = 7

@@ -1,0 +1,53 @@
+"""Metrics as plain functions of (labels, scores). Scores, never hard labels, for AUCs."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from splitmesh.errors import ConfigError
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold with the highest class-1 F1 (ties: the highest threshold)."""
+    precision, recall, thresholds = skm.precision_recall_curve(y_true, scores)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    # the curve's last point has no threshold
+    best = int(np.argmax(f1[:-1][::-1]))
+    return float(thresholds[::-1][best])
+
+
+def binary_report(
+    y_true: np.ndarray, scores: np.ndarray, *, threshold: float | None = None
+) -> dict:
+    """Per-class precision / recall / F1 / support, macro averages, ROC-AUC, AUPRC, confusion.
+
+    With no ``threshold``, the max-F1 threshold of these very rows is used: call it on
+    validation rows, then pass the returned threshold for test rows.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    if y_true.shape != scores.shape:
+        raise ConfigError(f"labels {y_true.shape} and scores {scores.shape} differ in shape")
+    if len(np.unique(y_true)) < 2:
+        raise ConfigError("metrics need both classes among the evaluated rows")
+    if threshold is None:
+        threshold = best_f1_threshold(y_true, scores)
+    y_pred = (scores >= threshold).astype(int)
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], zero_division=0)
+    out: dict = {"threshold": float(threshold)}
+    for c in (0, 1):
+        out[f"precision_{c}"] = float(p[c])
+        out[f"recall_{c}"] = float(r[c])
+        out[f"f1_{c}"] = float(f[c])
+        out[f"support_{c}"] = int(s[c])
+    out["precision_macro"] = float(p.mean())
+    out["recall_macro"] = float(r.mean())
+    out["f1_macro"] = float(f.mean())
+    out["support_macro"] = int(s.sum())
+    out["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
+    out["roc_auc"] = float(skm.roc_auc_score(y_true, scores))
+    out["average_precision"] = float(skm.average_precision_score(y_true, scores))
+    out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
+    return out

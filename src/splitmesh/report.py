@@ -1,0 +1,102 @@
+"""Results as terminal tables, results.json and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from splitmesh.io import atomic_write_json, atomic_write_text
+
+SUMMARY = [
+    ("precision_1", "precision (1)"),
+    ("recall_1", "recall (1)"),
+    ("f1_1", "F1 (1)"),
+    ("roc_auc", "ROC-AUC"),
+    ("average_precision", "AUPRC"),
+    ("accuracy", "accuracy"),
+]
+
+
+def _class_rows(m: dict) -> list[list[str]]:
+    rows = []
+    for key, name in (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score")):
+        rows.append([name, *(f"{m[f'{key}_{c}']:.3f}" for c in ("0", "1", "macro"))])
+    rows.append(["Support", *(str(m[f"support_{c}"]) for c in ("0", "1", "macro"))])
+    return rows
+
+
+def _summary_rows(results: dict) -> list[tuple[str, dict, dict]]:
+    return [
+        (r["mode"], r["metrics"], r) for r in [*results["runs"], *results.get("references", [])]
+    ]
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_binary_report(results: dict, console: Console | None = None) -> None:
+    """One table per mode in the layout of the paper's Table 4, then a summary."""
+    console = console or Console()
+    for run in results["runs"]:
+        t = Table(title=f"{run['mode']} — domains: {', '.join(run['domains'])}")
+        for col in ("Metric", "Class 0", "Class 1", "Macro avg"):
+            t.add_column(col, justify="right" if col != "Metric" else "left")
+        for row in _class_rows(run["metrics"]):
+            t.add_row(*row)
+        console.print(t)
+        for note in run.get("resample_notes", []):
+            console.print(f"[yellow]note:[/yellow] {note}")
+    s = Table(title="summary (test rows; threshold chosen on validation rows)")
+    s.add_column("run")
+    for _, name in SUMMARY:
+        s.add_column(name, justify="right")
+    s.add_column("s/epoch", justify="right")
+    s.add_column("wire/example", justify="right")
+    for mode, m, r in _summary_rows(results):
+        spe = f"{r['seconds_per_epoch']:.3f}" if "seconds_per_epoch" in r else "-"
+        wire = _fmt_bytes(r["wire_bytes_per_example"]) if r.get("wire_bytes") else "-"
+        s.add_row(mode, *(f"{m[k]:.4f}" for k, _ in SUMMARY), spe, wire)
+    console.print(s)
+
+
+def markdown_report(results: dict) -> str:
+    lines = [f"# splitmesh {results['task']} report", ""]
+    data = results.get("data", {})
+    if data:
+        lines += [
+            f"Data: {data.get('source')} ({data.get('rows')} rows, {data.get('frauds')} frauds).",
+            "",
+        ]
+    lines += ["## Summary (test rows, threshold chosen on validation rows)", ""]
+    head = ["run", *(n for _, n in SUMMARY), "s/epoch", "wire bytes/example"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mode, m, r in _summary_rows(results):
+        spe = f"{r['seconds_per_epoch']:.4f}" if "seconds_per_epoch" in r else "-"
+        wire = f"{r['wire_bytes_per_example']:.0f}" if r.get("wire_bytes") else "-"
+        lines.append(
+            "| " + " | ".join([mode, *(f"{m[k]:.4f}" for k, _ in SUMMARY), spe, wire]) + " |"
+        )
+    for run in results["runs"]:
+        lines += ["", f"## {run['mode']} (domains: {', '.join(run['domains'])})", ""]
+        lines += ["| Metric | Class 0 | Class 1 | Macro avg |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in _class_rows(run["metrics"])]
+        cm, threshold = run["metrics"]["confusion_matrix"], run["metrics"]["threshold"]
+        lines += ["", f"Confusion matrix [[TN, FP], [FN, TP]]: {cm}; threshold {threshold:.4f}."]
+        for note in run.get("resample_notes", []):
+            lines.append(f"\nNote: {note}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, out: str | Path) -> list[Path]:
+    out = Path(out)
+    paths = [out / "results.json", out / "report.md"]
+    atomic_write_json(paths[0], results)
+    atomic_write_text(paths[1], markdown_report(results))
+    return paths

@@ -1,0 +1,1 @@
+"""Parties (domain, coordinator, label owner), the training loop and the centralized baseline."""

@@ -1,0 +1,108 @@
+"""Pieces every party uses the same way: optimizers, the loss, wire dtypes, batch plans."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from splitmesh.errors import ConfigError
+
+MODES = ("centralized", "label-sharing", "label-preserving")
+PARTITIONS = ("train", "val", "test")
+WIRE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adam", "sgd"):
+            raise ConfigError(
+                f"The 'optimizer' parameter must be 'adam' or 'sgd'. Got {self.name!r} instead."
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"The 'lr' parameter must be > 0. Got {self.lr} instead.")
+
+    def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        params = list(params)
+        if self.name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"The 'mode' parameter must be one of {MODES}. Got {mode!r} instead.")
+    return mode
+
+
+def to_wire(t: torch.Tensor, wire_dtype: str) -> np.ndarray:
+    """A float tensor as the numpy array that travels (float16 halves the bytes)."""
+    if wire_dtype not in WIRE_DTYPES:
+        raise ConfigError(
+            f"The 'wire_dtype' parameter must be one of {sorted(WIRE_DTYPES)}. "
+            f"Got {wire_dtype!r} instead."
+        )
+    return t.detach().numpy().astype(WIRE_DTYPES[wire_dtype], copy=False)
+
+
+def from_wire(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a if a.dtype == np.float32 else a.astype(np.float32))
+
+
+def binary_loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: float | None) -> torch.Tensor:
+    """Mean binary cross-entropy on logits; ``pos_weight`` up-weights the positive class."""
+    pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype)
+    return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), y, pos_weight=pw)
+
+
+class BatchPlan:
+    """Per-epoch shuffled batches of positions. One party plans; every mode uses the same plan."""
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int, *, shuffle: bool = True) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"The 'batch_size' parameter must be >= 1. Got {batch_size}.")
+        self.n_rows, self.batch_size, self.seed, self.shuffle = n_rows, batch_size, seed, shuffle
+
+    def __len__(self) -> int:
+        return -(-self.n_rows // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+        else:
+            order = np.arange(self.n_rows)
+        for start in range(0, self.n_rows, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+
+def eval_batches(n_rows: int, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, n_rows, batch_size):
+        yield np.arange(start, min(start + batch_size, n_rows))
+
+
+def flat_state(module: nn.Module) -> tuple[list[str], np.ndarray, list[list[int]]]:
+    """Parameters as (names, one flat float32 vector, shapes): how State travels."""
+    names, flats, shapes = [], [], []
+    for name, p in module.named_parameters():
+        names.append(name)
+        flats.append(p.detach().reshape(-1).numpy())
+        shapes.append(list(p.shape))
+    flat = np.concatenate(flats).astype(np.float32) if flats else np.zeros(0, np.float32)
+    return names, flat, shapes
+
+
+def unflatten_state(names: list[str], flat: np.ndarray, shapes: list[list[int]]) -> dict:
+    out, off = {}, 0
+    for name, shape in zip(names, shapes, strict=True):
+        n = int(np.prod(shape)) if shape else 1
+        out[name] = flat[off : off + n].reshape(shape)
+        off += n
+    return out

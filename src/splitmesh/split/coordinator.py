@@ -1,0 +1,217 @@
+"""The coordinator: aggregator and top model; in label-sharing mode also the head and loss.
+
+It drives the step protocol through a Transport and never knows how messages travel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from splitmesh.data.resampling import ResampleConfig
+from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.nn.aggregators import make_aggregator
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.common import (
+    PARTITIONS,
+    OptimConfig,
+    binary_loss,
+    check_mode,
+    eval_batches,
+    flat_state,
+    from_wire,
+    to_wire,
+)
+from splitmesh.split.head import ScoreBook
+from splitmesh.transport.base import Transport
+from splitmesh.transport.messages import (
+    Ack,
+    Augment,
+    Backward,
+    Distances,
+    Embedding,
+    Evaluate,
+    FinishResample,
+    Forward,
+    GetLabels,
+    Head,
+    HeadReply,
+    Labels,
+    Metrics,
+    PartialDistances,
+    PlanResample,
+    PlanSplit,
+    ResampleNeeds,
+    SetupDomain,
+    SetupHead,
+    SplitPlan,
+)
+
+
+def _expect(reply, cls, party: str):
+    if not isinstance(reply, cls):
+        raise ProtocolError(f"{party!r} answered {type(reply).__name__}, expected {cls.__name__}")
+    return reply
+
+
+class Coordinator:
+    """Split learning from the coordinator's seat."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        domains: list[str],
+        label_owner: str,
+        *,
+        mode: str,
+        spec: NetworkSpec,
+        optim: OptimConfig,
+        seed: int,
+        wire_dtype: str = "float32",
+        pos_weight: float | None = None,
+    ) -> None:
+        self.mode = check_mode(mode)
+        if mode == "centralized":
+            raise ProtocolError("the coordinator runs split modes; use CentralizedLearner")
+        self.t, self.domains, self.label_owner = transport, list(domains), label_owner
+        self.spec, self.optim, self.seed = spec, optim, seed
+        self.wire_dtype, self.pos_weight = wire_dtype, pos_weight
+        self.sizes_: dict[str, int] | None = None
+
+    # -- preparation: split, scaling (in each domain), resampling across the boundary -------
+    def prepare(self, *, test: float, validation: float, resample: ResampleConfig) -> dict:
+        lo = self.label_owner
+        plan = _expect(self.t.request(lo, PlanSplit(test, validation, self.seed)), SplitPlan, lo)
+        setup = {
+            d: SetupDomain(
+                train=plan.train,
+                val=plan.val,
+                test=plan.test,
+                model=self.spec.bottom_dict(),
+                optim=vars(self.optim),
+                seed=self.seed,
+                wire_dtype=self.wire_dtype,
+            )
+            for d in self.domains
+        }
+        infos = {d: _expect(r, Ack, d).info for d, r in self.t.request_many(setup).items()}
+        needs = _expect(
+            self.t.request(
+                lo,
+                PlanResample(
+                    resample.smote_ratio, resample.under_ratio, resample.k_neighbors, self.seed
+                ),
+            ),
+            ResampleNeeds,
+            lo,
+        )
+        total = np.zeros((0, 0))
+        if needs.positions.size:
+            asks = {d: PartialDistances("train", needs.positions) for d in self.domains}
+            parts = [_expect(r, Distances, d).values for d, r in self.t.request_many(asks).items()]
+            total = np.sum(parts, axis=0)  # squared distances add up across disjoint columns
+        aug = _expect(self.t.request(lo, FinishResample(total)), Augment, lo)
+        self.t.request_many({d: aug for d in self.domains})
+        self.sizes_ = {"train": len(aug.order), "val": len(plan.val), "test": len(plan.test)}
+        widths = [infos[d]["cut_width"] for d in self.domains]
+        return {
+            "rows": {"original": {p: len(getattr(plan, p)) for p in PARTITIONS}, **self.sizes_},
+            "resample_notes": list(needs.notes),
+            "cut_widths": dict(zip(self.domains, widths, strict=True)),
+        }
+
+    def build(self) -> None:
+        """Top model (and, with label sharing, head and labels) once preparation is done."""
+        if self.sizes_ is None:
+            raise NotFittedError("call prepare() before build()")
+        n = len(self.domains)
+        self.aggregator = make_aggregator(self.spec.aggregation)
+        self.top_ = self.spec.build_top(n, self.seed)
+        params = list(self.top_.parameters())
+        head_in = self.spec.head_in(n)
+        if self.mode == "label-sharing":
+            self.head_ = self.spec.build_head(head_in, self.seed)
+            params += list(self.head_.parameters())
+            lo = self.label_owner
+            self.labels_ = {
+                p: _expect(self.t.request(lo, GetLabels(p)), Labels, lo).values for p in PARTITIONS
+            }
+            self._y_train = torch.from_numpy(self.labels_["train"].astype(np.float32))
+            self.book = ScoreBook()
+        else:
+            setup = SetupHead(
+                head_in, vars(self.optim), self.seed, self.wire_dtype, self.pos_weight
+            )
+            _expect(self.t.request(self.label_owner, setup), Ack, self.label_owner)
+        self.optimizer_ = self.optim.build(params)
+
+    @property
+    def n_train(self) -> int:
+        if self.sizes_ is None:
+            raise NotFittedError("call prepare() first")
+        return self.sizes_["train"]
+
+    # -- one training step (DESIGN.md, "One training step") --------------------------------
+    def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
+        replies = self.t.request_many(
+            {d: Forward(partition, positions, step, train) for d in self.domains}
+        )
+        return [from_wire(_expect(replies[d], Embedding, d).values) for d in self.domains]
+
+    def train_step(self, positions: np.ndarray, step: int) -> float:
+        # 1. every domain embeds its rows of the batch
+        hs = [h.requires_grad_(True) for h in self._embed("train", positions, step, True)]
+        # 2. aggregate and run the top model
+        self.top_.train()
+        out = self.top_(self.aggregator(hs))
+        self.optimizer_.zero_grad(set_to_none=True)
+        if self.mode == "label-sharing":
+            loss_t = binary_loss(self.head_(out), self._y_train[positions], self.pos_weight)
+            loss_t.backward()
+            loss = loss_t.item()
+        else:  # label-preserving: the label owner runs head and loss, returns d loss / d out
+            lo = self.label_owner
+            rep = _expect(
+                self.t.request(
+                    lo, Head("train", positions, step, True, to_wire(out, self.wire_dtype))
+                ),
+                HeadReply,
+                lo,
+            )
+            out.backward(from_wire(rep.grad))
+            loss = rep.loss
+        self.optimizer_.step()
+        # 3. each domain gets the gradient of its embedding and steps its own optimizer
+        self.t.request_many(
+            {
+                d: Backward(step, to_wire(h.grad, self.wire_dtype))
+                for d, h in zip(self.domains, hs, strict=True)
+            }
+        )
+        return loss
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(
+        self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"
+    ) -> dict:
+        """Metrics per partition, with the decision threshold chosen on ``select_on``."""
+        self.top_.eval()
+        for p in dict.fromkeys([select_on, *partitions]):
+            for i, pos in enumerate(eval_batches(self.sizes_[p], batch_size)):
+                hs = self._embed(p, pos, i, False)
+                with torch.no_grad():
+                    out = self.top_(self.aggregator(hs))
+                    if self.mode == "label-sharing":
+                        if i == 0:
+                            self.book.start(p, self.sizes_[p])
+                        self.book.record(p, pos, self.head_(out))
+                if self.mode == "label-preserving":
+                    msg = Head(p, pos, i, False, to_wire(out, self.wire_dtype))
+                    _expect(self.t.request(self.label_owner, msg), HeadReply, self.label_owner)
+        if self.mode == "label-sharing":
+            return self.book.evaluate(self.labels_, select_on, list(partitions))
+        reply = self.t.request(self.label_owner, Evaluate(select_on, list(partitions)))
+        return _expect(reply, Metrics, self.label_owner).values
+
+    def state(self) -> tuple[list[str], np.ndarray, list[list[int]]]:
+        return flat_state(self.top_)

@@ -1,0 +1,141 @@
+"""The label owner: plans the split and the resampling; in label-preserving mode it also
+holds the head (the network's last layer) and the loss, so labels never leave it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from splitmesh.data.resampling import (
+    ResampleConfig,
+    minority_positions,
+    plan_resample,
+    smote_count,
+)
+from splitmesh.data.splitting import stratified_split
+from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.common import (
+    OptimConfig,
+    binary_loss,
+    check_mode,
+    flat_state,
+    from_wire,
+    to_wire,
+)
+from splitmesh.split.head import ScoreBook
+from splitmesh.split.party import Party
+from splitmesh.transport.messages import (
+    Ack,
+    Augment,
+    Evaluate,
+    FinishResample,
+    GetLabels,
+    GetState,
+    Head,
+    HeadReply,
+    Labels,
+    Metrics,
+    PlanResample,
+    PlanSplit,
+    ResampleNeeds,
+    SetupHead,
+    SplitPlan,
+    State,
+)
+
+
+class LabelOwner(Party):
+    role = "label owner"
+
+    def __init__(self, name: str, labels: np.ndarray, mode: str) -> None:
+        super().__init__(name)
+        self.labels = np.asarray(labels).astype(np.int64)
+        self.mode = check_mode(mode)
+        self._y: dict[str, np.ndarray] = {}
+        self._resample: tuple[ResampleConfig, int] | None = None
+        self.head_: torch.nn.Module | None = None
+        self.book = ScoreBook()
+
+    def _partition(self, partition: str) -> np.ndarray:
+        if partition not in self._y:
+            raise NotFittedError(f"label owner {self.name!r} has no partition {partition!r}")
+        return self._y[partition]
+
+    def on_plan_split(self, msg: PlanSplit) -> SplitPlan:
+        parts = stratified_split(
+            self.labels, test=msg.test, validation=msg.validation, seed=msg.seed
+        )
+        self._y = {p: self.labels[pos] for p, pos in parts.items()}
+        return SplitPlan(**parts)
+
+    def on_plan_resample(self, msg: PlanResample) -> ResampleNeeds:
+        cfg = ResampleConfig(msg.smote_ratio, msg.under_ratio, msg.k_neighbors)
+        self._resample = (cfg, msg.seed)
+        y = self._partition("train")
+        n_new, why = smote_count(y, cfg.smote_ratio)
+        positions = minority_positions(y) if n_new > 0 else np.zeros(0, np.int64)
+        return ResampleNeeds(positions=positions, notes=[why] if why else [])
+
+    def on_finish_resample(self, msg: FinishResample) -> Augment:
+        if self._resample is None:
+            raise ProtocolError("FinishResample before PlanResample")
+        cfg, seed = self._resample
+        distances = msg.distances if msg.distances.size else None
+        plan = plan_resample(self._partition("train"), distances, cfg, seed)
+        self._y["train"] = plan.labels
+        self.resample_notes = list(plan.notes)
+        return Augment(
+            partition="train",
+            base=plan.base,
+            rows=plan.rows,
+            neighbours=plan.neighbours,
+            gaps=plan.gaps,
+            order=plan.order,
+        )
+
+    def on_get_labels(self, msg: GetLabels) -> Labels:
+        if self.mode != "label-sharing":
+            raise ProtocolError(
+                f"label owner {self.name!r} keeps its labels in {self.mode} mode; "
+                "GetLabels is refused"
+            )
+        return Labels(values=self._partition(msg.partition))
+
+    # -- label-preserving: the head and the loss live here ---------------------------------
+    def on_setup_head(self, msg: SetupHead) -> Ack:
+        if self.mode != "label-preserving":
+            raise ProtocolError(f"label owner {self.name!r} holds no head in {self.mode} mode")
+        self.head_ = NetworkSpec().build_head(msg.in_features, msg.seed)
+        self.optimizer_ = OptimConfig(**msg.optim).build(self.head_.parameters())
+        self.wire_dtype = msg.wire_dtype
+        self.pos_weight = msg.pos_weight
+        return Ack()
+
+    def on_head(self, msg: Head) -> HeadReply:
+        if self.head_ is None:
+            raise NotFittedError(f"label owner {self.name!r} got Head before SetupHead")
+        act = from_wire(msg.activations)
+        if msg.train:
+            y = torch.from_numpy(self._partition(msg.partition)[msg.positions].astype(np.float32))
+            act.requires_grad_(True)
+            loss = binary_loss(self.head_(act), y, self.pos_weight)
+            self.optimizer_.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer_.step()
+            return HeadReply(loss=loss.item(), grad=to_wire(act.grad, self.wire_dtype))
+        if msg.step == 0:  # evaluation steps count from 0 within each pass
+            self.book.start(msg.partition, len(self._partition(msg.partition)))
+        with torch.no_grad():
+            self.book.record(msg.partition, msg.positions, self.head_(act))
+        return HeadReply(loss=0.0)
+
+    def on_evaluate(self, msg: Evaluate) -> Metrics:
+        return Metrics(values=self.book.evaluate(self._y, msg.select_on, msg.partitions))
+
+    def on_get_state(self, msg: GetState) -> State:
+        if self.head_ is None:
+            raise NotFittedError(f"label owner {self.name!r} holds no head")
+        names, flat, shapes = flat_state(self.head_)
+        return State(names=names, values=flat, shapes=shapes)

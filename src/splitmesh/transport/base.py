@@ -1,0 +1,61 @@
+"""The transport interface: parties address each other by name and exchange messages."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Mapping
+
+from splitmesh.transport.messages import Message
+
+
+class WireStats:
+    """Bytes and messages per party and direction, seen from the caller's side."""
+
+    def __init__(self) -> None:
+        self.bytes: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.messages: defaultdict[tuple[str, str], int] = defaultdict(int)
+
+    def add(self, party: str, direction: str, n: int) -> None:
+        self.bytes[(party, direction)] += n
+        self.messages[(party, direction)] += 1
+
+    def total(self) -> int:
+        return sum(self.bytes.values())
+
+    def by_party(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (party, direction), n in sorted(self.bytes.items()):
+            out.setdefault(party, {"sent": 0, "received": 0})[direction] = n
+        return out
+
+    def reset(self) -> None:
+        self.bytes.clear()
+        self.messages.clear()
+
+
+class Transport(ABC):
+    """Delivers a request to a named party and returns its reply.
+
+    ``sent`` counts bytes from the caller to the party, ``received`` bytes back. A party's
+    failure comes back as :class:`splitmesh.errors.PartyError` naming the party and call.
+    """
+
+    def __init__(self) -> None:
+        self.stats = WireStats()
+
+    @property
+    @abstractmethod
+    def parties(self) -> list[str]:
+        """Names of the reachable parties."""
+
+    @abstractmethod
+    def request(self, party: str, msg: Message) -> Message:
+        """Send one request and wait for its reply."""
+
+    def request_many(self, requests: Mapping[str, Message]) -> dict[str, Message]:
+        """Send independent requests to several parties; a network transport overlaps them."""
+        return {party: self.request(party, msg) for party, msg in requests.items()}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections; the default has none."""

@@ -1,0 +1,109 @@
+"""Binary codec for protocol messages: scalar fields as JSON, tensors as raw bytes.
+
+Frame layout (little endian)::
+
+    b"SMSG" | u8 version | u16 len(type) | type (utf-8) | u32 len(header) | header (JSON)
+    | u16 n_tensors | n_tensors x (u16 len(name) | name | u8 dtype | u8 ndim
+                                   | ndim x u64 dim | raw bytes, C order)
+
+No pickle anywhere: a frame can only describe scalars, lists, dicts and dense tensors,
+so a message can never smuggle an arbitrary Python object (or a raw table) across.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+from splitmesh.errors import ProtocolError
+
+MAGIC = b"SMSG"
+VERSION = 1
+
+# Wire dtypes. Codes are part of the protocol: append, never renumber.
+DTYPES: dict[int, np.dtype] = {
+    1: np.dtype("<f4"),
+    2: np.dtype("<f2"),
+    3: np.dtype("<f8"),
+    4: np.dtype("<i8"),
+    5: np.dtype("<i4"),
+    6: np.dtype("i1"),
+    7: np.dtype("u1"),
+    8: np.dtype("?"),
+}
+_CODES = {dt: code for code, dt in DTYPES.items()}
+
+_HEAD = struct.Struct("<4sBH")
+_U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+_TENSOR = struct.Struct("<HBB")  # name length, dtype code, ndim
+
+
+def encode_frame(type_name: str, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> bytes:
+    """Encode one message; tensors must have a wire dtype."""
+    tname = type_name.encode()
+    hjson = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    parts = [_HEAD.pack(MAGIC, VERSION, len(tname)), tname, _U32.pack(len(hjson)), hjson]
+    parts.append(_U16.pack(len(tensors)))
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        code = _CODES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
+        if code is None:
+            raise ProtocolError(
+                f"tensor {name!r} has dtype {arr.dtype}, which has no wire encoding; "
+                f"use one of {sorted(str(d) for d in _CODES)}"
+            )
+        bname = name.encode()
+        parts.append(_TENSOR.pack(len(bname), code, arr.ndim))
+        parts.append(bname)
+        parts.append(struct.pack(f"<{arr.ndim}Q", *arr.shape))
+        parts.append(arr.astype(DTYPES[code], copy=False).tobytes())
+    return b"".join(parts)
+
+
+def decode_frame(data: bytes) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """Decode one frame into (type name, header, tensors). Tensors own their memory."""
+    view = memoryview(data)
+    try:
+        magic, version, tlen = _HEAD.unpack_from(view, 0)
+        if magic != MAGIC:
+            raise ProtocolError("not a splitmesh message (bad magic)")
+        if version != VERSION:
+            raise ProtocolError(f"message version {version} is not supported (want {VERSION})")
+        off = _HEAD.size
+        type_name = bytes(view[off : off + tlen]).decode()
+        off += tlen
+        (hlen,) = _U32.unpack_from(view, off)
+        off += _U32.size
+        header = json.loads(bytes(view[off : off + hlen]))
+        off += hlen
+        (n,) = _U16.unpack_from(view, off)
+        off += _U16.size
+        tensors: dict[str, np.ndarray] = {}
+        for _ in range(n):
+            nlen, code, ndim = _TENSOR.unpack_from(view, off)
+            off += _TENSOR.size
+            name = bytes(view[off : off + nlen]).decode()
+            off += nlen
+            shape = struct.unpack_from(f"<{ndim}Q", view, off)
+            off += 8 * ndim
+            dtype = DTYPES.get(code)
+            if dtype is None:
+                raise ProtocolError(f"tensor {name!r} has unknown dtype code {code}")
+            count = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+            nbytes = count * dtype.itemsize
+            if off + nbytes > len(view):
+                raise ProtocolError(f"tensor {name!r} is truncated")
+            # copy: decoded tensors must be writable and must not pin the frame buffer
+            tensors[name] = (
+                np.frombuffer(view, dtype=dtype, count=count, offset=off).reshape(shape).copy()
+            )
+            off += nbytes
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"malformed message: {exc}") from exc
+    if off != len(view):
+        raise ProtocolError(f"malformed message: {len(view) - off} trailing bytes")
+    return type_name, header, tensors

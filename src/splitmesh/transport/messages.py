@@ -1,0 +1,267 @@
+"""The step protocol's messages. A message type that could carry raw rows does not exist.
+
+Every message is a frozen dataclass whose fields are JSON scalars (and lists / dicts of
+them) or numpy arrays. Arrays travel as raw bytes with dtype and shape; everything else in
+a small JSON header. ``encode`` / ``decode`` are the only way a message crosses a boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, ClassVar
+
+import numpy as np
+
+from splitmesh.errors import ProtocolError
+from splitmesh.transport.codec import decode_frame, encode_frame
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """Base of all protocol messages."""
+
+    _tensor_fields: ClassVar[tuple[str, ...]] = ()
+
+
+def message(cls: type) -> type:
+    """Register a message dataclass; fields annotated ``np.ndarray`` travel as tensors."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    hints = typing.get_type_hints(cls)
+
+    def is_tensor(hint: Any) -> bool:
+        if hint is np.ndarray:
+            return True
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            return np.ndarray in typing.get_args(hint)
+        return False
+
+    cls._tensor_fields = tuple(f.name for f in dataclasses.fields(cls) if is_tensor(hints[f.name]))
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def encode(msg: Message) -> bytes:
+    """Message -> bytes."""
+    header: dict[str, Any] = {}
+    tensors: dict[str, np.ndarray] = {}
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        if f.name in msg._tensor_fields and value is not None:
+            tensors[f.name] = value
+        else:
+            header[f.name] = value
+    return encode_frame(type(msg).__name__, header, tensors)
+
+
+def decode(data: bytes) -> Message:
+    """Bytes -> message; unknown types and fields are protocol errors."""
+    type_name, header, tensors = decode_frame(data)
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        raise ProtocolError(f"unknown message type {type_name!r}")
+    try:
+        return cls(**header, **tensors)
+    except TypeError as exc:
+        raise ProtocolError(f"malformed {type_name}: {exc}") from exc
+
+
+# --- replies shared by every party -------------------------------------------------------
+
+
+@message
+class Ack(Message):
+    """Generic success reply, with optional metadata (counts, shapes; never rows)."""
+
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+@message
+class ErrorReply(Message):
+    """A party could not serve a request; travels back instead of the reply."""
+
+    kind: str
+    detail: str
+
+
+# --- domain party ------------------------------------------------------------------------
+
+
+@message
+class SetupDomain(Message):
+    """Assign partitions (aligned positions) and the bottom model's settings."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    model: dict  # hidden sizes, activation, dropout
+    optim: dict  # name, lr, weight_decay
+    seed: int
+    wire_dtype: str = "float32"
+
+
+@message
+class PartialDistances(Message):
+    """Ask for squared Euclidean distances between rows, over this domain's columns only."""
+
+    partition: str
+    positions: np.ndarray
+
+
+@message
+class Distances(Message):
+    values: np.ndarray
+
+
+@message
+class Augment(Message):
+    """SMOTE plan from shared (row, neighbour, gap) choices, then the resampled row order.
+
+    Synthetic row s = x[base[rows[s]]] + gaps[s] * (x[base[neighbours[s]]] - x[base[rows[s]]]),
+    computed by each domain on its own columns; then the partition becomes
+    concat(original rows, synthetic rows)[order].
+    """
+
+    partition: str
+    base: np.ndarray
+    rows: np.ndarray
+    neighbours: np.ndarray
+    gaps: np.ndarray
+    order: np.ndarray
+
+
+@message
+class Forward(Message):
+    """Run the bottom model on these rows of a partition."""
+
+    partition: str
+    positions: np.ndarray
+    step: int
+    train: bool
+
+
+@message
+class Embedding(Message):
+    step: int
+    values: np.ndarray
+
+
+@message
+class Backward(Message):
+    """Gradient of the loss with respect to the embedding sent for ``step``."""
+
+    step: int
+    grad: np.ndarray
+
+
+@message
+class GetState(Message):
+    """Ask a party for its model parameters (tests and checkpoints only)."""
+
+
+@message
+class State(Message):
+    names: list
+    values: np.ndarray  # all parameters flattened and concatenated, float32
+    shapes: list
+
+
+# --- label owner -------------------------------------------------------------------------
+
+
+@message
+class PlanSplit(Message):
+    """Ask the label owner for a stratified train / validation / test split."""
+
+    test: float
+    validation: float
+    seed: int
+
+
+@message
+class SplitPlan(Message):
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+@message
+class PlanResample(Message):
+    """Step 1 of cross-boundary resampling: which rows need pairwise distances?"""
+
+    smote_ratio: float | None
+    under_ratio: float | None
+    k_neighbors: int
+    seed: int
+
+
+@message
+class ResampleNeeds(Message):
+    positions: np.ndarray  # training positions whose pairwise distances are needed
+    notes: list  # human-readable reasons when a step does not apply
+
+
+@message
+class FinishResample(Message):
+    """Step 2: summed distances between the rows named in ResampleNeeds."""
+
+    distances: np.ndarray
+
+
+@message
+class SetupHead(Message):
+    """Label-preserving mode: the label owner builds the head (last layer) and loss."""
+
+    in_features: int
+    optim: dict
+    seed: int
+    wire_dtype: str = "float32"
+    pos_weight: float | None = None
+
+
+@message
+class GetLabels(Message):
+    """Label-sharing mode only: the coordinator asks for a partition's labels."""
+
+    partition: str
+
+
+@message
+class Labels(Message):
+    values: np.ndarray
+
+
+@message
+class Head(Message):
+    """Top-model output for a batch; the label owner runs the head and (in training) the loss.
+
+    Evaluation passes number their steps from 0; step 0 starts a new pass over the partition.
+    """
+
+    partition: str
+    positions: np.ndarray
+    step: int
+    train: bool
+    activations: np.ndarray
+
+
+@message
+class HeadReply(Message):
+    loss: float
+    grad: np.ndarray | None = None
+
+
+@message
+class Evaluate(Message):
+    """Compute metrics from the scores the head produced for ``partitions``."""
+
+    select_on: str
+    partitions: list
+
+
+@message
+class Metrics(Message):
+    values: dict

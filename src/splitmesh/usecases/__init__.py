@@ -1,0 +1,1 @@
+"""Pipelines that wire data, parties, transport and reporting for the reference use cases."""

@@ -1,0 +1,174 @@
+"""Credit-card fraud detection across three domains (payments, cardholder, security).
+
+``run_fraud`` loads (or generates) the table, gives each domain only its own columns, and
+trains the same network in each requested mode on the same split and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from splitmesh.data.datasets.creditcard import (
+    DOMAINS,
+    CreditCardTable,
+    domain_names,
+    load_creditcard,
+    synthetic_creditcard,
+)
+from splitmesh.data.resampling import ResampleConfig
+from splitmesh.errors import ConfigError
+from splitmesh.metrics import binary_report
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.centralized import CentralizedLearner
+from splitmesh.split.common import MODES, OptimConfig, check_mode
+from splitmesh.split.coordinator import Coordinator
+from splitmesh.split.domain import DomainParty
+from splitmesh.split.label_owner import LabelOwner
+from splitmesh.split.trainer import TrainConfig, fit
+from splitmesh.transport.local import LocalTransport
+
+LABEL_OWNER = "fraud-labels"  # a party apart from every domain (DESIGN.md)
+REAL_SUBSET = Path("../shared/data/creditcard/creditcard_1722.csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class FraudConfig:
+    data: str | None = None  # a creditcard.csv; None with synthetic_rows=None: the real subset
+    synthetic_rows: int | None = None
+    domains: int = 3
+    modes: tuple[str, ...] = MODES
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    spec: NetworkSpec = dataclasses.field(default_factory=NetworkSpec)
+    resample: ResampleConfig = dataclasses.field(default_factory=ResampleConfig)
+    test: float = 0.3
+    validation: float = 0.15
+    wire_dtype: str = "float32"
+    reference: bool = True  # also fit a logistic regression on the same joined rows
+
+    def __post_init__(self) -> None:
+        for m in self.modes:
+            check_mode(m)
+        domain_names(self.domains)
+        if self.data is not None and self.synthetic_rows is not None:
+            raise ConfigError("Give either --data or --synthetic-rows, not both.")
+
+
+def load_table(cfg: FraudConfig) -> CreditCardTable:
+    if cfg.synthetic_rows is not None:
+        return synthetic_creditcard(cfg.synthetic_rows, cfg.train.seed)
+    if cfg.data is not None:
+        return load_creditcard(cfg.data)
+    if REAL_SUBSET.is_file():
+        return load_creditcard(REAL_SUBSET)
+    raise ConfigError(
+        f"no data: {REAL_SUBSET} is not there and neither --data nor --synthetic-rows was given",
+        hint="pass --data creditcard.csv or --synthetic-rows 100000",
+    )
+
+
+def make_learner(mode: str, table: CreditCardTable, cfg: FraudConfig):
+    """The learner for one mode, with each domain holding only its own columns."""
+    names = domain_names(cfg.domains)
+    if mode == "centralized":
+        return CentralizedLearner(
+            {d: table.domain(d) for d in names},
+            table.y,
+            spec=cfg.spec,
+            optim=cfg.optim,
+            seed=cfg.train.seed,
+        ), None
+    parties = {d: DomainParty(d, table.domain(d), DOMAINS[d]) for d in names}
+    parties[LABEL_OWNER] = LabelOwner(LABEL_OWNER, table.y, mode)
+    transport = LocalTransport(parties)
+    coordinator = Coordinator(
+        transport,
+        names,
+        LABEL_OWNER,
+        mode=mode,
+        spec=cfg.spec,
+        optim=cfg.optim,
+        seed=cfg.train.seed,
+        wire_dtype=cfg.wire_dtype,
+    )
+    return coordinator, transport
+
+
+def run_mode(mode: str, table: CreditCardTable, cfg: FraudConfig, *, progress: bool = True) -> dict:
+    learner, transport = make_learner(mode, table, cfg)
+    prep = learner.prepare(test=cfg.test, validation=cfg.validation, resample=cfg.resample)
+    learner.build()
+    prep_bytes = transport.stats.total() if transport else 0
+    if transport:
+        transport.stats.reset()
+    t0 = time.perf_counter()
+    result = fit(learner, cfg.train, progress=progress, label=mode)
+    train_seconds = time.perf_counter() - t0
+    train_bytes = transport.stats.total() if transport else 0
+    metrics = learner.evaluate(["val", "test"])
+    run = {
+        "mode": mode,
+        "domains": domain_names(cfg.domains),
+        "metrics": metrics["test"],
+        "validation_metrics": metrics["val"],
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": float(np.median(result.epoch_seconds)),
+        "epoch_losses": result.losses,
+        "wire_bytes": train_bytes,
+        "wire_bytes_per_example": train_bytes / max(1, prep["rows"]["train"] * cfg.train.epochs),
+        "wire_bytes_setup": prep_bytes,
+        "rows": prep["rows"],
+        "resample_notes": prep["resample_notes"],
+    }
+    if transport:
+        run["wire_by_party"] = transport.stats.by_party()
+    run["_learner"] = learner
+    return run
+
+
+def logistic_reference(learner: CentralizedLearner, seed: int) -> dict:
+    """What a user would try first: logistic regression on the same joined training rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(max_iter=2000, random_state=seed)
+    model.fit(learner.joined_["train"], learner.y_["train"])
+    scores = {p: model.predict_proba(learner.joined_[p])[:, 1] for p in ("val", "test")}
+    threshold = binary_report(learner.y_["val"], scores["val"])["threshold"]
+    return {
+        "mode": "reference: logistic regression (centralized)",
+        "domains": list(learner.domains),
+        "metrics": binary_report(learner.y_["test"], scores["test"], threshold=threshold),
+    }
+
+
+def run_fraud(cfg: FraudConfig, *, progress: bool = True) -> dict:
+    """Every requested mode on the same table, split and seed; the JSON-ready results."""
+    table = load_table(cfg)
+    runs, references = [], []
+    for mode in cfg.modes:
+        run = run_mode(mode, table, cfg, progress=progress)
+        learner = run.pop("_learner")
+        runs.append(run)
+        if mode == "centralized" and cfg.reference:
+            references.append(logistic_reference(learner, cfg.train.seed))
+    if cfg.reference and "centralized" not in cfg.modes:
+        learner, _ = make_learner("centralized", table, cfg)
+        learner.prepare(test=cfg.test, validation=cfg.validation, resample=cfg.resample)
+        references.append(logistic_reference(learner, cfg.train.seed))
+    return {
+        "task": "fraud",
+        "data": {"source": table.source, "rows": len(table.y), "frauds": int(table.y.sum())},
+        "config": _config_dict(cfg),
+        "runs": runs,
+        "references": references,
+    }
+
+
+def _config_dict(cfg: FraudConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["modes"] = list(cfg.modes)
+    return d

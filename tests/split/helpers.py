@@ -1,0 +1,70 @@
+"""Small split setups shared by the split tests."""
+
+import numpy as np
+
+from splitmesh.data.resampling import ResampleConfig
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.centralized import CentralizedLearner
+from splitmesh.split.common import OptimConfig
+from splitmesh.split.coordinator import Coordinator
+from splitmesh.split.domain import DomainParty
+from splitmesh.split.label_owner import LabelOwner
+from splitmesh.transport.local import LocalTransport
+from splitmesh.transport.messages import GetState
+
+NO_RESAMPLING = ResampleConfig(None, None)
+
+
+def toy_tables(n=400, widths=(3, 4, 2), seed=0):
+    rng = np.random.default_rng(seed)
+    tables = {f"d{i}": rng.normal(size=(n, w)) * (i + 1) + i for i, w in enumerate(widths)}
+    signal = sum(t[:, 0] for t in tables.values())
+    y = (signal + rng.normal(scale=0.5, size=n) > np.median(signal)).astype(int)
+    return tables, y
+
+
+def make_pair(mode, tables, y, *, spec=None, optim=None, seed=0, resample=NO_RESAMPLING):
+    spec = spec or NetworkSpec(bottom=(8, 4), top=(6,))
+    optim = optim or OptimConfig()
+    parties = {
+        d: DomainParty(d, t, [f"{d}_{j}" for j in range(t.shape[1])]) for d, t in tables.items()
+    }
+    parties["labels"] = LabelOwner("labels", y, mode)
+    transport = LocalTransport(parties)
+    coord = Coordinator(
+        transport, list(tables), "labels", mode=mode, spec=spec, optim=optim, seed=seed
+    )
+    central = CentralizedLearner(tables, y, spec=spec, optim=optim, seed=seed)
+    for learner in (coord, central):
+        learner.prepare(test=0.25, validation=0.25, resample=resample)
+        learner.build()
+    return coord, central, transport
+
+
+def split_params(coord, transport):
+    """Every parameter of the split network, named as in the centralized SplitNetwork."""
+    out = {}
+    for d in coord.domains:
+        st = transport.request(d, GetState())
+        off = 0
+        for name, shape in zip(st.names, st.shapes, strict=True):
+            n = int(np.prod(shape))
+            out[f"bottoms.{d}.{name}"] = st.values[off : off + n].reshape(shape)
+            off += n
+    for name, p in coord.top_.named_parameters():
+        out[f"top.{name}"] = p.detach().numpy()
+    if coord.mode == "label-sharing":
+        head = {n: p.detach().numpy() for n, p in coord.head_.named_parameters()}
+    else:
+        st = transport.request("labels", GetState())
+        head, off = {}, 0
+        for name, shape in zip(st.names, st.shapes, strict=True):
+            n = int(np.prod(shape))
+            head[name] = st.values[off : off + n].reshape(shape)
+            off += n
+    out.update({f"head.{k}": v for k, v in head.items()})
+    return out
+
+
+def central_params(central):
+    return {n: p.detach().numpy().copy() for n, p in central.net_.named_parameters()}
