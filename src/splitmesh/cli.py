@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from splitmesh.errors import SplitmeshError
+from splitmesh.errors import ConfigError, SplitmeshError
 
 app = typer.Typer(
     add_completion=False,
@@ -27,7 +27,23 @@ def _root() -> None:
 
 
 def _ratio(value: str) -> float | None:
-    return None if value.lower() in ("none", "off", "0") else float(value)
+    if value.lower() in ("none", "off", "0"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(
+            f"A resampling ratio must be a number or 'none'. Got {value!r}."
+        ) from None
+
+
+def _widths(value: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in value.split(",") if w.strip())
+    except ValueError:
+        raise ConfigError(
+            f"The '{name}' parameter must be comma-separated widths like 64,16. Got {value!r}."
+        ) from None
 
 
 @app.command()
@@ -43,9 +59,24 @@ def fraud(
         int | None, typer.Option(help="generate N rows of the schema instead")
     ] = None,
     domains: Annotated[int, typer.Option(help="the first N of payments, cardholder, security")] = 3,
-    epochs: int = 30,
+    domains_sweep: Annotated[
+        bool, typer.Option(help="run 1, 2, 3 domains and plot what each adds")
+    ] = False,
+    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 100,
+    patience: Annotated[
+        int, typer.Option(help="stop after N epochs without validation gain; 0: no selection")
+    ] = 20,
+    select_metric: Annotated[
+        str, typer.Option(help="validation metric that picks the epoch")
+    ] = "log_loss",
     batch_size: int = 256,
     lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    bottom: Annotated[
+        str, typer.Option(help="bottom MLP widths; the last is the cut layer")
+    ] = "64,16",
+    top: Annotated[str, typer.Option(help="top MLP widths")] = "32",
+    aggregation: Annotated[str, typer.Option(help="concat | sum | mean")] = "concat",
     seed: int = 0,
     smote_ratio: Annotated[
         str, typer.Option(help="minority ratio after SMOTE, or 'none'")
@@ -62,28 +93,43 @@ def fraud(
 ) -> None:
     """Credit-card fraud detection, split across three domains, against a centralized baseline."""
     from splitmesh.data.resampling import ResampleConfig
-    from splitmesh.report import print_binary_report, write_results
+    from splitmesh.nn.network import NetworkSpec
+    from splitmesh.report import plot_domains_sweep, print_binary_report, write_results
     from splitmesh.split.common import MODES, OptimConfig
     from splitmesh.split.trainer import TrainConfig
-    from splitmesh.usecases.fraud import FraudConfig, run_fraud
+    from splitmesh.usecases.fraud import FraudConfig, run_domains_sweep, run_fraud
 
     cfg = FraudConfig(
         data=str(data) if data else None,
         synthetic_rows=synthetic_rows,
         domains=domains,
         modes=MODES if mode == "all" else (mode,),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
-        optim=OptimConfig(lr=lr),
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            patience=patience or None,
+            select_metric=select_metric,
+        ),
+        optim=OptimConfig(lr=lr, weight_decay=weight_decay),
+        spec=NetworkSpec(
+            bottom=_widths(bottom, "bottom"), top=_widths(top, "top"), aggregation=aggregation
+        ),
         resample=ResampleConfig(_ratio(smote_ratio), _ratio(under_ratio), k_neighbors),
         test=test,
         validation=validation,
         wire_dtype=wire_dtype,
     )
-    results = run_fraud(cfg, progress=progress and sys.stderr.isatty())
+    show = progress and sys.stderr.isatty()
+    results = (
+        run_domains_sweep(cfg, progress=show) if domains_sweep else run_fraud(cfg, progress=show)
+    )
     print_binary_report(results, console)
     if out:
         for p in write_results(results, out):
             console.print(f"wrote {p}")
+        if domains_sweep:
+            console.print(f"wrote {plot_domains_sweep(results, out)}")
 
 
 def main() -> None:
@@ -94,9 +140,6 @@ def main() -> None:
         if exc.hint:
             err.print(f"hint: {exc.hint}")
         sys.exit(exc.exit_code)
-    except ValueError as exc:  # typer/click parse errors of ratio strings etc.
-        err.print(f"[bold red]Error[/bold red]: {exc}")
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ from sklearn import metrics as skm
 
 from splitmesh.errors import ConfigError
 
+# Metrics where lower is better; model selection minimises these and maximises the rest.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold with the highest class-1 F1 (ties: the highest threshold)."""
@@ -49,5 +52,7 @@ def binary_report(
     out["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
     out["roc_auc"] = float(skm.roc_auc_score(y_true, scores))
     out["average_precision"] = float(skm.average_precision_score(y_true, scores))
+    out["log_loss"] = float(skm.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    out["brier"] = float(skm.brier_score_loss(y_true, scores))
     out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
     return out

@@ -10,12 +10,11 @@ from rich.table import Table
 from splitmesh.io import atomic_write_json, atomic_write_text
 
 SUMMARY = [
-    ("precision_1", "precision (1)"),
-    ("recall_1", "recall (1)"),
-    ("f1_1", "F1 (1)"),
+    ("precision_1", "P(1)"),
+    ("recall_1", "R(1)"),
+    ("f1_1", "F1(1)"),
     ("roc_auc", "ROC-AUC"),
     ("average_precision", "AUPRC"),
-    ("accuracy", "accuracy"),
 ]
 
 
@@ -53,16 +52,16 @@ def print_binary_report(results: dict, console: Console | None = None) -> None:
         console.print(t)
         for note in run.get("resample_notes", []):
             console.print(f"[yellow]note:[/yellow] {note}")
-    s = Table(title="summary (test rows; threshold chosen on validation rows)")
-    s.add_column("run")
+    s = Table(title="summary: test rows, class-1 threshold chosen on validation rows")
+    s.add_column("run", no_wrap=True)
     for _, name in SUMMARY:
         s.add_column(name, justify="right")
-    s.add_column("s/epoch", justify="right")
-    s.add_column("wire/example", justify="right")
+    s.add_column("s/ep", justify="right")
+    s.add_column("wire/ex", justify="right")
     for mode, m, r in _summary_rows(results):
         spe = f"{r['seconds_per_epoch']:.3f}" if "seconds_per_epoch" in r else "-"
         wire = _fmt_bytes(r["wire_bytes_per_example"]) if r.get("wire_bytes") else "-"
-        s.add_row(mode, *(f"{m[k]:.4f}" for k, _ in SUMMARY), spe, wire)
+        s.add_row(mode, *(f"{m[k]:.3f}" for k, _ in SUMMARY), spe, wire)
     console.print(s)
 
 
@@ -100,3 +99,35 @@ def write_results(results: dict, out: str | Path) -> list[Path]:
     atomic_write_json(paths[0], results)
     atomic_write_text(paths[1], markdown_report(results))
     return paths
+
+
+def plot_domains_sweep(results: dict, out: str | Path) -> Path:
+    """Class-1 metrics against the number of domains, one line per metric and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(out) / "domains.png"
+    modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        runs = [r for r in results["runs"] if r["mode"] == mode]
+        n = [len(r["domains"]) for r in runs]
+        for key, name in SUMMARY:
+            ax.plot(n, [r["metrics"][key] for r in runs], marker="o", label=name)
+        ax.set_xticks(
+            n, [" + ".join(r["domains"][-1:]) if i else r["domains"][0] for i, r in enumerate(runs)]
+        )
+        ax.set_title(mode)
+        ax.set_xlabel("domains taking part (cumulative)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test metric")
+    axes[0][-1].legend(loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

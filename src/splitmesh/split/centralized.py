@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
@@ -71,6 +73,7 @@ class CentralizedLearner:
         self.optimizer_ = self.optim.build(self.net_.parameters())
         self._y_train = torch.from_numpy(self.y_["train"].astype(np.float32))
         self.book = ScoreBook()
+        self._snapshots: dict = {}
 
     @property
     def n_train(self) -> int:
@@ -85,6 +88,14 @@ class CentralizedLearner:
         loss.backward()
         self.optimizer_.step()
         return loss.item()
+
+    def snapshot(self, tag: str) -> None:
+        self._snapshots[tag] = copy.deepcopy((self.net_.state_dict(), self.optimizer_.state_dict()))
+
+    def restore(self, tag: str) -> None:
+        net, opt = self._snapshots[tag]
+        self.net_.load_state_dict(net)
+        self.optimizer_.load_state_dict(opt)
 
     def evaluate(
         self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"

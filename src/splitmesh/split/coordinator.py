@@ -5,6 +5,8 @@ It drives the step protocol through a Transport and never knows how messages tra
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -42,8 +44,10 @@ from splitmesh.transport.messages import (
     PlanResample,
     PlanSplit,
     ResampleNeeds,
+    Restore,
     SetupDomain,
     SetupHead,
+    Snapshot,
     SplitPlan,
 )
 
@@ -77,6 +81,7 @@ class Coordinator:
         self.spec, self.optim, self.seed = spec, optim, seed
         self.wire_dtype, self.pos_weight = wire_dtype, pos_weight
         self.sizes_: dict[str, int] | None = None
+        self._snapshots: dict[str, dict] = {}
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
     def prepare(self, *, test: float, validation: float, resample: ResampleConfig) -> dict:
@@ -116,7 +121,7 @@ class Coordinator:
         widths = [infos[d]["cut_width"] for d in self.domains]
         return {
             "rows": {"original": {p: len(getattr(plan, p)) for p in PARTITIONS}, **self.sizes_},
-            "resample_notes": list(needs.notes),
+            "resample_notes": list(aug.notes),
             "cut_widths": dict(zip(self.domains, widths, strict=True)),
         }
 
@@ -195,6 +200,10 @@ class Coordinator:
         self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"
     ) -> dict:
         """Metrics per partition, with the decision threshold chosen on ``select_on``."""
+        with self.t.stats.phase("eval"):
+            return self._evaluate(partitions, batch_size, select_on)
+
+    def _evaluate(self, partitions: list[str], batch_size: int, select_on: str) -> dict:
         self.top_.eval()
         for p in dict.fromkeys([select_on, *partitions]):
             for i, pos in enumerate(eval_batches(self.sizes_[p], batch_size)):
@@ -212,6 +221,27 @@ class Coordinator:
             return self.book.evaluate(self.labels_, select_on, list(partitions))
         reply = self.t.request(self.label_owner, Evaluate(select_on, list(partitions)))
         return _expect(reply, Metrics, self.label_owner).values
+
+    # -- snapshots: every party keeps its own copy, nothing travels but the tag -------------
+    def _parties_with_models(self) -> list[str]:
+        return self.domains + ([self.label_owner] if self.mode == "label-preserving" else [])
+
+    def _own_state(self) -> dict:
+        own = {"top": self.top_, "optimizer": self.optimizer_}
+        if self.mode == "label-sharing":
+            own["head"] = self.head_
+        return own
+
+    def snapshot(self, tag: str) -> None:
+        self.t.request_many({p: Snapshot(tag) for p in self._parties_with_models()})
+        self._snapshots[tag] = {
+            k: copy.deepcopy(v.state_dict()) for k, v in self._own_state().items()
+        }
+
+    def restore(self, tag: str) -> None:
+        self.t.request_many({p: Restore(tag) for p in self._parties_with_models()})
+        for k, v in self._own_state().items():
+            v.load_state_dict(self._snapshots[tag][k])
 
     def state(self) -> tuple[list[str], np.ndarray, list[list[int]]]:
         return flat_state(self.top_)

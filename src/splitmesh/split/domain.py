@@ -92,6 +92,11 @@ class DomainParty(Party):
             )
         return self._x64[partition]
 
+    def stateful(self) -> dict:
+        if self.bottom_ is None:
+            return {}
+        return {"bottom": self.bottom_, "optimizer": self.optimizer_}
+
     # -- resampling across the boundary ----------------------------------------------------
     def on_partial_distances(self, msg: PartialDistances) -> Distances:
         x = self._rows(msg.partition)

@@ -85,7 +85,6 @@ class LabelOwner(Party):
         distances = msg.distances if msg.distances.size else None
         plan = plan_resample(self._partition("train"), distances, cfg, seed)
         self._y["train"] = plan.labels
-        self.resample_notes = list(plan.notes)
         return Augment(
             partition="train",
             base=plan.base,
@@ -93,6 +92,7 @@ class LabelOwner(Party):
             neighbours=plan.neighbours,
             gaps=plan.gaps,
             order=plan.order,
+            notes=list(plan.notes),
         )
 
     def on_get_labels(self, msg: GetLabels) -> Labels:
@@ -102,6 +102,11 @@ class LabelOwner(Party):
                 "GetLabels is refused"
             )
         return Labels(values=self._partition(msg.partition))
+
+    def stateful(self) -> dict:
+        if self.head_ is None:
+            return {}
+        return {"head": self.head_, "optimizer": self.optimizer_}
 
     # -- label-preserving: the head and the loss live here ---------------------------------
     def on_setup_head(self, msg: SetupHead) -> Ack:

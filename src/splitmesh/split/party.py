@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
-from splitmesh.errors import ProtocolError
-from splitmesh.transport.messages import Message
+import torch
+
+from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.transport.messages import Ack, Message, Restore, Snapshot
 
 
 def _snake(name: str) -> str:
@@ -19,6 +22,7 @@ class Party:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._snapshots: dict[str, dict] = {}
 
     def handle(self, msg: Message) -> Message:
         method = getattr(self, f"on_{_snake(type(msg).__name__)}", None)
@@ -27,3 +31,21 @@ class Party:
                 f"{self.role} {self.name!r} does not accept {type(msg).__name__} messages"
             )
         return method(msg)
+
+    def stateful(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
+        """The models and optimizers a snapshot holds; none until set up."""
+        return {}
+
+    def on_snapshot(self, msg: Snapshot) -> Ack:
+        self._snapshots[msg.tag] = {
+            k: copy.deepcopy(v.state_dict()) for k, v in self.stateful().items()
+        }
+        return Ack()
+
+    def on_restore(self, msg: Restore) -> Ack:
+        saved = self._snapshots.get(msg.tag)
+        if saved is None:
+            raise NotFittedError(f"{self.role} {self.name!r} has no snapshot {msg.tag!r}")
+        for k, v in self.stateful().items():
+            v.load_state_dict(saved[k])
+        return Ack()

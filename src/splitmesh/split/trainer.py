@@ -10,6 +10,7 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from splitmesh.errors import ConfigError
+from splitmesh.metrics import LOWER_IS_BETTER
 from splitmesh.split.common import BatchPlan
 
 
@@ -25,13 +26,21 @@ class Learner(Protocol):
 
     def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict: ...
 
+    def snapshot(self, tag: str) -> None: ...
+
+    def restore(self, tag: str) -> None: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 100  # an upper bound when patience is set
     batch_size: int = 256
     seed: int = 0
     shuffle: bool = True  # one party plans the shuffle; every party follows its positions
+    # Model selection on validation rows only: keep the epoch with the best validation
+    # ``select_metric`` and stop after ``patience`` epochs without a gain (None: no selection).
+    patience: int | None = 10
+    select_metric: str = "average_precision"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -40,19 +49,25 @@ class TrainConfig:
             raise ConfigError(
                 f"The 'batch_size' parameter must be >= 1. Got {self.batch_size} instead."
             )
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"The 'patience' parameter must be >= 1. Got {self.patience}.")
 
 
 @dataclasses.dataclass
 class FitResult:
     losses: list[float]  # mean training loss per epoch
-    epoch_seconds: list[float]
+    epoch_seconds: list[float]  # training only, evaluation excluded
     steps: int
+    best_epoch: int  # 1-based epoch whose weights the learner holds at the end
+    validation: list[float]  # validation select_metric per epoch (empty without selection)
 
 
 def fit(learner: Learner, cfg: TrainConfig, *, progress: bool = True, label: str = "") -> FitResult:
     """Train for ``cfg.epochs`` epochs over the same batch plan in every mode."""
     plan = BatchPlan(learner.n_train, cfg.batch_size, cfg.seed, shuffle=cfg.shuffle)
     losses, seconds, step = [], [], 0
+    history: list[float] = []
+    best, best_epoch = -float("inf"), cfg.epochs
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -78,4 +93,15 @@ def fit(learner: Learner, cfg: TrainConfig, *, progress: bool = True, label: str
             seconds.append(time.perf_counter() - t0)
             losses.append(total / max(n, 1))
             bar.update(task, epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
-    return FitResult(losses=losses, epoch_seconds=seconds, steps=step)
+            if cfg.patience is None:
+                continue
+            history.append(learner.evaluate(["val"])["val"][cfg.select_metric])
+            gain = -history[-1] if cfg.select_metric in LOWER_IS_BETTER else history[-1]
+            if gain > best:
+                best, best_epoch = gain, epoch + 1
+                learner.snapshot("best")
+            elif epoch + 1 - best_epoch >= cfg.patience:
+                break
+    if cfg.patience is not None:
+        learner.restore("best")
+    return FitResult(losses, seconds, step, best_epoch, history)

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from splitmesh.transport.messages import Message
 
 
 class WireStats:
-    """Bytes and messages per party and direction, seen from the caller's side."""
+    """Bytes and messages per party and direction, seen from the caller's side.
+
+    Bytes are also summed per phase ("train" unless a ``phase`` block says otherwise), so
+    training traffic can be told from evaluation traffic.
+    """
 
     def __init__(self) -> None:
         self.bytes: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.messages: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.by_phase: defaultdict[str, int] = defaultdict(int)
+        self._phase = "train"
 
     def add(self, party: str, direction: str, n: int) -> None:
         self.bytes[(party, direction)] += n
         self.messages[(party, direction)] += 1
+        self.by_phase[self._phase] += n
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        before, self._phase = self._phase, name
+        try:
+            yield
+        finally:
+            self._phase = before
 
     def total(self) -> int:
         return sum(self.bytes.values())
@@ -32,6 +48,7 @@ class WireStats:
     def reset(self) -> None:
         self.bytes.clear()
         self.messages.clear()
+        self.by_phase.clear()
 
 
 class Transport(ABC):

@@ -131,6 +131,7 @@ class Augment(Message):
     neighbours: np.ndarray
     gaps: np.ndarray
     order: np.ndarray
+    notes: list = dataclasses.field(default_factory=list)  # why a step did not apply
 
 
 @message
@@ -167,6 +168,20 @@ class State(Message):
     names: list
     values: np.ndarray  # all parameters flattened and concatenated, float32
     shapes: list
+
+
+@message
+class Snapshot(Message):
+    """Keep a copy of the party's model and optimizer state under ``tag`` (e.g. best epoch)."""
+
+    tag: str
+
+
+@message
+class Restore(Message):
+    """Return the party's model and optimizer to the state kept under ``tag``."""
+
+    tag: str
 
 
 # --- label owner -------------------------------------------------------------------------

@@ -41,9 +41,11 @@ class FraudConfig:
     synthetic_rows: int | None = None
     domains: int = 3
     modes: tuple[str, ...] = MODES
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    spec: NetworkSpec = dataclasses.field(default_factory=NetworkSpec)
+    train: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(patience=20, select_metric="log_loss")
+    )
+    optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(weight_decay=1e-4))
+    spec: NetworkSpec = dataclasses.field(default_factory=lambda: NetworkSpec(bottom=(64, 16)))
     resample: ResampleConfig = dataclasses.field(default_factory=ResampleConfig)
     test: float = 0.3
     validation: float = 0.15
@@ -108,7 +110,7 @@ def run_mode(mode: str, table: CreditCardTable, cfg: FraudConfig, *, progress: b
     t0 = time.perf_counter()
     result = fit(learner, cfg.train, progress=progress, label=mode)
     train_seconds = time.perf_counter() - t0
-    train_bytes = transport.stats.total() if transport else 0
+    train_bytes = transport.stats.by_phase["train"] if transport else 0
     metrics = learner.evaluate(["val", "test"])
     run = {
         "mode": mode,
@@ -117,9 +119,12 @@ def run_mode(mode: str, table: CreditCardTable, cfg: FraudConfig, *, progress: b
         "validation_metrics": metrics["val"],
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.median(result.epoch_seconds)),
+        "epochs_run": len(result.losses),
+        "best_epoch": result.best_epoch,
         "epoch_losses": result.losses,
+        "validation_history": result.validation,
         "wire_bytes": train_bytes,
-        "wire_bytes_per_example": train_bytes / max(1, prep["rows"]["train"] * cfg.train.epochs),
+        "wire_bytes_per_example": train_bytes / max(1, prep["rows"]["train"] * len(result.losses)),
         "wire_bytes_setup": prep_bytes,
         "rows": prep["rows"],
         "resample_notes": prep["resample_notes"],
@@ -166,6 +171,16 @@ def run_fraud(cfg: FraudConfig, *, progress: bool = True) -> dict:
         "runs": runs,
         "references": references,
     }
+
+
+def run_domains_sweep(cfg: FraudConfig, *, progress: bool = True) -> dict:
+    """The diversity experiment: the first 1, 2, 3 domains, same split and seed."""
+    runs, references, results = [], [], {}
+    for n in range(1, len(DOMAINS) + 1):
+        results = run_fraud(dataclasses.replace(cfg, domains=n), progress=progress)
+        runs += results["runs"]
+        references += results["references"]
+    return {**results, "experiment": "domains-sweep", "runs": runs, "references": references}
 
 
 def _config_dict(cfg: FraudConfig) -> dict:

@@ -1,0 +1,63 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def splitmesh(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "splitmesh.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "120"},
+        timeout=600,
+    )
+
+
+def test_fraud_writes_results_and_report(tmp_path):
+    out = tmp_path / "run"
+    p = splitmesh(
+        "fraud", "--synthetic-rows", "20000", "--epochs", "3", "--patience", "0", "--out", str(out)
+    )
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "fraud"
+    for run in res["runs"]:
+        assert {"mode", "domains", "metrics", "train_seconds", "wire_bytes"} <= run.keys()
+        assert {"precision_1", "recall_1", "f1_1", "roc_auc", "average_precision"} <= run[
+            "metrics"
+        ].keys()
+    assert "| Precision |" in (out / "report.md").read_text()
+    assert "Class 1" in p.stdout and "AUPRC" in p.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "pattern"),
+    [
+        (["--data", "missing.csv"], 3, "DataError: file missing.csv: no such file"),
+        (["--domains", "4", "--synthetic-rows", "1000"], 2, "ConfigError: The 'domains' parameter"),
+        (
+            ["--mode", "federated", "--synthetic-rows", "1000"],
+            2,
+            "ConfigError: The 'mode' parameter",
+        ),
+    ],
+)
+def test_bad_input_gives_a_clear_error_and_no_traceback(tmp_path, args, code, pattern):
+    p = splitmesh("fraud", *args, cwd=tmp_path)
+    assert p.returncode == code
+    assert pattern in p.stderr.replace("\n", " ")
+    assert "Traceback" not in p.stderr
+
+
+def test_bad_cell_is_named(tmp_path):
+    path = tmp_path / "cc.csv"
+    header = ",".join(["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"])
+    row = ",".join(["0"] * 30 + ["0"])
+    path.write_text("\n".join([header, row, row.replace("0", "x", 1), row]) + "\n")
+    p = splitmesh("fraud", "--data", str(path))
+    assert p.returncode == 3
+    assert "column 'Time', row 2: non-numeric value 'x'" in p.stderr.replace("\n", " ")

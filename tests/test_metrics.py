@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from splitmesh.metrics import best_f1_threshold, binary_report
+
+
+def test_perfect_scores():
+    y = np.array([0, 0, 0, 1, 1])
+    m = binary_report(y, np.array([0.1, 0.2, 0.3, 0.8, 0.9]))
+    assert m["roc_auc"] == m["average_precision"] == m["f1_1"] == m["accuracy"] == 1.0
+    assert m["confusion_matrix"] == [[3, 0], [0, 2]]
+    assert 0.3 < m["threshold"] <= 0.8
+
+
+def test_metrics_come_from_scores_not_hard_labels():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.45, 0.9])
+    m = binary_report(y, s, threshold=0.95)  # nothing predicted positive
+    assert m["recall_1"] == 0.0 and m["precision_1"] == 0.0
+    assert m["roc_auc"] == pytest.approx(6 / 9)  # 6 of 9 (pos, neg) pairs ordered
+
+
+def test_threshold_maximises_f1():
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.2).astype(int)
+    s = np.clip(y * 0.3 + rng.random(500) * 0.8, 0, 1)
+    t = best_f1_threshold(y, s)
+    f1_at = lambda th: binary_report(y, s, threshold=th)["f1_1"]  # noqa: E731
+    assert all(f1_at(t) >= f1_at(other) - 1e-12 for other in np.linspace(0.05, 0.95, 37))
+
+
+def test_supports_and_macro():
+    y = np.array([0, 0, 1, 1, 1])
+    m = binary_report(y, np.array([0.9, 0.1, 0.8, 0.7, 0.2]), threshold=0.5)
+    assert (m["support_0"], m["support_1"], m["support_macro"]) == (2, 3, 5)
+    assert m["precision_macro"] == pytest.approx((m["precision_0"] + m["precision_1"]) / 2)
+
+
+def test_single_class_is_refused():
+    with pytest.raises(Exception, match="both classes"):
+        binary_report(np.zeros(4), np.linspace(0, 1, 4))
