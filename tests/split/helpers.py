@@ -43,6 +43,7 @@ def make_pair(mode, tables, y, *, spec=None, optim=None, seed=0, resample=NO_RES
 
 def split_params(coord, transport):
     """Every parameter of the split network, named as in the centralized SplitNetwork."""
+    coord.flush()  # gradients owed to domains ride on the next Forward otherwise
     out = {}
     for d in coord.domains:
         st = transport.request(d, GetState())

@@ -89,6 +89,9 @@ class CentralizedLearner:
         self.optimizer_.step()
         return loss.item()
 
+    def flush(self) -> None:
+        """Nothing is owed in one process."""
+
     def snapshot(self, tag: str) -> None:
         self._snapshots[tag] = copy.deepcopy((self.net_.state_dict(), self.optimizer_.state_dict()))
 

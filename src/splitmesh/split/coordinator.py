@@ -82,6 +82,8 @@ class Coordinator:
         self.wire_dtype, self.pos_weight = wire_dtype, pos_weight
         self.sizes_: dict[str, int] | None = None
         self._snapshots: dict[str, dict] = {}
+        # gradients owed to each domain, sent with its next Forward (or by flush())
+        self._owed: dict[str, tuple[int, np.ndarray]] = {}
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
     def prepare(self, *, test: float, validation: float, resample: ResampleConfig) -> dict:
@@ -158,9 +160,14 @@ class Coordinator:
 
     # -- one training step (DESIGN.md, "One training step") --------------------------------
     def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
-        replies = self.t.request_many(
-            {d: Forward(partition, positions, step, train) for d in self.domains}
-        )
+        if not train:
+            self.flush()
+        owed, self._owed = self._owed, {}
+        requests = {}
+        for d in self.domains:
+            grad_step, grad = owed.get(d, (-1, None))
+            requests[d] = Forward(partition, positions, step, train, grad, grad_step)
+        replies = self.t.request_many(requests)
         return [from_wire(_expect(replies[d], Embedding, d).values) for d in self.domains]
 
     def train_step(self, positions: np.ndarray, step: int) -> float:
@@ -186,14 +193,19 @@ class Coordinator:
             out.backward(from_wire(rep.grad))
             loss = rep.loss
         self.optimizer_.step()
-        # 3. each domain gets the gradient of its embedding and steps its own optimizer
-        self.t.request_many(
-            {
-                d: Backward(step, to_wire(h.grad, self.wire_dtype))
-                for d, h in zip(self.domains, hs, strict=True)
-            }
-        )
+        # 3. each domain gets the gradient of its embedding and steps its own optimizer; the
+        #    gradient rides on the domain's next Forward, or goes alone at flush()
+        self._owed = {
+            d: (step, to_wire(h.grad, self.wire_dtype))
+            for d, h in zip(self.domains, hs, strict=True)
+        }
         return loss
+
+    def flush(self) -> None:
+        """Deliver owed gradients now: before evaluation, snapshots and at the end of training."""
+        owed, self._owed = self._owed, {}
+        if owed:
+            self.t.request_many({d: Backward(step, grad) for d, (step, grad) in owed.items()})
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(
@@ -233,12 +245,14 @@ class Coordinator:
         return own
 
     def snapshot(self, tag: str) -> None:
+        self.flush()
         self.t.request_many({p: Snapshot(tag) for p in self._parties_with_models()})
         self._snapshots[tag] = {
             k: copy.deepcopy(v.state_dict()) for k, v in self._own_state().items()
         }
 
     def restore(self, tag: str) -> None:
+        self._owed = {}  # gradients of steps after the snapshot are dropped with those steps
         self.t.request_many({p: Restore(tag) for p in self._parties_with_models()})
         for k, v in self._own_state().items():
             v.load_state_dict(self._snapshots[tag][k])

@@ -114,6 +114,8 @@ class DomainParty(Party):
     def on_forward(self, msg: Forward) -> Embedding:
         if self.bottom_ is None:
             raise NotFittedError(f"domain {self.name!r} got Forward before SetupDomain")
+        if msg.grad is not None:
+            self._apply_grad(msg.grad_step, msg.grad)
         x = self._x.get(msg.partition)
         if x is None:
             raise ProtocolError(f"domain {self.name!r} has no partition {msg.partition!r}")
@@ -130,15 +132,19 @@ class DomainParty(Party):
         return Embedding(step=msg.step, values=to_wire(out, self.wire_dtype))
 
     def on_backward(self, msg: Backward) -> Ack:
-        if self._pending is None or self._pending[0] != msg.step:
+        self._apply_grad(msg.step, msg.grad)
+        return Ack()
+
+    def _apply_grad(self, step: int, wire_grad: np.ndarray) -> None:
+        if self._pending is None or self._pending[0] != step:
             have = None if self._pending is None else self._pending[0]
             raise ProtocolError(
-                f"domain {self.name!r} got a gradient for step {msg.step}, "
+                f"domain {self.name!r} got a gradient for step {step}, "
                 f"but its last training forward was step {have}"
             )
         _, out = self._pending
         self._pending = None
-        grad = from_wire(msg.grad)
+        grad = from_wire(wire_grad)
         if tuple(grad.shape) != tuple(out.shape):
             raise ProtocolError(
                 f"domain {self.name!r}: gradient shape {tuple(grad.shape)} does not match its "
@@ -147,7 +153,6 @@ class DomainParty(Party):
         self.optimizer_.zero_grad(set_to_none=True)
         out.backward(grad)
         self.optimizer_.step()
-        return Ack()
 
     def on_get_state(self, msg: GetState) -> State:
         if self.bottom_ is None:

@@ -26,6 +26,8 @@ class Learner(Protocol):
 
     def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict: ...
 
+    def flush(self) -> None: ...
+
     def snapshot(self, tag: str) -> None: ...
 
     def restore(self, tag: str) -> None: ...
@@ -90,6 +92,7 @@ def fit(learner: Learner, cfg: TrainConfig, *, progress: bool = True, label: str
                 n += len(positions)
                 step += 1
                 bar.advance(task)
+            learner.flush()
             seconds.append(time.perf_counter() - t0)
             losses.append(total / max(n, 1))
             bar.update(task, epoch=epoch + 1, loss=f"{losses[-1]:.4f}")

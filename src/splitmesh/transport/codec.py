@@ -13,6 +13,7 @@ so a message can never smuggle an arbitrary Python object (or a raw table) acros
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -93,7 +94,7 @@ def decode_frame(data: bytes) -> tuple[str, dict[str, Any], dict[str, np.ndarray
             dtype = DTYPES.get(code)
             if dtype is None:
                 raise ProtocolError(f"tensor {name!r} has unknown dtype code {code}")
-            count = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+            count = math.prod(shape)
             nbytes = count * dtype.itemsize
             if off + nbytes > len(view):
                 raise ProtocolError(f"tensor {name!r} is truncated")

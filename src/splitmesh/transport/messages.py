@@ -136,12 +136,19 @@ class Augment(Message):
 
 @message
 class Forward(Message):
-    """Run the bottom model on these rows of a partition."""
+    """Run the bottom model on these rows of a partition.
+
+    ``grad`` may carry the gradient for the previous training step (``grad_step``): the
+    domain applies it before this forward, exactly as a separate Backward would, with
+    half the messages.
+    """
 
     partition: str
     positions: np.ndarray
     step: int
     train: bool
+    grad: np.ndarray | None = None
+    grad_step: int = -1
 
 
 @message

@@ -119,6 +119,7 @@ def run_mode(mode: str, table: CreditCardTable, cfg: FraudConfig, *, progress: b
         "validation_metrics": metrics["val"],
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.median(result.epoch_seconds)),
+        "epoch_seconds": result.epoch_seconds,
         "epochs_run": len(result.losses),
         "best_epoch": result.best_epoch,
         "epoch_losses": result.losses,
