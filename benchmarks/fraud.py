@@ -80,8 +80,9 @@ def main() -> None:
     jobs += [(m, w) for w in args.wire_dtypes.split(",") if w != "float32" for m in MODES[1:]]
     results = []
     for mode, wire in track(jobs, description="benchmarking", transient=True):
-        cmd = [sys.executable, __file__, "--one", mode, "--wire-dtype", wire, "--rows", str(args.rows),
-               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]  # fmt: skip
+        cmd = [sys.executable, __file__, "--one", mode, "--wire-dtype", wire]
+        for flag in ("rows", "epochs", "batch_size", "seed"):
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = next(r["seconds_per_epoch"] for r in results if r["mode"] == "centralized")
@@ -91,18 +92,25 @@ def main() -> None:
     table = Table(
         title=f"fraud, {args.rows:,} synthetic rows, batch {args.batch_size}, {args.epochs} epochs"
     )
-    cols = ["mode", "wire", "train rows", "s/epoch", "vs central", "examples/s", "wire B/ex", "raw B/ex", "peak MB", "AUPRC"]  # fmt: skip
+    cols = ["mode", "wire", "train rows", "s/epoch", "vs central", "examples/s"]
+    cols += ["wire B/ex", "raw B/ex", "peak MB", "AUPRC"]
     for c in cols:
         table.add_column(c, justify="left" if c in ("mode", "wire") else "right")
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
+        split = r["mode"] != "centralized"
         row = [
-            r["mode"], r["wire_dtype"] if r["mode"] != "centralized" else "-", f"{r['train_rows']:,}",
-            f"{r['seconds_per_epoch']:.3f}", f"{r['vs_centralized']:.2f}x", f"{r['examples_per_second']:,.0f}",
-            f"{r['wire_bytes_per_example']:.0f}" if r["wire_bytes_per_example"] else "-",
-            f"{r['raw_payload_per_example']}" if r["mode"] != "centralized" else "-",
-            f"{r['peak_rss_mb']:.0f}", f"{r['average_precision']:.4f}",
-        ]  # fmt: skip
+            r["mode"],
+            r["wire_dtype"] if split else "-",
+            f"{r['train_rows']:,}",
+            f"{r['seconds_per_epoch']:.3f}",
+            f"{r['vs_centralized']:.2f}x",
+            f"{r['examples_per_second']:,.0f}",
+            f"{r['wire_bytes_per_example']:.0f}" if split else "-",
+            f"{r['raw_payload_per_example']}" if split else "-",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['average_precision']:.4f}",
+        ]
         table.add_row(*row)
         md.append("| " + " | ".join(row) + " |")
     Console().print(table)
