@@ -61,3 +61,16 @@ def test_bad_cell_is_named(tmp_path):
     p = splitmesh("fraud", "--data", str(path))
     assert p.returncode == 3
     assert "column 'Time', row 2: non-numeric value 'x'" in p.stderr.replace("\n", " ")
+
+
+def test_domains_sweep_writes_a_plot(tmp_path):
+    out = tmp_path / "sweep"
+    p = splitmesh(
+        "fraud", "--domains-sweep", "--mode", "label-sharing", "--synthetic-rows", "20000",
+        "--epochs", "2", "--patience", "0", "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert [len(r["domains"]) for r in res["runs"]] == [1, 2, 3]
+    png = (out / "domains.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
