@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from splitmesh.errors import ConfigError, SplitmeshError
 
@@ -136,9 +137,10 @@ def main() -> None:
     try:
         app()
     except SplitmeshError as exc:
-        err.print(f"[bold red]{type(exc).__name__}[/bold red]: {exc}")
+        # soft_wrap: never break an error line (paths, values) at the terminal's width
+        err.print(f"[bold red]{type(exc).__name__}[/bold red]: {escape(str(exc))}", soft_wrap=True)
         if exc.hint:
-            err.print(f"hint: {exc.hint}")
+            err.print(f"hint: {escape(exc.hint)}", soft_wrap=True)
         sys.exit(exc.exit_code)
 
 
