@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+REAL_FRAUD := ../shared/data/creditcard/creditcard_1722.csv
+
+# The real subset when it is there, else a synthetic set of the same schema (said on screen).
 demo: $(STAMP)
-	$(BIN)/splitmesh fraud --mode all --out $(OUT)
+	@if [ -f $(REAL_FRAUD) ]; then \
+		$(BIN)/splitmesh fraud --mode all --data $(REAL_FRAUD) --out $(OUT); \
+	else \
+		echo "$(REAL_FRAUD) not found: running on 100,000 synthetic rows instead"; \
+		$(BIN)/splitmesh fraud --mode all --synthetic-rows 100000 --epochs 15 --patience 5 --out $(OUT); \
+	fi
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
