@@ -13,7 +13,7 @@ SUMMARY = [
     ("precision_1", "P(1)"),
     ("recall_1", "R(1)"),
     ("f1_1", "F1(1)"),
-    ("roc_auc", "ROC-AUC"),
+    ("roc_auc", "AUC"),
     ("average_precision", "AUPRC"),
 ]
 
@@ -27,9 +27,12 @@ def _class_rows(m: dict) -> list[list[str]]:
 
 
 def _summary_rows(results: dict) -> list[tuple[str, dict, dict]]:
-    return [
-        (r["mode"], r["metrics"], r) for r in [*results["runs"], *results.get("references", [])]
-    ]
+    sweep = results.get("experiment") == "domains-sweep"
+    rows = []
+    for r in [*results["runs"], *results.get("references", [])]:
+        name = f"{r['mode']} [{len(r['domains'])}]" if sweep else r["mode"]
+        rows.append((name, r["metrics"], r))
+    return rows
 
 
 def _fmt_bytes(n: float) -> str:

@@ -145,7 +145,7 @@ def logistic_reference(learner: CentralizedLearner, seed: int) -> dict:
     scores = {p: model.predict_proba(learner.joined_[p])[:, 1] for p in ("val", "test")}
     threshold = binary_report(learner.y_["val"], scores["val"])["threshold"]
     return {
-        "mode": "reference: logistic regression (centralized)",
+        "mode": "logreg (reference)",
         "domains": list(learner.domains),
         "metrics": binary_report(learner.y_["test"], scores["test"], threshold=threshold),
     }
