@@ -5,7 +5,7 @@ import numpy as np
 from splitmesh.data.resampling import ResampleConfig
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
-from splitmesh.split.common import OptimConfig
+from splitmesh.split.common import OptimConfig, unflatten_state
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
@@ -47,22 +47,15 @@ def split_params(coord, transport):
     out = {}
     for d in coord.domains:
         st = transport.request(d, GetState())
-        off = 0
-        for name, shape in zip(st.names, st.shapes, strict=True):
-            n = int(np.prod(shape))
-            out[f"bottoms.{d}.{name}"] = st.values[off : off + n].reshape(shape)
-            off += n
+        for name, value in unflatten_state(st.names, st.values, st.shapes).items():
+            out[f"bottoms.{d}.{name}"] = value
     for name, p in coord.top_.named_parameters():
         out[f"top.{name}"] = p.detach().numpy()
     if coord.mode == "label-sharing":
         head = {n: p.detach().numpy() for n, p in coord.head_.named_parameters()}
     else:
         st = transport.request("labels", GetState())
-        head, off = {}, 0
-        for name, shape in zip(st.names, st.shapes, strict=True):
-            n = int(np.prod(shape))
-            head[name] = st.values[off : off + n].reshape(shape)
-            off += n
+        head = unflatten_state(st.names, st.values, st.shapes)
     out.update({f"head.{k}": v for k, v in head.items()})
     return out
 

@@ -20,7 +20,6 @@ from splitmesh.split.common import (
     binary_loss,
     check_mode,
     eval_batches,
-    flat_state,
     from_wire,
     to_wire,
 )
@@ -256,6 +255,3 @@ class Coordinator:
         self.t.request_many({p: Restore(tag) for p in self._parties_with_models()})
         for k, v in self._own_state().items():
             v.load_state_dict(self._snapshots[tag][k])
-
-    def state(self) -> tuple[list[str], np.ndarray, list[list[int]]]:
-        return flat_state(self.top_)
