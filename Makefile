@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 OUT     ?= runs/demo
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fraud.py --out benchmarks/results
+
+# Regenerate the protobuf and gRPC code after editing transport/grpc/splitmesh.proto.
+proto: $(STAMP)
+	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
+		--pyi_out=. splitmesh/transport/grpc/splitmesh.proto
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

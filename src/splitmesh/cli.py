@@ -47,6 +47,14 @@ def _widths(value: str, name: str) -> tuple[int, ...]:
         ) from None
 
 
+def _checkpoints(checkpoint_dir: Path | None, out: Path | None, resume: bool) -> str | None:
+    if checkpoint_dir is None and out is not None:
+        checkpoint_dir = out / "checkpoints"
+    if resume and checkpoint_dir is None:
+        raise ConfigError("--resume needs --out (or --checkpoint-dir) to find the checkpoints")
+    return str(checkpoint_dir) if checkpoint_dir else None
+
+
 @app.command()
 def fraud(
     mode: Annotated[
@@ -88,8 +96,22 @@ def fraud(
     k_neighbors: int = 5,
     test: float = 0.3,
     validation: float = 0.15,
-    wire_dtype: Annotated[str, typer.Option(help="float32 | float16 on the wire")] = "float32",
+    wire_dtype: Annotated[
+        str, typer.Option(help="float32 | float16 | int8 (per-tensor scale) on the wire")
+    ] = "float32",
+    transport: Annotated[
+        str, typer.Option(help="local (in-process) | grpc (the nodes in --mesh)")
+    ] = "local",
+    mesh: Annotated[
+        Path | None, typer.Option(help="mesh file naming each node's address (for grpc)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="write results.json and report.md here")] = None,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue from the last checkpoint of the same settings")
+    ] = False,
     progress: bool = True,
 ) -> None:
     """Credit-card fraud detection, split across three domains, against a centralized baseline."""
@@ -120,17 +142,127 @@ def fraud(
         test=test,
         validation=validation,
         wire_dtype=wire_dtype,
+        transport=transport,
+        mesh=str(mesh) if mesh else None,
+        checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
     )
     show = progress and sys.stderr.isatty()
-    results = (
-        run_domains_sweep(cfg, progress=show) if domains_sweep else run_fraud(cfg, progress=show)
-    )
+    run = run_domains_sweep if domains_sweep else run_fraud
+    results = run(cfg, progress=show, resume=resume)
     print_binary_report(results, console)
     if out:
         for p in write_results(results, out):
             console.print(f"wrote {p}")
         if domains_sweep:
             console.print(f"wrote {plot_domains_sweep(results, out)}")
+
+
+node_app = typer.Typer(help="Run a domain node.", no_args_is_help=True)
+certs_app = typer.Typer(help="Certificates for mutual TLS.", no_args_is_help=True)
+mesh_app = typer.Typer(help="A whole mesh on this machine.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(certs_app, name="certs")
+app.add_typer(mesh_app, name="mesh")
+
+
+@node_app.command("serve")
+def node_serve(
+    config: Annotated[Path, typer.Option(help="the node file (YAML)")],
+) -> None:
+    """Serve one domain (or label-owner) node until stopped (Ctrl-C or SIGTERM)."""
+    import signal
+    import threading
+
+    from splitmesh.node.config import load_node_config
+    from splitmesh.node.serve import start_node
+
+    server, line = start_node(load_node_config(config))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(line, soft_wrap=True, highlight=False)
+    sys.stdout.flush()
+    stop.wait()
+    server.stop(grace=2.0)
+
+
+@certs_app.command("init")
+def certs_init(
+    out: Annotated[Path, typer.Option(help="folder for ca.crt, <party>.crt/.key")],
+    parties: Annotated[str, typer.Option(help="comma-separated party names")],
+    hosts: Annotated[
+        str, typer.Option(help="extra host names / IPs every certificate is valid for")
+    ] = "localhost,127.0.0.1",
+    days: int = 365,
+    force: Annotated[bool, typer.Option(help="replace an existing CA")] = False,
+) -> None:
+    """Create a mesh CA and one certificate and key per party; print the fingerprints."""
+    from splitmesh.transport.grpc import create_certificates
+
+    names = [p.strip() for p in parties.split(",") if p.strip()]
+    extra = tuple(h.strip() for h in hosts.split(",") if h.strip())
+    prints = create_certificates(out, names, hosts=extra, days=days, force=force)
+    for party, fp in prints.items():
+        console.print(f"{party:<16} sha256 {fp}", highlight=False)
+    console.print(f"wrote {out}/ca.crt, one .crt and .key per party, fingerprints.json")
+
+
+@mesh_app.command("up", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def mesh_up(
+    ctx: typer.Context,
+    usecase: Annotated[str, typer.Argument(help="the job to run on the mesh: fraud")],
+    workdir: Annotated[
+        Path, typer.Option(help="certificates, node files, node logs and node state")
+    ] = Path("runs/mesh"),
+    insecure: Annotated[
+        bool, typer.Option(help="plaintext on loopback instead of mutual TLS")
+    ] = False,
+) -> None:
+    """Start one node process per domain on 127.0.0.1 (fresh certificates), run the job
+    over gRPC, stop the nodes. Options after the job name are the job's own."""
+    from splitmesh.node.launcher import LocalMesh
+
+    if usecase != "fraud":
+        raise ConfigError(f"mesh up runs 'fraud'. Got {usecase!r}.")
+    params = _fraud_params(list(ctx.args))
+    nodes, params = _fraud_nodes(params, Path(workdir))
+    with LocalMesh(workdir, nodes, insecure=insecure) as local:
+        console.print(
+            f"mesh up: {len(nodes)} nodes on 127.0.0.1 "
+            f"({'plaintext' if insecure else 'mutual TLS'}), files in {workdir}",
+            highlight=False,
+        )
+        fraud(**{**params, "transport": "grpc", "mesh": local.mesh_file})
+
+
+def _fraud_params(args: list[str]) -> dict:
+    """The fraud command's parameters as it would parse ``args`` (defaults filled in)."""
+    import typer.main
+
+    command = typer.main.get_command(app).commands["fraud"]
+    with command.make_context("fraud", list(args)) as ctx:
+        return dict(ctx.params)
+
+
+def _fraud_nodes(params: dict, workdir: Path) -> tuple[dict, dict]:
+    """The fraud nodes, all reading one CSV; a synthetic table is written to one first."""
+    from splitmesh.data.datasets.creditcard import synthetic_creditcard, write_creditcard_csv
+    from splitmesh.usecases.fraud import REAL_SUBSET, fraud_nodes
+
+    if params.get("synthetic_rows"):
+        path = workdir / f"creditcard-synthetic-{params['synthetic_rows']}-{params['seed']}.csv"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_creditcard_csv(
+                path, synthetic_creditcard(params["synthetic_rows"], params["seed"])
+            )
+        params = {**params, "synthetic_rows": None, "data": path}
+    data = Path(params.get("data") or REAL_SUBSET)
+    if not data.is_file():
+        raise ConfigError(
+            f"no data for the nodes: {data} is not there", hint="pass --data or --synthetic-rows"
+        )
+    return fraud_nodes(data), {**params, "data": data.resolve()}
 
 
 def main() -> None:

@@ -77,3 +77,30 @@ class NotFittedError(SplitmeshError):
     """A model or party was used before it was set up or trained."""
 
     exit_code = 7
+
+
+class NodeUnreachableError(TransportError):
+    """A node did not answer (down, hung past its deadline, or refused our certificate)."""
+
+    def __init__(self, party: str, call: str, address: str, reason: str) -> None:
+        super().__init__(f"node {party!r} at {address} did not answer {call}: {reason}")
+        self.party, self.call, self.address, self.reason = party, call, address, reason
+
+
+class RunInterrupted(SplitmeshError):
+    """Training stopped on a party's failure; the last consistent checkpoint is kept."""
+
+    exit_code = 8
+
+    def __init__(self, cause: str, checkpoint: dict | None) -> None:
+        if checkpoint:
+            saved = (
+                f"every party holds a consistent checkpoint of epoch {checkpoint['epoch']} "
+                f"(step {checkpoint['step']})"
+            )
+            hint = "bring the node back, then run the same command with --resume"
+        else:
+            saved = "there is no checkpoint to resume from"
+            hint = "bring the node back and run again (with --out, runs checkpoint every epoch)"
+        super().__init__(f"training stopped: {cause}; {saved}", hint=hint)
+        self.checkpoint = checkpoint

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from splitmesh.data.resampling import ResampleConfig, joined_resample
 from splitmesh.data.splitting import stratified_split
 from splitmesh.errors import NotFittedError
 from splitmesh.nn.network import NetworkSpec, SplitNetwork
+from splitmesh.split.checkpoint import RunCheckpoints, restore_states, snapshot_states
 from splitmesh.split.common import PARTITIONS, OptimConfig, binary_loss, eval_batches
 from splitmesh.split.head import ScoreBook
 
@@ -30,14 +32,19 @@ class CentralizedLearner:
         optim: OptimConfig,
         seed: int,
         pos_weight: float | None = None,
+        run: str = "run",
+        checkpoint_dir: str | Path | None = None,
     ) -> None:
+        self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
         self.tables = {d: np.asarray(t, dtype=np.float64) for d, t in tables.items()}
         self.domains = list(tables)
         self.labels = np.asarray(labels).astype(np.int64)
         self.spec, self.optim, self.seed, self.pos_weight = spec, optim, seed, pos_weight
         self.x_: dict[str, dict[str, torch.Tensor]] | None = None
 
-    def prepare(self, *, test: float, validation: float, resample: ResampleConfig) -> dict:
+    def prepare(
+        self, *, test: float, validation: float, resample: ResampleConfig, resume: bool = False
+    ) -> dict:
         parts = stratified_split(self.labels, test=test, validation=validation, seed=self.seed)
         widths = [self.tables[d].shape[1] for d in self.domains]
         # per-column standard scaling: the same as each domain scaling its own columns
@@ -92,13 +99,37 @@ class CentralizedLearner:
     def flush(self) -> None:
         """Nothing is owed in one process."""
 
+    def _own_state(self) -> dict:
+        return {"net": self.net_, "optimizer": self.optimizer_}
+
     def snapshot(self, tag: str) -> None:
-        self._snapshots[tag] = copy.deepcopy((self.net_.state_dict(), self.optimizer_.state_dict()))
+        self._snapshots[tag] = snapshot_states(self._own_state())
 
     def restore(self, tag: str) -> None:
-        net, opt = self._snapshots[tag]
-        self.net_.load_state_dict(net)
-        self.optimizer_.load_state_dict(opt)
+        restore_states(self._own_state(), self._snapshots[tag])
+
+    def save_checkpoint(self, trainer: dict[str, Any]) -> None:
+        if self.checkpoints is None:
+            return
+        tag = f"epoch-{trainer['epoch']:04d}"
+        own = {
+            "state": snapshot_states(self._own_state()),
+            "snapshots": self._snapshots,
+            "trainer": trainer,
+            "rng": torch.get_rng_state(),
+        }
+        meta = {"mode": self.mode, "epoch": trainer["epoch"], "step": trainer["step"]}
+        self.checkpoints.commit(tag, own, meta)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        manifest = self.checkpoints.manifest() if self.checkpoints else None
+        if manifest is None or "tag" not in manifest:
+            return None
+        own = self.checkpoints.load(manifest["tag"])
+        restore_states(self._own_state(), own["state"])
+        self._snapshots = own["snapshots"]
+        torch.set_rng_state(own["rng"])
+        return own["trainer"]
 
     def evaluate(
         self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"

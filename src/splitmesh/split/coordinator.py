@@ -5,7 +5,8 @@ It drives the step protocol through a Transport and never knows how messages tra
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +15,12 @@ from splitmesh.data.resampling import ResampleConfig
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.checkpoint import (
+    RunCheckpoints,
+    check_same_data,
+    restore_states,
+    snapshot_states,
+)
 from splitmesh.split.common import (
     PARTITIONS,
     OptimConfig,
@@ -29,6 +36,7 @@ from splitmesh.transport.messages import (
     Ack,
     Augment,
     Backward,
+    Checkpoint,
     Distances,
     Embedding,
     Evaluate,
@@ -37,7 +45,9 @@ from splitmesh.transport.messages import (
     GetLabels,
     Head,
     HeadReply,
+    Hello,
     Labels,
+    LoadCheckpoint,
     Metrics,
     PartialDistances,
     PlanResample,
@@ -72,6 +82,8 @@ class Coordinator:
         seed: int,
         wire_dtype: str = "float32",
         pos_weight: float | None = None,
+        run: str = "run",
+        checkpoint_dir: str | Path | None = None,
     ) -> None:
         self.mode = check_mode(mode)
         if mode == "centralized":
@@ -80,12 +92,32 @@ class Coordinator:
         self.spec, self.optim, self.seed = spec, optim, seed
         self.wire_dtype, self.pos_weight = wire_dtype, pos_weight
         self.sizes_: dict[str, int] | None = None
+        self.run = run
+        self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
+        self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
         self._snapshots: dict[str, dict] = {}
         # gradients owed to each domain, sent with its next Forward (or by flush())
         self._owed: dict[str, tuple[int, np.ndarray]] = {}
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
-    def prepare(self, *, test: float, validation: float, resample: ResampleConfig) -> dict:
+    def hello(self) -> dict[str, dict]:
+        """Open the run on every party; each answers with its name, role and data fingerprint."""
+        parties = [*self.domains, self.label_owner]
+        replies = self.t.request_many({p: Hello(self.run, self.mode) for p in parties})
+        self.nodes_ = {p: _expect(r, Ack, p).info for p, r in replies.items()}
+        for p, info in self.nodes_.items():
+            if info.get("name", p) != p:
+                raise ProtocolError(f"the node reached as {p!r} says it is {info.get('name')!r}")
+        return self.nodes_
+
+    def prepare(
+        self, *, test: float, validation: float, resample: ResampleConfig, resume: bool = False
+    ) -> dict:
+        """Open the run, split, scale, resample; with ``resume``, first check that every
+        node still holds the data its checkpoint was trained on."""
+        self.hello()
+        if resume:
+            self._check_same_data()
         lo = self.label_owner
         plan = _expect(self.t.request(lo, PlanSplit(test, validation, self.seed)), SplitPlan, lo)
         setup = {
@@ -246,12 +278,54 @@ class Coordinator:
     def snapshot(self, tag: str) -> None:
         self.flush()
         self.t.request_many({p: Snapshot(tag) for p in self._parties_with_models()})
-        self._snapshots[tag] = {
-            k: copy.deepcopy(v.state_dict()) for k, v in self._own_state().items()
-        }
+        self._snapshots[tag] = snapshot_states(self._own_state())
 
     def restore(self, tag: str) -> None:
         self._owed = {}  # gradients of steps after the snapshot are dropped with those steps
         self.t.request_many({p: Restore(tag) for p in self._parties_with_models()})
-        for k, v in self._own_state().items():
-            v.load_state_dict(self._snapshots[tag][k])
+        restore_states(self._own_state(), self._snapshots[tag])
+
+    # -- checkpoints: every party writes its own, the coordinator's manifest commits them ---
+    def save_checkpoint(self, trainer: dict[str, Any]) -> None:
+        if self.checkpoints is None:
+            return
+        self.flush()
+        tag = f"epoch-{trainer['epoch']:04d}"
+        before = self.checkpoints.manifest()
+        keep = [before["tag"]] if before and before.get("tag") else []
+        self.t.request_many(
+            {p: Checkpoint(self.run, tag, keep) for p in self._parties_with_models()}
+        )
+        own = {
+            "state": snapshot_states(self._own_state()),
+            "snapshots": self._snapshots,
+            "trainer": trainer,
+            "rng": torch.get_rng_state(),
+        }
+        manifest = {
+            "mode": self.mode,
+            "epoch": trainer["epoch"],
+            "step": trainer["step"],
+            "parties": {p: info.get("data", {}) for p, info in self.nodes_.items()},
+        }
+        self.checkpoints.commit(tag, own, manifest)
+
+    def _check_same_data(self) -> None:
+        manifest = self.checkpoints.manifest() if self.checkpoints else None
+        for p, saved in (manifest or {}).get("parties", {}).items():
+            check_same_data(f"node {p!r}", saved, self.nodes_.get(p, {}).get("data", {}))
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """Return every party to the last committed checkpoint; its trainer state, or None."""
+        manifest = self.checkpoints.manifest() if self.checkpoints else None
+        if manifest is None or "tag" not in manifest:
+            return None
+        self._check_same_data()
+        tag = manifest["tag"]
+        self.t.request_many({p: LoadCheckpoint(self.run, tag) for p in self._parties_with_models()})
+        own = self.checkpoints.load(tag)
+        restore_states(self._own_state(), own["state"])
+        self._snapshots = own["snapshots"]
+        torch.set_rng_state(own["rng"])
+        self._owed = {}
+        return own["trainer"]

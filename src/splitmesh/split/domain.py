@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from splitmesh.data.resampling import apply_plan, squared_distances
 from splitmesh.errors import DataError, NotFittedError, ProtocolError
 from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import PARTITIONS, OptimConfig, flat_state, from_wire, to_wire
 from splitmesh.split.party import Party
 from splitmesh.transport.messages import (
@@ -34,8 +35,10 @@ class DomainParty(Party):
 
     role = "domain"
 
-    def __init__(self, name: str, table: np.ndarray, columns: list[str]) -> None:
-        super().__init__(name)
+    def __init__(
+        self, name: str, table: np.ndarray, columns: list[str], *, state_dir: str | None = None
+    ) -> None:
+        super().__init__(name, state_dir=state_dir)
         table = np.asarray(table, dtype=np.float64)
         if table.ndim != 2 or table.shape[1] != len(columns):
             raise DataError(
@@ -91,6 +94,9 @@ class DomainParty(Party):
                 f"domain {self.name!r} has no partition {partition!r}; set up first"
             )
         return self._x64[partition]
+
+    def fingerprint(self) -> dict:
+        return {"rows": len(self.table), "columns": self.columns, "sha256": digest(self.table)}
 
     def stateful(self) -> dict:
         if self.bottom_ is None:

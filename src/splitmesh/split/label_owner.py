@@ -16,6 +16,7 @@ from splitmesh.data.resampling import (
 from splitmesh.data.splitting import stratified_split
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import (
     OptimConfig,
     binary_loss,
@@ -35,6 +36,7 @@ from splitmesh.transport.messages import (
     GetState,
     Head,
     HeadReply,
+    Hello,
     Labels,
     Metrics,
     PlanResample,
@@ -49,8 +51,10 @@ from splitmesh.transport.messages import (
 class LabelOwner(Party):
     role = "label owner"
 
-    def __init__(self, name: str, labels: np.ndarray, mode: str) -> None:
-        super().__init__(name)
+    def __init__(
+        self, name: str, labels: np.ndarray, mode: str, *, state_dir: str | None = None
+    ) -> None:
+        super().__init__(name, state_dir=state_dir)
         self.labels = np.asarray(labels).astype(np.int64)
         self.mode = check_mode(mode)
         self._y: dict[str, np.ndarray] = {}
@@ -62,6 +66,13 @@ class LabelOwner(Party):
         if partition not in self._y:
             raise NotFittedError(f"label owner {self.name!r} has no partition {partition!r}")
         return self._y[partition]
+
+    def on_hello(self, msg: Hello) -> Ack:
+        if msg.mode != self.mode:
+            raise ProtocolError(
+                f"label owner {self.name!r} runs in {self.mode} mode, not {msg.mode}"
+            )
+        return super().on_hello(msg)
 
     def on_plan_split(self, msg: PlanSplit) -> SplitPlan:
         parts = stratified_split(
@@ -102,6 +113,13 @@ class LabelOwner(Party):
                 "GetLabels is refused"
             )
         return Labels(values=self._partition(msg.partition))
+
+    def fingerprint(self) -> dict:
+        return {
+            "rows": len(self.labels),
+            "positives": int(self.labels.sum()),
+            "sha256": digest(self.labels),
+        }
 
     def stateful(self) -> dict:
         if self.head_ is None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from splitmesh.errors import ConfigError
+from splitmesh.errors import ConfigError, PartyError, RunInterrupted, TransportError
 from splitmesh.metrics import LOWER_IS_BETTER
 from splitmesh.split.common import BatchPlan
 
@@ -31,6 +31,10 @@ class Learner(Protocol):
     def snapshot(self, tag: str) -> None: ...
 
     def restore(self, tag: str) -> None: ...
+
+    def save_checkpoint(self, trainer: dict[str, Any]) -> None: ...
+
+    def load_checkpoint(self) -> dict[str, Any] | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +68,25 @@ class FitResult:
     validation: list[float]  # validation select_metric per epoch (empty without selection)
 
 
-def fit(learner: Learner, cfg: TrainConfig, *, progress: bool = True, label: str = "") -> FitResult:
-    """Train for ``cfg.epochs`` epochs over the same batch plan in every mode."""
+def fit(
+    learner: Learner,
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    label: str = "",
+    resume: bool = False,
+) -> FitResult:
+    """Train for ``cfg.epochs`` epochs over the same batch plan in every mode.
+
+    After every epoch the learner checkpoints (each party on its own disk, when it has a
+    checkpoint directory); ``resume`` continues from the last checkpoint, which gives the
+    same result as a run that was never interrupted.
+    """
     plan = BatchPlan(learner.n_train, cfg.batch_size, cfg.seed, shuffle=cfg.shuffle)
-    losses, seconds, step = [], [], 0
-    history: list[float] = []
-    best, best_epoch = -float("inf"), cfg.epochs
+    st = {"epoch": 0, "step": 0, "losses": [], "seconds": [], "history": []}
+    st.update(best=-float("inf"), best_epoch=cfg.epochs, stopped=False)
+    if resume:
+        st = learner.load_checkpoint() or st
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -81,30 +98,48 @@ def fit(learner: Learner, cfg: TrainConfig, *, progress: bool = True, label: str
         task = bar.add_task(
             label or learner.mode,
             total=cfg.epochs * len(plan),
-            epoch=0,
+            completed=st["epoch"] * len(plan),
+            epoch=st["epoch"],
             epochs=cfg.epochs,
             loss="-",
         )
-        for epoch in range(cfg.epochs):
-            t0, total, n = time.perf_counter(), 0.0, 0
-            for positions in plan.epoch(epoch):
-                total += learner.train_step(positions, step) * len(positions)
-                n += len(positions)
-                step += 1
-                bar.advance(task)
-            learner.flush()
-            seconds.append(time.perf_counter() - t0)
-            losses.append(total / max(n, 1))
-            bar.update(task, epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
-            if cfg.patience is None:
-                continue
-            history.append(learner.evaluate(["val"])["val"][cfg.select_metric])
-            gain = -history[-1] if cfg.select_metric in LOWER_IS_BETTER else history[-1]
-            if gain > best:
-                best, best_epoch = gain, epoch + 1
-                learner.snapshot("best")
-            elif epoch + 1 - best_epoch >= cfg.patience:
-                break
+        try:
+            while st["epoch"] < cfg.epochs and not st["stopped"]:
+                _epoch(learner, cfg, plan, st, lambda: bar.advance(task))
+                bar.update(task, epoch=st["epoch"], loss=f"{st['losses'][-1]:.4f}")
+                learner.save_checkpoint(st)
+        except (TransportError, PartyError) as exc:
+            raise RunInterrupted(str(exc), _committed(learner)) from exc
     if cfg.patience is not None:
         learner.restore("best")
-    return FitResult(losses, seconds, step, best_epoch, history)
+    return FitResult(st["losses"], st["seconds"], st["step"], st["best_epoch"], st["history"])
+
+
+def _committed(learner: Learner) -> dict[str, Any] | None:
+    """The checkpoint a resumed run would start from (None: nothing to resume)."""
+    store = getattr(learner, "checkpoints", None)
+    manifest = store.manifest() if store is not None else None
+    return manifest if manifest and "tag" in manifest else None
+
+
+def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advance) -> None:
+    """One epoch, then validation and the keep-or-stop decision; updates ``st`` in place."""
+    t0, total, n = time.perf_counter(), 0.0, 0
+    for positions in plan.epoch(st["epoch"]):
+        total += learner.train_step(positions, st["step"]) * len(positions)
+        n += len(positions)
+        st["step"] += 1
+        advance()
+    learner.flush()
+    st["seconds"].append(time.perf_counter() - t0)
+    st["losses"].append(total / max(n, 1))
+    st["epoch"] += 1
+    if cfg.patience is None:
+        return
+    st["history"].append(learner.evaluate(["val"])["val"][cfg.select_metric])
+    gain = -st["history"][-1] if cfg.select_metric in LOWER_IS_BETTER else st["history"][-1]
+    if gain > st["best"]:
+        st["best"], st["best_epoch"] = gain, st["epoch"]
+        learner.snapshot("best")
+    elif st["epoch"] - st["best_epoch"] >= cfg.patience:
+        st["stopped"] = True

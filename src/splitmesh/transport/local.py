@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from splitmesh.errors import PartyError, SplitmeshError, TransportError
@@ -38,15 +38,22 @@ class LocalTransport(Transport):
         return unwrap(party, type(msg).__name__, decode(reply))
 
 
-def serve(handler: Handler, data: bytes) -> bytes:
-    """What a party's server does with one frame: decode, handle, encode (errors included)."""
+def answer(handler: Handler, request: Callable[[], Message]) -> Message:
+    """What a party's server does with one request: its reply, or an ErrorReply saying why.
+
+    ``request`` decodes the incoming message, so a malformed one is answered too.
+    """
     try:
-        reply = handler.handle(decode(data))
+        return handler.handle(request())
     except SplitmeshError as exc:
-        reply = ErrorReply(kind=type(exc).__name__, detail=str(exc))
+        return ErrorReply(kind=type(exc).__name__, detail=str(exc))
     except Exception as exc:  # a party must answer, even when it has a bug
-        reply = ErrorReply(kind=type(exc).__name__, detail=str(exc) or repr(exc))
-    return encode(reply)
+        return ErrorReply(kind=type(exc).__name__, detail=str(exc) or repr(exc))
+
+
+def serve(handler: Handler, data: bytes) -> bytes:
+    """One frame in, one frame out (errors included)."""
+    return encode(answer(handler, lambda: decode(data)))
 
 
 def unwrap(party: str, call: str, reply: Message) -> Message:

@@ -44,22 +44,21 @@ def message(cls: type) -> type:
     return cls
 
 
-def encode(msg: Message) -> bytes:
-    """Message -> bytes."""
+def to_parts(msg: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A message as (type name, scalar header, tensors): what every wire format carries."""
     header: dict[str, Any] = {}
-    tensors: dict[str, np.ndarray] = {}
+    tensors: dict[str, Any] = {}
     for f in dataclasses.fields(msg):
         value = getattr(msg, f.name)
         if f.name in msg._tensor_fields and value is not None:
             tensors[f.name] = value
         else:
             header[f.name] = value
-    return encode_frame(type(msg).__name__, header, tensors)
+    return type(msg).__name__, header, tensors
 
 
-def decode(data: bytes) -> Message:
-    """Bytes -> message; unknown types and fields are protocol errors."""
-    type_name, header, tensors = decode_frame(data)
+def from_parts(type_name: str, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> Message:
+    """The inverse of :func:`to_parts`; unknown types and fields are protocol errors."""
     cls = _REGISTRY.get(type_name)
     if cls is None:
         raise ProtocolError(f"unknown message type {type_name!r}")
@@ -67,6 +66,16 @@ def decode(data: bytes) -> Message:
         return cls(**header, **tensors)
     except TypeError as exc:
         raise ProtocolError(f"malformed {type_name}: {exc}") from exc
+
+
+def encode(msg: Message) -> bytes:
+    """Message -> bytes."""
+    return encode_frame(*to_parts(msg))
+
+
+def decode(data: bytes) -> Message:
+    """Bytes -> message."""
+    return from_parts(*decode_frame(data))
 
 
 # --- replies shared by every party -------------------------------------------------------
@@ -85,6 +94,38 @@ class ErrorReply(Message):
 
     kind: str
     detail: str
+
+
+@message
+class Hello(Message):
+    """Opens a run: the node starts a fresh party for ``mode`` and says who it is.
+
+    The reply's ``info`` holds the node's name, role and data fingerprint (row count,
+    columns, content hash; never values), which a resumed run checks against its manifest.
+    """
+
+    run: str
+    mode: str
+
+
+@message
+class Checkpoint(Message):
+    """Write model and optimizer state (and snapshots) to the party's own disk under ``tag``.
+
+    ``keep``: older tags to keep; the party deletes its other checkpoints of this run.
+    """
+
+    run: str
+    tag: str
+    keep: list = dataclasses.field(default_factory=list)
+
+
+@message
+class LoadCheckpoint(Message):
+    """Reload the state written under ``tag``, refusing if the party's data has changed."""
+
+    run: str
+    tag: str
 
 
 # --- domain party ------------------------------------------------------------------------

@@ -7,6 +7,8 @@ trains the same network in each requested mode on the same split and seed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from splitmesh.data.datasets.creditcard import (
     DOMAINS,
+    LABEL,
     CreditCardTable,
     domain_names,
     load_creditcard,
@@ -24,11 +27,12 @@ from splitmesh.errors import ConfigError
 from splitmesh.metrics import binary_report
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
-from splitmesh.split.common import MODES, OptimConfig, check_mode
+from splitmesh.split.common import MODES, OptimConfig, check_mode, check_wire_dtype
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.trainer import TrainConfig, fit
+from splitmesh.transport.base import Transport
 from splitmesh.transport.local import LocalTransport
 
 LABEL_OWNER = "fraud-labels"  # a party apart from every domain (DESIGN.md)
@@ -51,20 +55,37 @@ class FraudConfig:
     validation: float = 0.15
     wire_dtype: str = "float32"
     reference: bool = True  # also fit a logistic regression on the same joined rows
+    transport: str = "local"  # local (in-process) | grpc (nodes named in ``mesh``)
+    mesh: str | None = None  # the coordinator's mesh file, for grpc
+    checkpoint_dir: str | None = None  # per-epoch checkpoints (in-process parties' too)
 
     def __post_init__(self) -> None:
         for m in self.modes:
             check_mode(m)
+        check_wire_dtype(self.wire_dtype)
+        if self.transport not in ("local", "grpc"):
+            raise ConfigError(
+                f"The 'transport' parameter must be 'local' or 'grpc'. Got {self.transport!r}."
+            )
+        if self.transport == "grpc" and self.mesh is None:
+            raise ConfigError(
+                "--transport grpc needs --mesh MESH.yaml naming each node's address",
+                hint="or let `splitmesh mesh up fraud ...` start local nodes and write one",
+            )
         domain_names(self.domains)
         if self.data is not None and self.synthetic_rows is not None:
             raise ConfigError("Give either --data or --synthetic-rows, not both.")
 
 
-def load_table(cfg: FraudConfig) -> CreditCardTable:
+def load_table(cfg: FraudConfig) -> CreditCardTable | None:
+    """The joined table, for the centralized baseline. Over gRPC each node reads its own
+    columns, so the coordinator needs it only when a centralized run or reference is asked."""
     if cfg.synthetic_rows is not None:
         return synthetic_creditcard(cfg.synthetic_rows, cfg.train.seed)
     if cfg.data is not None:
         return load_creditcard(cfg.data)
+    if cfg.transport == "grpc":
+        return None
     if REAL_SUBSET.is_file():
         return load_creditcard(REAL_SUBSET)
     raise ConfigError(
@@ -73,20 +94,73 @@ def load_table(cfg: FraudConfig) -> CreditCardTable:
     )
 
 
-def make_learner(mode: str, table: CreditCardTable, cfg: FraudConfig):
+def fraud_nodes(data: str | Path) -> dict:
+    """Node roles and data sources for ``LocalMesh``: each domain reads only its columns."""
+    from splitmesh.node.config import DataSource
+
+    data = Path(data).resolve()
+    nodes = {d: ("domain", DataSource(path=data, columns=cols)) for d, cols in DOMAINS.items()}
+    nodes[LABEL_OWNER] = ("label-owner", DataSource(path=data, label=LABEL))
+    return nodes
+
+
+def run_id(cfg: FraudConfig, mode: str) -> str:
+    """Names a run by everything that changes its result, so --resume finds its own."""
+    d = _config_dict(cfg)
+    for k in ("modes", "reference", "transport", "mesh", "checkpoint_dir"):
+        d.pop(k)
+    digest = hashlib.sha256(json.dumps([mode, d], sort_keys=True).encode()).hexdigest()
+    return f"fraud-{mode}-{digest[:12]}"
+
+
+def _transport(cfg: FraudConfig, table: CreditCardTable | None, mode: str) -> Transport:
+    names = domain_names(cfg.domains)
+    if cfg.transport == "grpc":
+        from splitmesh.node.config import load_mesh_network
+        from splitmesh.transport.grpc import GrpcTransport
+
+        net = load_mesh_network(cfg.mesh)
+        missing = [p for p in [*names, LABEL_OWNER] if p not in {n.name for n in net.nodes}]
+        if missing:
+            raise ConfigError(f"mesh file {cfg.mesh} has no node named {', '.join(missing)}")
+        return GrpcTransport(
+            net.endpoints(),
+            tls=net.tls.files() if net.tls else None,
+            insecure=net.insecure,
+            deadline=net.deadline_s,
+            retries=net.retries,
+        )
+    state = Path(cfg.checkpoint_dir) / "parties" if cfg.checkpoint_dir else None
+    parties = {
+        d: DomainParty(d, table.domain(d), DOMAINS[d], state_dir=state and state / d) for d in names
+    }
+    parties[LABEL_OWNER] = LabelOwner(
+        LABEL_OWNER, table.y, mode, state_dir=state and state / LABEL_OWNER
+    )
+    return LocalTransport(parties)
+
+
+def make_learner(mode: str, table: CreditCardTable | None, cfg: FraudConfig):
     """The learner for one mode, with each domain holding only its own columns."""
     names = domain_names(cfg.domains)
+    # one folder per run id: a sweep or a changed setting never meets another's checkpoints
+    ckpt = Path(cfg.checkpoint_dir) / run_id(cfg, mode) if cfg.checkpoint_dir else None
     if mode == "centralized":
+        if table is None:
+            raise ConfigError(
+                "the centralized baseline joins every column in one place: give --data "
+                "(the coordinator reads the same file the nodes do)"
+            )
         return CentralizedLearner(
             {d: table.domain(d) for d in names},
             table.y,
             spec=cfg.spec,
             optim=cfg.optim,
             seed=cfg.train.seed,
+            run=run_id(cfg, mode),
+            checkpoint_dir=ckpt,
         ), None
-    parties = {d: DomainParty(d, table.domain(d), DOMAINS[d]) for d in names}
-    parties[LABEL_OWNER] = LabelOwner(LABEL_OWNER, table.y, mode)
-    transport = LocalTransport(parties)
+    transport = _transport(cfg, table, mode)
     coordinator = Coordinator(
         transport,
         names,
@@ -96,24 +170,48 @@ def make_learner(mode: str, table: CreditCardTable, cfg: FraudConfig):
         optim=cfg.optim,
         seed=cfg.train.seed,
         wire_dtype=cfg.wire_dtype,
+        run=run_id(cfg, mode),
+        checkpoint_dir=ckpt,
     )
     return coordinator, transport
 
 
-def run_mode(mode: str, table: CreditCardTable, cfg: FraudConfig, *, progress: bool = True) -> dict:
+def run_mode(
+    mode: str,
+    table: CreditCardTable | None,
+    cfg: FraudConfig,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+) -> dict:
     learner, transport = make_learner(mode, table, cfg)
-    prep = learner.prepare(test=cfg.test, validation=cfg.validation, resample=cfg.resample)
+    try:
+        return _run(learner, transport, mode, cfg, progress=progress, resume=resume)
+    finally:
+        if transport:
+            transport.close()
+
+
+def _run(learner, transport, mode: str, cfg: FraudConfig, *, progress: bool, resume: bool):
+    store = learner.checkpoints
+    done = store.manifest() if (resume and store) else None
+    if done and done.get("done"):
+        return {**done["result"], "resumed_from": "finished run"}
+    prep = learner.prepare(
+        test=cfg.test, validation=cfg.validation, resample=cfg.resample, resume=resume
+    )
     learner.build()
     prep_bytes = transport.stats.total() if transport else 0
     if transport:
         transport.stats.reset()
     t0 = time.perf_counter()
-    result = fit(learner, cfg.train, progress=progress, label=mode)
+    result = fit(learner, cfg.train, progress=progress, label=mode, resume=resume)
     train_seconds = time.perf_counter() - t0
     train_bytes = transport.stats.by_phase["train"] if transport else 0
     metrics = learner.evaluate(["val", "test"])
     run = {
         "mode": mode,
+        "transport": "in-process" if mode == "centralized" else cfg.transport,
         "domains": domain_names(cfg.domains),
         "metrics": metrics["test"],
         "validation_metrics": metrics["val"],
@@ -132,6 +230,9 @@ def run_mode(mode: str, table: CreditCardTable, cfg: FraudConfig, *, progress: b
     }
     if transport:
         run["wire_by_party"] = transport.stats.by_party()
+        run["nodes"] = learner.nodes_
+    if store:
+        store.finish(run)
     run["_learner"] = learner
     return run
 
@@ -151,34 +252,45 @@ def logistic_reference(learner: CentralizedLearner, seed: int) -> dict:
     }
 
 
-def run_fraud(cfg: FraudConfig, *, progress: bool = True) -> dict:
+def run_fraud(cfg: FraudConfig, *, progress: bool = True, resume: bool = False) -> dict:
     """Every requested mode on the same table, split and seed; the JSON-ready results."""
     table = load_table(cfg)
     runs, references = [], []
     for mode in cfg.modes:
-        run = run_mode(mode, table, cfg, progress=progress)
-        learner = run.pop("_learner")
+        run = run_mode(mode, table, cfg, progress=progress, resume=resume)
+        learner = run.pop("_learner", None)
         runs.append(run)
-        if mode == "centralized" and cfg.reference:
+        if mode == "centralized" and cfg.reference and learner is not None:
             references.append(logistic_reference(learner, cfg.train.seed))
-    if cfg.reference and "centralized" not in cfg.modes:
-        learner, _ = make_learner("centralized", table, cfg)
+    if (
+        cfg.reference
+        and table is not None
+        and not any(r["mode"] == "logreg (reference)" for r in references)
+    ):
+        learner, _ = make_learner(
+            "centralized", table, dataclasses.replace(cfg, checkpoint_dir=None)
+        )
         learner.prepare(test=cfg.test, validation=cfg.validation, resample=cfg.resample)
         references.append(logistic_reference(learner, cfg.train.seed))
+    if table is not None:
+        data = {"source": table.source, "rows": len(table.y), "frauds": int(table.y.sum())}
+    else:  # only the nodes hold the data: what the label owner told us
+        fp = runs[0].get("nodes", {}).get(LABEL_OWNER, {}).get("data", {})
+        data = {"source": "nodes", "rows": fp.get("rows"), "frauds": fp.get("positives")}
     return {
         "task": "fraud",
-        "data": {"source": table.source, "rows": len(table.y), "frauds": int(table.y.sum())},
+        "data": data,
         "config": _config_dict(cfg),
         "runs": runs,
         "references": references,
     }
 
 
-def run_domains_sweep(cfg: FraudConfig, *, progress: bool = True) -> dict:
+def run_domains_sweep(cfg: FraudConfig, *, progress: bool = True, resume: bool = False) -> dict:
     """The diversity experiment: the first 1, 2, 3 domains, same split and seed."""
     runs, references, results = [], [], {}
     for n in range(1, len(DOMAINS) + 1):
-        results = run_fraud(dataclasses.replace(cfg, domains=n), progress=progress)
+        results = run_fraud(dataclasses.replace(cfg, domains=n), progress=progress, resume=resume)
         runs += results["runs"]
         references += results["references"]
     return {**results, "experiment": "domains-sweep", "runs": runs, "references": references}

@@ -1,0 +1,1 @@
+"""Domain nodes: their configuration, the process that serves one, and a local launcher."""

@@ -1,0 +1,136 @@
+"""Node files (one per domain node) and mesh files (the coordinator's map of the nodes).
+
+Relative paths inside a file are taken from the file's own folder, so a folder of configs
+and certificates can move as a whole. Errors name the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from splitmesh.errors import ConfigError
+from splitmesh.split.common import MODES
+from splitmesh.transport.grpc import Endpoint, TlsFiles
+from splitmesh.transport.grpc.tls import check_party_name
+
+SPLIT_MODES = [m for m in MODES if m != "centralized"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    ca: Path
+    cert: Path
+    key: Path
+
+    def files(self) -> TlsFiles:
+        return TlsFiles(self.ca, self.cert, self.key)
+
+
+class DataSource(_Strict):
+    path: Path = Field(description="a CSV file holding this node's columns")
+    columns: list[str] = Field(default_factory=list, description="a domain's feature columns")
+    label: str | None = Field(default=None, description="the label owner's label column")
+
+
+class NodeConfig(_Strict):
+    """One node: who it is, its data, where it listens, whom it trusts."""
+
+    name: str
+    role: Literal["domain", "label-owner"]
+    listen: str = Field(description="host:port, e.g. 0.0.0.0:50051")
+    data: DataSource
+    state_dir: Path | None = Field(default=None, description="its checkpoints (its own disk)")
+    tls: TlsConfig | None = None
+    accept: list[str] = Field(
+        default_factory=list, description="SHA-256 fingerprints of callers it serves"
+    )
+    insecure: bool = Field(default=False, description="plaintext; loopback only")
+    threads: int = Field(
+        default=1, ge=1, description="torch threads; >1 only pays for wide bottom models"
+    )
+    modes: list[Literal["label-sharing", "label-preserving"]] = Field(
+        default_factory=lambda: list(SPLIT_MODES),
+        description="label owner: the label placements it agrees to",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_party_name(v)
+
+
+class NodeAddress(_Strict):
+    name: str
+    address: str
+
+
+class MeshNetwork(_Strict):
+    """The coordinator's view: its own TLS files and every node's address."""
+
+    tls: TlsConfig | None = None
+    insecure: bool = False
+    deadline_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    nodes: list[NodeAddress]
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint(n.name, n.address) for n in self.nodes]
+
+
+def _resolve(raw: Any, base: Path, keys: tuple[str, ...]) -> Any:
+    """Make the path-valued fields of a parsed YAML mapping absolute against ``base``."""
+    if isinstance(raw, dict):
+        return {
+            k: (
+                str(base / v)
+                if k in keys and isinstance(v, str) and not Path(v).is_absolute()
+                else _resolve(v, base, keys)
+            )
+            for k, v in raw.items()
+        }
+    if isinstance(raw, list):
+        return [_resolve(v, base, keys) for v in raw]
+    return raw
+
+
+def _load(path: str | Path, model: type[BaseModel], what: str) -> Any:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path}: expected a mapping at the top level")
+    raw = _resolve(raw, path.parent, ("path", "state_dir", "ca", "cert", "key"))
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{what} {path}, field '{field}': {first['msg']}{more}") from None
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    return _load(path, NodeConfig, "node file")
+
+
+def load_mesh_network(path: str | Path) -> MeshNetwork:
+    return _load(path, MeshNetwork, "mesh file")
+
+
+def dump(model: BaseModel, path: str | Path) -> Path:
+    from splitmesh.io import atomic_write_text
+
+    data = model.model_dump(mode="json", exclude_none=True)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return Path(path)

@@ -1,0 +1,162 @@
+"""``splitmesh mesh up``: a whole mesh on this machine, one process per node on 127.0.0.1.
+
+Creates the certificates, writes each node's file and the coordinator's mesh file, starts
+the node processes, waits until each listens, and stops them all on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from splitmesh.errors import TransportError
+from splitmesh.node.config import (
+    DataSource,
+    MeshNetwork,
+    NodeAddress,
+    NodeConfig,
+    TlsConfig,
+    dump,
+)
+from splitmesh.transport.grpc import create_certificates
+
+COORDINATOR = "coordinator"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalMesh:
+    """Node processes on loopback for ``nodes`` ({name: (role, data source)})."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        nodes: dict[str, tuple[str, DataSource]],
+        *,
+        insecure: bool = False,
+        deadline_s: float = 60.0,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.nodes, self.insecure, self.deadline_s = nodes, insecure, deadline_s
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.configs: dict[str, Path] = {}
+        self._offsets: dict[str, int] = {}  # log length when each node was last started
+        self.mesh_file = self.workdir / "mesh.yaml"
+
+    # -- files ---------------------------------------------------------------------------------
+    def write_files(self) -> Path:
+        certs = self.workdir / "certs"
+        tls = {}
+        if not self.insecure:
+            prints = create_certificates(certs, [COORDINATOR, *self.nodes], force=True)
+            tls = {
+                p: TlsConfig(ca=certs / "ca.crt", cert=certs / f"{p}.crt", key=certs / f"{p}.key")
+                for p in [COORDINATOR, *self.nodes]
+            }
+        addresses = []
+        for name, (role, source) in self.nodes.items():
+            cfg = NodeConfig(
+                name=name,
+                role=role,
+                listen=f"127.0.0.1:{free_port()}",
+                data=source,
+                state_dir=self.workdir / "state" / name,
+                tls=tls.get(name),
+                accept=[] if self.insecure else [prints[COORDINATOR]],
+                insecure=self.insecure,
+            )
+            self.configs[name] = dump(cfg, self.workdir / "nodes" / f"{name}.yaml")
+            addresses.append(NodeAddress(name=name, address=cfg.listen))
+        mesh = MeshNetwork(
+            tls=tls.get(COORDINATOR),
+            insecure=self.insecure,
+            deadline_s=self.deadline_s,
+            nodes=addresses,
+        )
+        return dump(mesh, self.mesh_file)
+
+    # -- processes -------------------------------------------------------------------------------
+    def start(self, name: str) -> subprocess.Popen:
+        """Start (or restart) one node's process from its node file."""
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._offsets[name] = len(self._log(name))
+        cmd = [
+            sys.executable,
+            "-m",
+            "splitmesh.cli",
+            "node",
+            "serve",
+            "--config",
+            str(self.configs[name]),
+        ]
+        with open(log, "ab") as out:
+            self.procs[name] = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self.procs[name]
+
+    def wait_ready(self, names: list[str] | None = None, timeout: float = 180.0) -> None:
+        """Until every named node says it listens; a node that exits shows its log."""
+        waiting = set(names or self.procs)
+        start = time.monotonic()
+        while waiting:
+            for n in list(waiting):
+                if "listening on" in self._log(n)[self._offsets.get(n, 0) :]:
+                    waiting.discard(n)
+                elif self.procs[n].poll() is not None:
+                    raise TransportError(
+                        f"node {n!r} exited with code {self.procs[n].returncode} while starting:"
+                        f"\n{self._tail(n)}"
+                    )
+            if waiting and time.monotonic() - start > timeout:
+                raise TransportError(f"nodes {sorted(waiting)} did not start in {timeout:g} s")
+            time.sleep(0.1)
+
+    def _log(self, name: str) -> str:
+        path = self.workdir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _tail(self, name: str, lines: int = 15) -> str:
+        return "\n".join(self._log(name).splitlines()[-lines:])
+
+    def up(self) -> Path:
+        self.write_files()
+        for name in self.nodes:
+            self.start(name)
+        self.wait_ready()
+        return self.mesh_file
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def down(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def __enter__(self) -> LocalMesh:
+        self.up()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.down()

@@ -1,0 +1,58 @@
+"""Start one node from its node file: load its data, build its party, serve it."""
+
+from __future__ import annotations
+
+from splitmesh.data.tables import check_binary_labels, read_numeric_csv
+from splitmesh.errors import ConfigError
+from splitmesh.node.config import SPLIT_MODES, NodeConfig
+from splitmesh.split.domain import DomainParty
+from splitmesh.split.label_owner import LabelOwner
+from splitmesh.split.node import Node
+from splitmesh.transport.grpc import PartyServer
+
+
+def build_node(cfg: NodeConfig) -> tuple[Node, str]:
+    """The node's handler and a one-line description of what it holds."""
+    src, state = cfg.data, cfg.state_dir
+    if cfg.role == "domain":
+        if not src.columns:
+            raise ConfigError(f"node {cfg.name!r}: a domain node lists its data.columns")
+        table = read_numeric_csv(src.path, src.columns).to_numpy()
+        columns = list(src.columns)
+
+        def make(mode: str) -> DomainParty:
+            return DomainParty(cfg.name, table, columns, state_dir=state)
+
+        what = f"{len(table)} rows x {len(columns)} columns of {src.path.name}"
+        return Node(cfg.name, make, modes=SPLIT_MODES), what
+    if src.label is None:
+        raise ConfigError(f"node {cfg.name!r}: a label-owner node names its data.label column")
+    df = read_numeric_csv(src.path, [], src.label)
+    y = check_binary_labels(df[src.label].to_numpy(), path=str(src.path), column=src.label)
+
+    def make(mode: str) -> LabelOwner:
+        return LabelOwner(cfg.name, y, mode, state_dir=state)
+
+    return Node(cfg.name, make, modes=cfg.modes), f"{len(y)} labels ({int(y.sum())} positive)"
+
+
+def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
+    """Build and start the node's server; returns it with a line saying what it serves."""
+    import torch
+
+    # Several nodes often share a host: one thread each avoids OpenMP workers spinning
+    # against each other, which costs far more than it gains on small bottom models.
+    torch.set_num_threads(cfg.threads)
+    node, what = build_node(cfg)
+    server = PartyServer(
+        node,
+        cfg.listen,
+        name=cfg.name,
+        tls=cfg.tls.files() if cfg.tls else None,
+        allow=cfg.accept,
+        insecure=cfg.insecure,
+    ).start()
+    security = "plaintext (loopback)" if cfg.tls is None else "mutual TLS"
+    host = cfg.listen.rsplit(":", 1)[0]
+    line = f"node {cfg.name} ({cfg.role}, {what}) listening on {host}:{server.port}, {security}"
+    return server, line

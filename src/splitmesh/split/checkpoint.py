@@ -1,0 +1,137 @@
+"""Model and optimizer state in memory (snapshots) and on disk (checkpoints).
+
+A checkpoint file is written whole or not at all (temporary file, fsync, rename), so an
+interrupted run leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from splitmesh.errors import DataError, NotFittedError
+from splitmesh.io import atomic_write_bytes, atomic_write_json
+
+Stateful = dict[str, torch.nn.Module | torch.optim.Optimizer]
+
+
+def snapshot_states(objs: Stateful) -> dict[str, dict]:
+    """Deep copies of every state_dict, so later steps cannot change them."""
+    return {k: copy.deepcopy(v.state_dict()) for k, v in objs.items()}
+
+
+def restore_states(objs: Stateful, saved: dict[str, dict]) -> None:
+    for k, v in objs.items():
+        v.load_state_dict(saved[k])
+
+
+def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: Path, who: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise NotFittedError(
+            f"{who} has no checkpoint {path}", hint="run without --resume to start afresh"
+        )
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:  # a damaged file must name itself, not fail deep in torch
+        raise DataError(f"checkpoint cannot be read: {exc}", path=str(path)) from exc
+
+
+def prune(directory: Path, keep: list[str]) -> None:
+    """Delete checkpoint files of tags not in ``keep`` (older epochs)."""
+    for f in directory.glob("*.pt"):
+        if f.stem not in keep:
+            f.unlink(missing_ok=True)
+
+
+def digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def data_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two data fingerprints, in words (empty: the same data)."""
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            if key == "sha256":
+                changes.append("content changed (sha256 differs)")
+            else:
+                changes.append(f"{key}: {saved.get(key)!r} -> {now.get(key)!r}")
+    return changes
+
+
+def check_same_data(who: str, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    changes = data_changes(saved, now)
+    if changes:
+        raise DataError(
+            f"{who} holds different data than when the checkpoint was written "
+            f"({'; '.join(changes)}); resume refused",
+            hint="restart the node on the data it trained on, or run without --resume",
+        )
+
+
+class RunCheckpoints:
+    """A learner's own checkpoints of one run, and the manifest that commits them.
+
+    The manifest (``checkpoint.json``) is written last: it names the tag every party has
+    saved, so a crash between the parties' writes and the manifest leaves the previous,
+    complete checkpoint in force.
+    """
+
+    def __init__(self, directory: str | Path, run: str) -> None:
+        self.directory, self.run = Path(directory), run
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / "checkpoint.json"
+
+    def manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"checkpoint manifest is not JSON: {exc}", path=str(self.manifest_path)
+            ) from exc
+        if manifest.get("run") != self.run:
+            raise DataError(
+                f"checkpoint belongs to run {manifest.get('run')!r}, not {self.run!r}: "
+                "the configuration changed since it was written",
+                path=str(self.manifest_path),
+                hint="resume with the same settings, or run without --resume",
+            )
+        return manifest
+
+    def commit(self, tag: str, payload: dict[str, Any], manifest: dict[str, Any]) -> None:
+        write_checkpoint(self.directory / f"{tag}.pt", payload)
+        atomic_write_json(
+            self.manifest_path, {"run": self.run, "tag": tag, "written": time.time(), **manifest}
+        )
+        prune(self.directory, [tag])
+
+    def load(self, tag: str) -> dict[str, Any]:
+        return read_checkpoint(self.directory / f"{tag}.pt", "the coordinator")
+
+    def finish(self, result: dict[str, Any]) -> None:
+        """Mark the run complete with its result, so a resumed job does not run it again."""
+        manifest = self.manifest() or {"run": self.run}
+        atomic_write_json(self.manifest_path, {**manifest, "done": True, "result": result})

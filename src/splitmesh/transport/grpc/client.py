@@ -1,0 +1,167 @@
+"""The coordinator's side: one channel per node, deadlines, retries, typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import uuid
+from collections.abc import Mapping
+
+import grpc
+import grpc.aio
+
+from splitmesh.errors import ConfigError, NodeUnreachableError, TransportError
+from splitmesh.transport.base import Transport
+from splitmesh.transport.grpc import splitmesh_pb2 as pb
+from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
+from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
+from splitmesh.transport.grpc.server import CLIENT_ID, SEQUENCE, UNLIMITED
+from splitmesh.transport.grpc.tls import TlsFiles, is_loopback
+from splitmesh.transport.local import unwrap
+from splitmesh.transport.messages import Message
+
+_TLS_WORDS = ("handshake", "ssl", "certificate", "tls")
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where a party listens. ``name`` must be in its certificate: that is how we know it."""
+
+    name: str
+    address: str
+
+
+class GrpcTransport(Transport):
+    """Reaches each party's node over gRPC; mutual TLS unless ``insecure`` (loopback only).
+
+    Every call has a deadline (``deadline`` seconds). A call that finds the node
+    UNAVAILABLE is retried ``retries`` times with exponential backoff, under the same
+    sequence number, so a node that already served it answers from its cache instead of
+    applying it twice.
+    """
+
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        tls: TlsFiles | None,
+        insecure: bool = False,
+        deadline: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.25,
+    ) -> None:
+        super().__init__()
+        if tls is None and not insecure:
+            raise ConfigError("gRPC transport: no TLS files given and plaintext not asked for")
+        if tls is None:
+            remote = [e.address for e in endpoints if not is_loopback(e.address)]
+            if remote:
+                raise ConfigError(
+                    f"plaintext is allowed on loopback only, not to {', '.join(remote)}",
+                    hint="give the coordinator its certificate, key and the mesh CA",
+                )
+        self._creds = None
+        if tls is not None:
+            ca, cert, key = tls.read()
+            self._creds = grpc.ssl_channel_credentials(
+                root_certificates=ca, private_key=key, certificate_chain=cert
+            )
+        self.endpoints = {e.name: e for e in endpoints}
+        self.deadline, self.retries, self.backoff = deadline, retries, backoff
+        # asyncio channels on a private loop: concurrent calls without a thread per call
+        # (the blocking API's futures start one each, which costs more than the call)
+        self._loop = asyncio.new_event_loop()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pb_grpc.PartyStub] = {}
+        self._loop.run_until_complete(self._open())
+        self._client = uuid.uuid4().hex
+        self._seq = itertools.count()
+
+    async def _open(self) -> None:
+        for e in self.endpoints.values():
+            if self._creds is None:
+                channel = grpc.aio.insecure_channel(e.address, options=UNLIMITED)
+            else:
+                # the node must present a certificate naming it: a node we did not expect
+                # (another party's certificate, or one from another CA) fails the handshake
+                options = [*UNLIMITED, ("grpc.ssl_target_name_override", e.name)]
+                channel = grpc.aio.secure_channel(e.address, self._creds, options=options)
+            self._channels[e.name] = channel
+            self._stubs[e.name] = pb_grpc.PartyStub(channel)
+
+    @property
+    def parties(self) -> list[str]:
+        return list(self.endpoints)
+
+    def request(self, party: str, msg: Message) -> Message:
+        return self.request_many({party: msg})[party]
+
+    def request_many(self, requests: Mapping[str, Message]) -> dict[str, Message]:
+        """All requests in flight at once; each party works on its own in parallel."""
+        calls = []
+        for party, msg in requests.items():
+            if party not in self._stubs:
+                raise TransportError(
+                    f"no node named {party!r} in the mesh file (known: {', '.join(self.endpoints)})"
+                )
+            env = to_envelope(msg)
+            self.stats.add(party, "sent", env.ByteSize())
+            meta = ((CLIENT_ID, self._client), (SEQUENCE, str(next(self._seq))))
+            calls.append(self._call(party, env, type(msg).__name__, meta))
+        replies = self._loop.run_until_complete(_gather(calls))
+        out = {}
+        for (party, msg), reply in zip(requests.items(), replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            self.stats.add(party, "received", reply.ByteSize())
+            out[party] = unwrap(party, type(msg).__name__, from_envelope(reply))
+        return out
+
+    async def _call(self, party: str, env: pb.Envelope, call: str, meta) -> pb.Envelope:
+        stub = self._stubs[party]
+        for attempt in range(self.retries + 1):
+            try:
+                return await stub.Call(env, timeout=self.deadline, metadata=meta)
+            except grpc.RpcError as exc:
+                # UNAVAILABLE: not delivered, or the node went away; the same sequence number
+                # makes a repeat harmless. A TLS failure will not mend itself: no retry.
+                retry = exc.code() == grpc.StatusCode.UNAVAILABLE and not _tls_failure(exc)
+                if not retry or attempt == self.retries:
+                    raise self._error(party, call, exc) from None
+                await asyncio.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _error(self, party: str, call: str, exc: grpc.RpcError) -> TransportError:
+        address = self.endpoints[party].address
+        code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            reason = f"no reply within the {self.deadline:g} s deadline (node hung or overloaded)"
+        elif code == grpc.StatusCode.UNAVAILABLE and _tls_failure(exc):
+            reason = (
+                "TLS handshake failed: its certificate is not from this mesh's CA or does not "
+                f"name {party!r}, or it does not trust ours ({details})"
+            )
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            reason = f"unavailable after {self.retries + 1} attempts ({details})"
+        elif code == grpc.StatusCode.PERMISSION_DENIED:
+            reason = f"it refused our certificate: {details}"
+        else:
+            reason = f"{code.name}: {details}"
+        return NodeUnreachableError(party, call, address, reason)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        for channel in self._channels.values():
+            self._loop.run_until_complete(channel.close())
+        self._loop.close()
+
+
+async def _gather(calls: list) -> list:
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+def _tls_failure(exc: grpc.RpcError) -> bool:
+    details = (exc.details() or "").lower()
+    return any(w in details for w in _TLS_WORDS)

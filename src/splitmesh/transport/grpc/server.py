@@ -1,0 +1,115 @@
+"""A party served over gRPC: mutual TLS, a caller allow-list, one request at a time."""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+import grpc
+
+from splitmesh.errors import ConfigError, TransportError
+from splitmesh.transport.grpc import splitmesh_pb2 as pb
+from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
+from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
+from splitmesh.transport.grpc.tls import TlsFiles, fingerprint, is_loopback
+from splitmesh.transport.local import Handler, answer
+
+# gRPC's 4 MB default would cap a batch of embeddings or a distance matrix; we do not.
+UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
+
+
+class _Servicer(pb_grpc.PartyServicer):
+    def __init__(self, server: PartyServer) -> None:
+        self.s = server
+
+    def Call(self, request: pb.Envelope, context: grpc.ServicerContext) -> pb.Envelope:
+        s = self.s
+        if s.allow is not None:
+            caller = _peer_fingerprint(context)
+            if caller not in s.allow:
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"node {s.name!r} does not accept the caller's certificate "
+                    f"(sha256 {caller or 'none'}); it accepts {len(s.allow)} fingerprint(s)",
+                )
+        meta = dict(context.invocation_metadata() or ())
+        key = (meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))
+        # One request at a time: a party's state is not shared between threads (and the
+        # coordinator never overlaps calls to one party anyway).
+        with s.lock:
+            # A retried request (same client, same sequence number) gets the reply it already
+            # had: a step is never applied twice because a connection dropped.
+            if key[1] and s.last is not None and s.last[0] == key:
+                return s.last[1]
+            reply = to_envelope(answer(s.handler, lambda: from_envelope(request)))
+            s.last = (key, reply)
+            return reply
+
+
+def _peer_fingerprint(context: grpc.ServicerContext) -> str | None:
+    pems = context.auth_context().get("x509_pem_cert")
+    return fingerprint(pems[0]) if pems else None
+
+
+class PartyServer:
+    """Serves one party (any protocol handler) on ``listen``.
+
+    With ``tls``, callers must present a certificate from the mesh CA whose SHA-256
+    fingerprint is in ``allow``. Plaintext needs ``insecure=True`` and a loopback address.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        listen: str,
+        *,
+        name: str,
+        tls: TlsFiles | None,
+        allow: list[str] | None = None,
+        insecure: bool = False,
+        workers: int = 4,
+    ) -> None:
+        if tls is None and not insecure:
+            raise ConfigError(f"node {name!r}: no TLS files given and plaintext not asked for")
+        if tls is None and not is_loopback(listen):
+            raise ConfigError(
+                f"node {name!r}: plaintext is allowed on loopback only, not on {listen}",
+                hint="give the node its certificate, key and the mesh CA",
+            )
+        if tls is not None and not allow:
+            raise ConfigError(
+                f"node {name!r}: with TLS, list the caller certificate fingerprints it accepts",
+                hint="see fingerprints.json written by `splitmesh certs init`",
+            )
+        self.handler, self.name, self.listen = handler, name, listen
+        self.allow = {a.lower().replace(":", "") for a in allow} if tls is not None else None
+        self.last: tuple[tuple[str, str], pb.Envelope] | None = None
+        self._creds = None
+        if tls is not None:
+            ca, cert, key = tls.read()
+            self._creds = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=ca, require_client_auth=True
+            )
+        self.lock = threading.Lock()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=UNLIMITED)
+        pb_grpc.add_PartyServicer_to_server(_Servicer(self), self._server)
+        try:
+            if self._creds is None:
+                self.port = self._server.add_insecure_port(listen)
+            else:
+                self.port = self._server.add_secure_port(listen, self._creds)
+        except RuntimeError as exc:
+            raise TransportError(f"node {name!r} cannot listen on {listen}: {exc}") from exc
+        if not self.port:
+            raise TransportError(f"node {name!r} cannot listen on {listen} (port in use?)")
+
+    def start(self) -> PartyServer:
+        self._server.start()
+        return self
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait()

@@ -1,0 +1,230 @@
+"""The gRPC transport against servers in this process: envelopes, mutual TLS, faults."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from splitmesh.errors import ConfigError, NodeUnreachableError, PartyError, ProtocolError
+from splitmesh.transport.codec import Int8Tensor
+from splitmesh.transport.grpc import (
+    Endpoint,
+    GrpcTransport,
+    PartyServer,
+    TlsFiles,
+    create_certificates,
+)
+from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
+from splitmesh.transport.messages import Ack, Embedding, Forward, GetState, Snapshot
+
+
+class Echo:
+    """Counts what it serves; Forward returns the positions as an embedding."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[str] = []
+        self.delay = delay
+
+    def handle(self, msg):
+        self.calls.append(type(msg).__name__)
+        if self.delay:
+            time.sleep(self.delay)
+        if isinstance(msg, Forward):
+            return Embedding(step=msg.step, values=msg.positions.astype(np.float32)[:, None])
+        if isinstance(msg, GetState):
+            raise ProtocolError("no state here")
+        return Ack(info={"served": len(self.calls)})
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    prints = create_certificates(d, ["coordinator", "payments", "cardholder", "intruder"])
+    other = tmp_path_factory.mktemp("other-ca")
+    create_certificates(other, ["coordinator"])
+    return d, prints, other
+
+
+def serve(handler, certs, name="payments", allow=None):
+    d, prints, _ = certs
+    return PartyServer(
+        handler,
+        "127.0.0.1:0",
+        name=name,
+        tls=TlsFiles.for_party(d, name),
+        allow=allow or [prints["coordinator"]],
+    ).start()
+
+
+def client(server, tls, name="payments", **kw):
+    return GrpcTransport([Endpoint(name, f"127.0.0.1:{server.port}")], tls=tls, **kw)
+
+
+def test_envelope_round_trip_keeps_dtypes_shapes_and_int8_scale():
+    msg = Forward("train", np.arange(5), 3, True, np.full((5, 2), 0.5, np.float16), 2)
+    back = from_envelope(to_envelope(msg))
+    assert back.positions.dtype == np.int64 and back.grad.dtype == np.float16
+    np.testing.assert_array_equal(back.positions, msg.positions)
+    x = np.linspace(-2, 3, 12, dtype=np.float32).reshape(3, 4)
+    q = from_envelope(to_envelope(Embedding(1, Int8Tensor.quantize(x))))
+    assert q.values.dtype == np.float32
+    assert np.abs(q.values - x).max() <= 3 / 127 / 2 + 1e-6
+
+
+def test_envelope_refuses_a_dtype_that_could_hide_objects():
+    env = to_envelope(Embedding(1, np.zeros(2, np.float32)))
+    env.tensors[0].dtype = "|O"
+    with pytest.raises(ProtocolError, match="unknown dtype"):
+        from_envelope(env)
+
+
+def test_mutual_tls_call_and_typed_remote_error(certs):
+    d = certs[0]
+    handler = Echo()
+    server = serve(handler, certs)
+    t = client(server, TlsFiles.for_party(d, "coordinator"))
+    try:
+        reply = t.request("payments", Forward("train", np.arange(4), 0, True))
+        np.testing.assert_array_equal(reply.values[:, 0], [0, 1, 2, 3])
+        many = t.request_many({"payments": Snapshot("a")})
+        assert many["payments"].info["served"] == 2
+        with pytest.raises(PartyError, match=r"'payments' failed on GetState.*no state here"):
+            t.request("payments", GetState())
+        assert t.stats.bytes[("payments", "sent")] > 0
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_node_refuses_a_certificate_from_another_ca(certs):
+    _, _, other = certs
+    server = serve(Echo(), certs)
+    t = client(server, TlsFiles.for_party(other, "coordinator"), retries=0, deadline=5)
+    try:
+        with pytest.raises(NodeUnreachableError, match="payments") as err:
+            t.request("payments", Snapshot("a"))
+        assert "TLS" in str(err.value) or "unavailable" in str(err.value)
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_node_refuses_a_mesh_certificate_it_does_not_accept(certs):
+    d = certs[0]
+    handler = Echo()
+    server = serve(handler, certs)
+    t = client(server, TlsFiles.for_party(d, "intruder"), retries=0)
+    try:
+        with pytest.raises(NodeUnreachableError, match="refused our certificate"):
+            t.request("payments", Snapshot("a"))
+        assert handler.calls == []
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_coordinator_refuses_a_node_it_did_not_expect(certs):
+    """A node answering with another party's certificate fails the name check."""
+    d = certs[0]
+    server = serve(Echo(), certs, name="cardholder")
+    t = client(server, TlsFiles.for_party(d, "coordinator"), name="payments", retries=0)
+    try:
+        with pytest.raises(NodeUnreachableError, match=r"TLS|unavailable"):
+            t.request("payments", Snapshot("a"))
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_plaintext_only_when_asked_and_only_on_loopback():
+    with pytest.raises(ConfigError, match="plaintext not asked"):
+        PartyServer(Echo(), "127.0.0.1:0", name="x", tls=None)
+    with pytest.raises(ConfigError, match="loopback only"):
+        PartyServer(Echo(), "0.0.0.0:0", name="x", tls=None, insecure=True)
+    with pytest.raises(ConfigError, match="loopback only"):
+        GrpcTransport([Endpoint("x", "10.1.2.3:5000")], tls=None, insecure=True)
+    server = PartyServer(Echo(), "127.0.0.1:0", name="x", tls=None, insecure=True).start()
+    t = GrpcTransport([Endpoint("x", f"127.0.0.1:{server.port}")], tls=None, insecure=True)
+    try:
+        assert isinstance(t.request("x", Snapshot("a")), Ack)
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_deadline_turns_a_hung_node_into_a_clear_error(certs):
+    d = certs[0]
+    server = serve(Echo(delay=2.0), certs)
+    t = client(server, TlsFiles.for_party(d, "coordinator"), deadline=0.5)
+    try:
+        with pytest.raises(NodeUnreachableError, match=r"payments.*Snapshot.*0.5 s deadline"):
+            t.request("payments", Snapshot("a"))
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_down_node_is_retried_then_reported(certs):
+    d = certs[0]
+    server = serve(Echo(), certs)
+    port = server.port
+    server.stop()
+    t = GrpcTransport(
+        [Endpoint("payments", f"127.0.0.1:{port}")],
+        tls=TlsFiles.for_party(d, "coordinator"),
+        retries=2,
+        backoff=0.05,
+    )
+    try:
+        with pytest.raises(NodeUnreachableError, match="unavailable after 3 attempts"):
+            t.request("payments", Snapshot("a"))
+    finally:
+        t.close()
+
+
+def test_retried_request_is_served_once(certs):
+    """A repeat with the same sequence number gets the cached reply, not a second step."""
+    d = certs[0]
+    handler = Echo()
+    server = serve(handler, certs)
+    t = client(server, TlsFiles.for_party(d, "coordinator"))
+    try:
+        env = to_envelope(Snapshot("a"))
+        meta = (("splitmesh-client", "c1"), ("splitmesh-seq", "7"))
+        for _ in range(2):
+            t._loop.run_until_complete(t._call("payments", env, "Snapshot", meta))
+        assert handler.calls == ["Snapshot"]
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_unknown_party_is_named(certs):
+    d = certs[0]
+    server = serve(Echo(), certs)
+    t = client(server, TlsFiles.for_party(d, "coordinator"))
+    try:
+        with pytest.raises(Exception, match="no node named 'nobody'"):
+            t.request("nobody", Snapshot("a"))
+    finally:
+        t.close()
+        server.stop()
+
+
+def test_certs_refuse_to_overwrite_and_bad_names(tmp_path):
+    create_certificates(tmp_path, ["a1"])
+    with pytest.raises(ConfigError, match="exists"):
+        create_certificates(tmp_path, ["a1"])
+    with pytest.raises(ConfigError, match="not usable in a certificate"):
+        create_certificates(tmp_path / "x", ["Bad_Name"])
+    assert oct((tmp_path / "a1.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_server_threads_stop_cleanly(certs):
+    before = threading.active_count()
+    server = serve(Echo(), certs)
+    server.stop()
+    assert threading.active_count() <= before + 1
