@@ -20,13 +20,15 @@ venv: $(STAMP)
 
 REAL_FRAUD := ../shared/data/creditcard/creditcard_1722.csv
 
-# The real subset when it is there, else a synthetic set of the same schema (said on screen).
+# The real thing: one node process per domain on 127.0.0.1 with mutual TLS (splitmesh mesh
+# up), on the real subset when it is there, else a synthetic set of the same schema.
 demo: $(STAMP)
 	@if [ -f $(REAL_FRAUD) ]; then \
-		$(BIN)/splitmesh fraud --mode all --data $(REAL_FRAUD) --out $(OUT); \
+		$(BIN)/splitmesh mesh up fraud --workdir $(OUT)/mesh --mode all --data $(REAL_FRAUD) --out $(OUT); \
 	else \
 		echo "$(REAL_FRAUD) not found: running on 100,000 synthetic rows instead"; \
-		$(BIN)/splitmesh fraud --mode all --synthetic-rows 100000 --epochs 15 --patience 5 --out $(OUT); \
+		$(BIN)/splitmesh mesh up fraud --workdir $(OUT)/mesh --mode all --synthetic-rows 100000 \
+			--epochs 15 --patience 5 --out $(OUT); \
 	fi
 
 test: $(STAMP)

@@ -40,6 +40,13 @@ def test_fraud_writes_results_and_report(tmp_path):
         (["--data", "missing.csv"], 3, "DataError: file missing.csv: no such file"),
         (["--domains", "4", "--synthetic-rows", "1000"], 2, "ConfigError: The 'domains' parameter"),
         (
+            ["--transport", "grpc", "--mode", "split"],
+            2,
+            "ConfigError: --transport grpc needs --mesh",
+        ),
+        (["--resume", "--synthetic-rows", "1000"], 2, "ConfigError: --resume needs --out"),
+        (["--wire-dtype", "int4", "--synthetic-rows", "1000"], 2, "The 'wire_dtype' parameter"),
+        (
             ["--mode", "federated", "--synthetic-rows", "1000"],
             2,
             "ConfigError: The 'mode' parameter",
@@ -74,3 +81,20 @@ def test_domains_sweep_writes_a_plot(tmp_path):
     assert [len(r["domains"]) for r in res["runs"]] == [1, 2, 3]
     png = (out / "domains.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_certs_init_prints_fingerprints_and_refuses_to_overwrite(tmp_path):
+    p = splitmesh("certs", "init", "--out", str(tmp_path), "--parties", "coordinator,payments")
+    assert p.returncode == 0, p.stderr
+    prints = json.loads((tmp_path / "fingerprints.json").read_text())
+    assert prints["payments"] in p.stdout and len(prints["coordinator"]) == 64
+    again = splitmesh("certs", "init", "--out", str(tmp_path), "--parties", "coordinator")
+    assert again.returncode == 2 and "refusing to replace" in again.stderr
+
+
+def test_node_serve_with_a_bad_node_file_names_it(tmp_path):
+    bad = tmp_path / "node.yaml"
+    bad.write_text("name: payments\nrole: domain\nlisten: 127.0.0.1:0\ndata: {path: x.csv}\n")
+    p = splitmesh("node", "serve", "--config", str(bad))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "plaintext not asked for" in p.stderr or "columns" in p.stderr

@@ -58,7 +58,8 @@ def _checkpoints(checkpoint_dir: Path | None, out: Path | None, resume: bool) ->
 @app.command()
 def fraud(
     mode: Annotated[
-        str, typer.Option(help="centralized | label-sharing | label-preserving | all")
+        str,
+        typer.Option(help="centralized | label-sharing | label-preserving | split (both) | all"),
     ] = "all",
     data: Annotated[
         Path | None,
@@ -99,6 +100,9 @@ def fraud(
     wire_dtype: Annotated[
         str, typer.Option(help="float32 | float16 | int8 (per-tensor scale) on the wire")
     ] = "float32",
+    pipeline: Annotated[
+        bool, typer.Option(help="send the next batch's Forward during this step (one step stale)")
+    ] = False,
     transport: Annotated[
         str, typer.Option(help="local (in-process) | grpc (the nodes in --mesh)")
     ] = "local",
@@ -126,7 +130,7 @@ def fraud(
         data=str(data) if data else None,
         synthetic_rows=synthetic_rows,
         domains=domains,
-        modes=MODES if mode == "all" else (mode,),
+        modes={"all": MODES, "split": MODES[1:]}.get(mode, (mode,)),
         train=TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -143,6 +147,7 @@ def fraud(
         validation=validation,
         wire_dtype=wire_dtype,
         transport=transport,
+        pipeline=pipeline,
         mesh=str(mesh) if mesh else None,
         checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
     )
@@ -203,7 +208,7 @@ def certs_init(
     extra = tuple(h.strip() for h in hosts.split(",") if h.strip())
     prints = create_certificates(out, names, hosts=extra, days=days, force=force)
     for party, fp in prints.items():
-        console.print(f"{party:<16} sha256 {fp}", highlight=False)
+        console.print(f"{party:<16} sha256 {fp}", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}/ca.crt, one .crt and .key per party, fingerprints.json")
 
 

@@ -80,6 +80,14 @@ def test_training_over_grpc_equals_in_process(mesh, data):
     assert remote["runs"][0]["nodes"]["fraud-labels"]["data"]["rows"] > 0
 
 
+def test_pipelined_int8_run_over_grpc_equals_in_process(mesh, data):
+    """Compression and pipelining change the arithmetic the same way on either transport."""
+    kw = dict(modes=("label-preserving",), wire_dtype="int8", pipeline=True)
+    remote = run_fraud(config(data, mesh, **kw), progress=False)["runs"][0]
+    local = run_fraud(config(data, None, **kw), progress=False)["runs"][0]
+    same_run(remote, local)
+
+
 def _wait_for_checkpoint(directory: Path, epoch: int, timeout: float = 60) -> None:
     manifest = directory / "checkpoint.json"
     start = time.monotonic()

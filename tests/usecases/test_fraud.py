@@ -99,3 +99,65 @@ def test_shuffled_training_with_a_separate_label_owner_stays_aligned():
     assert split["metrics"]["roc_auc"] > 0.8  # misaligned rows score near 0.5
     assert split["metrics"]["roc_auc"] == pytest.approx(central["metrics"]["roc_auc"], abs=1e-3)
     np.testing.assert_allclose(split["epoch_losses"], central["epoch_losses"], rtol=1e-4)
+
+
+def test_int8_wire_quarters_the_bytes_and_keeps_the_metrics():
+    base = dict(synthetic_rows=20_000, modes=("label-preserving",), train=FAST, reference=False)
+    r32 = run_fraud(FraudConfig(**base), progress=False)["runs"][0]
+    r8 = run_fraud(FraudConfig(**base, wire_dtype="int8"), progress=False)["runs"][0]
+    assert r8["wire_bytes"] < 0.45 * r32["wire_bytes"]
+    assert r8["metrics"]["roc_auc"] == pytest.approx(r32["metrics"]["roc_auc"], abs=0.02)
+    assert r8["metrics"] != r32["metrics"]  # the rounding did reach the arithmetic
+
+
+def test_pipelining_is_one_step_stale_and_still_learns():
+    base = dict(synthetic_rows=20_000, modes=("label-sharing",), train=FAST, reference=False)
+    plain = run_fraud(FraudConfig(**base), progress=False)["runs"][0]
+    piped = run_fraud(FraudConfig(**base, pipeline=True), progress=False)["runs"][0]
+    assert piped["epoch_losses"] != plain["epoch_losses"]  # stale gradients: not the same run
+    assert piped["epoch_losses"][-1] < piped["epoch_losses"][0]
+    assert piped["metrics"]["roc_auc"] == pytest.approx(plain["metrics"]["roc_auc"], abs=0.02)
+    again = run_fraud(FraudConfig(**base, pipeline=True), progress=False)["runs"][0]
+    assert again["metrics"] == piped["metrics"]  # and deterministic
+
+
+def test_resume_after_an_interrupted_in_process_run_gives_the_same_result(tmp_path):
+    """A party failing mid-run stops training with a RunInterrupted naming the last
+    checkpoint; --resume then finishes with the metrics of an uninterrupted run."""
+    import dataclasses
+
+    from splitmesh.errors import RunInterrupted
+    from splitmesh.split.domain import DomainParty
+    from splitmesh.usecases.fraud import load_table, run_mode
+
+    train = TrainConfig(epochs=4, batch_size=512, patience=2, select_metric="log_loss")
+    cfg = FraudConfig(synthetic_rows=20_000, train=train, checkpoint_dir=str(tmp_path))
+    table = load_table(cfg)
+    calls = {"n": 0}
+    original = DomainParty.on_forward
+
+    def flaky(self, msg):
+        if self.name == "security" and msg.train:
+            calls["n"] += 1
+            if calls["n"] == 40:  # in the third epoch (17 steps each)
+                raise ConnectionError("disk on fire")
+        return original(self, msg)
+
+    DomainParty.on_forward = flaky
+    try:
+        with pytest.raises(RunInterrupted, match=r"'security'.*epoch 2") as err:
+            run_mode("label-preserving", table, cfg, progress=False)
+    finally:
+        DomainParty.on_forward = original
+    assert err.value.checkpoint["epoch"] == 2
+    resumed = run_mode("label-preserving", table, cfg, progress=False, resume=True)
+    fresh = run_mode(
+        "label-preserving", table, dataclasses.replace(cfg, checkpoint_dir=None), progress=False
+    )
+    assert resumed["epoch_losses"] == pytest.approx(fresh["epoch_losses"], rel=1e-6)
+    for k in ("roc_auc", "average_precision", "log_loss", "f1_1"):
+        assert resumed["metrics"][k] == pytest.approx(fresh["metrics"][k], rel=1e-6), k
+    assert resumed["best_epoch"] == fresh["best_epoch"]
+    # a finished run is not run again: its result comes from the manifest
+    again = run_mode("label-preserving", table, cfg, progress=False, resume=True)
+    assert again["resumed_from"] == "finished run"

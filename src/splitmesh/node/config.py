@@ -63,7 +63,10 @@ class NodeConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return check_party_name(v)
+        try:
+            return check_party_name(v)
+        except ConfigError as exc:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(str(exc)) from None
 
 
 class NodeAddress(_Strict):

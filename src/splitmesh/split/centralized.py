@@ -86,7 +86,9 @@ class CentralizedLearner:
     def n_train(self) -> int:
         return self.sizes_["train"]
 
-    def train_step(self, positions: np.ndarray, step: int) -> float:
+    def train_step(
+        self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
+    ) -> float:
         idx = torch.from_numpy(positions)
         self.net_.train()
         logits = self.net_({d: x[idx] for d, x in self.x_["train"].items()})

@@ -31,7 +31,7 @@ from splitmesh.split.common import (
     to_wire,
 )
 from splitmesh.split.head import ScoreBook
-from splitmesh.transport.base import Transport
+from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.messages import (
     Ack,
     Augment,
@@ -84,6 +84,7 @@ class Coordinator:
         pos_weight: float | None = None,
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
+        pipeline: bool = False,
     ) -> None:
         self.mode = check_mode(mode)
         if mode == "centralized":
@@ -98,6 +99,9 @@ class Coordinator:
         self._snapshots: dict[str, dict] = {}
         # gradients owed to each domain, sent with its next Forward (or by flush())
         self._owed: dict[str, tuple[int, np.ndarray]] = {}
+        # pipelining: the next step's Forward, already sent (one step of staleness)
+        self.pipeline = pipeline
+        self._ahead: tuple[int, Pending] | None = None
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
     def hello(self) -> dict[str, dict]:
@@ -190,20 +194,46 @@ class Coordinator:
         return self.sizes_["train"]
 
     # -- one training step (DESIGN.md, "One training step") --------------------------------
-    def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
-        if not train:
-            self.flush()
+    def _forwards(self, partition: str, positions: np.ndarray, step: int, train: bool) -> dict:
+        """One Forward per domain, each carrying the gradient it is owed, if any."""
         owed, self._owed = self._owed, {}
         requests = {}
         for d in self.domains:
             grad_step, grad = owed.get(d, (-1, None))
             requests[d] = Forward(partition, positions, step, train, grad, grad_step)
-        replies = self.t.request_many(requests)
+        return requests
+
+    def _embeddings(self, replies: dict) -> list[torch.Tensor]:
         return [from_wire(_expect(replies[d], Embedding, d).values) for d in self.domains]
 
-    def train_step(self, positions: np.ndarray, step: int) -> float:
+    def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
+        if not train:
+            self.flush()
+        return self._embeddings(
+            self.t.request_many(self._forwards(partition, positions, step, train))
+        )
+
+    def _train_embeddings(self, positions: np.ndarray, step: int, upcoming: np.ndarray | None):
+        """This step's embeddings; pipelined, also send the next step's Forward now, so the
+        domains compute it while this step's top model runs."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == step:
+            replies = ahead[1].result()
+            if upcoming is None:
+                self.flush()  # the previous step's gradients have no Forward to ride on
+        else:
+            replies = self.t.request_many(self._forwards("train", positions, step, True))
+        if self.pipeline and upcoming is not None:
+            pending = self.t.submit_many(self._forwards("train", upcoming, step + 1, True))
+            self._ahead = (step + 1, pending)
+        return self._embeddings(replies)
+
+    def train_step(
+        self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
+    ) -> float:
+        """One step. ``upcoming``: the next batch's positions, used when pipelining."""
         # 1. every domain embeds its rows of the batch
-        hs = [h.requires_grad_(True) for h in self._embed("train", positions, step, True)]
+        hs = [h.requires_grad_(True) for h in self._train_embeddings(positions, step, upcoming)]
         # 2. aggregate and run the top model
         self.top_.train()
         out = self.top_(self.aggregator(hs))
@@ -234,6 +264,9 @@ class Coordinator:
 
     def flush(self) -> None:
         """Deliver owed gradients now: before evaluation, snapshots and at the end of training."""
+        if self._ahead is not None:  # a Forward sent ahead is dropped with its step
+            self._ahead[1].result()
+            self._ahead = None
         owed, self._owed = self._owed, {}
         if owed:
             self.t.request_many({d: Backward(step, grad) for d, (step, grad) in owed.items()})

@@ -49,7 +49,10 @@ class DomainParty(Party):
         self.bottom_: torch.nn.Module | None = None
         self._x64: dict[str, np.ndarray] = {}  # scaled rows per partition (for distances)
         self._x: dict[str, torch.Tensor] = {}  # float32 copies fed to the model
-        self._pending: tuple[int, torch.Tensor] | None = None
+        # training forwards awaiting their gradient: step -> (inputs, output, update count).
+        # One at a time normally; two when the coordinator pipelines.
+        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+        self._updates = 0
 
     # -- setup ---------------------------------------------------------------------------
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
@@ -130,7 +133,7 @@ class DomainParty(Party):
         if msg.train:
             self.bottom_.train()
             out = self.bottom_(batch)
-            self._pending = (msg.step, out)
+            self._pending[msg.step] = (batch, out, self._updates)
         else:
             self.bottom_.eval()
             with torch.no_grad():
@@ -142,23 +145,30 @@ class DomainParty(Party):
         return Ack()
 
     def _apply_grad(self, step: int, wire_grad: np.ndarray) -> None:
-        if self._pending is None or self._pending[0] != step:
-            have = None if self._pending is None else self._pending[0]
+        entry = self._pending.pop(step, None)
+        if entry is None:
+            pending = ", ".join(f"step {s}" for s in sorted(self._pending)) or "none"
             raise ProtocolError(
-                f"domain {self.name!r} got a gradient for step {step}, "
-                f"but its last training forward was step {have}"
+                f"domain {self.name!r} got a gradient for step {step}, but has no training "
+                f"forward of that step awaiting one (pending: {pending})"
             )
-        _, out = self._pending
-        self._pending = None
+        # forwards older than this step will never get their gradient (a restore dropped them)
+        self._pending = {s: e for s, e in self._pending.items() if s > step}
+        batch, out, updates = entry
         grad = from_wire(wire_grad)
         if tuple(grad.shape) != tuple(out.shape):
             raise ProtocolError(
                 f"domain {self.name!r}: gradient shape {tuple(grad.shape)} does not match its "
                 f"embedding {tuple(out.shape)}"
             )
+        if updates != self._updates:
+            # Pipelined: the weights moved since this forward. Its graph saved the old ones,
+            # so recompute it with the current weights (one step of staleness, by design).
+            out = self.bottom_(batch)
         self.optimizer_.zero_grad(set_to_none=True)
         out.backward(grad)
         self.optimizer_.step()
+        self._updates += 1
 
     def on_get_state(self, msg: GetState) -> State:
         if self.bottom_ is None:

@@ -22,7 +22,9 @@ class Learner(Protocol):
     @property
     def n_train(self) -> int: ...
 
-    def train_step(self, positions: np.ndarray, step: int) -> float: ...
+    def train_step(
+        self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
+    ) -> float: ...
 
     def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict: ...
 
@@ -125,8 +127,10 @@ def _committed(learner: Learner) -> dict[str, Any] | None:
 def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advance) -> None:
     """One epoch, then validation and the keep-or-stop decision; updates ``st`` in place."""
     t0, total, n = time.perf_counter(), 0.0, 0
-    for positions in plan.epoch(st["epoch"]):
-        total += learner.train_step(positions, st["step"]) * len(positions)
+    batches = list(plan.epoch(st["epoch"]))
+    for i, positions in enumerate(batches):
+        upcoming = batches[i + 1] if i + 1 < len(batches) else None
+        total += learner.train_step(positions, st["step"], upcoming) * len(positions)
         n += len(positions)
         st["step"] += 1
         advance()

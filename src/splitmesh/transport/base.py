@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from splitmesh.transport.messages import Message
@@ -51,6 +51,16 @@ class WireStats:
         self.by_phase.clear()
 
 
+class Pending:
+    """Replies that may still be on their way."""
+
+    def __init__(self, wait: Callable[[], dict[str, Message]]) -> None:
+        self._wait = wait
+
+    def result(self) -> dict[str, Message]:
+        return self._wait()
+
+
 class Transport(ABC):
     """Delivers a request to a named party and returns its reply.
 
@@ -73,6 +83,15 @@ class Transport(ABC):
     def request_many(self, requests: Mapping[str, Message]) -> dict[str, Message]:
         """Send independent requests to several parties; a network transport overlaps them."""
         return {party: self.request(party, msg) for party, msg in requests.items()}
+
+    def submit_many(self, requests: Mapping[str, Message]) -> Pending:
+        """Start requests and return at once; ``result()`` waits for the replies.
+
+        A network transport lets the caller compute while the parties work; in one process
+        the requests are served on the spot, so the arithmetic is the same either way.
+        """
+        replies = self.request_many(requests)
+        return Pending(lambda: replies)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections; the default has none."""

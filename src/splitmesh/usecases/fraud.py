@@ -58,6 +58,7 @@ class FraudConfig:
     transport: str = "local"  # local (in-process) | grpc (nodes named in ``mesh``)
     mesh: str | None = None  # the coordinator's mesh file, for grpc
     checkpoint_dir: str | None = None  # per-epoch checkpoints (in-process parties' too)
+    pipeline: bool = False  # next batch's Forward overlaps this step (one step stale)
 
     def __post_init__(self) -> None:
         for m in self.modes:
@@ -172,6 +173,7 @@ def make_learner(mode: str, table: CreditCardTable | None, cfg: FraudConfig):
         wire_dtype=cfg.wire_dtype,
         run=run_id(cfg, mode),
         checkpoint_dir=ckpt,
+        pipeline=cfg.pipeline,
     )
     return coordinator, transport
 

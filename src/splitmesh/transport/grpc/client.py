@@ -12,7 +12,7 @@ import grpc
 import grpc.aio
 
 from splitmesh.errors import ConfigError, NodeUnreachableError, TransportError
-from splitmesh.transport.base import Transport
+from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
 from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
@@ -99,6 +99,10 @@ class GrpcTransport(Transport):
 
     def request_many(self, requests: Mapping[str, Message]) -> dict[str, Message]:
         """All requests in flight at once; each party works on its own in parallel."""
+        return self.submit_many(requests).result()
+
+    def submit_many(self, requests: Mapping[str, Message]) -> Pending:
+        """Send now, collect later: the calls travel while the caller computes."""
         calls = []
         for party, msg in requests.items():
             if party not in self._stubs:
@@ -109,13 +113,21 @@ class GrpcTransport(Transport):
             self.stats.add(party, "sent", env.ByteSize())
             meta = ((CLIENT_ID, self._client), (SEQUENCE, str(next(self._seq))))
             calls.append(self._call(party, env, type(msg).__name__, meta))
-        replies = self._loop.run_until_complete(_gather(calls))
+        gathered = self._loop.create_task(_gather(calls))
+        # a few turns of the loop hand the requests to gRPC's own threads, which send them
+        for _ in range(3):
+            self._loop.run_until_complete(asyncio.sleep(0))
+        names = [(party, type(msg).__name__) for party, msg in requests.items()]
+        return Pending(lambda: self._collect(names, gathered))
+
+    def _collect(self, names: list[tuple[str, str]], gathered: asyncio.Task) -> dict:
+        replies = self._loop.run_until_complete(gathered)
         out = {}
-        for (party, msg), reply in zip(requests.items(), replies, strict=True):
+        for (party, call), reply in zip(names, replies, strict=True):
             if isinstance(reply, BaseException):
                 raise reply
             self.stats.add(party, "received", reply.ByteSize())
-            out[party] = unwrap(party, type(msg).__name__, from_envelope(reply))
+            out[party] = unwrap(party, call, from_envelope(reply))
         return out
 
     async def _call(self, party: str, env: pb.Envelope, call: str, meta) -> pb.Envelope:

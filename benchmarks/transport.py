@@ -1,0 +1,147 @@
+"""Transport benchmark: in-process against gRPC on loopback (one process per node, mutual
+TLS), for the fraud use case's two split modes, with and without wire compression
+(float16, int8 with a per-tensor scale) and pipelining.
+
+Prints a table and writes JSON + Markdown: seconds per epoch (median), the ratio to the
+in-process run of the same mode, wire bytes per training example against the raw payload
+(sum of cut-layer widths x 4 bytes x 2 directions), and the test metrics, so the cost of
+compression or one step of staleness is visible. All runs happen in one invocation against
+the same node processes: compare the ratios, not the seconds, across machines.
+
+    python benchmarks/transport.py --out benchmarks/results                  # 100,000 rows
+    python benchmarks/transport.py --rows 20000 --epochs 2 --out /tmp/b      # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+MODES = ("label-sharing", "label-preserving")
+
+
+def variants(wires: list[str], pipeline: bool) -> list[tuple[str, str, bool]]:
+    out = [("local", "float32", False)]
+    out += [("grpc", w, False) for w in wires]
+    if pipeline:
+        out += [("local", "float32", True), ("grpc", "float32", True)]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wire-dtypes", default="float32,float16,int8")
+    ap.add_argument("--no-pipeline", action="store_true", help="skip the pipelined runs")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = ap.parse_args()
+
+    import dataclasses
+
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from splitmesh.data.datasets.creditcard import synthetic_creditcard, write_creditcard_csv
+    from splitmesh.node.launcher import LocalMesh
+    from splitmesh.split.trainer import TrainConfig
+    from splitmesh.usecases.fraud import FraudConfig, fraud_nodes, load_table, run_mode
+
+    console = Console()
+    work = Path(tempfile.mkdtemp(prefix="splitmesh-bench-"))
+    data = work / "creditcard.csv"
+    write_creditcard_csv(data, synthetic_creditcard(args.rows, args.seed))
+    base = FraudConfig(
+        data=str(data),
+        train=TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, patience=None
+        ),
+        reference=False,
+    )
+    table = load_table(base)
+    jobs = [
+        (m, *v)
+        for m in MODES
+        for v in variants(args.wire_dtypes.split(","), pipeline=not args.no_pipeline)
+    ]
+    results = []
+    with LocalMesh(work / "mesh", fraud_nodes(data)) as mesh:
+        for mode, transport, wire, pipe in track(jobs, description="benchmarking", transient=True):
+            cfg = dataclasses.replace(
+                base,
+                transport=transport,
+                mesh=str(mesh.mesh_file) if transport == "grpc" else None,
+                wire_dtype=wire,
+                pipeline=pipe,
+            )
+            run = run_mode(mode, table if transport == "local" else None, cfg, progress=False)
+            cut = 16 * len(run["domains"])
+            results.append(
+                {
+                    "mode": mode,
+                    "transport": transport,
+                    "wire_dtype": wire,
+                    "pipeline": pipe,
+                    "train_rows": run["rows"]["train"],
+                    "seconds_per_epoch": run["seconds_per_epoch"],
+                    "epoch_seconds": run["epoch_seconds"],
+                    "wire_bytes_per_example": run["wire_bytes_per_example"],
+                    "raw_payload_per_example": cut * 4 * 2,
+                    "roc_auc": run["metrics"]["roc_auc"],
+                    "average_precision": run["metrics"]["average_precision"],
+                }
+            )
+    for r in results:
+        ref = next(
+            x
+            for x in results
+            if x["mode"] == r["mode"] and x["transport"] == "local" and not x["pipeline"]
+        )
+        r["vs_in_process"] = r["seconds_per_epoch"] / ref["seconds_per_epoch"]
+        r["auprc_change"] = r["average_precision"] - ref["average_precision"]
+
+    title = (
+        f"transport: fraud, {args.rows:,} synthetic rows, batch {args.batch_size}, "
+        f"{args.epochs} epochs, 4 node processes on loopback"
+    )
+    cols = ["mode", "transport", "wire", "pipeline", "s/epoch", "vs in-process"]
+    cols += ["wire B/ex", "raw B/ex", "AUC", "AUPRC", "dAUPRC"]
+    out = Table(title=title)
+    for c in cols:
+        out.add_column(c, justify="left" if c in cols[:4] else "right")
+    md = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in results:
+        row = [
+            r["mode"],
+            r["transport"],
+            r["wire_dtype"],
+            "on" if r["pipeline"] else "off",
+            f"{r['seconds_per_epoch']:.3f}",
+            f"{r['vs_in_process']:.2f}x",
+            f"{r['wire_bytes_per_example']:.0f}",
+            f"{r['raw_payload_per_example']}",
+            f"{r['roc_auc']:.4f}",
+            f"{r['average_precision']:.4f}",
+            f"{r['auprc_change']:+.4f}",
+        ]
+        out.add_row(*row)
+        md.append("| " + " | ".join(row) + " |")
+    console.print(out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {k: getattr(args, k) for k in ("rows", "epochs", "batch_size", "seed")}
+    (args.out / "transport.json").write_text(
+        json.dumps({"config": meta, "results": results}, indent=2)
+    )
+    (args.out / "transport.md").write_text("\n".join(md) + "\n")
+    console.print(f"wrote {args.out / 'transport.json'} and {args.out / 'transport.md'}")
+
+
+if __name__ == "__main__":
+    main()

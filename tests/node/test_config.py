@@ -1,0 +1,68 @@
+"""Node and mesh files: errors name the file and the field; the Node handler's rules."""
+
+import numpy as np
+import pytest
+
+from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.node.config import load_mesh_network, load_node_config
+from splitmesh.split.domain import DomainParty
+from splitmesh.split.node import Node
+from splitmesh.transport.messages import Ack, Hello, SetupHead
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_node_file_paths_are_relative_to_the_file(tmp_path):
+    f = write(
+        tmp_path / "n.yaml",
+        "name: payments\nrole: domain\nlisten: 127.0.0.1:0\n"
+        "data: {path: data.csv, columns: [a]}\ninsecure: true\n",
+    )
+    cfg = load_node_config(f)
+    assert cfg.data.path == tmp_path / "data.csv"
+    assert cfg.threads == 1 and cfg.tls is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("name: p\nrole: boss\nlisten: x\ndata: {path: a}\n", "role"),
+        ("name: p\nrole: domain\ndata: {path: a}\n", "listen"),
+        ("name: p\nrole: domain\nlisten: x\ndata: {path: a}\ncolour: red\n", "colour"),
+        ("name: Bad_Name\nrole: domain\nlisten: x\ndata: {path: a}\n", "name"),
+    ],
+)
+def test_node_file_errors_name_the_file_and_field(tmp_path, text, field):
+    f = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ConfigError, match=rf"bad\.yaml, field '{field}'"):
+        load_node_config(f)
+
+
+def test_mesh_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_mesh_network(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_mesh_network(write(tmp_path / "m.yaml", "nodes: [\n"))
+    with pytest.raises(ConfigError, match="field 'deadline_s'"):
+        load_mesh_network(write(tmp_path / "m.yaml", "deadline_s: -1\nnodes: []\n"))
+
+
+def test_node_starts_a_fresh_party_per_run_and_refuses_unagreed_modes():
+    made = []
+
+    def make(mode):
+        made.append(mode)
+        return DomainParty("payments", np.zeros((4, 2)), ["a", "b"])
+
+    node = Node("payments", make, modes=["label-preserving"])
+    with pytest.raises(ProtocolError, match="before Hello"):
+        node.handle(SetupHead(4, {}, 0))
+    with pytest.raises(ProtocolError, match="does not take part in label-sharing"):
+        node.handle(Hello("r", "label-sharing"))
+    reply = node.handle(Hello("r", "label-preserving"))
+    assert isinstance(reply, Ack) and reply.info["data"]["rows"] == 4
+    node.handle(Hello("r2", "label-preserving"))
+    assert made == ["label-preserving", "label-preserving"]
