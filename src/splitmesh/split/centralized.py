@@ -13,7 +13,12 @@ from splitmesh.data.resampling import ResampleConfig, joined_resample
 from splitmesh.data.splitting import stratified_split
 from splitmesh.errors import NotFittedError
 from splitmesh.nn.network import NetworkSpec, SplitNetwork
-from splitmesh.split.checkpoint import RunCheckpoints, restore_states, snapshot_states
+from splitmesh.split.checkpoint import (
+    RunCheckpoints,
+    epoch_tag,
+    restore_states,
+    snapshot_states,
+)
 from splitmesh.split.common import PARTITIONS, OptimConfig, binary_loss, eval_batches
 from splitmesh.split.head import ScoreBook
 
@@ -111,27 +116,17 @@ class CentralizedLearner:
         restore_states(self._own_state(), self._snapshots[tag])
 
     def save_checkpoint(self, trainer: dict[str, Any]) -> None:
-        if self.checkpoints is None:
-            return
-        tag = f"epoch-{trainer['epoch']:04d}"
-        own = {
-            "state": snapshot_states(self._own_state()),
-            "snapshots": self._snapshots,
-            "trainer": trainer,
-            "rng": torch.get_rng_state(),
-        }
-        meta = {"mode": self.mode, "epoch": trainer["epoch"], "step": trainer["step"]}
-        self.checkpoints.commit(tag, own, meta)
+        if self.checkpoints is not None:
+            tag = epoch_tag(trainer["epoch"])
+            meta = {"mode": self.mode}
+            self.checkpoints.save(tag, self._own_state(), self._snapshots, trainer, meta)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        manifest = self.checkpoints.manifest() if self.checkpoints else None
-        if manifest is None or "tag" not in manifest:
+        manifest = self.checkpoints.committed() if self.checkpoints else None
+        if manifest is None:
             return None
-        own = self.checkpoints.load(manifest["tag"])
-        restore_states(self._own_state(), own["state"])
-        self._snapshots = own["snapshots"]
-        torch.set_rng_state(own["rng"])
-        return own["trainer"]
+        self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
+        return trainer
 
     def evaluate(
         self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"

@@ -121,17 +121,52 @@ class RunCheckpoints:
             )
         return manifest
 
-    def commit(self, tag: str, payload: dict[str, Any], manifest: dict[str, Any]) -> None:
+    def committed(self) -> dict[str, Any] | None:
+        """The manifest of the last committed epoch, or None (none yet, or run finished)."""
+        manifest = self.manifest()
+        return manifest if manifest and "tag" in manifest and not manifest.get("done") else None
+
+    def save(
+        self,
+        tag: str,
+        objs: Stateful,
+        snapshots: dict[str, dict],
+        trainer: dict[str, Any],
+        manifest: dict[str, Any],
+    ) -> None:
+        """Write the learner's own state, then commit ``tag`` in the manifest (last)."""
+        payload = {
+            "state": snapshot_states(objs),
+            "snapshots": snapshots,
+            "trainer": trainer,
+            "rng": torch.get_rng_state(),
+        }
         write_checkpoint(self.directory / f"{tag}.pt", payload)
         atomic_write_json(
-            self.manifest_path, {"run": self.run, "tag": tag, "written": time.time(), **manifest}
+            self.manifest_path,
+            {
+                "run": self.run,
+                "tag": tag,
+                "epoch": trainer["epoch"],
+                "step": trainer["step"],
+                "written": time.time(),
+                **manifest,
+            },
         )
         prune(self.directory, [tag])
 
-    def load(self, tag: str) -> dict[str, Any]:
-        return read_checkpoint(self.directory / f"{tag}.pt", "the coordinator")
+    def load(self, tag: str, objs: Stateful) -> tuple[dict[str, dict], dict[str, Any]]:
+        """Restore the learner's own state of ``tag``; returns (snapshots, trainer state)."""
+        own = read_checkpoint(self.directory / f"{tag}.pt", "the coordinator")
+        restore_states(objs, own["state"])
+        torch.set_rng_state(own["rng"])
+        return own["snapshots"], own["trainer"]
 
     def finish(self, result: dict[str, Any]) -> None:
         """Mark the run complete with its result, so a resumed job does not run it again."""
         manifest = self.manifest() or {"run": self.run}
         atomic_write_json(self.manifest_path, {**manifest, "done": True, "result": result})
+
+
+def epoch_tag(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"

@@ -18,6 +18,7 @@ from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     check_same_data,
+    epoch_tag,
     restore_states,
     snapshot_states,
 )
@@ -323,25 +324,15 @@ class Coordinator:
         if self.checkpoints is None:
             return
         self.flush()
-        tag = f"epoch-{trainer['epoch']:04d}"
-        before = self.checkpoints.manifest()
-        keep = [before["tag"]] if before and before.get("tag") else []
+        tag = epoch_tag(trainer["epoch"])
+        before = self.checkpoints.committed()
+        keep = [before["tag"]] if before else []  # in force until this tag is committed
         self.t.request_many(
             {p: Checkpoint(self.run, tag, keep) for p in self._parties_with_models()}
         )
-        own = {
-            "state": snapshot_states(self._own_state()),
-            "snapshots": self._snapshots,
-            "trainer": trainer,
-            "rng": torch.get_rng_state(),
-        }
-        manifest = {
-            "mode": self.mode,
-            "epoch": trainer["epoch"],
-            "step": trainer["step"],
-            "parties": {p: info.get("data", {}) for p, info in self.nodes_.items()},
-        }
-        self.checkpoints.commit(tag, own, manifest)
+        parties = {p: info.get("data", {}) for p, info in self.nodes_.items()}
+        meta = {"mode": self.mode, "parties": parties}
+        self.checkpoints.save(tag, self._own_state(), self._snapshots, trainer, meta)
 
     def _check_same_data(self) -> None:
         manifest = self.checkpoints.manifest() if self.checkpoints else None
@@ -350,15 +341,12 @@ class Coordinator:
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """Return every party to the last committed checkpoint; its trainer state, or None."""
-        manifest = self.checkpoints.manifest() if self.checkpoints else None
-        if manifest is None or "tag" not in manifest:
+        manifest = self.checkpoints.committed() if self.checkpoints else None
+        if manifest is None:
             return None
         self._check_same_data()
         tag = manifest["tag"]
         self.t.request_many({p: LoadCheckpoint(self.run, tag) for p in self._parties_with_models()})
-        own = self.checkpoints.load(tag)
-        restore_states(self._own_state(), own["state"])
-        self._snapshots = own["snapshots"]
-        torch.set_rng_state(own["rng"])
+        self._snapshots, trainer = self.checkpoints.load(tag, self._own_state())
         self._owed = {}
-        return own["trainer"]
+        return trainer

@@ -120,8 +120,7 @@ def fit(
 def _committed(learner: Learner) -> dict[str, Any] | None:
     """The checkpoint a resumed run would start from (None: nothing to resume)."""
     store = getattr(learner, "checkpoints", None)
-    manifest = store.manifest() if store is not None else None
-    return manifest if manifest and "tag" in manifest else None
+    return store.committed() if store is not None else None
 
 
 def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advance) -> None:

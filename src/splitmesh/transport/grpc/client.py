@@ -99,10 +99,13 @@ class GrpcTransport(Transport):
 
     def request_many(self, requests: Mapping[str, Message]) -> dict[str, Message]:
         """All requests in flight at once; each party works on its own in parallel."""
-        return self.submit_many(requests).result()
+        return self._start(requests, send_now=False).result()
 
     def submit_many(self, requests: Mapping[str, Message]) -> Pending:
         """Send now, collect later: the calls travel while the caller computes."""
+        return self._start(requests, send_now=True)
+
+    def _start(self, requests: Mapping[str, Message], *, send_now: bool) -> Pending:
         calls = []
         for party, msg in requests.items():
             if party not in self._stubs:
@@ -114,9 +117,9 @@ class GrpcTransport(Transport):
             meta = ((CLIENT_ID, self._client), (SEQUENCE, str(next(self._seq))))
             calls.append(self._call(party, env, type(msg).__name__, meta))
         gathered = self._loop.create_task(_gather(calls))
-        # a few turns of the loop hand the requests to gRPC's own threads, which send them
-        for _ in range(3):
-            self._loop.run_until_complete(asyncio.sleep(0))
+        if send_now:  # a few turns of the loop hand the requests to gRPC, which sends them
+            for _ in range(3):
+                self._loop.run_until_complete(asyncio.sleep(0))
         names = [(party, type(msg).__name__) for party, msg in requests.items()]
         return Pending(lambda: self._collect(names, gathered))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent import futures
 
@@ -49,7 +50,12 @@ class _Servicer(pb_grpc.PartyServicer):
 
 def _peer_fingerprint(context: grpc.ServicerContext) -> str | None:
     pems = context.auth_context().get("x509_pem_cert")
-    return fingerprint(pems[0]) if pems else None
+    return _fingerprint(pems[0]) if pems else None
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(pem: bytes) -> str:
+    return fingerprint(pem)  # parsing a certificate on every call would cost more than the call
 
 
 class PartyServer:
