@@ -55,7 +55,10 @@ def print_binary_report(results: dict, console: Console | None = None) -> None:
         console.print(t)
         for note in run.get("resample_notes", []):
             console.print(f"[yellow]note:[/yellow] {note}")
-    s = Table(title="summary: test rows, class-1 threshold chosen on validation rows")
+    title = "summary: test rows, class-1 threshold chosen on validation rows"
+    if any(r.get("transport") == "grpc" for r in results["runs"]):
+        title += "; split modes over gRPC (mutual TLS unless the mesh file says plaintext)"
+    s = Table(title=title)
     s.add_column("run", no_wrap=True)
     for _, name in SUMMARY:
         s.add_column(name, justify="right")
@@ -77,13 +80,17 @@ def markdown_report(results: dict) -> str:
             "",
         ]
     lines += ["## Summary (test rows, threshold chosen on validation rows)", ""]
-    head = ["run", *(n for _, n in SUMMARY), "s/epoch", "wire bytes/example"]
+    head = ["run", "transport", *(n for _, n in SUMMARY), "s/epoch", "wire bytes/example"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for mode, m, r in _summary_rows(results):
         spe = f"{r['seconds_per_epoch']:.4f}" if "seconds_per_epoch" in r else "-"
         wire = f"{r['wire_bytes_per_example']:.0f}" if r.get("wire_bytes") else "-"
         lines.append(
-            "| " + " | ".join([mode, *(f"{m[k]:.4f}" for k, _ in SUMMARY), spe, wire]) + " |"
+            "| "
+            + " | ".join(
+                [mode, r.get("transport", "-"), *(f"{m[k]:.4f}" for k, _ in SUMMARY), spe, wire]
+            )
+            + " |"
         )
     for run in results["runs"]:
         lines += ["", f"## {run['mode']} (domains: {', '.join(run['domains'])})", ""]
