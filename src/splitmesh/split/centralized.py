@@ -40,7 +40,11 @@ class CentralizedLearner:
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
     ) -> None:
-        self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
+        self.checkpoints = (
+            RunCheckpoints(checkpoint_dir, run, owner="the centralized learner")
+            if checkpoint_dir
+            else None
+        )
         self.tables = {d: np.asarray(t, dtype=np.float64) for d, t in tables.items()}
         self.domains = list(tables)
         self.labels = np.asarray(labels).astype(np.int64)

@@ -33,6 +33,26 @@ def restore_states(objs: Stateful, saved: dict[str, dict]) -> None:
         v.load_state_dict(saved[k])
 
 
+def pack_state(objs: Stateful, snapshots: dict[str, dict], **extra: Any) -> dict[str, Any]:
+    """What a checkpoint file holds for any learner or party: state, snapshots, torch RNG.
+
+    No copies: ``torch.save`` serializes the live state_dicts as they are when it runs.
+    """
+    return {
+        "state": {k: v.state_dict() for k, v in objs.items()},
+        "snapshots": snapshots,
+        "rng": torch.get_rng_state(),
+        **extra,
+    }
+
+
+def unpack_state(objs: Stateful, payload: dict[str, Any]) -> dict[str, dict]:
+    """Load a :func:`pack_state` payload into ``objs``; returns its snapshots."""
+    restore_states(objs, payload["state"])
+    torch.set_rng_state(payload["rng"])
+    return payload["snapshots"]
+
+
 def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -96,8 +116,8 @@ class RunCheckpoints:
     complete checkpoint in force.
     """
 
-    def __init__(self, directory: str | Path, run: str) -> None:
-        self.directory, self.run = Path(directory), run
+    def __init__(self, directory: str | Path, run: str, *, owner: str = "the coordinator") -> None:
+        self.directory, self.run, self.owner = Path(directory), run, owner
 
     @property
     def manifest_path(self) -> Path:
@@ -135,13 +155,7 @@ class RunCheckpoints:
         manifest: dict[str, Any],
     ) -> None:
         """Write the learner's own state, then commit ``tag`` in the manifest (last)."""
-        payload = {
-            "state": snapshot_states(objs),
-            "snapshots": snapshots,
-            "trainer": trainer,
-            "rng": torch.get_rng_state(),
-        }
-        write_checkpoint(self.directory / f"{tag}.pt", payload)
+        write_checkpoint(self.directory / f"{tag}.pt", pack_state(objs, snapshots, trainer=trainer))
         atomic_write_json(
             self.manifest_path,
             {
@@ -157,10 +171,13 @@ class RunCheckpoints:
 
     def load(self, tag: str, objs: Stateful) -> tuple[dict[str, dict], dict[str, Any]]:
         """Restore the learner's own state of ``tag``; returns (snapshots, trainer state)."""
-        own = read_checkpoint(self.directory / f"{tag}.pt", "the coordinator")
-        restore_states(objs, own["state"])
-        torch.set_rng_state(own["rng"])
-        return own["snapshots"], own["trainer"]
+        own = read_checkpoint(self.directory / f"{tag}.pt", self.owner)
+        return unpack_state(objs, own), own["trainer"]
+
+    def finished(self) -> dict[str, Any] | None:
+        """The result of this run if it completed, else None."""
+        manifest = self.manifest()
+        return manifest["result"] if manifest and manifest.get("done") else None
 
     def finish(self, result: dict[str, Any]) -> None:
         """Mark the run complete with its result, so a resumed job does not run it again."""

@@ -13,10 +13,12 @@ import torch
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError
 from splitmesh.split.checkpoint import (
     check_same_data,
+    pack_state,
     prune,
     read_checkpoint,
     restore_states,
     snapshot_states,
+    unpack_state,
     write_checkpoint,
 )
 from splitmesh.transport.messages import (
@@ -89,15 +91,9 @@ class Party:
 
     def on_checkpoint(self, msg: Checkpoint) -> Ack:
         directory = self._run_dir(msg.run)
-        payload = {
-            "party": self.name,
-            "run": msg.run,
-            "tag": msg.tag,
-            "fingerprint": self.fingerprint(),
-            "state": snapshot_states(self.stateful()),
-            "snapshots": self._snapshots,
-            "rng": torch.get_rng_state(),
-        }
+        payload = pack_state(
+            self.stateful(), self._snapshots, party=self.name, fingerprint=self.fingerprint()
+        )
         write_checkpoint(directory / f"{msg.tag}.pt", payload)
         prune(directory, [msg.tag, *msg.keep])
         return Ack(info={"tag": msg.tag})
@@ -108,7 +104,5 @@ class Party:
         check_same_data(who, saved["fingerprint"], self.fingerprint())
         if not self.stateful():
             raise NotFittedError(f"{who} must be set up before it loads a checkpoint")
-        restore_states(self.stateful(), saved["state"])
-        self._snapshots = saved["snapshots"]
-        torch.set_rng_state(saved["rng"])
+        self._snapshots = unpack_state(self.stateful(), saved)
         return Ack(info={"tag": msg.tag})

@@ -144,8 +144,9 @@ def _transport(cfg: FraudConfig, table: CreditCardTable | None, mode: str) -> Tr
 def make_learner(mode: str, table: CreditCardTable | None, cfg: FraudConfig):
     """The learner for one mode, with each domain holding only its own columns."""
     names = domain_names(cfg.domains)
+    run = run_id(cfg, mode)
     # one folder per run id: a sweep or a changed setting never meets another's checkpoints
-    ckpt = Path(cfg.checkpoint_dir) / run_id(cfg, mode) if cfg.checkpoint_dir else None
+    ckpt = Path(cfg.checkpoint_dir) / run if cfg.checkpoint_dir else None
     if mode == "centralized":
         if table is None:
             raise ConfigError(
@@ -158,7 +159,7 @@ def make_learner(mode: str, table: CreditCardTable | None, cfg: FraudConfig):
             spec=cfg.spec,
             optim=cfg.optim,
             seed=cfg.train.seed,
-            run=run_id(cfg, mode),
+            run=run,
             checkpoint_dir=ckpt,
         ), None
     transport = _transport(cfg, table, mode)
@@ -171,7 +172,7 @@ def make_learner(mode: str, table: CreditCardTable | None, cfg: FraudConfig):
         optim=cfg.optim,
         seed=cfg.train.seed,
         wire_dtype=cfg.wire_dtype,
-        run=run_id(cfg, mode),
+        run=run,
         checkpoint_dir=ckpt,
         pipeline=cfg.pipeline,
     )
@@ -196,9 +197,9 @@ def run_mode(
 
 def _run(learner, transport, mode: str, cfg: FraudConfig, *, progress: bool, resume: bool):
     store = learner.checkpoints
-    done = store.manifest() if (resume and store) else None
-    if done and done.get("done"):
-        return {**done["result"], "resumed_from": "finished run"}
+    finished = store.finished() if (resume and store) else None
+    if finished is not None:
+        return {**finished, "resumed_from": "finished run"}
     prep = learner.prepare(
         test=cfg.test, validation=cfg.validation, resample=cfg.resample, resume=resume
     )
