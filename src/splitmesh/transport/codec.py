@@ -73,6 +73,22 @@ _TENSOR = struct.Struct("<HBB")  # name length, dtype code, ndim
 _F32 = struct.Struct("<f")
 
 
+def wire_array(name: str, arr: np.ndarray) -> tuple[int, np.ndarray]:
+    """A tensor's wire dtype code and its contiguous little-endian bytes' array.
+
+    Only the plain numeric dtypes in DTYPES may travel (never ``object``, which could hide
+    anything); every wire format checks through here.
+    """
+    arr = np.ascontiguousarray(arr)
+    code = _CODES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
+    if code is None:
+        raise ProtocolError(
+            f"tensor {name!r} has dtype {arr.dtype}, which has no wire encoding; "
+            f"use one of {sorted(str(d) for d in _CODES)}"
+        )
+    return code, arr.astype(DTYPES[code], copy=False)
+
+
 def encode_frame(
     type_name: str, header: dict[str, Any], tensors: dict[str, np.ndarray | Int8Tensor]
 ) -> bytes:
@@ -88,17 +104,11 @@ def encode_frame(
             parts += [_TENSOR.pack(len(bname), QINT8, q.ndim), bname]
             parts += [struct.pack(f"<{q.ndim}Q", *q.shape), _F32.pack(arr.scale), q.tobytes()]
             continue
-        arr = np.ascontiguousarray(arr)
-        code = _CODES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
-        if code is None:
-            raise ProtocolError(
-                f"tensor {name!r} has dtype {arr.dtype}, which has no wire encoding; "
-                f"use one of {sorted(str(d) for d in _CODES)}"
-            )
+        code, arr = wire_array(name, arr)
         parts.append(_TENSOR.pack(len(bname), code, arr.ndim))
         parts.append(bname)
         parts.append(struct.pack(f"<{arr.ndim}Q", *arr.shape))
-        parts.append(arr.astype(DTYPES[code], copy=False).tobytes())
+        parts.append(arr.tobytes())
     return b"".join(parts)
 
 

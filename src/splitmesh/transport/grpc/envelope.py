@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from splitmesh.errors import ProtocolError
-from splitmesh.transport.codec import DTYPES, Int8Tensor
+from splitmesh.transport.codec import DTYPES, Int8Tensor, wire_array
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.messages import Message, from_parts, to_parts
 
@@ -27,13 +27,8 @@ def to_envelope(msg: Message) -> pb.Envelope:
                 name=name, dtype=q.dtype.str, shape=q.shape, data=q.tobytes(), scale=arr.scale
             )
             continue
-        arr = np.ascontiguousarray(arr)
-        dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
-        if dt.str not in _ALLOWED:
-            raise ProtocolError(
-                f"tensor {name!r} has dtype {arr.dtype}, which has no wire encoding"
-            )
-        env.tensors.add(name=name, dtype=dt.str, shape=arr.shape, data=arr.astype(dt).tobytes())
+        code, arr = wire_array(name, arr)
+        env.tensors.add(name=name, dtype=DTYPES[code].str, shape=arr.shape, data=arr.tobytes())
     return env
 
 

@@ -74,7 +74,7 @@ class PartyServer:
         tls: TlsFiles | None,
         allow: list[str] | None = None,
         insecure: bool = False,
-        workers: int = 4,
+        workers: int = 2,
     ) -> None:
         if tls is None and not insecure:
             raise ConfigError(f"node {name!r}: no TLS files given and plaintext not asked for")
@@ -98,7 +98,9 @@ class PartyServer:
                 [(key, cert)], root_certificates=ca, require_client_auth=True
             )
         self.lock = threading.Lock()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=UNLIMITED)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers), options=UNLIMITED
+        )
         pb_grpc.add_PartyServicer_to_server(_Servicer(self), self._server)
         try:
             if self._creds is None:
