@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -63,6 +64,19 @@ def client(server, tls, name="payments", **kw):
     return GrpcTransport([Endpoint(name, f"127.0.0.1:{server.port}")], tls=tls, **kw)
 
 
+@contextlib.contextmanager
+def connected(handler, certs, caller_tls, *, node="payments", expect="payments", **kw):
+    """A node serving ``handler`` under ``node``'s certificate, and a client expecting
+    ``expect`` that presents ``caller_tls``; both closed afterwards."""
+    server = serve(handler, certs, name=node)
+    t = client(server, caller_tls, name=expect, **kw)
+    try:
+        yield t
+    finally:
+        t.close()
+        server.stop()
+
+
 def test_envelope_round_trip_keeps_dtypes_shapes_and_int8_scale():
     msg = Forward("train", np.arange(5), 3, True, np.full((5, 2), 0.5, np.float16), 2)
     back = from_envelope(to_envelope(msg))
@@ -84,9 +98,7 @@ def test_envelope_refuses_a_dtype_that_could_hide_objects():
 def test_mutual_tls_call_and_typed_remote_error(certs):
     d = certs[0]
     handler = Echo()
-    server = serve(handler, certs)
-    t = client(server, TlsFiles.for_party(d, "coordinator"))
-    try:
+    with connected(handler, certs, TlsFiles.for_party(d, "coordinator")) as t:
         reply = t.request("payments", Forward("train", np.arange(4), 0, True))
         np.testing.assert_array_equal(reply.values[:, 0], [0, 1, 2, 3])
         many = t.request_many({"payments": Snapshot("a")})
@@ -94,49 +106,42 @@ def test_mutual_tls_call_and_typed_remote_error(certs):
         with pytest.raises(PartyError, match=r"'payments' failed on GetState.*no state here"):
             t.request("payments", GetState())
         assert t.stats.bytes[("payments", "sent")] > 0
-    finally:
-        t.close()
-        server.stop()
 
 
 def test_node_refuses_a_certificate_from_another_ca(certs):
     _, _, other = certs
-    server = serve(Echo(), certs)
-    t = client(server, TlsFiles.for_party(other, "coordinator"), retries=0, deadline=5)
-    try:
+    with connected(
+        Echo(), certs, TlsFiles.for_party(other, "coordinator"), retries=0, deadline=5
+    ) as t:
         with pytest.raises(NodeUnreachableError, match="payments") as err:
             t.request("payments", Snapshot("a"))
         assert "TLS" in str(err.value) or "unavailable" in str(err.value)
-    finally:
-        t.close()
-        server.stop()
 
 
 def test_node_refuses_a_mesh_certificate_it_does_not_accept(certs):
     d = certs[0]
     handler = Echo()
-    server = serve(handler, certs)
-    t = client(server, TlsFiles.for_party(d, "intruder"), retries=0)
-    try:
+    with connected(handler, certs, TlsFiles.for_party(d, "intruder"), retries=0) as t:
         with pytest.raises(NodeUnreachableError, match="refused our certificate"):
             t.request("payments", Snapshot("a"))
         assert handler.calls == []
-    finally:
-        t.close()
-        server.stop()
 
 
 def test_coordinator_refuses_a_node_it_did_not_expect(certs):
     """A node answering with another party's certificate fails the name check."""
     d = certs[0]
-    server = serve(Echo(), certs, name="cardholder")
-    t = client(server, TlsFiles.for_party(d, "coordinator"), name="payments", retries=0)
-    try:
-        with pytest.raises(NodeUnreachableError, match=r"TLS|unavailable"):
-            t.request("payments", Snapshot("a"))
-    finally:
-        t.close()
-        server.stop()
+    with (
+        connected(
+            Echo(),
+            certs,
+            TlsFiles.for_party(d, "coordinator"),
+            node="cardholder",
+            expect="payments",
+            retries=0,
+        ) as t,
+        pytest.raises(NodeUnreachableError, match=r"TLS|unavailable"),
+    ):
+        t.request("payments", Snapshot("a"))
 
 
 def test_plaintext_only_when_asked_and_only_on_loopback():
@@ -157,14 +162,12 @@ def test_plaintext_only_when_asked_and_only_on_loopback():
 
 def test_deadline_turns_a_hung_node_into_a_clear_error(certs):
     d = certs[0]
-    server = serve(Echo(delay=2.0), certs)
-    t = client(server, TlsFiles.for_party(d, "coordinator"), deadline=0.5)
-    try:
-        with pytest.raises(NodeUnreachableError, match=r"payments.*Snapshot.*0.5 s deadline"):
-            t.request("payments", Snapshot("a"))
-    finally:
-        t.close()
-        server.stop()
+    tls = TlsFiles.for_party(d, "coordinator")
+    with (
+        connected(Echo(delay=2.0), certs, tls, deadline=0.5) as t,
+        pytest.raises(NodeUnreachableError, match=r"payments.*Snapshot.*0.5 s deadline"),
+    ):
+        t.request("payments", Snapshot("a"))
 
 
 def test_down_node_is_retried_then_reported(certs):
@@ -189,29 +192,21 @@ def test_retried_request_is_served_once(certs):
     """A repeat with the same sequence number gets the cached reply, not a second step."""
     d = certs[0]
     handler = Echo()
-    server = serve(handler, certs)
-    t = client(server, TlsFiles.for_party(d, "coordinator"))
-    try:
+    with connected(handler, certs, TlsFiles.for_party(d, "coordinator")) as t:
         env = to_envelope(Snapshot("a"))
         meta = (("splitmesh-client", "c1"), ("splitmesh-seq", "7"))
         for _ in range(2):
             t._loop.run_until_complete(t._call("payments", env, "Snapshot", meta))
         assert handler.calls == ["Snapshot"]
-    finally:
-        t.close()
-        server.stop()
 
 
 def test_unknown_party_is_named(certs):
     d = certs[0]
-    server = serve(Echo(), certs)
-    t = client(server, TlsFiles.for_party(d, "coordinator"))
-    try:
-        with pytest.raises(Exception, match="no node named 'nobody'"):
-            t.request("nobody", Snapshot("a"))
-    finally:
-        t.close()
-        server.stop()
+    with (
+        connected(Echo(), certs, TlsFiles.for_party(d, "coordinator")) as t,
+        pytest.raises(Exception, match="no node named 'nobody'"),
+    ):
+        t.request("nobody", Snapshot("a"))
 
 
 def test_certs_refuse_to_overwrite_and_bad_names(tmp_path):
