@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -160,6 +161,119 @@ def fraud(
             console.print(f"wrote {p}")
         if domains_sweep:
             console.print(f"wrote {plot_domains_sweep(results, out)}")
+
+
+@app.command()
+def recsys(
+    dataset: Annotated[
+        str, typer.Option(help="ml-100k | hm (the Kaggle files in --data) | hm-synthetic")
+    ] = "ml-100k",
+    data: Annotated[Path | None, typer.Option(help="the dataset's folder")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="H&M sampling, one or more of small,medium,large")
+    ] = None,
+    fraction: Annotated[float | None, typer.Option(help="H&M: share of customers")] = None,
+    min_user: Annotated[int | None, typer.Option(help="H&M k-core: per customer")] = None,
+    min_item: Annotated[int | None, typer.Option(help="H&M k-core: per article")] = None,
+    synthetic_transactions: Annotated[
+        int, typer.Option(help="hm-synthetic: transactions to generate")
+    ] = 400_000,
+    synthetic_customers: int = 20_000,
+    synthetic_articles: int = 5_000,
+    mode: Annotated[
+        str,
+        typer.Option(help="centralized | label-sharing | label-preserving | split (both) | all"),
+    ] = "all",
+    domains: Annotated[int, typer.Option(help="1: sales, 2: + customers, 3: + products")] = 3,
+    diversity: Annotated[
+        bool, typer.Option(help="run 1, 2, 3 domains and plot the metrics against them")
+    ] = False,
+    holdout: Annotated[int, typer.Option(help="latest interactions per user held out")] = 1,
+    negatives: Annotated[int, typer.Option(help="training negatives per positive")] = 4,
+    eval: Annotated[
+        str, typer.Option(help="sampled (against --eval-negatives items) | full (all items)")
+    ] = "sampled",
+    eval_negatives: int = 99,
+    k: Annotated[str, typer.Option(help="cut-offs K, comma-separated")] = "10",
+    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 30,
+    patience: Annotated[
+        int, typer.Option(help="stop after N epochs without validation NDCG@10 gain; 0: never")
+    ] = 5,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    gmf: Annotated[int, typer.Option(help="GMF factor")] = 16,
+    mlp: Annotated[int, typer.Option(help="MLP id embedding width per side")] = 32,
+    top: Annotated[str, typer.Option(help="the MLP tower's widths")] = "64,32,16",
+    features: Annotated[str, typer.Option(help="a feature domain's bottom widths")] = "32,16",
+    seed: int = 0,
+    wire_dtype: Annotated[str, typer.Option(help="float32 | float16 | int8")] = "float32",
+    pipeline: bool = False,
+    out: Annotated[Path | None, typer.Option(help="write results.json and report.md here")] = None,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue from the last checkpoint of the same settings")
+    ] = False,
+    progress: bool = True,
+) -> None:
+    """A recommender (NeuMF) across sales, customers and products, against a centralized
+    baseline, random, ItemPop and the id-only NeuMF."""
+    from splitmesh.nn.neumf import RecsysSpec
+    from splitmesh.report import plot_ranking_domains, print_ranking_report, write_results
+    from splitmesh.split.common import MODES, OptimConfig
+    from splitmesh.split.ranking import RankingConfig
+    from splitmesh.split.trainer import TrainConfig
+    from splitmesh.usecases.recsys import RecsysConfig, run_diversity, run_presets, run_recsys
+
+    if eval not in ("sampled", "full"):
+        raise ConfigError(f"The 'eval' parameter must be 'sampled' or 'full'. Got {eval!r}.")
+    ks = _widths(k, "k")
+    cfg = RecsysConfig(
+        dataset=dataset,
+        data=str(data) if data else None,
+        fraction=fraction,
+        min_user=min_user,
+        min_item=min_item,
+        synthetic={
+            "customers": synthetic_customers,
+            "articles": synthetic_articles,
+            "transactions": synthetic_transactions,
+            "seed": seed,
+        },
+        domains=domains,
+        modes={"all": MODES, "split": MODES[1:]}.get(mode, (mode,)),
+        ranking=RankingConfig(holdout, negatives, None if eval == "full" else eval_negatives, ks),
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            patience=patience or None,
+            select_metric="ndcg@10",
+        ),
+        optim=OptimConfig(lr=lr, weight_decay=weight_decay),
+        spec=RecsysSpec(
+            gmf=gmf, mlp=mlp, top=_widths(top, "top"), features=_widths(features, "features")
+        ),
+        wire_dtype=wire_dtype,
+        pipeline=pipeline,
+        checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
+    )
+    show = progress and sys.stderr.isatty()
+    presets = [p.strip() for p in preset.split(",") if p.strip()] if preset else []
+    if len(presets) > 1:
+        results = run_presets(cfg, presets, diversity=diversity, progress=show, resume=resume)
+    else:
+        cfg = dataclasses.replace(cfg, preset=presets[0] if presets else None)
+        results = (run_diversity if diversity else run_recsys)(cfg, progress=show, resume=resume)
+    print_ranking_report(results, console)
+    if out:
+        plot = plot_ranking_domains(results, out) if diversity else None
+        for p in write_results(results, out, plot=plot.name if plot else None):
+            console.print(f"wrote {p}")
+        if plot:
+            console.print(f"wrote {plot}")
 
 
 node_app = typer.Typer(help="Run a domain node.", no_args_is_help=True)

@@ -56,3 +56,38 @@ def binary_report(
     out["brier"] = float(skm.brier_score_loss(y_true, scores))
     out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
     return out
+
+
+# --- ranking ---------------------------------------------------------------------------------
+
+
+def ranks(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """0-based rank of each held-out item among the user's candidates.
+
+    ``pos`` (n, h): scores of the held-out items; ``neg`` (n, m): scores of the items they
+    compete with (-inf for items that do not compete). Ties count against the held-out item,
+    so a model that scores everything alike ranks nothing high.
+    """
+    above_neg = (neg[:, None, :] >= pos[:, :, None]).sum(axis=2)
+    above_pos = (pos[:, None, :] > pos[:, :, None]).sum(axis=2)
+    return above_neg + above_pos
+
+
+def ranking_report(rank: np.ndarray, ks: tuple[int, ...] = (10,)) -> dict:
+    """HR@K (a held-out item in the top K), NDCG@K and Recall@K (share of the user's held-out
+    items in the top K), averaged over users; ``rank`` is (n_users, holdout)."""
+    if rank.ndim != 2 or not len(rank):
+        raise ConfigError(f"ranks must be (users, holdout) with users > 0. Got {rank.shape}.")
+    h = rank.shape[1]
+    out: dict = {"users": len(rank)}
+    for k in ks:
+        if k < 1:
+            raise ConfigError(f"K must be >= 1. Got {k} instead.")
+        hit = rank < k
+        gain = np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).sum(axis=1)
+        ideal = (1.0 / np.log2(np.arange(min(h, k)) + 2.0)).sum()
+        out[f"hr@{k}"] = float(hit.any(axis=1).mean())
+        out[f"ndcg@{k}"] = float((gain / ideal).mean())
+        out[f"recall@{k}"] = float((hit.sum(axis=1) / h).mean())
+    out["mrr"] = float((1.0 / (rank.min(axis=1) + 1.0)).mean())
+    return out

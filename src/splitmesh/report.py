@@ -103,11 +103,14 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: dict, out: str | Path) -> list[Path]:
+def write_results(results: dict, out: str | Path, *, plot: str | None = None) -> list[Path]:
     out = Path(out)
     paths = [out / "results.json", out / "report.md"]
     atomic_write_json(paths[0], results)
-    atomic_write_text(paths[1], markdown_report(results))
+    if results["task"] == "recsys":
+        atomic_write_text(paths[1], ranking_markdown(results, plot))
+    else:
+        atomic_write_text(paths[1], markdown_report(results))
     return paths
 
 
@@ -135,6 +138,155 @@ def plot_domains_sweep(results: dict, out: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test metric")
     axes[0][-1].legend(loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+# --- recommender ------------------------------------------------------------------------------
+
+
+def _ranking_columns(results: dict) -> list[tuple[str, dict]]:
+    """(column title, run) in the layout of the paper's Table 3: per dataset, per mode."""
+    sweep = results.get("experiment") == "domains-sweep"
+    cols = []
+    for r in [*results["runs"], *results.get("references", [])]:
+        name = r["mode"] + (f" [{len(r['domains'])}]" if sweep and "epochs_run" in r else "")
+        cols.append((f"{r['dataset']}\n{name}", r))
+    return cols
+
+
+def _ranking_metrics(results: dict) -> list[str]:
+    ks = results["config"]["ranking"]["ks"]
+    return [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "recall")]
+
+
+def _ranking_protocol(results: dict) -> str:
+    r = results["config"]["ranking"]
+    against = "all items" if r["eval_negatives"] is None else f"{r['eval_negatives']} sampled items"
+    return (
+        f"test: each user's {r['holdout']} latest item(s) ranked against {against} "
+        "never interacted with"
+    )
+
+
+def print_ranking_report(results: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    cols = _ranking_columns(results)
+    t = Table(title=_ranking_protocol(results))
+    t.add_column("metric")
+    for name, _ in cols:
+        t.add_column(name, justify="right")
+    for key in _ranking_metrics(results):
+        t.add_row(
+            key.upper().replace("NDCG", "NDCG").replace("RECALL", "Recall"),
+            *(f"{r['metrics'][key]:.4f}" for _, r in cols),
+        )
+    console.print(t)
+    s = Table(title="training cost")
+    for c in ("run", "epochs (best)", "s/epoch", "eval s", "wire/ex"):
+        s.add_column(c, justify="right" if c != "run" else "left")
+    for name, r in cols:
+        if "epochs_run" not in r:
+            continue
+        wire = _fmt_bytes(r["wire_bytes_per_example"]) if r.get("wire_bytes") else "-"
+        s.add_row(
+            name.replace("\n", " "),
+            f"{r['epochs_run']} ({r['best_epoch']})",
+            f"{r['seconds_per_epoch']:.2f}",
+            f"{r['eval_seconds']:.2f}",
+            wire,
+        )
+    console.print(s)
+
+
+def ranking_markdown(results: dict, plot: str | None = None) -> str:
+    cols = _ranking_columns(results)
+    lines = ["# splitmesh recsys report", ""]
+    for d in results["data"]:
+        lines.append(
+            f"- {d['dataset']}: {d['interactions']:,} interactions, {d['users']:,} users, "
+            f"{d['items']:,} items (density {d['density']:.4f})"
+        )
+    lines += ["", f"## Test metrics ({_ranking_protocol(results)})", ""]
+    head = ["metric", *(n.replace("\n", " ") for n, _ in cols)]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in _ranking_metrics(results):
+        lines.append(
+            "| " + " | ".join([key, *(f"{r['metrics'][key]:.4f}" for _, r in cols)]) + " |"
+        )
+    lines += [
+        "",
+        "## Training cost",
+        "",
+        "| run | epochs (best) | s/epoch | eval s | wire bytes/example |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in cols:
+        if "epochs_run" in r:
+            wire = f"{r['wire_bytes_per_example']:.0f}" if r.get("wire_bytes") else "-"
+            lines.append(
+                f"| {name.replace(chr(10), ' ')} | {r['epochs_run']} ({r['best_epoch']}) | "
+                f"{r['seconds_per_epoch']:.2f} | {r['eval_seconds']:.2f} | {wire} |"
+            )
+    if results.get("experiment") == "domains-sweep":
+        lines += ["", "## What each domain adds (test HR@10 / NDCG@10)", ""]
+        lines += diversity_lines(results)
+    if plot:
+        lines += ["", f"![metrics against domains]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def diversity_lines(results: dict) -> list[str]:
+    out = []
+    for mode in dict.fromkeys(r["mode"] for r in results["runs"]):
+        for data in dict.fromkeys(r["dataset"] for r in results["runs"]):
+            runs = sorted(
+                (r for r in results["runs"] if r["mode"] == mode and r["dataset"] == data),
+                key=lambda r: len(r["domains"]),
+            )
+            prev = None
+            for r in runs:
+                m = r["metrics"]
+                step = f"+ {r['domains'][-1]}" if prev else r["domains"][0]
+                delta = ""
+                if prev:
+                    dh, dn = m["hr@10"] - prev["hr@10"], m["ndcg@10"] - prev["ndcg@10"]
+                    delta = f" (HR {dh:+.4f}, NDCG {dn:+.4f})"
+                hr, ndcg = m["hr@10"], m["ndcg@10"]
+                out.append(f"- {data} {mode}: {step}: HR@10 {hr:.4f}, NDCG@10 {ndcg:.4f}{delta}")
+                prev = m
+    return out
+
+
+def plot_ranking_domains(results: dict, out: str | Path) -> Path:
+    """HR@10, NDCG@10 and Recall@10 against the number of domains, one panel per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(out) / "domains.png"
+    modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for data in dict.fromkeys(r["dataset"] for r in results["runs"]):
+            runs = sorted(
+                (r for r in results["runs"] if r["mode"] == mode and r["dataset"] == data),
+                key=lambda r: len(r["domains"]),
+            )
+            n = [len(r["domains"]) for r in runs]
+            for key in ("hr@10", "ndcg@10"):
+                ax.plot(n, [r["metrics"][key] for r in runs], marker="o", label=f"{data} {key}")
+            ax.set_xticks(n, ["sales", "+ customers", "+ products"][: len(n)])
+        ax.set_title(mode)
+        ax.set_xlabel("domains taking part (cumulative)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test metric")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)

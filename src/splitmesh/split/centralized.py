@@ -107,6 +107,9 @@ class CentralizedLearner:
         self.optimizer_.step()
         return loss.item()
 
+    def start_epoch(self, epoch: int) -> None:
+        """Every epoch trains on the same rows; nothing to plan."""
+
     def flush(self) -> None:
         """Nothing is owed in one process."""
 

@@ -263,6 +263,9 @@ class Coordinator:
         }
         return loss
 
+    def start_epoch(self, epoch: int) -> None:
+        """Every epoch trains on the same rows; nothing to plan."""
+
     def flush(self) -> None:
         """Deliver owed gradients now: before evaluation, snapshots and at the end of training."""
         if self._ahead is not None:  # a Forward sent ahead is dropped with its step
@@ -301,7 +304,8 @@ class Coordinator:
 
     # -- snapshots: every party keeps its own copy, nothing travels but the tag -------------
     def _parties_with_models(self) -> list[str]:
-        return self.domains + ([self.label_owner] if self.mode == "label-preserving" else [])
+        lo = [self.label_owner] if self.mode == "label-preserving" else []
+        return list(dict.fromkeys(self.domains + lo))  # the label owner may be a domain too
 
     def _own_state(self) -> dict:
         own = {"top": self.top_, "optimizer": self.optimizer_}

@@ -11,6 +11,9 @@ import torch
 
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.metrics import binary_report
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.common import OptimConfig, binary_loss, from_wire, to_wire
+from splitmesh.transport.messages import HeadReply, SetupHead
 
 
 class ScoreBook:
@@ -39,3 +42,32 @@ class ScoreBook:
         return {
             p: binary_report(labels[p], self.scores(p), threshold=threshold) for p in partitions
         }
+
+
+class HeadHolder:
+    """The head (the network's last layer) and the loss, where the labels are: used by a
+    label owner in label-preserving mode, so labels never leave it."""
+
+    def __init__(self, owner: str, msg: SetupHead) -> None:
+        self.owner = owner
+        self.head = NetworkSpec().build_head(msg.in_features, msg.seed)
+        self.optimizer = OptimConfig(**msg.optim).build(self.head.parameters())
+        self.wire_dtype, self.pos_weight = msg.wire_dtype, msg.pos_weight
+
+    def train(self, activations: np.ndarray, y: np.ndarray) -> HeadReply:
+        """One step on the top model's output; returns the loss and d loss / d activations."""
+        act = from_wire(activations).requires_grad_(True)
+        if len(act) != len(y):
+            raise ProtocolError(f"{self.owner!r}: {len(act)} activations for {len(y)} labels")
+        loss = binary_loss(self.head(act), torch.from_numpy(y.astype(np.float32)), self.pos_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return HeadReply(loss=loss.item(), grad=to_wire(act.grad, self.wire_dtype))
+
+    def logits(self, activations: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.head(from_wire(activations))
+
+    def stateful(self) -> dict:
+        return {"head": self.head, "optimizer": self.optimizer}

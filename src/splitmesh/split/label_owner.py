@@ -5,7 +5,6 @@ holds the head (the network's last layer) and the loss, so labels never leave it
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from splitmesh.data.resampling import (
     ResampleConfig,
@@ -15,17 +14,12 @@ from splitmesh.data.resampling import (
 )
 from splitmesh.data.splitting import stratified_split
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import (
-    OptimConfig,
-    binary_loss,
     check_mode,
     flat_state,
-    from_wire,
-    to_wire,
 )
-from splitmesh.split.head import ScoreBook
+from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.party import Party
 from splitmesh.transport.messages import (
     Ack,
@@ -59,7 +53,7 @@ class LabelOwner(Party):
         self.mode = check_mode(mode)
         self._y: dict[str, np.ndarray] = {}
         self._resample: tuple[ResampleConfig, int] | None = None
-        self.head_: torch.nn.Module | None = None
+        self.head_: HeadHolder | None = None
         self.book = ScoreBook()
 
     def _partition(self, partition: str) -> np.ndarray:
@@ -122,36 +116,23 @@ class LabelOwner(Party):
         }
 
     def stateful(self) -> dict:
-        if self.head_ is None:
-            return {}
-        return {"head": self.head_, "optimizer": self.optimizer_}
+        return {} if self.head_ is None else self.head_.stateful()
 
     # -- label-preserving: the head and the loss live here ---------------------------------
     def on_setup_head(self, msg: SetupHead) -> Ack:
         if self.mode != "label-preserving":
             raise ProtocolError(f"label owner {self.name!r} holds no head in {self.mode} mode")
-        self.head_ = NetworkSpec().build_head(msg.in_features, msg.seed)
-        self.optimizer_ = OptimConfig(**msg.optim).build(self.head_.parameters())
-        self.wire_dtype = msg.wire_dtype
-        self.pos_weight = msg.pos_weight
+        self.head_ = HeadHolder(f"label owner {self.name}", msg)
         return Ack()
 
     def on_head(self, msg: Head) -> HeadReply:
         if self.head_ is None:
             raise NotFittedError(f"label owner {self.name!r} got Head before SetupHead")
-        act = from_wire(msg.activations)
         if msg.train:
-            y = torch.from_numpy(self._partition(msg.partition)[msg.positions].astype(np.float32))
-            act.requires_grad_(True)
-            loss = binary_loss(self.head_(act), y, self.pos_weight)
-            self.optimizer_.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_.step()
-            return HeadReply(loss=loss.item(), grad=to_wire(act.grad, self.wire_dtype))
+            return self.head_.train(msg.activations, self._partition(msg.partition)[msg.positions])
         if msg.step == 0:  # evaluation steps count from 0 within each pass
             self.book.start(msg.partition, len(self._partition(msg.partition)))
-        with torch.no_grad():
-            self.book.record(msg.partition, msg.positions, self.head_(act))
+        self.book.record(msg.partition, msg.positions, self.head_.logits(msg.activations))
         return HeadReply(loss=0.0)
 
     def on_evaluate(self, msg: Evaluate) -> Metrics:
@@ -160,5 +141,5 @@ class LabelOwner(Party):
     def on_get_state(self, msg: GetState) -> State:
         if self.head_ is None:
             raise NotFittedError(f"label owner {self.name!r} holds no head")
-        names, flat, shapes = flat_state(self.head_)
+        names, flat, shapes = flat_state(self.head_.head)
         return State(names=names, values=flat, shapes=shapes)

@@ -22,6 +22,9 @@ class Learner(Protocol):
     @property
     def n_train(self) -> int: ...
 
+    def start_epoch(self, epoch: int) -> None:
+        """Before an epoch's first step (e.g. a recommender draws fresh negatives)."""
+
     def train_step(
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
     ) -> float: ...
@@ -126,6 +129,7 @@ def _committed(learner: Learner) -> dict[str, Any] | None:
 def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advance) -> None:
     """One epoch, then validation and the keep-or-stop decision; updates ``st`` in place."""
     t0, total, n = time.perf_counter(), 0.0, 0
+    learner.start_epoch(st["epoch"])
     batches = list(plan.epoch(st["epoch"]))
     for i, positions in enumerate(batches):
         upcoming = batches[i + 1] if i + 1 < len(batches) else None

@@ -328,3 +328,97 @@ class Evaluate(Message):
 @message
 class Metrics(Message):
     values: dict
+
+
+# --- recommender (a star: the interactions owner plans, dimension domains follow) ------------
+
+
+@message
+class SetupRanking(Message):
+    """To the interactions owner: split leave-latest-out, build the id embeddings."""
+
+    holdout: int
+    negatives: int  # training negatives per positive, fresh every epoch
+    eval_negatives: int | None  # sampled competitors per user; None: full ranking
+    ks: list
+    model: dict  # RecsysSpec fields
+    optim: dict
+    seed: int
+    wire_dtype: str = "float32"
+
+
+@message
+class SetupEntity(Message):
+    """To a dimension domain: build the bottom model over its own features."""
+
+    model: dict
+    optim: dict
+    seed: int
+    wire_dtype: str = "float32"
+
+
+@message
+class PlanEpoch(Message):
+    """Ask the interactions owner for an epoch's examples (fresh negatives).
+
+    ``peers``: dimension domain -> [side ("users" or "items"), sealing public key]. The
+    reply seals, for each, which of its rows every example uses.
+    """
+
+    epoch: int
+    peers: dict
+
+
+@message
+class PlanRanking(Message):
+    """Ask the interactions owner to plan a ranking pass over ``partition``."""
+
+    partition: str
+    peers: dict
+
+
+@message
+class Plans(Message):
+    """A plan for the coordinator: example (or user-slot) count, ranking candidates as item
+    slots (no item ids), and one sealed row list per dimension domain, concatenated."""
+
+    examples: int
+    item_slots: int
+    recipients: list
+    sizes: list
+    sealed: np.ndarray  # uint8
+    candidates: np.ndarray | None = None  # (user slots, C) int32; None: every item slot
+
+
+@message
+class AssignRows(Message):
+    """Relayed to a dimension domain: its sealed rows for ``partition`` (``train``: one per
+    example of the epoch; ``val`` / ``test``: one per slot of the ranking pass)."""
+
+    partition: str
+    context: str
+    sender: str
+    sender_key: str
+    sealed: np.ndarray
+
+
+@message
+class EmbedSlots(Message):
+    """Ranking: embed each slot of the pass once (evaluation mode)."""
+
+    partition: str
+
+
+@message
+class SlotEmbeddings(Message):
+    users: np.ndarray | None = None
+    items: np.ndarray | None = None
+
+
+@message
+class Scores(Message):
+    """Label sharing: the coordinator's scores (logits) for user-slot ``rows`` x candidates."""
+
+    partition: str
+    rows: np.ndarray
+    values: np.ndarray

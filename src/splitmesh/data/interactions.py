@@ -1,0 +1,332 @@
+"""Implicit-feedback data for recommenders: interactions, entity feature tables, the
+leave-latest-out split, negatives drawn per epoch and the ranking candidates.
+
+Everything is index arrays (one int per interaction), never one Python object per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from splitmesh.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureTable:
+    """One domain's entity table, row ``r`` describing entity index ``r``.
+
+    ``numeric`` may hold NaN (missing); ``categorical`` holds codes with 0 for missing or
+    unknown, so ``cardinalities[j]`` counts that bucket too.
+    """
+
+    numeric: np.ndarray  # (n, k) float64
+    numeric_names: tuple[str, ...]
+    categorical: np.ndarray  # (n, c) int64
+    categorical_names: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.numeric)
+        if self.numeric.shape != (n, len(self.numeric_names)) or self.categorical.shape != (
+            n,
+            len(self.categorical_names),
+        ):
+            raise DataError(
+                f"feature table shapes {self.numeric.shape} / {self.categorical.shape} do not "
+                f"match {len(self.numeric_names)} numeric and {len(self.categorical_names)} "
+                "categorical columns"
+            )
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric_names, *self.categorical_names]
+
+    def take(self, rows: np.ndarray) -> FeatureTable:
+        return dataclasses.replace(
+            self, numeric=self.numeric[rows], categorical=self.categorical[rows]
+        )
+
+
+def encode_categories(values) -> tuple[np.ndarray, int]:
+    """Codes 1..k by sorted distinct value, 0 for missing; returns (codes, k + 1)."""
+    import pandas as pd
+
+    s = pd.Series(values)
+    missing = s.isna().to_numpy()
+    codes, uniques = pd.factorize(s.astype("string").fillna(""), sort=True)
+    # factorize put "" (missing) somewhere in the sorted order: renumber so missing is 0
+    labels = np.asarray(uniques, dtype=object)
+    keep = labels != ""
+    remap = np.zeros(len(labels), np.int64)
+    remap[keep] = np.arange(1, keep.sum() + 1)
+    out = remap[codes]
+    out[missing] = 0
+    return out.astype(np.int64), int(keep.sum()) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RecsysData:
+    """A three-domain star: interactions (the fact table) plus user and item features.
+
+    Users and items are re-indexed 0..n-1; row ``u`` of ``users`` describes user ``u``.
+    """
+
+    name: str
+    user: np.ndarray  # (n_interactions,) int64
+    item: np.ndarray
+    time: np.ndarray  # int64; ties keep the input order
+    n_users: int
+    n_items: int
+    users: FeatureTable | None = None
+    items: FeatureTable | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.user)
+        if not (len(self.item) == len(self.time) == n):
+            raise DataError(f"{self.name}: user, item and time columns differ in length")
+        if n == 0:
+            raise DataError(f"{self.name}: no interactions")
+        for what, col, bound in (
+            ("user", self.user, self.n_users),
+            ("item", self.item, self.n_items),
+        ):
+            if col.min() < 0 or col.max() >= bound:
+                raise DataError(f"{self.name}: {what} index outside 0..{bound - 1}")
+        for what, table, bound in (
+            ("users", self.users, self.n_users),
+            ("items", self.items, self.n_items),
+        ):
+            if table is not None and len(table) != bound:
+                raise DataError(f"{self.name}: the {what} table has {len(table)} rows, not {bound}")
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def summary(self) -> dict:
+        return {
+            "dataset": self.name,
+            "interactions": len(self),
+            "users": self.n_users,
+            "items": self.n_items,
+            "density": len(self) / (self.n_users * self.n_items),
+        }
+
+
+def kcore(user: np.ndarray, item: np.ndarray, k_user: int, k_item: int) -> np.ndarray:
+    """Mask of interactions left once every user has >= k_user and every item >= k_item,
+    iterated until stable (dropping an item can push a user under its minimum)."""
+    keep = np.ones(len(user), bool)
+    while True:
+        u_count = np.bincount(user[keep], minlength=user.max() + 1 if len(user) else 0)
+        i_count = np.bincount(item[keep], minlength=item.max() + 1 if len(item) else 0)
+        new = keep & (u_count[user] >= k_user) & (i_count[item] >= k_item)
+        if new.sum() == keep.sum():
+            return new
+        keep = new
+
+
+def reindex(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes 0..n-1 in sorted order of the distinct values; (codes, distinct values)."""
+    uniques, codes = np.unique(values, return_inverse=True)
+    return codes.astype(np.int64), uniques
+
+
+# --- leave-latest-out -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingSplit:
+    """Interaction indices per partition: each user's ``holdout`` latest are test, the one
+    before them validation, the rest training."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    holdout: int
+
+
+def leave_latest_out(data: RecsysData, holdout: int = 1) -> RankingSplit:
+    if holdout < 1:
+        raise ConfigError(f"The 'holdout' parameter must be >= 1. Got {holdout} instead.")
+    order = np.lexsort((np.arange(len(data)), data.time, data.user))  # by user, time, input
+    users = data.user[order]
+    counts = np.bincount(users, minlength=data.n_users)
+    too_few = np.flatnonzero((counts > 0) & (counts < holdout + 2))
+    if len(too_few):
+        raise DataError(
+            f"{data.name}: {len(too_few)} user(s) have fewer than {holdout + 2} interactions "
+            f"(holdout {holdout} + 1 validation + 1 training), e.g. user index {too_few[0]}",
+            hint="raise the k-core minimum per user or lower --holdout",
+        )
+    ends = np.cumsum(counts)
+    rank_from_end = ends[users] - 1 - np.arange(len(users))  # 0 = the user's latest
+    test = order[rank_from_end < holdout]
+    val = order[rank_from_end == holdout]
+    train = order[rank_from_end > holdout]
+    return RankingSplit(np.sort(train), np.sort(val), np.sort(test), holdout)
+
+
+# --- sampling items a user never interacted with ------------------------------------------
+
+
+class SeenPairs:
+    """Which (user, item) pairs exist, for vectorised membership tests."""
+
+    def __init__(self, user: np.ndarray, item: np.ndarray, n_items: int) -> None:
+        self.n_items = n_items
+        self.keys = np.unique(user.astype(np.int64) * n_items + item)
+
+    def contains(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+        keys = user.astype(np.int64) * self.n_items + item
+        at = np.searchsorted(self.keys, keys)
+        at = np.minimum(at, len(self.keys) - 1)
+        return self.keys[at] == keys
+
+    def per_user(self, n_users: int) -> np.ndarray:
+        return np.bincount(self.keys // self.n_items, minlength=n_users)
+
+
+def sample_unseen(
+    users: np.ndarray, count: int, seen: SeenPairs, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` items per entry of ``users`` drawn uniformly among items that user has not
+    seen (with replacement across draws), by vectorised rejection."""
+    per_user = seen.per_user(int(users.max()) + 1 if len(users) else 0)
+    full = per_user[users] >= seen.n_items
+    if full.any():
+        raise DataError(f"user index {users[full][0]} has interacted with every item")
+    rows = np.repeat(users, count)
+    out = rng.integers(0, seen.n_items, size=len(rows))
+    bad = seen.contains(rows, out)
+    while bad.any():  # each round redraws only the rejected entries
+        out[bad] = rng.integers(0, seen.n_items, size=int(bad.sum()))
+        bad[bad] = seen.contains(rows[bad], out[bad])
+    return out.reshape(len(users), count)
+
+
+def distinct_unseen(
+    users: np.ndarray, count: int, seen: SeenPairs, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` distinct unseen items per user (the 99 negatives of the NCF protocol)."""
+    room = seen.n_items - seen.per_user(int(users.max()) + 1)[users]
+    if len(users) and room.min() < count:
+        r = int(np.argmin(room))
+        raise DataError(
+            f"user index {users[r]} has only {room[r]} items it never interacted with; "
+            f"{count} are needed as negatives"
+        )
+    out = sample_unseen(users, count, seen, rng)
+    for r in range(len(users)):  # duplicates are rare; fix them row by row
+        row = out[r]
+        if len(np.unique(row)) == count:
+            continue
+        chosen = list(dict.fromkeys(row.tolist()))
+        while len(chosen) < count:
+            extra = sample_unseen(users[r : r + 1], count, seen, rng)[0]
+            chosen.extend(x for x in extra.tolist() if x not in chosen)
+        out[r] = chosen[:count]
+    return out
+
+
+def epoch_examples(
+    user: np.ndarray,
+    item: np.ndarray,
+    seen: SeenPairs,
+    ratio: int,
+    seed: int,
+    epoch: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch's training examples: every positive plus ``ratio`` fresh negatives for it,
+    shuffled; (user, item, label). Drawn afresh every epoch from (seed, epoch)."""
+    if ratio < 1:
+        raise ConfigError(f"The 'negatives' ratio must be >= 1. Got {ratio} instead.")
+    rng = np.random.default_rng([seed, 7919, epoch])
+    neg = sample_unseen(user, ratio, seen, rng).reshape(-1)
+    users = np.concatenate([user, np.repeat(user, ratio)])
+    items = np.concatenate([item, neg])
+    labels = np.concatenate([np.ones(len(user), np.float32), np.zeros(len(neg), np.float32)])
+    order = rng.permutation(len(users))
+    return users[order], items[order], labels[order]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """A ranking task: per user, held-out positives and the items they compete with.
+
+    ``negatives`` is (n_users, m) for the sampled protocol, or None for full ranking
+    (every item the user did not interact with in training or validation competes).
+    """
+
+    users: np.ndarray  # (n,)
+    positives: np.ndarray  # (n, holdout)
+    negatives: np.ndarray | None
+
+
+def ranking_candidates(
+    data: RecsysData,
+    split: RankingSplit,
+    partition: str,
+    *,
+    n_negatives: int | None,
+    seed: int,
+) -> Candidates:
+    """Held-out items of ``partition`` per user and, unless full ranking, ``n_negatives``
+    items each user never interacted with (in any partition), sampled once by seed."""
+    idx = getattr(split, partition)
+    order = np.lexsort((data.time[idx], data.user[idx]))
+    idx = idx[order]
+    users, counts = np.unique(data.user[idx], return_counts=True)
+    if len(np.unique(counts)) != 1:
+        raise DataError(f"{data.name}: users hold different numbers of {partition} items")
+    positives = data.item[idx].reshape(len(users), counts[0])
+    if n_negatives is None:
+        return Candidates(users, positives, None)
+    seen = SeenPairs(data.user, data.item, data.n_items)
+    salt = {"val": 1, "test": 2}[partition]
+    negatives = distinct_unseen(
+        users, n_negatives, seen, np.random.default_rng([seed, 104729, salt])
+    )
+    return Candidates(users, positives, negatives)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedFeatures:
+    """A feature table as a bottom model reads it: scaled numeric columns (missing values
+    filled with the mean, plus a 0/1 "was missing" column each) and categorical codes."""
+
+    numeric: np.ndarray  # (n, k') float32
+    categorical: np.ndarray  # (n, c) int64
+    numeric_names: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+    missing: dict  # column -> number of missing values
+
+
+def prepare_features(table: FeatureTable) -> PreparedFeatures:
+    """Scale by the whole entity table: entity rows carry no labels, so nothing leaks."""
+    x = table.numeric.astype(np.float64)
+    missing = np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(missing.all(axis=0), 0.0, np.nanmean(np.where(missing, np.nan, x), axis=0))
+        std = np.nanstd(np.where(missing, np.nan, x), axis=0) if len(x) else np.ones(x.shape[1])
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    scaled = np.where(missing, 0.0, (x - mean) / std)
+    holes = [j for j in range(x.shape[1]) if missing[:, j].any()]
+    numeric = np.column_stack([scaled, missing[:, holes].astype(np.float64)]) if holes else scaled
+    names = (*table.numeric_names, *(f"{table.numeric_names[j]}_missing" for j in holes))
+    counts = {table.numeric_names[j]: int(missing[:, j].sum()) for j in holes}
+    for j, name in enumerate(table.categorical_names):
+        n = int((table.categorical[:, j] == 0).sum())
+        if n:
+            counts[name] = n
+    return PreparedFeatures(
+        numeric=numeric.astype(np.float32),
+        categorical=table.categorical.astype(np.int64),
+        numeric_names=names,
+        cardinalities=tuple(table.cardinalities),
+        missing=counts,
+    )

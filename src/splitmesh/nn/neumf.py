@@ -1,0 +1,130 @@
+"""NeuMF (He et al., WWW 2017) cut across domains.
+
+The interactions domain's bottom is the id embeddings (GMF and MLP parts for users and
+items); each dimension domain's bottom embeds its own features (TabularBottom). The top,
+at the coordinator, multiplies the GMF parts (the generalised matrix factorisation) and
+runs the MLP tower over everything else; the head reads both. With the interactions
+domain alone this is exactly NeuMF.
+
+Every domain's embedding of an example is [its user-side part, its item-side part] (a
+dimension domain has one of the two), so the same top serves training (one row per
+example) and ranking (each user and each item embedded once, pairs assembled here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from splitmesh.errors import ConfigError
+from splitmesh.nn.mlp import make_mlp
+from splitmesh.nn.network import seeded
+from splitmesh.nn.tabular import TabularBottom
+
+# Each domain's (user-side width, item-side width); the interactions domain comes first.
+Layout = list[tuple[int, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecsysSpec:
+    gmf: int = 8  # GMF factor
+    mlp: int = 32  # MLP embedding per side (the MLP tower's input is 2 x mlp + features)
+    top: tuple[int, ...] = (32, 16, 8)  # the MLP tower
+    features: tuple[int, ...] = (16, 8)  # a dimension domain's bottom; [-1] is its cut width
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gmf < 1 or self.mlp < 1 or not self.top or not self.features:
+            raise ConfigError(f"RecsysSpec widths must be positive and non-empty. Got {self}.")
+
+    def build_ids(self, domain: str, n_users: int, n_items: int, seed: int) -> IdEmbeddings:
+        return seeded(
+            seed, f"bottom/{domain}", lambda: IdEmbeddings(n_users, n_items, self.gmf, self.mlp)
+        )
+
+    def build_features(
+        self, domain: str, n_numeric: int, cardinalities: tuple[int, ...], seed: int
+    ) -> TabularBottom:
+        return seeded(
+            seed,
+            f"bottom/{domain}",
+            lambda: TabularBottom(
+                n_numeric,
+                cardinalities,
+                list(self.features),
+                activation=self.activation,
+                dropout=self.dropout,
+            ),
+        )
+
+    def build_top(self, layout: Layout, seed: int) -> NeuMFTop:
+        return seeded(
+            seed, "top", lambda: NeuMFTop(layout, self.gmf, self.top, self.activation, self.dropout)
+        )
+
+    def head_in(self) -> int:
+        return self.gmf + self.top[-1]
+
+    def build_head(self, seed: int) -> nn.Module:
+        return seeded(seed, "head", lambda: nn.Linear(self.head_in(), 1))
+
+
+class IdEmbeddings(nn.Module):
+    """User and item id embeddings; each side is [GMF part | MLP part]."""
+
+    def __init__(self, n_users: int, n_items: int, gmf: int, mlp: int) -> None:
+        super().__init__()
+        self.user = nn.Embedding(n_users, gmf + mlp)
+        self.item = nn.Embedding(n_items, gmf + mlp)
+        for e in (self.user, self.item):
+            nn.init.normal_(e.weight, std=0.01)  # as in NCF
+        self.widths = (gmf + mlp, gmf + mlp)
+
+    def sides(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user(users), self.item(items)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.sides(users, items), dim=1)
+
+
+class NeuMFTop(nn.Module):
+    """GMF product of the interactions domain's GMF parts, MLP tower over the rest."""
+
+    def __init__(
+        self, layout: Layout, gmf: int, hidden: tuple[int, ...], activation: str, dropout: float
+    ) -> None:
+        super().__init__()
+        self.layout = [tuple(w) for w in layout]
+        user_w, _ = self.layout[0]
+        total = sum(u + i for u, i in self.layout)
+        gmf_u, gmf_i = list(range(gmf)), list(range(user_w, user_w + gmf))
+        rest = sorted(set(range(total)) - set(gmf_u) - set(gmf_i))
+        self.register_buffer("gmf_u", torch.tensor(gmf_u), persistent=False)
+        self.register_buffer("gmf_i", torch.tensor(gmf_i), persistent=False)
+        self.register_buffer("rest", torch.tensor(rest), persistent=False)
+        self.mlp = make_mlp(len(rest), list(hidden), activation=activation, dropout=dropout)
+        self.out_features = gmf + hidden[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gmf = x[:, self.gmf_u] * x[:, self.gmf_i]
+        return torch.cat([gmf, self.mlp(x[:, self.rest])], dim=1)
+
+
+def assemble(
+    user_parts: list[torch.Tensor | None],
+    item_parts: list[torch.Tensor | None],
+    users: torch.Tensor,
+    items: torch.Tensor,
+) -> torch.Tensor:
+    """The top's input for (user slot, item slot) pairs from per-slot embeddings, in the
+    layout training uses: per domain, its user-side part then its item-side part."""
+    cols = []
+    for u, i in zip(user_parts, item_parts, strict=True):
+        if u is not None:
+            cols.append(u[users])
+        if i is not None:
+            cols.append(i[items])
+    return torch.cat(cols, dim=1)

@@ -1,0 +1,100 @@
+"""What every party with a bottom model does in a training step: embed its rows of a
+batch, keep the graph until the gradient comes back, step its own optimizer.
+
+Subclasses say how a batch's positions become model inputs (``_inputs``): a fraud domain
+indexes its aligned rows, a recommender domain resolves each example's foreign key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.split.common import flat_state, from_wire, to_wire
+from splitmesh.split.party import Party
+from splitmesh.transport.messages import Ack, Backward, Embedding, Forward, GetState, State
+
+
+class BottomParty(Party):
+    role = "domain"
+    setup_message = "its setup"  # named in errors about steps that come too early
+
+    def __init__(self, name: str, *, state_dir: str | None = None) -> None:
+        super().__init__(name, state_dir=state_dir)
+        self.bottom_: torch.nn.Module | None = None
+        self.wire_dtype = "float32"
+        # training forwards awaiting their gradient: step -> (inputs, output, update count).
+        # One at a time normally; two when the coordinator pipelines.
+        self._pending: dict[int, tuple[tuple[torch.Tensor, ...], torch.Tensor, int]] = {}
+        self._updates = 0
+
+    def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def check_positions(self, partition: str, positions: np.ndarray, n: int) -> None:
+        if positions.ndim != 1 or (
+            len(positions) and (positions.min() < 0 or positions.max() >= n)
+        ):
+            raise ProtocolError(
+                f"{self.role} {self.name!r}: positions for {partition!r} fall outside its {n} rows"
+            )
+
+    def stateful(self) -> dict:
+        if self.bottom_ is None:
+            return {}
+        return {"bottom": self.bottom_, "optimizer": self.optimizer_}
+
+    def on_forward(self, msg: Forward) -> Embedding:
+        if self.bottom_ is None:
+            raise NotFittedError(
+                f"{self.role} {self.name!r} got Forward before {self.setup_message}"
+            )
+        if msg.grad is not None:
+            self._apply_grad(msg.grad_step, msg.grad)
+        inputs = self._inputs(msg.partition, msg.positions)
+        if msg.train:
+            self.bottom_.train()
+            out = self.bottom_(*inputs)
+            self._pending[msg.step] = (inputs, out, self._updates)
+        else:
+            self.bottom_.eval()
+            with torch.no_grad():
+                out = self.bottom_(*inputs)
+        return Embedding(step=msg.step, values=to_wire(out, self.wire_dtype))
+
+    def on_backward(self, msg: Backward) -> Ack:
+        self._apply_grad(msg.step, msg.grad)
+        return Ack()
+
+    def _apply_grad(self, step: int, wire_grad: np.ndarray) -> None:
+        entry = self._pending.pop(step, None)
+        if entry is None:
+            pending = ", ".join(f"step {s}" for s in sorted(self._pending)) or "none"
+            raise ProtocolError(
+                f"{self.role} {self.name!r} got a gradient for step {step}, but has no training "
+                f"forward of that step awaiting one (pending: {pending})"
+            )
+        # forwards older than this step will never get their gradient (a restore dropped them)
+        self._pending = {s: e for s, e in self._pending.items() if s > step}
+        inputs, out, updates = entry
+        grad = from_wire(wire_grad)
+        if tuple(grad.shape) != tuple(out.shape):
+            raise ProtocolError(
+                f"{self.role} {self.name!r}: gradient shape {tuple(grad.shape)} does not match "
+                f"its embedding {tuple(out.shape)}"
+            )
+        if updates != self._updates:
+            # Pipelined: the weights moved since this forward. Its graph saved the old ones,
+            # so recompute it with the current weights (one step of staleness, by design).
+            out = self.bottom_(*inputs)
+        self.optimizer_.zero_grad(set_to_none=True)
+        out.backward(grad)
+        self.optimizer_.step()
+        self._updates += 1
+
+    def on_get_state(self, msg: GetState) -> State:
+        if self.bottom_ is None:
+            raise NotFittedError(f"{self.role} {self.name!r} has no model yet")
+        names, flat, shapes = flat_state(self.bottom_)
+        return State(names=names, values=flat, shapes=shapes)

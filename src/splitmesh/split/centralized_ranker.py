@@ -1,0 +1,170 @@
+"""The recommender's centralized baseline: every domain's table in one place, the same
+network (same parts, same seeds), the same examples and the same ranking passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from splitmesh.data.interactions import RecsysData, prepare_features
+from splitmesh.errors import ConfigError, NotFittedError
+from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.split.checkpoint import RunCheckpoints, epoch_tag, restore_states, snapshot_states
+from splitmesh.split.common import OptimConfig, binary_loss
+from splitmesh.split.ranking import RankingConfig, RankingTask, chunk_rows, pair_chunks, pairs_input
+
+# The three domains of the recommender star, in the order --domains adds them.
+RECSYS_DOMAINS = ("sales", "customers", "products")
+SIDE = {"customers": "users", "products": "items"}  # which entity a dimension domain describes
+
+
+def recsys_domains(n: int) -> list[str]:
+    if not 1 <= n <= len(RECSYS_DOMAINS):
+        raise ConfigError(f"The 'domains' parameter must be 1 to 3. Got {n} instead.")
+    return list(RECSYS_DOMAINS[:n])
+
+
+class CentralizedRanker:
+    """Same interface as the split coordinator (the trainer's Learner)."""
+
+    mode = "centralized"
+
+    def __init__(
+        self,
+        data: RecsysData,
+        domains: list[str],
+        *,
+        spec: RecsysSpec,
+        optim: OptimConfig,
+        seed: int,
+        ranking: RankingConfig,
+        run: str = "run",
+        checkpoint_dir: str | Path | None = None,
+    ) -> None:
+        self.data, self.domains = data, list(domains)
+        self.spec, self.optim, self.seed, self.ranking = spec, optim, seed, ranking
+        self.checkpoints = (
+            RunCheckpoints(checkpoint_dir, run, owner="the centralized learner")
+            if checkpoint_dir
+            else None
+        )
+        self.task: RankingTask | None = None
+        self._snapshots: dict = {}
+
+    def prepare(self, resume: bool = False) -> dict:
+        self.task = RankingTask(self.data, self.ranking, self.seed)
+        self.features = {}
+        for d in self.domains[1:]:
+            table = getattr(self.data, SIDE[d])
+            if table is None:
+                raise ConfigError(f"dataset {self.data.name!r} has no {SIDE[d]} table for {d!r}")
+            f = prepare_features(table)
+            self.features[d] = (torch.from_numpy(f.numeric), torch.from_numpy(f.categorical), f)
+        return {"train_examples": self.task.n_train}
+
+    def build(self) -> None:
+        if self.task is None:
+            raise NotFittedError("call prepare() before build()")
+        s, seed, layout = self.spec, self.seed, []
+        parts = {"sales": s.build_ids("sales", self.data.n_users, self.data.n_items, seed)}
+        layout.append(parts["sales"].widths)
+        for d in self.domains[1:]:
+            f = self.features[d][2]
+            parts[d] = s.build_features(d, f.numeric.shape[1], f.cardinalities, seed)
+            w = parts[d].out_features
+            layout.append((w, 0) if SIDE[d] == "users" else (0, w))
+        self.net_ = nn.ModuleDict(
+            {
+                "bottoms": nn.ModuleDict(parts),
+                "top": s.build_top(layout, seed),
+                "head": s.build_head(seed),
+            }
+        )
+        self.optimizer_ = self.optim.build(self.net_.parameters())
+
+    @property
+    def n_train(self) -> int:
+        if self.task is None:
+            raise NotFittedError("call prepare() first")
+        return self.task.n_train
+
+    def start_epoch(self, epoch: int) -> None:
+        u, i, y = self.task.epoch(epoch)
+        self._ex = (torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y))
+
+    def _embed(self, d: str, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        m = self.net_["bottoms"][d]
+        if d == "sales":
+            return m(users, items)
+        rows = users if SIDE[d] == "users" else items
+        num, cat, _ = self.features[d]
+        return m(num[rows], cat[rows])
+
+    def train_step(
+        self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
+    ) -> float:
+        idx = torch.from_numpy(positions)
+        u, i, y = (t[idx] for t in self._ex)
+        self.net_.train()
+        x = torch.cat([self._embed(d, u, i) for d in self.domains], dim=1)
+        loss = binary_loss(self.net_["head"](self.net_["top"](x)), y, None)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_.step()
+        return loss.item()
+
+    def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict:
+        self.net_.eval()
+        out = {}
+        for p in dict.fromkeys([select_on, *partitions]):
+            plan, book = self.task.plan(p), self.task.book(p)
+            users, items = torch.from_numpy(plan.users), torch.from_numpy(plan.items)
+            with torch.no_grad():
+                user_parts, item_parts = [], []
+                for d in self.domains:
+                    m = self.net_["bottoms"][d]
+                    if d == "sales":
+                        u, i = m.sides(users, items)
+                    elif SIDE[d] == "users":
+                        u, i = self._embed(d, users, users), None
+                    else:
+                        u, i = None, self._embed(d, items, items)
+                    user_parts.append(u)
+                    item_parts.append(i)
+                width = book.scores.shape[1]
+                for rows in pair_chunks(book.scores.shape, chunk_rows(width)):
+                    x = pairs_input(user_parts, item_parts, plan.candidates, len(plan.items), rows)
+                    logits = self.net_["head"](self.net_["top"](x))
+                    book.record(rows, logits.numpy())
+            out[p] = book.report(self.ranking.ks)
+        return {p: out[p] for p in partitions}
+
+    def flush(self) -> None:
+        """Nothing is owed in one process."""
+
+    def _own_state(self) -> dict:
+        return {"net": self.net_, "optimizer": self.optimizer_}
+
+    def snapshot(self, tag: str) -> None:
+        self._snapshots[tag] = snapshot_states(self._own_state())
+
+    def restore(self, tag: str) -> None:
+        restore_states(self._own_state(), self._snapshots[tag])
+
+    def save_checkpoint(self, trainer: dict[str, Any]) -> None:
+        if self.checkpoints is not None:
+            tag = epoch_tag(trainer["epoch"])
+            self.checkpoints.save(
+                tag, self._own_state(), self._snapshots, trainer, {"mode": self.mode}
+            )
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        manifest = self.checkpoints.committed() if self.checkpoints else None
+        if manifest is None:
+            return None
+        self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
+        return trainer

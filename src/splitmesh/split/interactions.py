@@ -1,0 +1,220 @@
+"""The recommender's interactions owner (the sales domain): it owns the fact table and
+its labels (a purchase is a positive).
+
+As a domain it holds the user and item id embeddings (its bottom model). As the fact
+owner it plans: the leave-latest-out split, every epoch's examples with fresh negatives,
+and the ranking passes; it tells each dimension domain, sealed, only which of that
+domain's rows each example uses. As the label owner it scores rankings, and in
+label-preserving mode it also holds the head and the loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from splitmesh.data.interactions import RecsysData
+from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.split.bottom import BottomParty
+from splitmesh.split.checkpoint import digest
+from splitmesh.split.common import OptimConfig, check_mode, to_wire
+from splitmesh.split.head import HeadHolder
+from splitmesh.split.ranking import RankBook, RankingConfig, RankingPlan, RankingTask
+from splitmesh.split.sealing import SealBox
+from splitmesh.transport.messages import (
+    Ack,
+    EmbedSlots,
+    Evaluate,
+    GetLabels,
+    Head,
+    HeadReply,
+    Hello,
+    Labels,
+    Metrics,
+    PlanEpoch,
+    PlanRanking,
+    Plans,
+    Scores,
+    SetupHead,
+    SetupRanking,
+    SlotEmbeddings,
+)
+
+
+def seal_context(run: str, partition: str, epoch: int | None = None) -> str:
+    return f"{run}/{partition}" + (f"/epoch-{epoch}" if epoch is not None else "")
+
+
+class InteractionsParty(BottomParty):
+    role = "interactions owner"
+    setup_message = "SetupRanking"
+
+    def __init__(
+        self, name: str, data: RecsysData, mode: str, *, state_dir: str | None = None
+    ) -> None:
+        super().__init__(name, state_dir=state_dir)
+        # only the fact table: the feature tables belong to other domains
+        self.data = RecsysData(
+            data.name, data.user, data.item, data.time, data.n_users, data.n_items
+        )
+        self.mode = check_mode(mode)
+        self.task: RankingTask | None = None
+        self.head_: HeadHolder | None = None
+        self._examples: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
+        self._plans: dict[str, RankingPlan] = {}
+        self._books: dict[str, RankBook] = {}
+        self.run = "run"
+
+    def on_hello(self, msg: Hello) -> Ack:
+        if msg.mode != self.mode:
+            raise ProtocolError(
+                f"{self.role} {self.name!r} runs in {self.mode} mode, not {msg.mode}"
+            )
+        self.run, self.seal = msg.run, SealBox(self.name, msg.run)
+        reply = super().on_hello(msg)
+        return Ack(info={**reply.info, "seal_key": self.seal.public})
+
+    def fingerprint(self) -> dict:
+        d = self.data
+        return {
+            "rows": len(d),
+            "users": d.n_users,
+            "items": d.n_items,
+            "sha256": digest(np.stack([d.user, d.item, d.time])),
+        }
+
+    def _task(self) -> RankingTask:
+        if self.task is None:
+            raise NotFittedError(f"{self.role} {self.name!r} got a request before SetupRanking")
+        return self.task
+
+    # -- setup -----------------------------------------------------------------------------
+    def on_setup_ranking(self, msg: SetupRanking) -> Ack:
+        cfg = RankingConfig(msg.holdout, msg.negatives, msg.eval_negatives, tuple(msg.ks))
+        self.task = RankingTask(self.data, cfg, msg.seed)
+        spec = RecsysSpec(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in msg.model.items()}
+        )
+        self.bottom_ = spec.build_ids(self.name, self.data.n_users, self.data.n_items, msg.seed)
+        self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
+        self.wire_dtype = msg.wire_dtype
+        split = self.task.split
+        return Ack(
+            info={
+                "train_examples": self.task.n_train,
+                "widths": list(self.bottom_.widths),
+                "interactions": {p: len(getattr(split, p)) for p in ("train", "val", "test")},
+            }
+        )
+
+    def stateful(self) -> dict:
+        state = super().stateful()
+        if self.head_ is not None:
+            state.update({f"head_{k}": v for k, v in self.head_.stateful().items()})
+        return state
+
+    # -- planning: examples and ranking passes, sealed for each dimension domain ---------
+    def _sealed(self, peers: dict, context: str, users: np.ndarray, items: np.ndarray) -> dict:
+        blobs = {}
+        for peer, (side, key) in sorted(peers.items()):
+            if side not in ("users", "items"):
+                raise ProtocolError(f"peer {peer!r} has side {side!r}; expected users or items")
+            blobs[peer] = self.seal.seal(peer, key, context, users if side == "users" else items)
+        return blobs
+
+    def _plans_reply(self, examples: int, item_slots: int, blobs: dict, candidates=None) -> Plans:
+        names = list(blobs)
+        sealed = np.concatenate([blobs[n] for n in names]) if names else np.zeros(0, np.uint8)
+        return Plans(
+            examples=examples,
+            item_slots=item_slots,
+            recipients=names,
+            sizes=[len(blobs[n]) for n in names],
+            sealed=sealed,
+            candidates=candidates,
+        )
+
+    def on_plan_epoch(self, msg: PlanEpoch) -> Plans:
+        users, items, labels = self._task().epoch(msg.epoch)
+        self._examples = (torch.from_numpy(users), torch.from_numpy(items), labels)
+        context = seal_context(self.run, "train", msg.epoch)
+        return self._plans_reply(len(users), 0, self._sealed(msg.peers, context, users, items))
+
+    def on_plan_ranking(self, msg: PlanRanking) -> Plans:
+        plan = self._task().plan(msg.partition)
+        self._plans[msg.partition] = plan
+        self._books[msg.partition] = self._task().book(msg.partition)
+        context = seal_context(self.run, msg.partition)
+        blobs = self._sealed(msg.peers, context, plan.users, plan.items)
+        cands = None if plan.candidates is None else plan.candidates.astype(np.int32)
+        return self._plans_reply(len(plan.users), len(plan.items), blobs, cands)
+
+    # -- the bottom model ------------------------------------------------------------------
+    def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
+        if partition != "train" or self._examples is None:
+            raise ProtocolError(
+                f"{self.role} {self.name!r} embeds training examples after PlanEpoch; "
+                f"ranking passes use EmbedSlots (got Forward for {partition!r})"
+            )
+        users, items, _ = self._examples
+        self.check_positions(partition, positions, len(users))
+        idx = torch.from_numpy(positions)
+        return users[idx], items[idx]
+
+    def on_embed_slots(self, msg: EmbedSlots) -> SlotEmbeddings:
+        plan = self._plans.get(msg.partition)
+        if plan is None or self.bottom_ is None:
+            raise NotFittedError(
+                f"{self.role} {self.name!r} has no ranking plan for {msg.partition!r}"
+            )
+        self.bottom_.eval()
+        with torch.no_grad():
+            u, i = self.bottom_.sides(torch.from_numpy(plan.users), torch.from_numpy(plan.items))
+        return SlotEmbeddings(users=to_wire(u, self.wire_dtype), items=to_wire(i, self.wire_dtype))
+
+    # -- labels: shared (label-sharing) or kept with the head (label-preserving) ----------
+    def _labels(self) -> np.ndarray:
+        if self._examples is None:
+            raise NotFittedError(f"{self.role} {self.name!r} has planned no epoch yet")
+        return self._examples[2]
+
+    def on_get_labels(self, msg: GetLabels) -> Labels:
+        if self.mode != "label-sharing" or msg.partition != "train":
+            raise ProtocolError(
+                f"{self.role} {self.name!r} shares only the current epoch's training labels, "
+                f"and only in label-sharing mode (asked for {msg.partition!r} in {self.mode})"
+            )
+        return Labels(values=self._labels())
+
+    def on_setup_head(self, msg: SetupHead) -> Ack:
+        if self.mode != "label-preserving":
+            raise ProtocolError(f"{self.role} {self.name!r} holds no head in {self.mode} mode")
+        self.head_ = HeadHolder(f"{self.role} {self.name}", msg)
+        return Ack()
+
+    def _book(self, partition: str) -> RankBook:
+        book = self._books.get(partition)
+        if book is None:
+            raise ProtocolError(f"no ranking pass planned over {partition!r}")
+        return book
+
+    def on_head(self, msg: Head) -> HeadReply:
+        if self.head_ is None:
+            raise NotFittedError(f"{self.role} {self.name!r} got Head before SetupHead")
+        if msg.train:
+            return self.head_.train(msg.activations, self._labels()[msg.positions])
+        self._book(msg.partition).record(msg.positions, self.head_.logits(msg.activations).numpy())
+        return HeadReply(loss=0.0)
+
+    def on_scores(self, msg: Scores) -> Ack:
+        if self.mode != "label-sharing":
+            raise ProtocolError(
+                f"{self.role} {self.name!r} scores with its own head in {self.mode}"
+            )
+        self._book(msg.partition).record(msg.rows, msg.values)
+        return Ack()
+
+    def on_evaluate(self, msg: Evaluate) -> Metrics:
+        ks = self._task().cfg.ks
+        return Metrics(values={p: self._book(p).report(ks) for p in msg.partitions})
