@@ -12,3 +12,21 @@ def creditcard_path() -> Path:
     if not CREDITCARD.is_file():
         pytest.skip(f"real data not present: {CREDITCARD} (kept outside the project, see README)")
     return CREDITCARD
+
+
+ML100K = SHARED_DATA / "ml-100k"
+HM_SAMPLE = SHARED_DATA / "hm-sample"
+
+
+@pytest.fixture
+def ml100k_path() -> Path:
+    if not (ML100K / "u.data").is_file():
+        pytest.skip(f"real data not present: {ML100K} (kept outside the project, see README)")
+    return ML100K
+
+
+@pytest.fixture
+def hm_sample_path() -> Path:
+    if not (HM_SAMPLE / "transactions_train.csv").is_file():
+        pytest.skip(f"real data not present: {HM_SAMPLE} (kept outside the project, see README)")
+    return HM_SAMPLE

@@ -39,3 +39,21 @@ def test_supports_and_macro():
 def test_single_class_is_refused():
     with pytest.raises(Exception, match="both classes"):
         binary_report(np.zeros(4), np.linspace(0, 1, 4))
+
+
+def test_ranking_metrics_by_hand():
+    import numpy as np
+
+    from splitmesh.metrics import ranking_report, ranks
+
+    pos = np.array([[0.9], [0.5], [0.1]])
+    neg = np.array([[0.1, 0.2, 0.3], [0.6, 0.5, 0.1], [0.2, 0.3, 0.4]])
+    r = ranks(pos, neg)
+    assert r[:, 0].tolist() == [0, 2, 3]  # a tie counts against the held-out item
+    m = ranking_report(r, ks=(1, 3))
+    assert m["hr@1"] == pytest.approx(1 / 3)
+    assert m["hr@3"] == pytest.approx(2 / 3)
+    assert m["ndcg@3"] == pytest.approx((1 + 1 / np.log2(4)) / 3)
+    two = ranking_report(np.array([[0, 5]]), ks=(3,))
+    assert two["recall@3"] == 0.5 and two["hr@3"] == 1.0
+    assert two["ndcg@3"] == pytest.approx(1 / (1 + 1 / np.log2(3)))

@@ -330,3 +330,20 @@ def prepare_features(table: FeatureTable) -> PreparedFeatures:
         cardinalities=tuple(table.cardinalities),
         missing=counts,
     )
+
+
+def first_users(data: RecsysData, n: int) -> RecsysData:
+    """The interactions of users 0..n-1 only (for quick runs); items keep their indices."""
+    if not 1 <= n <= data.n_users:
+        raise ConfigError(f"The 'users' parameter must be 1 to {data.n_users}. Got {n} instead.")
+    keep = data.user < n
+    users = data.users.take(np.arange(n)) if data.users is not None else None
+    return dataclasses.replace(
+        data,
+        name=f"{data.name}[:{n} users]",
+        user=data.user[keep],
+        item=data.item[keep],
+        time=data.time[keep],
+        n_users=n,
+        users=users,
+    )

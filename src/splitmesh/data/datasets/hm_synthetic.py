@@ -153,7 +153,7 @@ def generate_hm(
     # purchases per customer: heavy-tailed, summing to the requested total
     weight = rng.lognormal(0.0, 1.1, n)
     counts = np.floor(weight / weight.sum() * cfg.transactions).astype(np.int64)
-    counts[rng.choice(n, cfg.transactions - counts.sum(), replace=True)] += 1
+    np.add.at(counts, rng.choice(n, cfg.transactions - counts.sum(), replace=True), 1)
     schema = pa.schema(
         [
             ("t_dat", pa.string()),

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from splitmesh.data.interactions import (
+    FeatureTable,
+    RecsysData,
+    SeenPairs,
+    epoch_examples,
+    kcore,
+    leave_latest_out,
+    prepare_features,
+    ranking_candidates,
+    sample_unseen,
+)
+from splitmesh.errors import DataError
+
+
+def toy(n_users=30, n_items=40, per_user=8, seed=0) -> RecsysData:
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(n_users), per_user)
+    item = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    time = rng.permutation(len(user))
+    return RecsysData("toy", user, item, time, n_users, n_items)
+
+
+def test_leave_latest_out_holds_out_each_users_latest_items():
+    d = toy()
+    s = leave_latest_out(d, holdout=2)
+    for u in range(d.n_users):
+        times = np.sort(d.time[d.user == u])
+        assert set(d.time[s.test][d.user[s.test] == u]) == set(times[-2:])
+        assert d.time[s.val][d.user[s.val] == u] == times[-3]
+        assert d.time[s.train][d.user[s.train] == u].max() < times[-3]
+    assert len(s.train) + len(s.val) + len(s.test) == len(d)
+
+
+def test_leave_latest_out_refuses_users_with_too_few_interactions():
+    d = toy(per_user=3)
+    with pytest.raises(DataError, match="fewer than 4 interactions"):
+        leave_latest_out(d, holdout=2)
+
+
+def test_kcore_is_iterated_until_every_row_meets_both_minimums():
+    user = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    item = np.array([0, 1, 2, 0, 3, 0, 1, 2])
+    keep = kcore(user, item, 2, 2)
+    # item 3 has one interaction -> dropped -> user 1 has one left -> dropped
+    assert np.all(np.bincount(user[keep])[np.unique(user[keep])] >= 2)
+    assert np.all(np.bincount(item[keep])[np.unique(item[keep])] >= 2)
+    assert 1 not in user[keep] and 3 not in item[keep]
+
+
+def test_negatives_are_unseen_and_fresh_every_epoch():
+    d = toy()
+    seen = SeenPairs(d.user, d.item, d.n_items)
+    neg = sample_unseen(d.user, 5, seen, np.random.default_rng(0))
+    assert not seen.contains(np.repeat(d.user, 5), neg.reshape(-1)).any()
+    u0, i0, y0 = epoch_examples(d.user, d.item, seen, 4, seed=0, epoch=0)
+    u1, i1, y1 = epoch_examples(d.user, d.item, seen, 4, seed=0, epoch=1)
+    assert len(u0) == 5 * len(d) and y0.sum() == len(d)
+    assert not np.array_equal(i0, i1)  # fresh negatives (and order) each epoch
+    again = epoch_examples(d.user, d.item, seen, 4, seed=0, epoch=1)
+    assert np.array_equal(i1, again[1])  # but reproducible from (seed, epoch)
+    assert not seen.contains(u1[y1 == 0], i1[y1 == 0]).any()
+
+
+def test_ranking_candidates_are_distinct_items_never_interacted_with():
+    d = toy(n_items=200)
+    s = leave_latest_out(d)
+    c = ranking_candidates(d, s, "test", n_negatives=99, seed=0)
+    seen = SeenPairs(d.user, d.item, d.n_items)
+    assert c.negatives.shape == (d.n_users, 99)
+    assert all(len(set(row)) == 99 for row in c.negatives)
+    assert not seen.contains(np.repeat(c.users, 99), c.negatives.reshape(-1)).any()
+    again = ranking_candidates(d, s, "test", n_negatives=99, seed=0)
+    assert np.array_equal(c.negatives, again.negatives)
+
+
+def test_prepare_features_fills_and_flags_missing_values():
+    t = FeatureTable(
+        numeric=np.array([[1.0, 5.0], [np.nan, 7.0], [3.0, 9.0]]),
+        numeric_names=("age", "x"),
+        categorical=np.array([[1], [0], [2]]),
+        categorical_names=("club",),
+        cardinalities=(3,),
+    )
+    f = prepare_features(t)
+    assert f.numeric_names == ("age", "x", "age_missing")
+    assert np.isfinite(f.numeric).all()
+    assert f.numeric[:, 2].tolist() == [0.0, 1.0, 0.0]
+    assert f.missing == {"age": 1, "club": 1}

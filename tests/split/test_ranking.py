@@ -1,0 +1,216 @@
+"""The recommender's split parties against its centralized baseline, and what each party
+gets to see."""
+
+import numpy as np
+import pytest
+
+from splitmesh.data.interactions import FeatureTable, RecsysData
+from splitmesh.errors import PartyError, ProtocolError
+from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.split.centralized_ranker import CentralizedRanker
+from splitmesh.split.common import OptimConfig
+from splitmesh.split.entity import EntityDomain
+from splitmesh.split.interactions import InteractionsParty
+from splitmesh.split.ranking import RankingConfig
+from splitmesh.split.ranking_coordinator import RankingCoordinator
+from splitmesh.split.sealing import SealBox
+from splitmesh.split.trainer import TrainConfig, fit
+from splitmesh.transport.local import LocalTransport
+from splitmesh.transport.messages import AssignRows, GetLabels, Plans, decode
+
+SPEC = RecsysSpec(gmf=4, mlp=8, top=(16, 8), features=(8, 4))
+TRAIN = TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@10")
+DOMAINS = ["sales", "customers", "products"]
+
+
+def star(n_users=60, n_items=120, seed=0) -> RecsysData:
+    """Users in four taste groups buy items of their group; features say the group."""
+    rng = np.random.default_rng(seed)
+    group_u, group_i = rng.integers(0, 4, n_users), np.arange(n_items) % 4
+    user, item = [], []
+    for u in range(n_users):
+        liked = np.flatnonzero(group_i == group_u[u])
+        picks = rng.choice(liked, 12, replace=False)
+        user += [u] * 12
+        item += picks.tolist()
+    users = FeatureTable(
+        numeric=np.column_stack([group_u + rng.normal(0, 0.3, n_users)]),
+        numeric_names=("age",),
+        categorical=rng.integers(0, 3, (n_users, 1)),
+        categorical_names=("club",),
+        cardinalities=(3,),
+    )
+    items = FeatureTable(
+        numeric=np.zeros((n_items, 0)),
+        numeric_names=(),
+        categorical=(group_i + 1)[:, None],
+        categorical_names=("section",),
+        cardinalities=(5,),
+    )
+    n = len(user)
+    return RecsysData(
+        "star", np.array(user), np.array(item), rng.permutation(n), n_users, n_items, users, items
+    )
+
+
+class Recording(LocalTransport):
+    """Keeps every encoded request and reply, as the coordinator's side of the wire sees them."""
+
+    def __init__(self, handlers):
+        super().__init__(handlers)
+        self.wire = []
+
+    def request(self, party, msg):
+        reply = super().request(party, msg)
+        self.wire.append((party, msg, reply))
+        return reply
+
+
+OPTIM = OptimConfig(lr=0.02)
+DEFAULT = RankingConfig()
+
+
+def split(mode, data, ranking=DEFAULT, transport_cls=LocalTransport, **kw):
+    t = transport_cls(
+        {
+            "sales": InteractionsParty("sales", data, mode),
+            "customers": EntityDomain("customers", data.users, "users"),
+            "products": EntityDomain("products", data.items, "items"),
+        }
+    )
+    c = RankingCoordinator(
+        t, DOMAINS, mode=mode, spec=SPEC, optim=OPTIM, seed=0, ranking=ranking, **kw
+    )
+    c.prepare()
+    c.build()
+    return c, t
+
+
+def central(data, ranking=DEFAULT):
+    c = CentralizedRanker(data, DOMAINS, spec=SPEC, optim=OPTIM, seed=0, ranking=ranking)
+    c.prepare()
+    c.build()
+    return c
+
+
+@pytest.mark.parametrize("mode", ["label-sharing", "label-preserving"])
+@pytest.mark.parametrize("eval_negatives", [99, None])
+def test_split_equals_centralized(mode, eval_negatives):
+    data = star()
+    ranking = RankingConfig(eval_negatives=eval_negatives, ks=(5, 10))
+    ref = central(data, ranking)
+    r0 = fit(ref, TRAIN, progress=False)
+    learner, _ = split(mode, data, ranking)
+    r1 = fit(learner, TRAIN, progress=False)
+    assert r1.losses == pytest.approx(r0.losses, rel=1e-5)
+    assert r1.validation == pytest.approx(r0.validation, rel=1e-5)
+    m0, m1 = ref.evaluate(["test"])["test"], learner.evaluate(["test"])["test"]
+    assert m1 == pytest.approx(m0, rel=1e-5)
+    assert m1["hr@10"] > 0.25  # it learns the taste groups (random: about 0.1)
+
+
+def test_the_coordinator_never_sees_rows_in_the_clear():
+    data = star()
+    learner, t = split("label-preserving", data, transport_cls=Recording)
+    fit(
+        learner,
+        TrainConfig(epochs=1, batch_size=128, patience=1, select_metric="ndcg@10"),
+        progress=False,
+    )
+    learner.evaluate(["test"])
+    relays = [m for _, m, _ in t.wire if isinstance(m, AssignRows)]
+    assert {m.partition for m in relays} == {"train", "val", "test"}
+    users = data.user.astype("<i8").tobytes()
+    for m in relays:
+        blob = m.sealed.tobytes()
+        assert data.user[:8].astype("<i8").tobytes() not in blob and blob not in users
+    # the held-out item sits at a different candidate column from user to user
+    plans = [r for _, m, r in t.wire if isinstance(r, Plans) and r.candidates is not None]
+    assert plans and all(p.candidates.max() < p.item_slots for p in plans)
+    sales = t._handlers["sales"]
+    plan = sales._plans["test"]
+    cols = [
+        int(np.flatnonzero(row == p[0])[0])
+        for row, p in zip(plan.candidates, plan.positive, strict=True)
+    ]
+    assert len(set(cols)) > 20
+    # in label-preserving mode no label ever reaches the coordinator
+    with pytest.raises(PartyError, match="label-sharing"):
+        t.request("sales", GetLabels("train"))
+
+
+def test_a_sealed_plan_opens_only_for_its_recipient_and_context():
+    sender, customers, products = (SealBox(n, "run") for n in ("sales", "customers", "products"))
+    rows = np.arange(10)
+    blob = sender.seal("customers", customers.public, "run/train/epoch-0", rows)
+    assert np.array_equal(customers.open("sales", sender.public, "run/train/epoch-0", blob), rows)
+    with pytest.raises(ProtocolError, match="altered, replayed or sealed for another"):
+        products.open("sales", sender.public, "run/train/epoch-0", blob)
+    with pytest.raises(ProtocolError, match="replayed"):
+        customers.open("sales", sender.public, "run/train/epoch-1", blob)
+
+
+def test_a_dimension_domain_refuses_a_plan_of_another_run():
+    data = star()
+    learner, t = split("label-sharing", data)
+    learner.start_epoch(0)
+    relay = AssignRows(
+        "train", "other-run/train/epoch-0", "sales", "00" * 32, np.zeros(4, np.uint8)
+    )
+    with pytest.raises(PartyError, match="other-run"):
+        t.request("customers", relay)
+
+
+def test_split_training_resumes_to_the_same_result(tmp_path):
+    data = star()
+    cfg = TrainConfig(epochs=3, batch_size=128, patience=3, select_metric="ndcg@10")
+
+    def make(run_dir):
+        t = LocalTransport(
+            {
+                "sales": InteractionsParty(
+                    "sales", data, "label-preserving", state_dir=run_dir / "sales"
+                ),
+                "customers": EntityDomain(
+                    "customers", data.users, "users", state_dir=run_dir / "c"
+                ),
+                "products": EntityDomain("products", data.items, "items", state_dir=run_dir / "p"),
+            }
+        )
+        c = RankingCoordinator(
+            t,
+            DOMAINS,
+            mode="label-preserving",
+            spec=SPEC,
+            optim=OPTIM,
+            seed=0,
+            ranking=RankingConfig(),
+            run="r",
+            checkpoint_dir=run_dir / "coord",
+        )
+        c.prepare()
+        c.build()
+        return c
+
+    whole = fit(make(tmp_path / "a"), cfg, progress=False)
+    first = make(tmp_path / "b")
+    fit(
+        first,
+        TrainConfig(epochs=1, batch_size=128, patience=3, select_metric="ndcg@10"),
+        progress=False,
+    )
+    resumed = fit(make(tmp_path / "b"), cfg, progress=False, resume=True)
+    assert resumed.losses == pytest.approx(whole.losses, rel=1e-6)
+    assert resumed.validation == pytest.approx(whole.validation, rel=1e-6)
+
+
+def test_encoded_plans_hold_only_slots_and_ciphertext():
+    data = star()
+    learner, t = split("label-sharing", data, transport_cls=Recording)
+    learner.start_epoch(0)
+    party, _, reply = next(w for w in t.wire if isinstance(w[2], Plans))
+    assert party == "sales" and reply.candidates is None and reply.sealed.dtype == np.uint8
+    assert (
+        decode(__import__("splitmesh.transport.messages", fromlist=["encode"]).encode(reply)).sizes
+        == reply.sizes
+    )
