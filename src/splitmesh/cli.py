@@ -182,7 +182,9 @@ def recsys(
     synthetic_articles: int = 5_000,
     mode: Annotated[
         str,
-        typer.Option(help="centralized | label-sharing | label-preserving | split (both) | all"),
+        typer.Option(
+            help="centralized | label-sharing | label-preserving (comma-separated) | split | all"
+        ),
     ] = "all",
     domains: Annotated[int, typer.Option(help="1: sales, 2: + customers, 3: + products")] = 3,
     diversity: Annotated[
@@ -209,6 +211,9 @@ def recsys(
     seed: int = 0,
     wire_dtype: Annotated[str, typer.Option(help="float32 | float16 | int8")] = "float32",
     pipeline: bool = False,
+    reference: Annotated[
+        bool, typer.Option(help="also train the centralized id-only NeuMF reference")
+    ] = True,
     out: Annotated[Path | None, typer.Option(help="write results.json and report.md here")] = None,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
@@ -243,7 +248,7 @@ def recsys(
             "seed": seed,
         },
         domains=domains,
-        modes={"all": MODES, "split": MODES[1:]}.get(mode, (mode,)),
+        modes={"all": MODES, "split": MODES[1:]}.get(mode, tuple(mode.split(","))),
         ranking=RankingConfig(holdout, negatives, None if eval == "full" else eval_negatives, ks),
         train=TrainConfig(
             epochs=epochs,
@@ -258,6 +263,7 @@ def recsys(
         ),
         wire_dtype=wire_dtype,
         pipeline=pipeline,
+        reference=reference,
         checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
     )
     show = progress and sys.stderr.isatty()

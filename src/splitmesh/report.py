@@ -177,7 +177,7 @@ def print_ranking_report(results: dict, console: Console | None = None) -> None:
     console = console or Console()
     cols = _ranking_columns(results)
     t = Table(title=_ranking_protocol(results))
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True, min_width=9)
     for name, _ in cols:
         t.add_column(name, justify="right")
     for key in _ranking_metrics(results):
