@@ -46,6 +46,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fraud.py --out benchmarks/results
 	$(BIN)/python benchmarks/transport.py --out benchmarks/results
+	$(BIN)/python benchmarks/recsys.py --out benchmarks/results
 
 # Regenerate the protobuf and gRPC code after editing transport/grpc/splitmesh.proto.
 proto: $(STAMP)
