@@ -23,7 +23,50 @@ from splitmesh.split.common import PARTITIONS, OptimConfig, binary_loss, eval_ba
 from splitmesh.split.head import ScoreBook
 
 
-class CentralizedLearner:
+class OneProcessLearner:
+    """State handling of a learner whose whole network lives in this process (``net_``
+    and ``optimizer_``): snapshots in memory, checkpoints through ``checkpoints``."""
+
+    mode = "centralized"
+    checkpoints: RunCheckpoints | None
+    net_: torch.nn.Module
+    optimizer_: torch.optim.Optimizer
+
+    def __init__(self, run: str, checkpoint_dir: str | Path | None) -> None:
+        self.checkpoints = (
+            RunCheckpoints(checkpoint_dir, run, owner="the centralized learner")
+            if checkpoint_dir
+            else None
+        )
+        self._snapshots: dict = {}
+
+    def flush(self) -> None:
+        """Nothing is owed in one process."""
+
+    def _own_state(self) -> dict:
+        return {"net": self.net_, "optimizer": self.optimizer_}
+
+    def snapshot(self, tag: str) -> None:
+        self._snapshots[tag] = snapshot_states(self._own_state())
+
+    def restore(self, tag: str) -> None:
+        restore_states(self._own_state(), self._snapshots[tag])
+
+    def save_checkpoint(self, trainer: dict[str, Any]) -> None:
+        if self.checkpoints is not None:
+            tag = epoch_tag(trainer["epoch"])
+            meta = {"mode": self.mode}
+            self.checkpoints.save(tag, self._own_state(), self._snapshots, trainer, meta)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        manifest = self.checkpoints.committed() if self.checkpoints else None
+        if manifest is None:
+            return None
+        self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
+        return trainer
+
+
+class CentralizedLearner(OneProcessLearner):
     """Same interface as the Coordinator: prepare, build, train_step, evaluate."""
 
     mode = "centralized"
@@ -40,11 +83,7 @@ class CentralizedLearner:
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
     ) -> None:
-        self.checkpoints = (
-            RunCheckpoints(checkpoint_dir, run, owner="the centralized learner")
-            if checkpoint_dir
-            else None
-        )
+        super().__init__(run, checkpoint_dir)
         self.tables = {d: np.asarray(t, dtype=np.float64) for d, t in tables.items()}
         self.domains = list(tables)
         self.labels = np.asarray(labels).astype(np.int64)
@@ -89,7 +128,6 @@ class CentralizedLearner:
         self.optimizer_ = self.optim.build(self.net_.parameters())
         self._y_train = torch.from_numpy(self.y_["train"].astype(np.float32))
         self.book = ScoreBook()
-        self._snapshots: dict = {}
 
     @property
     def n_train(self) -> int:
@@ -109,31 +147,6 @@ class CentralizedLearner:
 
     def start_epoch(self, epoch: int) -> None:
         """Every epoch trains on the same rows; nothing to plan."""
-
-    def flush(self) -> None:
-        """Nothing is owed in one process."""
-
-    def _own_state(self) -> dict:
-        return {"net": self.net_, "optimizer": self.optimizer_}
-
-    def snapshot(self, tag: str) -> None:
-        self._snapshots[tag] = snapshot_states(self._own_state())
-
-    def restore(self, tag: str) -> None:
-        restore_states(self._own_state(), self._snapshots[tag])
-
-    def save_checkpoint(self, trainer: dict[str, Any]) -> None:
-        if self.checkpoints is not None:
-            tag = epoch_tag(trainer["epoch"])
-            meta = {"mode": self.mode}
-            self.checkpoints.save(tag, self._own_state(), self._snapshots, trainer, meta)
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        manifest = self.checkpoints.committed() if self.checkpoints else None
-        if manifest is None:
-            return None
-        self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
-        return trainer
 
     def evaluate(
         self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"

@@ -4,7 +4,6 @@ network (same parts, same seeds), the same examples and the same ranking passes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +12,7 @@ from torch import nn
 from splitmesh.data.interactions import RecsysData, prepare_features
 from splitmesh.errors import ConfigError, NotFittedError
 from splitmesh.nn.neumf import RecsysSpec
-from splitmesh.split.checkpoint import RunCheckpoints, epoch_tag, restore_states, snapshot_states
+from splitmesh.split.centralized import OneProcessLearner
 from splitmesh.split.common import OptimConfig, binary_loss
 from splitmesh.split.ranking import RankingConfig, RankingTask, chunk_rows, pair_chunks, pairs_input
 
@@ -28,10 +27,8 @@ def recsys_domains(n: int) -> list[str]:
     return list(RECSYS_DOMAINS[:n])
 
 
-class CentralizedRanker:
+class CentralizedRanker(OneProcessLearner):
     """Same interface as the split coordinator (the trainer's Learner)."""
-
-    mode = "centralized"
 
     def __init__(
         self,
@@ -47,13 +44,8 @@ class CentralizedRanker:
     ) -> None:
         self.data, self.domains = data, list(domains)
         self.spec, self.optim, self.seed, self.ranking = spec, optim, seed, ranking
-        self.checkpoints = (
-            RunCheckpoints(checkpoint_dir, run, owner="the centralized learner")
-            if checkpoint_dir
-            else None
-        )
+        super().__init__(run, checkpoint_dir)
         self.task: RankingTask | None = None
-        self._snapshots: dict = {}
 
     def prepare(self, resume: bool = False) -> dict:
         self.task = RankingTask(self.data, self.ranking, self.seed)
@@ -142,29 +134,3 @@ class CentralizedRanker:
                     book.record(rows, logits.numpy())
             out[p] = book.report(self.ranking.ks)
         return {p: out[p] for p in partitions}
-
-    def flush(self) -> None:
-        """Nothing is owed in one process."""
-
-    def _own_state(self) -> dict:
-        return {"net": self.net_, "optimizer": self.optimizer_}
-
-    def snapshot(self, tag: str) -> None:
-        self._snapshots[tag] = snapshot_states(self._own_state())
-
-    def restore(self, tag: str) -> None:
-        restore_states(self._own_state(), self._snapshots[tag])
-
-    def save_checkpoint(self, trainer: dict[str, Any]) -> None:
-        if self.checkpoints is not None:
-            tag = epoch_tag(trainer["epoch"])
-            self.checkpoints.save(
-                tag, self._own_state(), self._snapshots, trainer, {"mode": self.mode}
-            )
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        manifest = self.checkpoints.committed() if self.checkpoints else None
-        if manifest is None:
-            return None
-        self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
-        return trainer
