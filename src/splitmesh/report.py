@@ -114,8 +114,9 @@ def write_results(results: dict, out: str | Path, *, plot: str | None = None) ->
     return paths
 
 
-def plot_domains_sweep(results: dict, out: str | Path) -> Path:
-    """Class-1 metrics against the number of domains, one line per metric and mode."""
+def _plot_per_mode(results: dict, out: str | Path, draw, *, ylim=None, legend_size=None) -> Path:
+    """One panel per mode against the number of domains, saved as OUT/domains.png whole
+    or not at all; ``draw(ax, mode)`` plots a panel's lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,6 +126,26 @@ def plot_domains_sweep(results: dict, out: str | Path) -> Path:
     modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
+        draw(ax, mode)
+        ax.set_title(mode)
+        ax.set_xlabel("domains taking part (cumulative)")
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test metric")
+    axes[0][-1].legend(loc="lower right", fontsize=legend_size)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_domains_sweep(results: dict, out: str | Path) -> Path:
+    """Class-1 metrics against the number of domains, one line per metric and mode."""
+
+    def draw(ax, mode: str) -> None:
         runs = [r for r in results["runs"] if r["mode"] == mode]
         n = [len(r["domains"]) for r in runs]
         for key, name in SUMMARY:
@@ -132,18 +153,8 @@ def plot_domains_sweep(results: dict, out: str | Path) -> Path:
         ax.set_xticks(
             n, [" + ".join(r["domains"][-1:]) if i else r["domains"][0] for i, r in enumerate(runs)]
         )
-        ax.set_title(mode)
-        ax.set_xlabel("domains taking part (cumulative)")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test metric")
-    axes[0][-1].legend(loc="lower right")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+
+    return _plot_per_mode(results, out, draw, ylim=(0, 1.02))
 
 
 # --- recommender ------------------------------------------------------------------------------
@@ -244,12 +255,8 @@ def diversity_lines(results: dict) -> list[str]:
     out = []
     for mode in dict.fromkeys(r["mode"] for r in results["runs"]):
         for data in dict.fromkeys(r["dataset"] for r in results["runs"]):
-            runs = sorted(
-                (r for r in results["runs"] if r["mode"] == mode and r["dataset"] == data),
-                key=lambda r: len(r["domains"]),
-            )
             prev = None
-            for r in runs:
+            for r in _sweep(results, mode, data):
                 m = r["metrics"]
                 step = f"+ {r['domains'][-1]}" if prev else r["domains"][0]
                 delta = ""
@@ -263,33 +270,20 @@ def diversity_lines(results: dict) -> list[str]:
 
 
 def plot_ranking_domains(results: dict, out: str | Path) -> Path:
-    """HR@10, NDCG@10 and Recall@10 against the number of domains, one panel per mode."""
-    import matplotlib
+    """HR@10 and NDCG@10 against the number of domains, one panel per mode."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(out) / "domains.png"
-    modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
-    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
-    for ax, mode in zip(axes[0], modes, strict=True):
+    def draw(ax, mode: str) -> None:
         for data in dict.fromkeys(r["dataset"] for r in results["runs"]):
-            runs = sorted(
-                (r for r in results["runs"] if r["mode"] == mode and r["dataset"] == data),
-                key=lambda r: len(r["domains"]),
-            )
+            runs = _sweep(results, mode, data)
             n = [len(r["domains"]) for r in runs]
             for key in ("hr@10", "ndcg@10"):
                 ax.plot(n, [r["metrics"][key] for r in runs], marker="o", label=f"{data} {key}")
             ax.set_xticks(n, ["sales", "+ customers", "+ products"][: len(n)])
-        ax.set_title(mode)
-        ax.set_xlabel("domains taking part (cumulative)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test metric")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+
+    return _plot_per_mode(results, out, draw, legend_size=8)
+
+
+def _sweep(results: dict, mode: str, dataset: str) -> list[dict]:
+    """One mode's runs on one dataset, by the number of domains taking part."""
+    runs = (r for r in results["runs"] if r["mode"] == mode and r["dataset"] == dataset)
+    return sorted(runs, key=lambda r: len(r["domains"]))

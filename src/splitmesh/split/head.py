@@ -48,6 +48,13 @@ class HeadHolder:
     """The head (the network's last layer) and the loss, where the labels are: used by a
     label owner in label-preserving mode, so labels never leave it."""
 
+    @classmethod
+    def setup(cls, role: str, name: str, mode: str, msg: SetupHead) -> HeadHolder:
+        """The head for a SetupHead; only label-preserving runs keep it with the labels."""
+        if mode != "label-preserving":
+            raise ProtocolError(f"{role} {name!r} holds no head in {mode} mode")
+        return cls(f"{role} {name}", msg)
+
     def __init__(self, owner: str, msg: SetupHead) -> None:
         self.owner = owner
         self.head = NetworkSpec().build_head(msg.in_features, msg.seed)

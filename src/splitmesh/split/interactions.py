@@ -188,9 +188,7 @@ class InteractionsParty(BottomParty):
         return Labels(values=self._labels())
 
     def on_setup_head(self, msg: SetupHead) -> Ack:
-        if self.mode != "label-preserving":
-            raise ProtocolError(f"{self.role} {self.name!r} holds no head in {self.mode} mode")
-        self.head_ = HeadHolder(f"{self.role} {self.name}", msg)
+        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg)
         return Ack()
 
     def _book(self, partition: str) -> RankBook:

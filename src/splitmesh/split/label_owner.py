@@ -120,9 +120,7 @@ class LabelOwner(Party):
 
     # -- label-preserving: the head and the loss live here ---------------------------------
     def on_setup_head(self, msg: SetupHead) -> Ack:
-        if self.mode != "label-preserving":
-            raise ProtocolError(f"label owner {self.name!r} holds no head in {self.mode} mode")
-        self.head_ = HeadHolder(f"label owner {self.name}", msg)
+        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg)
         return Ack()
 
     def on_head(self, msg: Head) -> HeadReply:
