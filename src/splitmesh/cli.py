@@ -23,6 +23,16 @@ console = Console()
 err = Console(stderr=True)
 
 
+# options every use case takes the same way
+OutOption = Annotated[Path | None, typer.Option(help="write results.json and report.md here")]
+CheckpointDirOption = Annotated[
+    Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
+]
+ResumeOption = Annotated[
+    bool, typer.Option(help="continue from the last checkpoint of the same settings")
+]
+
+
 @app.callback()
 def _root() -> None:
     """Split learning across the domains of a data mesh."""
@@ -110,13 +120,9 @@ def fraud(
     mesh: Annotated[
         Path | None, typer.Option(help="mesh file naming each node's address (for grpc)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="write results.json and report.md here")] = None,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option(help="continue from the last checkpoint of the same settings")
-    ] = False,
+    out: OutOption = None,
+    checkpoint_dir: CheckpointDirOption = None,
+    resume: ResumeOption = False,
     progress: bool = True,
 ) -> None:
     """Credit-card fraud detection, split across three domains, against a centralized baseline."""
@@ -214,13 +220,9 @@ def recsys(
     reference: Annotated[
         bool, typer.Option(help="also train the centralized id-only NeuMF reference")
     ] = True,
-    out: Annotated[Path | None, typer.Option(help="write results.json and report.md here")] = None,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option(help="continue from the last checkpoint of the same settings")
-    ] = False,
+    out: OutOption = None,
+    checkpoint_dir: CheckpointDirOption = None,
+    resume: ResumeOption = False,
     progress: bool = True,
 ) -> None:
     """A recommender (NeuMF) across sales, customers and products, against a centralized

@@ -163,6 +163,7 @@ def generate_hm(
             ("sales_channel_id", pa.int64()),
         ]
     )
+    article_ids = articles.column("article_id").to_numpy()
     ends = np.cumsum(counts)
     tmp = paths["transactions_train"].with_suffix(".tmp")
     with pq.ParquetWriter(tmp, schema) as writer:
@@ -189,7 +190,7 @@ def generate_hm(
                 {
                     "t_dat": pa.array(np.datetime_as_string(days, unit="D")),
                     "customer_id": pa.array(ids[cust]).cast(pa.string()),
-                    "article_id": articles.column("article_id").to_numpy()[art],
+                    "article_id": article_ids[art],
                     "price": price[art] * rng.lognormal(0, 0.1, m),
                     "sales_channel_id": np.where(rng.random(m) < 0.7, 2, 1),
                 },
