@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from splitmesh.errors import ConfigError, SplitmeshError
+from splitmesh.split.common import check_mode
 
 app = typer.Typer(
     add_completion=False,
@@ -282,6 +283,51 @@ def recsys(
             console.print(f"wrote {p}")
         if plot:
             console.print(f"wrote {plot}")
+
+
+@app.command()
+def train(
+    mesh: Annotated[Path, typer.Argument(help="the mesh file (YAML)")],
+    out: Annotated[Path, typer.Option(help="results, each party's model folder, checkpoints")],
+    compare: Annotated[
+        bool, typer.Option(help="also train the centralized reference on the same rows")
+    ] = False,
+    mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
+    resume: ResumeOption = False,
+    progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+) -> None:
+    """Align the domains' keys (PSI), train, evaluate, save every party's model under OUT."""
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.report import print_mesh_report, write_results
+    from splitmesh.usecases.train import train_mesh
+
+    spec = load_mesh(mesh)
+    if mode is not None:
+        spec = spec.model_copy(update={"mode": check_mode(mode)})
+    results = train_mesh(
+        spec, out, compare=compare, progress=progress and sys.stderr.isatty(), resume=resume
+    )
+    print_mesh_report(results, console)
+    for p in write_results(results, out):
+        console.print(f"wrote {p}")
+
+
+@app.command()
+def predict(
+    mesh: Annotated[Path, typer.Argument(help="the mesh file, its sources naming the new rows")],
+    model: Annotated[Path, typer.Option(help="the --out folder of splitmesh train")],
+    out: Annotated[Path, typer.Option(help="the scores CSV, keyed by the label domain's key")],
+    mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
+) -> None:
+    """Score the rows present in every domain's table with a trained model."""
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.usecases.train import predict_mesh
+
+    spec = load_mesh(mesh)
+    if mode is not None:
+        spec = spec.model_copy(update={"mode": check_mode(mode)})
+    done = predict_mesh(spec, model, out)
+    console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
 
 
 node_app = typer.Typer(help="Run a domain node.", no_args_is_help=True)

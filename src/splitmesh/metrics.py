@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 from splitmesh.errors import ConfigError
 
 # Metrics where lower is better; model selection minimises these and maximises the rest.
-LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:

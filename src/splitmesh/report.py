@@ -103,12 +103,73 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the headline metrics of a mesh run (splitmesh train), per task
+MESH_METRICS = {
+    "binary": {"roc_auc": "AUC", "average_precision": "AUPRC", "f1": "F1", "accuracy": "Acc"},
+    "multiclass": {"accuracy": "Acc", "macro_f1": "macro F1", "log_loss": "log loss"},
+    "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R2"},
+}
+
+
+def _mesh_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    metrics = MESH_METRICS[results["task"]]
+    names = list(metrics)
+    head = ["run", "transport", *metrics.values(), "aligned", "s/epoch", "wire/ex"]
+    rows = []
+    for r in results["runs"]:
+        m, a = r["metrics"], r.get("alignment") or {}
+        wire = _fmt_bytes(r["wire_bytes_per_example"]) if r.get("wire_bytes") else "-"
+        rows.append(
+            [
+                r["mode"],
+                r.get("transport", "-"),
+                *(f"{m[k]:.4f}" for k in names),
+                str(a.get("aligned", "-")),
+                f"{r['seconds_per_epoch']:.3f}",
+                wire,
+            ]
+        )
+    return head, rows
+
+
+def print_mesh_report(results: dict, console: Console | None = None) -> None:
+    """One row per run: the task's headline test metrics, alignment, cost."""
+    console = console or Console()
+    head, rows = _mesh_rows(results)
+    t = Table(title=f"mesh {results['mesh']} ({results['task']}): test rows")
+    for i, col in enumerate(head):
+        t.add_column(col, justify="left" if i < 2 else "right")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+    for note in dict.fromkeys(n for r in results["runs"] for n in r.get("notes", [])):
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def mesh_markdown(results: dict) -> str:
+    head, rows = _mesh_rows(results)
+    lines = [f"# splitmesh train: mesh {results['mesh']} ({results['task']})", ""]
+    lines += ["Test rows; model selection on validation rows only.", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for r in results["runs"]:
+        a = r.get("alignment") or {}
+        if "rows_per_domain" in a:
+            per = ", ".join(f"{d} {n}" for d, n in a["rows_per_domain"].items())
+            lines += ["", f"Private set intersection: {per} rows -> {a['aligned']} aligned."]
+    notes = list(dict.fromkeys(n for r in results["runs"] for n in r.get("notes", [])))
+    lines += ["", *(f"- {n}" for n in notes)] if notes else []
+    return "\n".join(lines) + "\n"
+
+
 def write_results(results: dict, out: str | Path, *, plot: str | None = None) -> list[Path]:
     out = Path(out)
     paths = [out / "results.json", out / "report.md"]
     atomic_write_json(paths[0], results)
     if results["task"] == "recsys":
         atomic_write_text(paths[1], ranking_markdown(results, plot))
+    elif "mesh" in results:
+        atomic_write_text(paths[1], mesh_markdown(results))
     else:
         atomic_write_text(paths[1], markdown_report(results))
     return paths

@@ -53,8 +53,8 @@ def test_mesh_file_errors(tmp_path):
 def test_node_starts_a_fresh_party_per_run_and_refuses_unagreed_modes():
     made = []
 
-    def make(mode):
-        made.append(mode)
+    def make(hello):
+        made.append(hello.mode)
         return DomainParty("payments", np.zeros((4, 2)), ["a", "b"])
 
     node = Node("payments", make, modes=["label-preserving"])

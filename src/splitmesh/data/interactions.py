@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from splitmesh.data.features import NumericPrep
 from splitmesh.errors import ConfigError, DataError
 
 
@@ -310,14 +311,9 @@ def prepare_features(table: FeatureTable) -> PreparedFeatures:
     """Scale by the whole entity table: entity rows carry no labels, so nothing leaks."""
     x = table.numeric.astype(np.float64)
     missing = np.isnan(x)
-    with np.errstate(invalid="ignore"):
-        mean = np.where(missing.all(axis=0), 0.0, np.nanmean(np.where(missing, np.nan, x), axis=0))
-        std = np.nanstd(np.where(missing, np.nan, x), axis=0) if len(x) else np.ones(x.shape[1])
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    scaled = np.where(missing, 0.0, (x - mean) / std)
-    holes = [j for j in range(x.shape[1]) if missing[:, j].any()]
-    numeric = np.column_stack([scaled, missing[:, holes].astype(np.float64)]) if holes else scaled
-    names = (*table.numeric_names, *(f"{table.numeric_names[j]}_missing" for j in holes))
+    prep = NumericPrep.fit(x)
+    numeric, holes = prep.transform(x), prep.holes
+    names = prep.names(table.numeric_names)
     counts = {table.numeric_names[j]: int(missing[:, j].sum()) for j in holes}
     for j, name in enumerate(table.categorical_names):
         n = int((table.categorical[:, j] == 0).sum())

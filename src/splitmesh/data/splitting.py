@@ -8,15 +8,19 @@ from sklearn.model_selection import train_test_split
 from splitmesh.errors import ConfigError, DataError
 
 
-def stratified_split(
-    labels: np.ndarray, *, test: float, validation: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Sorted positions of each partition; class shares kept in every partition."""
+def check_fractions(test: float, validation: float) -> None:
     if not (0 < test < 1 and 0 <= validation < 1 and test + validation < 1):
         raise ConfigError(
             "The 'test' and 'validation' fractions must be in (0, 1) and sum below 1. "
             f"Got test={test}, validation={validation} instead."
         )
+
+
+def stratified_split(
+    labels: np.ndarray, *, test: float, validation: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Sorted positions of each partition; class shares kept in every partition."""
+    check_fractions(test, validation)
     labels = np.asarray(labels)
     counts = np.bincount(labels.astype(int))
     if (counts[counts > 0] < 3).any() or len(counts[counts > 0]) < 2:

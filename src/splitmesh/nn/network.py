@@ -16,6 +16,7 @@ from torch import nn
 from splitmesh.errors import ConfigError
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.nn.mlp import make_mlp
+from splitmesh.nn.tabular import TabularBottom
 
 
 def part_seed(seed: int, part: str) -> int:
@@ -49,9 +50,16 @@ class NetworkSpec:
     def bottom_dict(self) -> dict:
         return {"hidden": list(self.bottom), "activation": self.activation, "dropout": self.dropout}
 
-    def build_bottom(self, domain: str, in_features: int, seed: int) -> nn.Module:
+    def build_bottom(
+        self, domain: str, in_features: int, seed: int, cardinalities: tuple[int, ...] = ()
+    ) -> nn.Module:
+        """Numeric inputs as they are, categorical codes through embeddings, up to the cut."""
         kw = self.bottom_dict()
-        return seeded(seed, f"bottom/{domain}", lambda: make_mlp(in_features, **kw))
+        return seeded(
+            seed,
+            f"bottom/{domain}",
+            lambda: TabularBottom(in_features, cardinalities, kw.pop("hidden"), **kw),
+        )
 
     def top_in(self, n_domains: int) -> int:
         return make_aggregator(self.aggregation).out_width([self.bottom[-1]] * n_domains)
@@ -76,18 +84,23 @@ class NetworkSpec:
 
 
 class SplitNetwork(nn.Module):
-    """All parts stitched in one module: the centralized baseline (and the reference in tests)."""
+    """All parts stitched in one module: the centralized baseline (and the reference in tests).
 
-    def __init__(self, spec: NetworkSpec, in_features: dict[str, int], seed: int) -> None:
+    ``in_features``: per domain, its numeric input width, or (width, category cardinalities).
+    """
+
+    def __init__(self, spec: NetworkSpec, in_features: dict[str, int | tuple], seed: int) -> None:
         super().__init__()
         self.domains = list(in_features)
+        shapes = {d: v if isinstance(v, tuple) else (v, ()) for d, v in in_features.items()}
         self.bottoms = nn.ModuleDict(
-            {d: spec.build_bottom(d, n, seed) for d, n in in_features.items()}
+            {d: spec.build_bottom(d, n, seed, tuple(c)) for d, (n, c) in shapes.items()}
         )
         self.aggregator = make_aggregator(spec.aggregation)
         self.top = spec.build_top(len(in_features), seed)
         self.head = spec.build_head(spec.head_in(len(in_features)), seed)
 
-    def forward(self, xs: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [self.bottoms[d](xs[d]) for d in self.domains]
+    def forward(self, xs: dict[str, tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """``xs``: per domain, its bottom model's inputs (numeric, category codes)."""
+        parts = [self.bottoms[d](*xs[d]) for d in self.domains]
         return self.head(self.top(self.aggregator(parts)))

@@ -87,23 +87,31 @@ class MeshNetwork(_Strict):
         return [Endpoint(n.name, n.address) for n in self.nodes]
 
 
-def _resolve(raw: Any, base: Path, keys: tuple[str, ...]) -> Any:
+def resolve_paths(raw: Any, base: Path, keys: tuple[str, ...]) -> Any:
     """Make the path-valued fields of a parsed YAML mapping absolute against ``base``."""
     if isinstance(raw, dict):
         return {
             k: (
                 str(base / v)
                 if k in keys and isinstance(v, str) and not Path(v).is_absolute()
-                else _resolve(v, base, keys)
+                else resolve_paths(v, base, keys)
             )
             for k, v in raw.items()
         }
     if isinstance(raw, list):
-        return [_resolve(v, base, keys) for v in raw]
+        return [resolve_paths(v, base, keys) for v in raw]
     return raw
 
 
-def _load(path: str | Path, model: type[BaseModel], what: str) -> Any:
+def load_yaml_model(
+    path: str | Path,
+    model: type[BaseModel],
+    what: str,
+    *,
+    path_keys: tuple[str, ...] = ("path", "state_dir", "ca", "cert", "key"),
+    extra: dict[str, Any] | None = None,
+) -> Any:
+    """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -113,7 +121,7 @@ def _load(path: str | Path, model: type[BaseModel], what: str) -> Any:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{what} {path}: expected a mapping at the top level")
-    raw = _resolve(raw, path.parent, ("path", "state_dir", "ca", "cert", "key"))
+    raw = {**resolve_paths(raw, path.parent, path_keys), **(extra or {})}
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -124,11 +132,11 @@ def _load(path: str | Path, model: type[BaseModel], what: str) -> Any:
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
-    return _load(path, NodeConfig, "node file")
+    return load_yaml_model(path, NodeConfig, "node file")
 
 
 def load_mesh_network(path: str | Path) -> MeshNetwork:
-    return _load(path, MeshNetwork, "mesh file")
+    return load_yaml_model(path, MeshNetwork, "network file")
 
 
 def dump(model: BaseModel, path: str | Path) -> Path:

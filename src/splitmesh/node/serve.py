@@ -9,6 +9,7 @@ from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.node import Node
 from splitmesh.transport.grpc import PartyServer
+from splitmesh.transport.messages import Hello
 
 
 def build_node(cfg: NodeConfig) -> tuple[Node, str]:
@@ -20,7 +21,7 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
         table = read_numeric_csv(src.path, src.columns).to_numpy()
         columns = list(src.columns)
 
-        def make(mode: str) -> DomainParty:
+        def make(hello: Hello) -> DomainParty:
             return DomainParty(cfg.name, table, columns, state_dir=state)
 
         what = f"{len(table)} rows x {len(columns)} columns of {src.path.name}"
@@ -30,8 +31,8 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     df = read_numeric_csv(src.path, [], src.label)
     y = check_binary_labels(df[src.label].to_numpy(), path=str(src.path), column=src.label)
 
-    def make(mode: str) -> LabelOwner:
-        return LabelOwner(cfg.name, y, mode, state_dir=state)
+    def make(hello: Hello) -> LabelOwner:
+        return LabelOwner(cfg.name, y, hello.mode, state_dir=state)
 
     return Node(cfg.name, make, modes=cfg.modes), f"{len(y)} labels ({int(y.sum())} positive)"
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.preprocessing import StandardScaler
 
+from splitmesh.data.features import FeaturePrep
 from splitmesh.data.resampling import ResampleConfig, joined_resample
-from splitmesh.data.splitting import stratified_split
-from splitmesh.errors import NotFittedError
+from splitmesh.errors import ConfigError, NotFittedError
 from splitmesh.nn.network import NetworkSpec, SplitNetwork
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
@@ -19,8 +19,9 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import PARTITIONS, OptimConfig, binary_loss, eval_batches
+from splitmesh.split.common import PARTITIONS, OptimConfig, eval_batches
 from splitmesh.split.head import ScoreBook
+from splitmesh.split.tasks import Task
 
 
 class OneProcessLearner:
@@ -67,7 +68,12 @@ class OneProcessLearner:
 
 
 class CentralizedLearner(OneProcessLearner):
-    """Same interface as the Coordinator: prepare, build, train_step, evaluate."""
+    """Same interface as the Coordinator: prepare, build, train_step, evaluate.
+
+    ``tables``: each domain's numeric columns (NaN where missing); ``categorical``: each
+    domain's categorical columns, raw. Each domain's preparation is fitted on its own
+    columns exactly as its DomainParty does, so both modes train the same network.
+    """
 
     mode = "centralized"
 
@@ -82,38 +88,63 @@ class CentralizedLearner(OneProcessLearner):
         pos_weight: float | None = None,
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
+        categorical: dict[str, np.ndarray] | None = None,
+        task: Task | None = None,
     ) -> None:
         super().__init__(run, checkpoint_dir)
         self.tables = {d: np.asarray(t, dtype=np.float64) for d, t in tables.items()}
         self.domains = list(tables)
-        self.labels = np.asarray(labels).astype(np.int64)
+        categorical = categorical or {}
+        self.categorical = {
+            d: categorical.get(d, np.empty((len(t), 0), dtype=object))
+            for d, t in self.tables.items()
+        }
+        self.task = task or Task()
+        self.labels = np.asarray(labels)
         self.spec, self.optim, self.seed, self.pos_weight = spec, optim, seed, pos_weight
-        self.x_: dict[str, dict[str, torch.Tensor]] | None = None
+        self.x_: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def prepare(
         self, *, test: float, validation: float, resample: ResampleConfig, resume: bool = False
     ) -> dict:
-        parts = stratified_split(self.labels, test=test, validation=validation, seed=self.seed)
-        widths = [self.tables[d].shape[1] for d in self.domains]
-        # per-column standard scaling: the same as each domain scaling its own columns
-        joined = {
-            p: np.hstack([self.tables[d][pos] for d in self.domains]) for p, pos in parts.items()
+        parts = self.task.split(self.labels, test=test, validation=validation, seed=self.seed)
+        train = parts["train"]
+        self.preps_ = {
+            d: FeaturePrep.fit(self.tables[d][train], self.categorical[d][train])
+            for d in self.domains
         }
-        scaler = StandardScaler().fit(joined["train"])
-        joined = {p: scaler.transform(x) for p, x in joined.items()}
-        y = {p: self.labels[pos] for p, pos in parts.items()}
-        joined["train"], y["train"], notes = joined_resample(
-            joined["train"], y["train"], resample, self.seed
-        )
-        cuts = np.cumsum([0, *widths])
-        self.x_ = {
-            p: {
-                d: torch.from_numpy(x[:, cuts[i] : cuts[i + 1]].astype(np.float32))
-                for i, d in enumerate(self.domains)
+        numeric, codes = {}, {}
+        for p, pos in parts.items():
+            prepared = {
+                d: self.preps_[d].transform(self.tables[d][pos], self.categorical[d][pos])
+                for d in self.domains
             }
-            for p, x in joined.items()
-        }
-        self.joined_, self.y_ = joined, y
+            numeric[p] = np.hstack([prepared[d][0] for d in self.domains])
+            codes[p] = {d: prepared[d][1] for d in self.domains}
+        y = {p: self.labels[pos] for p, pos in parts.items()}
+        notes: tuple[str, ...] = ()
+        if self.task.name == "binary":
+            n_train = len(y["train"])
+            numeric["train"], y["train"], notes = joined_resample(
+                numeric["train"], y["train"].astype(np.int64), resample, self.seed
+            )
+            if len(y["train"]) != n_train and any(c.shape[1] for c in codes["train"].values()):
+                raise ConfigError(
+                    "resampling interpolates numbers; categorical columns cannot take part",
+                    hint="turn resampling off for meshes with categorical columns",
+                )
+        widths = [self.preps_[d].numeric.width for d in self.domains]
+        cuts = np.cumsum([0, *widths])
+        self.x_ = {}
+        for p, x in numeric.items():
+            self.x_[p] = {}
+            for i, d in enumerate(self.domains):
+                c = codes[p][d]
+                if len(c) != len(x):  # resampled numeric-only rows: no codes to carry
+                    c = np.zeros((len(x), 0), np.int64)
+                num = torch.from_numpy(x[:, cuts[i] : cuts[i + 1]].astype(np.float32))
+                self.x_[p][d] = (num, torch.from_numpy(c))
+        self.joined_, self.y_ = numeric, y
         self.sizes_ = {p: len(y[p]) for p in PARTITIONS}
         return {
             "rows": {"original": {p: len(v) for p, v in parts.items()}, **self.sizes_},
@@ -123,23 +154,31 @@ class CentralizedLearner(OneProcessLearner):
     def build(self) -> None:
         if self.x_ is None:
             raise NotFittedError("call prepare() before build()")
-        in_features = {d: self.tables[d].shape[1] for d in self.domains}
-        self.net_ = SplitNetwork(self.spec, in_features, self.seed)
+        in_features = {
+            d: (self.preps_[d].numeric.width, self.preps_[d].categorical.cardinalities)
+            for d in self.domains
+        }
+        self.task_ = self.task.fit(self.y_["train"])
+        spec = dataclasses.replace(self.spec, out_features=self.task_.out_features)
+        self.net_ = SplitNetwork(spec, in_features, self.seed)
         self.optimizer_ = self.optim.build(self.net_.parameters())
-        self._y_train = torch.from_numpy(self.y_["train"].astype(np.float32))
-        self.book = ScoreBook()
+        self._y_train = self.task_.target(self.y_["train"])
+        self.book = ScoreBook(self.task_)
 
     @property
     def n_train(self) -> int:
         return self.sizes_["train"]
+
+    def _inputs(self, partition: str, idx: torch.Tensor) -> dict:
+        return {d: (x[idx], c[idx]) for d, (x, c) in self.x_[partition].items()}
 
     def train_step(
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
     ) -> float:
         idx = torch.from_numpy(positions)
         self.net_.train()
-        logits = self.net_({d: x[idx] for d, x in self.x_["train"].items()})
-        loss = binary_loss(logits, self._y_train[idx], self.pos_weight)
+        logits = self.net_(self._inputs("train", idx))
+        loss = self.task_.loss(logits, self._y_train[idx], self.pos_weight)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_.step()
@@ -157,5 +196,5 @@ class CentralizedLearner(OneProcessLearner):
             for pos in eval_batches(self.sizes_[p], batch_size):
                 idx = torch.from_numpy(pos)
                 with torch.no_grad():
-                    self.book.record(p, pos, self.net_({d: x[idx] for d, x in self.x_[p].items()}))
+                    self.book.record(p, pos, self.net_(self._inputs(p, idx)))
         return self.book.evaluate(self.y_, select_on, list(partitions))

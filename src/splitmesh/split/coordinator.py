@@ -5,6 +5,7 @@ It drives the step protocol through a Transport and never knows how messages tra
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,13 @@ from splitmesh.split.checkpoint import (
 from splitmesh.split.common import (
     PARTITIONS,
     OptimConfig,
-    binary_loss,
     check_mode,
     eval_batches,
     from_wire,
     to_wire,
 )
 from splitmesh.split.head import ScoreBook
+from splitmesh.split.tasks import Task, check_task
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.messages import (
     Ack,
@@ -86,8 +87,10 @@ class Coordinator:
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
+        task: str = "binary",
     ) -> None:
         self.mode = check_mode(mode)
+        self.task = check_task(task)
         if mode == "centralized":
             raise ProtocolError("the coordinator runs split modes; use CentralizedLearner")
         self.t, self.domains, self.label_owner = transport, list(domains), label_owner
@@ -123,6 +126,7 @@ class Coordinator:
         self.hello()
         if resume:
             self._check_same_data()
+        self.align()
         lo = self.label_owner
         plan = _expect(self.t.request(lo, PlanSplit(test, validation, self.seed)), SplitPlan, lo)
         setup = {
@@ -163,6 +167,9 @@ class Coordinator:
             "cut_widths": dict(zip(self.domains, widths, strict=True)),
         }
 
+    def align(self) -> None:
+        """Parties whose rows are already aligned need nothing (MeshCoordinator runs PSI)."""
+
     def build(self) -> None:
         """Top model (and, with label sharing, head and labels) once preparation is done."""
         if self.sizes_ is None:
@@ -173,17 +180,20 @@ class Coordinator:
         params = list(self.top_.parameters())
         head_in = self.spec.head_in(n)
         if self.mode == "label-sharing":
-            self.head_ = self.spec.build_head(head_in, self.seed)
-            params += list(self.head_.parameters())
             lo = self.label_owner
             self.labels_ = {
                 p: _expect(self.t.request(lo, GetLabels(p)), Labels, lo).values for p in PARTITIONS
             }
-            self._y_train = torch.from_numpy(self.labels_["train"].astype(np.float32))
-            self.book = ScoreBook()
+            classes = self.nodes_.get(lo, {}).get("data", {}).get("classes", 2)
+            self.task_ = Task(self.task, n_classes=classes).fit(self.labels_["train"])
+            spec = dataclasses.replace(self.spec, out_features=self.task_.out_features)
+            self.head_ = spec.build_head(head_in, self.seed)
+            params += list(self.head_.parameters())
+            self._y_train = self.task_.target(self.labels_["train"])
+            self.book = ScoreBook(self.task_)
         else:
             setup = SetupHead(
-                head_in, vars(self.optim), self.seed, self.wire_dtype, self.pos_weight
+                head_in, vars(self.optim), self.seed, self.wire_dtype, self.pos_weight, self.task
             )
             _expect(self.t.request(self.label_owner, setup), Ack, self.label_owner)
         self.optimizer_ = self.optim.build(params)
@@ -240,7 +250,8 @@ class Coordinator:
         out = self.top_(self.aggregator(hs))
         self.optimizer_.zero_grad(set_to_none=True)
         if self.mode == "label-sharing":
-            loss_t = binary_loss(self.head_(out), self._y_train[positions], self.pos_weight)
+            target = self._y_train[torch.from_numpy(positions)]
+            loss_t = self.task_.loss(self.head_(out), target, self.pos_weight)
             loss_t.backward()
             loss = loss_t.item()
         else:  # label-preserving: the label owner runs head and loss, returns d loss / d out

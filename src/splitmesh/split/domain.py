@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.preprocessing import StandardScaler
 
+from splitmesh.data.features import FeaturePrep, missing_counts
 from splitmesh.data.resampling import apply_plan, squared_distances
 from splitmesh.errors import DataError, NotFittedError, ProtocolError
 from splitmesh.nn.network import NetworkSpec
@@ -26,12 +26,20 @@ from splitmesh.transport.messages import (
 
 
 class DomainParty(BottomParty):
-    """One domain's node logic. ``table`` holds only this domain's columns, aligned rows."""
+    """One domain's node logic. ``table`` holds only this domain's numeric columns (NaN
+    where missing), ``categorical`` its categorical ones (raw values), in aligned order."""
 
     setup_message = "SetupDomain"
 
     def __init__(
-        self, name: str, table: np.ndarray, columns: list[str], *, state_dir: str | None = None
+        self,
+        name: str,
+        table: np.ndarray,
+        columns: list[str],
+        *,
+        categorical: np.ndarray | None = None,
+        categorical_names: list[str] | None = None,
+        state_dir: str | None = None,
     ) -> None:
         super().__init__(name, state_dir=state_dir)
         table = np.asarray(table, dtype=np.float64)
@@ -40,9 +48,18 @@ class DomainParty(BottomParty):
                 f"domain {name!r}: table of shape {table.shape} does not match "
                 f"{len(columns)} columns"
             )
-        self.table, self.columns = table, list(columns)
-        self._x64: dict[str, np.ndarray] = {}  # scaled rows per partition (for distances)
+        self.categorical_names = list(categorical_names or [])
+        if categorical is None:
+            categorical = np.empty((len(table), 0), dtype=object)
+        if categorical.shape != (len(table), len(self.categorical_names)):
+            raise DataError(
+                f"domain {name!r}: categorical columns of shape {categorical.shape} do not "
+                f"match {len(self.categorical_names)} names and {len(table)} rows"
+            )
+        self.table, self.columns, self.categorical = table, list(columns), categorical
+        self._x64: dict[str, np.ndarray] = {}  # prepared numeric rows per partition
         self._x: dict[str, torch.Tensor] = {}  # float32 copies fed to the model
+        self._codes: dict[str, torch.Tensor] = {}  # category codes per partition
 
     # -- setup ---------------------------------------------------------------------------
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
@@ -50,28 +67,33 @@ class DomainParty(BottomParty):
         for p, pos in parts.items():
             self.check_positions(p, pos, len(self.table))
         # fitted on training rows only: validation and test rows must not leak into scaling
-        self.scaler_ = StandardScaler().fit(self.table[parts["train"]])
+        train = parts["train"]
+        self.prep_ = FeaturePrep.fit(self.table[train], self.categorical[train])
         for p, pos in parts.items():
-            self._set_partition(p, self.scaler_.transform(self.table[pos]))
+            self._set_partition(p, *self.prep_.transform(self.table[pos], self.categorical[pos]))
         spec = NetworkSpec(
             bottom=tuple(msg.model["hidden"]),
             activation=msg.model.get("activation", "relu"),
             dropout=msg.model.get("dropout", 0.0),
         )
-        self.bottom_ = spec.build_bottom(self.name, len(self.columns), msg.seed)
+        cards = self.prep_.categorical.cardinalities
+        self.bottom_ = spec.build_bottom(self.name, self.prep_.numeric.width, msg.seed, cards)
         self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
         self.wire_dtype = msg.wire_dtype
+        missing = missing_counts(self.table, self.categorical, self.columns, self.categorical_names)
         return Ack(
             info={
-                "n_features": len(self.columns),
+                "n_features": len(self.columns) + len(self.categorical_names),
                 "cut_width": spec.bottom[-1],
                 "rows": {p: len(v) for p, v in parts.items()},
+                "missing": missing,
             }
         )
 
-    def _set_partition(self, partition: str, x64: np.ndarray) -> None:
+    def _set_partition(self, partition: str, x64: np.ndarray, codes: np.ndarray) -> None:
         self._x64[partition] = x64
         self._x[partition] = torch.from_numpy(x64.astype(np.float32))
+        self._codes[partition] = torch.from_numpy(codes)
 
     def _rows(self, partition: str) -> np.ndarray:
         if partition not in self._x64:
@@ -81,7 +103,9 @@ class DomainParty(BottomParty):
         return self._x64[partition]
 
     def fingerprint(self) -> dict:
-        return {"rows": len(self.table), "columns": self.columns, "sha256": digest(self.table)}
+        columns = [*self.columns, *self.categorical_names]
+        data = [self.table] + ([self.categorical.astype(str)] if self.categorical.size else [])
+        return {"rows": len(self.table), "columns": columns, "sha256": digest(*data)}
 
     # -- resampling across the boundary ----------------------------------------------------
     def on_partial_distances(self, msg: PartialDistances) -> Distances:
@@ -92,8 +116,13 @@ class DomainParty(BottomParty):
     def on_augment(self, msg: Augment) -> Ack:
         x = self._rows(msg.partition)
         self.check_positions(msg.partition, msg.base, len(x))
+        if self.categorical_names and len(msg.order) != len(x):
+            raise ProtocolError(
+                f"domain {self.name!r} has categorical columns, which SMOTE cannot interpolate"
+            )
         new = apply_plan(x, msg.base, msg.rows, msg.neighbours, msg.gaps, msg.order)
-        self._set_partition(msg.partition, new)
+        codes = self._codes[msg.partition].numpy()
+        self._set_partition(msg.partition, new, codes[msg.order] if len(codes) else codes)
         return Ack(info={"rows": len(new)})
 
     def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -101,4 +130,5 @@ class DomainParty(BottomParty):
         if x is None:
             raise ProtocolError(f"domain {self.name!r} has no partition {partition!r}")
         self.check_positions(partition, positions, len(x))
-        return (x[torch.from_numpy(positions)],)
+        idx = torch.from_numpy(positions)
+        return x[idx], self._codes[partition][idx]

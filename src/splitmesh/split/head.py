@@ -10,25 +10,26 @@ import numpy as np
 import torch
 
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.metrics import binary_report
 from splitmesh.nn.network import NetworkSpec
-from splitmesh.split.common import OptimConfig, binary_loss, from_wire, to_wire
+from splitmesh.split.common import OptimConfig, from_wire, to_wire
+from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import HeadReply, SetupHead
 
 
 class ScoreBook:
     """Scores of the latest evaluation pass per partition, and metrics from them."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task | None = None) -> None:
+        self.task = task or Task()
         self._scores: dict[str, np.ndarray] = {}
 
     def start(self, partition: str, n_rows: int) -> None:
-        self._scores[partition] = np.full(n_rows, np.nan)
+        self._scores[partition] = np.full(self.task.score_shape(n_rows), np.nan)
 
     def record(self, partition: str, positions: np.ndarray, logits: torch.Tensor) -> None:
         if partition not in self._scores:
             raise ProtocolError(f"no evaluation pass started for partition {partition!r}")
-        self._scores[partition][positions] = torch.sigmoid(logits.squeeze(1)).numpy()
+        self._scores[partition][positions] = self.task.scores(logits)
 
     def scores(self, partition: str) -> np.ndarray:
         s = self._scores.get(partition)
@@ -37,11 +38,9 @@ class ScoreBook:
         return s
 
     def evaluate(self, labels: dict[str, np.ndarray], select_on: str, partitions: list) -> dict:
-        """Threshold chosen on ``select_on`` (max F1), then metrics on each partition."""
-        threshold = binary_report(labels[select_on], self.scores(select_on))["threshold"]
-        return {
-            p: binary_report(labels[p], self.scores(p), threshold=threshold) for p in partitions
-        }
+        """Metrics on each partition; a binary threshold (max F1) is chosen on ``select_on``."""
+        scores = {p: self.scores(p) for p in dict.fromkeys([select_on, *partitions])}
+        return self.task.evaluate(labels, scores, select_on, list(partitions))
 
 
 class HeadHolder:
@@ -49,15 +48,23 @@ class HeadHolder:
     label owner in label-preserving mode, so labels never leave it."""
 
     @classmethod
-    def setup(cls, role: str, name: str, mode: str, msg: SetupHead) -> HeadHolder:
+    def setup(
+        cls, role: str, name: str, mode: str, msg: SetupHead, task: Task | None = None
+    ) -> HeadHolder:
         """The head for a SetupHead; only label-preserving runs keep it with the labels."""
         if mode != "label-preserving":
             raise ProtocolError(f"{role} {name!r} holds no head in {mode} mode")
-        return cls(f"{role} {name}", msg)
+        task = task or Task()
+        if msg.task != task.name:
+            raise ProtocolError(
+                f"{role} {name!r} holds {task.name} labels; the run asks for a {msg.task} task"
+            )
+        return cls(f"{role} {name}", msg, task)
 
-    def __init__(self, owner: str, msg: SetupHead) -> None:
-        self.owner = owner
-        self.head = NetworkSpec().build_head(msg.in_features, msg.seed)
+    def __init__(self, owner: str, msg: SetupHead, task: Task) -> None:
+        self.owner, self.task = owner, task
+        spec = NetworkSpec(out_features=task.out_features)
+        self.head = spec.build_head(msg.in_features, msg.seed)
         self.optimizer = OptimConfig(**msg.optim).build(self.head.parameters())
         self.wire_dtype, self.pos_weight = msg.wire_dtype, msg.pos_weight
 
@@ -66,7 +73,7 @@ class HeadHolder:
         act = from_wire(activations).requires_grad_(True)
         if len(act) != len(y):
             raise ProtocolError(f"{self.owner!r}: {len(act)} activations for {len(y)} labels")
-        loss = binary_loss(self.head(act), torch.from_numpy(y.astype(np.float32)), self.pos_weight)
+        loss = self.task.loss(self.head(act), self.task.target(y), self.pos_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

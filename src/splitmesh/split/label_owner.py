@@ -12,7 +12,6 @@ from splitmesh.data.resampling import (
     plan_resample,
     smote_count,
 )
-from splitmesh.data.splitting import stratified_split
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import (
@@ -21,6 +20,7 @@ from splitmesh.split.common import (
 )
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.party import Party
+from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
     Ack,
     Augment,
@@ -46,15 +46,24 @@ class LabelOwner(Party):
     role = "label owner"
 
     def __init__(
-        self, name: str, labels: np.ndarray, mode: str, *, state_dir: str | None = None
+        self,
+        name: str,
+        labels: np.ndarray,
+        mode: str,
+        *,
+        state_dir: str | None = None,
+        task: Task | None = None,
     ) -> None:
         super().__init__(name, state_dir=state_dir)
-        self.labels = np.asarray(labels).astype(np.int64)
+        self.task = task or Task()
+        dtype = np.float64 if self.task.name == "regression" else np.int64
+        self.labels = np.asarray(labels).astype(dtype)
         self.mode = check_mode(mode)
         self._y: dict[str, np.ndarray] = {}
         self._resample: tuple[ResampleConfig, int] | None = None
         self.head_: HeadHolder | None = None
-        self.book = ScoreBook()
+        self.book = ScoreBook(self.task)
+        self.threshold_: float | None = None  # binary: chosen on validation rows
 
     def _partition(self, partition: str) -> np.ndarray:
         if partition not in self._y:
@@ -69,7 +78,7 @@ class LabelOwner(Party):
         return super().on_hello(msg)
 
     def on_plan_split(self, msg: PlanSplit) -> SplitPlan:
-        parts = stratified_split(
+        parts = self.task.split(
             self.labels, test=msg.test, validation=msg.validation, seed=msg.seed
         )
         self._y = {p: self.labels[pos] for p, pos in parts.items()}
@@ -77,6 +86,8 @@ class LabelOwner(Party):
 
     def on_plan_resample(self, msg: PlanResample) -> ResampleNeeds:
         cfg = ResampleConfig(msg.smote_ratio, msg.under_ratio, msg.k_neighbors)
+        if self.task.name != "binary":
+            cfg = ResampleConfig(None, None, msg.k_neighbors)  # rebalancing is for two classes
         self._resample = (cfg, msg.seed)
         y = self._partition("train")
         n_new, why = smote_count(y, cfg.smote_ratio)
@@ -109,18 +120,21 @@ class LabelOwner(Party):
         return Labels(values=self._partition(msg.partition))
 
     def fingerprint(self) -> dict:
-        return {
-            "rows": len(self.labels),
-            "positives": int(self.labels.sum()),
-            "sha256": digest(self.labels),
-        }
+        out = {"rows": len(self.labels), "task": self.task.name, "sha256": digest(self.labels)}
+        if self.task.name == "binary":
+            out["positives"] = int(self.labels.sum())
+        if self.task.name == "multiclass":
+            out["classes"] = self.task.n_classes
+        return out
 
     def stateful(self) -> dict:
         return {} if self.head_ is None else self.head_.stateful()
 
     # -- label-preserving: the head and the loss live here ---------------------------------
     def on_setup_head(self, msg: SetupHead) -> Ack:
-        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg)
+        task = self.task.fit(self._partition("train"))
+        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, task)
+        self.book = ScoreBook(task)
         return Ack()
 
     def on_head(self, msg: Head) -> HeadReply:
@@ -134,7 +148,10 @@ class LabelOwner(Party):
         return HeadReply(loss=0.0)
 
     def on_evaluate(self, msg: Evaluate) -> Metrics:
-        return Metrics(values=self.book.evaluate(self._y, msg.select_on, msg.partitions))
+        values = self.book.evaluate(self._y, msg.select_on, msg.partitions)
+        if values and self.task.name == "binary":
+            self.threshold_ = next(iter(values.values()))["threshold"]
+        return Metrics(values=values)
 
     def on_get_state(self, msg: GetState) -> State:
         if self.head_ is None:

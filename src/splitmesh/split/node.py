@@ -10,14 +10,15 @@ from splitmesh.transport.messages import Hello, Message
 
 
 class Node:
-    """Holds one party at a time; a Hello for a mode it agrees to starts a new one.
+    """Holds one party at a time; a Hello for a mode it agrees to starts a new one
+    (``make_party`` gets the Hello: its mode and purpose).
 
     A node outlives runs (``splitmesh fraud --mode all`` runs two split modes against the
     same nodes), so each run starts from freshly initialised models, as in-process.
     """
 
     def __init__(
-        self, name: str, make_party: Callable[[str], Party], *, modes: Sequence[str]
+        self, name: str, make_party: Callable[[Hello], Party], *, modes: Sequence[str]
     ) -> None:
         self.name, self.make_party, self.modes = name, make_party, list(modes)
         self.party: Party | None = None
@@ -29,7 +30,7 @@ class Node:
                     f"node {self.name!r} does not take part in {msg.mode} runs "
                     f"(it agrees to: {', '.join(self.modes)})"
                 )
-            self.party = self.make_party(msg.mode)
+            self.party = self.make_party(msg)
         elif self.party is None:
             raise ProtocolError(
                 f"node {self.name!r} got {type(msg).__name__} before Hello opened a run"

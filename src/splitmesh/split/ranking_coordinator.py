@@ -19,6 +19,7 @@ from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.common import OptimConfig, from_wire, to_wire
 from splitmesh.split.coordinator import Coordinator, _expect
 from splitmesh.split.ranking import RankingConfig, chunk_rows, pair_chunks, pairs_input
+from splitmesh.split.tasks import Task
 from splitmesh.transport.base import Transport
 from splitmesh.transport.messages import (
     Ack,
@@ -127,6 +128,7 @@ class RankingCoordinator(Coordinator):
         params = list(self.top_.parameters())
         if self.mode == "label-sharing":
             self.head_ = self.spec.build_head(self.seed)
+            self.task_ = Task()  # a purchase or not
             params += list(self.head_.parameters())
         else:
             setup = SetupHead(self.spec.head_in(), vars(self.optim), self.seed, self.wire_dtype)

@@ -106,6 +106,7 @@ class Hello(Message):
 
     run: str
     mode: str
+    purpose: str = "train"  # or "predict": score new rows with a saved model
 
 
 @message
@@ -283,6 +284,7 @@ class SetupHead(Message):
     seed: int
     wire_dtype: str = "float32"
     pos_weight: float | None = None
+    task: str = "binary"  # checked against the labels the owner holds
 
 
 @message
@@ -422,3 +424,68 @@ class Scores(Message):
     partition: str
     rows: np.ndarray
     values: np.ndarray
+
+
+# --- key alignment (private set intersection) ----------------------------------------------
+
+
+@message
+class PsiRequest(Message):
+    """As PSI client: blind your current candidate keys into a request."""
+
+
+@message
+class PsiBlob(Message):
+    request: np.ndarray  # uint8: a serialized psi.Request (blinded points, no keys)
+    size: int  # the client's set size (what a PSI server learns anyway)
+
+
+@message
+class PsiServe(Message):
+    """As PSI server over your current candidate keys: answer a client's request."""
+
+    request: np.ndarray
+    client_size: int
+
+
+@message
+class PsiReply(Message):
+    setup: np.ndarray  # uint8: serialized psi.ServerSetup
+    response: np.ndarray  # uint8: serialized psi.Response
+
+
+@message
+class PsiFinish(Message):
+    """As PSI client: keep the candidates the server also holds (reply: how many)."""
+
+    setup: np.ndarray
+    response: np.ndarray
+
+
+@message
+class AlignDone(Message):
+    """Alignment is over: order the intersected rows by key (reply: how many)."""
+
+
+# --- trained models on each party's own disk, and prediction ---------------------------------
+
+
+@message
+class SaveModel(Message):
+    """Write your part of the trained model (and its preparation) under your model folder."""
+
+    run: str
+    meta: dict = dataclasses.field(default_factory=dict)  # run facts for the model card
+
+
+@message
+class LoadModel(Message):
+    """Load your part of a trained model and prepare every aligned row for scoring."""
+
+
+@message
+class WriteScores(Message):
+    """To the label owner: write the scored rows, keyed by its own key, to ``path``."""
+
+    partition: str
+    path: str

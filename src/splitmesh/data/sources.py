@@ -1,0 +1,224 @@
+"""A domain's own table, read by DuckDB from a CSV, a Parquet file or a SQL query.
+
+Each domain reads only its own source. What comes out is a ``DomainTable``: its keys,
+numeric columns (NaN where missing), categorical columns and, for the label owner, the
+label column. Errors name the domain, the file and the column at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from splitmesh.errors import ConfigError, DataError
+
+# What pandas writes as an unnamed index column, as DuckDB and pandas name it on reading
+_INDEX_COLUMN = re.compile(r"^(|column0+|Unnamed: 0)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a domain's table comes from: ``path`` (CSV or Parquet) or a DuckDB ``sql``."""
+
+    path: Path | None = None
+    sql: str | None = None
+    base: Path = Path(".")  # relative paths (also inside the SQL) are read from here
+
+    def describe(self) -> str:
+        return str(self.path) if self.path is not None else f"SQL query {self.sql!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainTable:
+    """One domain's rows as its party holds them; never leaves the domain."""
+
+    domain: str
+    source: str
+    key: str
+    keys: np.ndarray  # (n,) int64 or object (str)
+    numeric_names: list[str]
+    numeric: np.ndarray  # (n, k) float64, NaN where missing
+    categorical_names: list[str]
+    categorical: np.ndarray  # (n, c) object, None where missing
+    label_name: str | None = None
+    label: np.ndarray | None = None  # raw label values
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def key_type(self) -> str:
+        return "integer" if self.keys.dtype.kind in "iu" else "string"
+
+    def key_items(self) -> list[str]:
+        """Keys as the strings PSI hashes; integers and strings never meet (key_type)."""
+        return [str(k) for k in self.keys.tolist()]
+
+    def take(self, rows: np.ndarray) -> DomainTable:
+        return dataclasses.replace(
+            self,
+            keys=self.keys[rows],
+            numeric=self.numeric[rows],
+            categorical=self.categorical[rows],
+            label=None if self.label is None else self.label[rows],
+        )
+
+
+def read_frame(source: Source, domain: str) -> pd.DataFrame:
+    """The whole table of one source as a DataFrame (types as DuckDB infers them)."""
+    import duckdb
+
+    con = duckdb.connect()
+    base = str(source.base.resolve()).replace("'", "''")
+    con.execute(f"SET file_search_path = '{base}'")
+    if source.path is not None:
+        path = source.path if source.path.is_absolute() else source.base / source.path
+        if not path.exists():
+            raise DataError(f"domain {domain!r}: no such file", path=str(path))
+        p = str(path).replace("'", "''")
+        if path.is_dir():
+            rel = f"read_parquet('{p}/*.parquet')"
+        elif path.suffix.lower() in (".parquet", ".pq"):
+            rel = f"read_parquet('{p}')"
+        else:
+            rel = f"read_csv('{p}', header=true)"
+        query, where = f"SELECT * FROM {rel}", str(path)
+    elif source.sql is not None:
+        query, where = source.sql, source.describe()
+    else:
+        raise ConfigError(f"domain {domain!r}: its source names neither a path nor sql")
+    try:
+        return con.sql(query).df()
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise DataError(f"domain {domain!r}: cannot read it: {first}", path=where) from None
+
+
+def load_domain_table(
+    domain: str,
+    source: Source,
+    *,
+    key: str,
+    features: list[str] | None = None,
+    categorical: list[str] | None = None,
+    label: str | None = None,
+    exclude: list[str] | None = None,
+    label_optional: bool = False,
+) -> DomainTable:
+    """Validate and split one domain's table into keys, numeric and categorical columns.
+
+    ``features`` None: every column but the key, the label and ``exclude``. Columns that
+    are not numbers are embedded as categories even when not listed (a note says so).
+    ``label_optional``: new rows to score may come without the label column.
+    """
+    df = read_frame(source, domain)
+    where = source.describe()
+    if len(df.columns) and _INDEX_COLUMN.match(str(df.columns[0])) and df.columns[0] != key:
+        df = df.drop(columns=df.columns[0])
+
+    def need(cols: list[str], what: str) -> None:
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            have = ", ".join(map(str, df.columns[:10])) + (" ..." if len(df.columns) > 10 else "")
+            raise DataError(
+                f"domain {domain!r}: {what} column {missing[0]!r} is not in the table "
+                f"(it has {have})",
+                path=where,
+                column=missing[0],
+            )
+
+    need([key], "key")
+    if label is not None and label_optional and label not in df.columns:
+        label = None
+    if label is not None:
+        need([label], "label")
+    categorical = list(categorical or [])
+    skip = {key, *([label] if label else []), *(exclude or [])}
+    if features is None:
+        features = [c for c in df.columns if c not in skip]
+    need(list(features), "feature")
+    need(categorical, "categorical")
+    stray = [c for c in categorical if c not in features]
+    if stray:
+        raise ConfigError(
+            f"domain {domain!r}: categorical column {stray[0]!r} is not among its features"
+        )
+    if key in features or (label and label in features):
+        bad = key if key in features else label
+        raise ConfigError(f"domain {domain!r}: {bad!r} cannot be a feature (key or label)")
+    if df.empty:
+        raise DataError(f"domain {domain!r}: the table has no rows", path=where)
+
+    keys = _keys(df[key], domain, where, key)
+    notes = []
+    numeric_names, cat_names = [], []
+    for c in features:
+        if c in categorical:
+            cat_names.append(c)
+        elif pd.api.types.is_bool_dtype(df[c]) or pd.api.types.is_numeric_dtype(df[c]):
+            numeric_names.append(c)
+        else:
+            cat_names.append(c)
+            notes.append(f"{domain}.{c} holds text, so it is embedded as a category")
+    if not numeric_names and not cat_names:
+        raise ConfigError(f"domain {domain!r} has no feature columns", hint="list its features")
+    numeric = (
+        np.column_stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in numeric_names])
+        if numeric_names
+        else np.zeros((len(df), 0))
+    )
+    if np.isinf(numeric).any():
+        j = int(np.flatnonzero(np.isinf(numeric).any(axis=0))[0])
+        i = int(np.flatnonzero(np.isinf(numeric[:, j]))[0])
+        raise DataError(
+            f"domain {domain!r}: infinite value", path=where, column=numeric_names[j], row=i + 1
+        )
+    cats = np.empty((len(df), len(cat_names)), dtype=object)
+    for j, c in enumerate(cat_names):
+        col = df[c]
+        cats[:, j] = np.where(col.isna().to_numpy(), None, col.astype(object).to_numpy())
+    return DomainTable(
+        domain=domain,
+        source=where,
+        key=key,
+        keys=keys,
+        numeric_names=numeric_names,
+        numeric=numeric,
+        categorical_names=cat_names,
+        categorical=cats,
+        label_name=label,
+        label=None if label is None else df[label].to_numpy(),
+        notes=tuple(notes),
+    )
+
+
+def _keys(col: pd.Series, domain: str, where: str, key: str) -> np.ndarray:
+    """Keys as int64 or str; missing and duplicate keys are refused with an example."""
+    if col.isna().any():
+        i = int(np.flatnonzero(col.isna().to_numpy())[0])
+        raise DataError(f"domain {domain!r}: missing key", path=where, column=key, row=i + 1)
+    if pd.api.types.is_integer_dtype(col):
+        keys = col.to_numpy(dtype=np.int64)
+    elif pd.api.types.is_float_dtype(col) and (col == col.round()).all():
+        keys = col.to_numpy(dtype=np.int64)  # 1.0 read from a column with gaps elsewhere
+    else:
+        keys = col.astype(str).to_numpy(dtype=object)
+    dup = pd.Series(keys).duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        n, example = int(dup.sum()), keys[i]
+        example = example.item() if isinstance(example, np.generic) else example
+        raise DataError(
+            f"domain {domain!r}: duplicate key {example!r} ({n} duplicate row(s)); "
+            "a key must name one row",
+            path=where,
+            column=key,
+            row=i + 1,
+            hint="de-duplicate the table, or give a {sql: ...} source that does",
+        )
+    return keys

@@ -1,0 +1,157 @@
+"""The mesh file: which domains take part, with which tables, columns and settings.
+
+Validated with errors that name the file, the field and what was expected. Relative
+paths are read from the mesh file's own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from splitmesh.data.sources import DomainTable, Source, load_domain_table
+from splitmesh.errors import ConfigError
+from splitmesh.node.config import MeshNetwork, load_yaml_model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SqlSource(_Strict):
+    sql: str = Field(description="a DuckDB query; relative paths in it: from the mesh's folder")
+
+
+class DomainSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    source: str | SqlSource = Field(description="a CSV or Parquet path, or {sql: ...}")
+    key: str
+    features: list[str] | None = Field(
+        default=None, description="default: every column but the key and the label"
+    )
+    categorical: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list, description="columns never used")
+
+    def source_for(self, base: Path) -> Source:
+        if isinstance(self.source, SqlSource):
+            return Source(sql=self.source.sql, base=base)
+        return Source(path=Path(self.source), base=base)
+
+
+class LabelSpec(_Strict):
+    domain: str
+    column: str
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = Field(default=0.0, ge=0)
+    seed: int = 0
+    patience: int | None = Field(default=5, ge=1, description="null: keep the last epoch")
+    select_metric: str | None = Field(
+        default=None, description="validation metric for early stopping; default per task"
+    )
+
+
+class ModelSpec(_Strict):
+    bottom: list[int] = Field(default_factory=lambda: [32, 16], min_length=1)
+    top: list[int] = Field(default_factory=lambda: [32])
+    aggregation: Literal["concat", "sum", "mean"] = "concat"
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class SplitSpec(_Strict):
+    test: float = Field(default=0.2, gt=0, lt=1)
+    validation: float = Field(default=0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitSpec:
+        if self.test + self.validation >= 1:
+            raise ValueError("test + validation must be below 1")
+        return self
+
+
+class ResampleSpec(_Strict):
+    """Binary tasks only: SMOTE then random undersampling of the training rows."""
+
+    smote_ratio: float | None = Field(default=None, gt=0)
+    under_ratio: float | None = Field(default=None, gt=0)
+    k_neighbors: int = Field(default=5, ge=1)
+
+
+class MeshSpec(_Strict):
+    name: str
+    task: Literal["binary", "multiclass", "regression"] = "binary"
+    mode: Literal["centralized", "label-sharing", "label-preserving"] = "label-preserving"
+    label: LabelSpec
+    domains: list[DomainSpec] = Field(min_length=1)
+    training: TrainingSpec = TrainingSpec()
+    model: ModelSpec = ModelSpec()
+    split: SplitSpec = SplitSpec()
+    resample: ResampleSpec | None = None
+    wire_dtype: Literal["float32", "float16", "int8"] = "float32"
+    transport: Literal["local"] | MeshNetwork = Field(
+        default="local", description="local (in process), or the nodes' network for gRPC"
+    )
+    base: Path = Field(default=Path("."), exclude=True)  # the mesh file's folder
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MeshSpec:
+        names = [d.name for d in self.domains]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"domain names must be unique; repeated: {sorted(dup)}")
+        if self.label.domain not in names:
+            raise ValueError(f"label.domain {self.label.domain!r} is not one of {names}")
+        if self.resample is not None and self.task != "binary":
+            raise ValueError("resample applies to binary tasks only")
+        return self
+
+    @property
+    def label_domain(self) -> DomainSpec:
+        return next(d for d in self.domains if d.name == self.label.domain)
+
+    def domain(self, name: str) -> DomainSpec:
+        for d in self.domains:
+            if d.name == name:
+                return d
+        raise ConfigError(f"mesh {self.name!r} has no domain {name!r}")
+
+    @property
+    def domain_names(self) -> list[str]:
+        return [d.name for d in self.domains]
+
+    def read_domain(self, name: str, *, predict: bool = False) -> DomainTable:
+        """One domain's table as its own party reads it (the label domain with its labels;
+        ``predict``: new rows may come without them)."""
+        d = self.domain(name)
+        return load_domain_table(
+            d.name,
+            d.source_for(self.base),
+            key=d.key,
+            features=d.features,
+            categorical=d.categorical,
+            label=self.label.column if d.name == self.label.domain else None,
+            exclude=d.exclude,
+            label_optional=predict,
+        )
+
+
+def load_mesh(path: str | Path) -> MeshSpec:
+    """Read and validate a mesh file; sources and certificates are read relative to it."""
+    path = Path(path)
+    base = path.parent.resolve()
+    spec = load_yaml_model(path, MeshSpec, "mesh file", path_keys=(), extra={"base": str(base)})
+    net = spec.transport
+    if net != "local" and net.tls is not None:  # certificates, like sources, are file-relative
+        tls = net.tls.model_copy(
+            update={f: base / getattr(net.tls, f) for f in ("ca", "cert", "key")}
+        )
+        spec = spec.model_copy(update={"transport": net.model_copy(update={"tls": tls})})
+    return spec

@@ -1,0 +1,183 @@
+"""The coordinator of a mesh of keyed tables: aligns them by PSI before training, saves
+every party's model on its own disk, and scores new rows through the same parties."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.io import atomic_write_json
+from splitmesh.nn.aggregators import make_aggregator
+from splitmesh.split.common import eval_batches, to_wire
+from splitmesh.split.coordinator import Coordinator, _expect
+from splitmesh.split.keyed import PREDICT, load_module, read_json, save_module
+from splitmesh.split.tasks import Task
+from splitmesh.transport.messages import (
+    Ack,
+    AlignDone,
+    Head,
+    HeadReply,
+    Hello,
+    LoadModel,
+    PsiBlob,
+    PsiFinish,
+    PsiReply,
+    PsiRequest,
+    PsiServe,
+    SaveModel,
+    Scores,
+    WriteScores,
+)
+
+COORDINATOR = "coordinator"  # the coordinator's folder among the saved parts
+
+
+class MeshCoordinator(Coordinator):
+    """``label_owner`` is the label domain (also one of ``domains``)."""
+
+    alignment_: dict | None = None
+
+    def hello(self, purpose: str = "train") -> dict[str, dict]:
+        parties = dict.fromkeys([*self.domains, self.label_owner])
+        replies = self.t.request_many({p: Hello(self.run, self.mode, purpose) for p in parties})
+        self.nodes_ = {p: _expect(r, Ack, p).info for p, r in replies.items()}
+        for p, info in self.nodes_.items():
+            if info.get("name", p) != p:
+                raise ProtocolError(f"the node reached as {p!r} says it is {info.get('name')!r}")
+        return self.nodes_
+
+    def align(self) -> None:
+        """PSI (see data/alignment.py): the coordinator relays blinded points, learns counts."""
+        types = {p: info.get("key_type") for p, info in self.nodes_.items()}
+        if len(set(types.values())) > 1:
+            listed = ", ".join(f"{p!r} has {t} keys" for p, t in types.items())
+            raise ConfigError(
+                f"the domains' keys are of different types: {listed}",
+                hint="cast the key in a {sql: ...} source, e.g. CAST(id AS VARCHAR) AS id",
+            )
+        lo, others = self.label_owner, [d for d in self.domains if d != self.label_owner]
+        sizes = {p: info.get("data", {}).get("rows") for p, info in self.nodes_.items()}
+        steps = []
+        for d in others:  # shrink: the label domain keeps the keys every domain holds
+            blob = _expect(self.t.request(lo, PsiRequest()), PsiBlob, lo)
+            reply = _expect(self.t.request(d, PsiServe(blob.request, blob.size)), PsiReply, d)
+            ack = _expect(self.t.request(lo, PsiFinish(reply.setup, reply.response)), Ack, lo)
+            steps.append({"with": d, "left": ack.info["size"]})
+        common = steps[-1]["left"] if steps else sizes.get(lo)
+        blobs = {
+            d: _expect(r, PsiBlob, d)
+            for d, r in self.t.request_many(dict.fromkeys(others, PsiRequest())).items()
+        }
+        finish = {}
+        for d in others:  # share: each domain learns which of its rows are in the final set
+            rep = _expect(
+                self.t.request(lo, PsiServe(blobs[d].request, blobs[d].size)), PsiReply, lo
+            )
+            finish[d] = PsiFinish(rep.setup, rep.response)
+        for d, r in self.t.request_many(finish).items():
+            got = _expect(r, Ack, d).info["size"]
+            if got != common:
+                raise ProtocolError(
+                    f"domain {d!r} found {got} common keys, the label domain {common}"
+                )
+        done = self.t.request_many(dict.fromkeys([lo, *others], AlignDone()))
+        rows = {p: _expect(r, Ack, p).info["rows"] for p, r in done.items()}
+        if not common:
+            raise ConfigError(
+                "the domains have no key in common: nothing to train on",
+                hint="check that every domain's key column names the same entities",
+            )
+        self.alignment_ = {"rows_per_domain": sizes, "aligned": rows[lo], "steps": steps}
+
+    # -- the trained model, each part on its owner's disk -------------------------------------
+    def save_model(self, folder: str | Path, meta: dict | None = None) -> Path:
+        """Every party saves its own part (where its node keeps models); the coordinator
+        writes only its top (and, with label sharing, the head) under ``folder/coordinator``."""
+        meta = dict(meta or {})
+        label_meta = dict(meta)
+        if self.mode == "label-sharing":
+            label_meta.update(label_task=self.task_.as_dict(), threshold=self.threshold_)
+        asks = {d: SaveModel(self.run, meta) for d in self.domains}
+        asks[self.label_owner] = SaveModel(self.run, label_meta)
+        for p, r in self.t.request_many(asks).items():
+            _expect(r, Ack, p)
+        out = Path(folder) / COORDINATOR
+        save_module(out / "top.pt", self.top_)
+        if self.mode == "label-sharing":
+            save_module(out / "head.pt", self.head_)
+        atomic_write_json(
+            out / "model.json",
+            {
+                "run": self.run,
+                "mode": self.mode,
+                "task": self.task_.as_dict() if self.mode == "label-sharing" else self.task,
+                "domains": self.domains,
+                "label_owner": self.label_owner,
+                "spec": dataclasses.asdict(self.spec),
+                "cut_widths": self.cut_widths_,
+                **meta,
+            },
+        )
+        return out
+
+    @property
+    def threshold_(self) -> float | None:
+        return getattr(self, "_threshold", None)
+
+    def _evaluate(self, partitions: list[str], batch_size: int, select_on: str) -> dict:
+        values = super()._evaluate(partitions, batch_size, select_on)
+        if self.mode == "label-sharing" and self.task == "binary" and values:
+            self._threshold = next(iter(values.values()))["threshold"]
+        return values
+
+    def prepare(self, **kw) -> dict:
+        out = super().prepare(**kw)
+        self.cut_widths_ = out["cut_widths"]
+        out["alignment"] = self.alignment_
+        out["notes"] = [n for info in self.nodes_.values() for n in info.get("notes", [])]
+        return out
+
+    # -- scoring new rows -----------------------------------------------------------------
+    def predict(self, folder: str | Path, out: str, *, batch_size: int = 4096) -> dict:
+        """Align the parties' (new) tables, load every part, score every common row; the
+        label domain writes the scores keyed by its key to ``out``."""
+        folder = Path(folder) / COORDINATOR
+        meta = read_json(folder / "model.json", "the coordinator")
+        if meta["mode"] != self.mode:
+            raise ConfigError(f"the model in {folder} was trained in {meta['mode']} mode")
+        if meta["domains"] != self.domains:
+            raise ConfigError(f"the model in {folder} was trained on domains {meta['domains']}")
+        self.hello("predict")
+        self.align()
+        loaded = self.t.request_many(dict.fromkeys(self.domains, LoadModel()))
+        n = _expect(loaded[self.label_owner], Ack, self.label_owner).info["rows"]
+        widths = [meta["cut_widths"][d] for d in self.domains]
+        spec = self.spec
+        self.aggregator = make_aggregator(spec.aggregation)
+        top = spec.build_top(len(self.domains), 0)
+        if widths != [spec.bottom[-1]] * len(widths):
+            raise ConfigError(f"the saved cut widths {widths} do not match the model settings")
+        self.top_ = load_module(folder / "top.pt", top, "the coordinator").eval()
+        task = None
+        if self.mode == "label-sharing":
+            task = Task(**meta["task"])
+            head_spec = dataclasses.replace(spec, out_features=task.out_features)
+            head = head_spec.build_head(spec.head_in(len(self.domains)), 0)
+            self.head_ = load_module(folder / "head.pt", head, "the coordinator").eval()
+        lo = self.label_owner
+        for i, pos in enumerate(eval_batches(n, batch_size)):
+            replies = self.t.request_many(self._forwards(PREDICT, pos, i, False))
+            hs = self._embeddings(replies)
+            with torch.no_grad():
+                act = self.top_(self.aggregator(hs))
+                if task is not None:
+                    logits = self.head_(act)
+                    _expect(self.t.request(lo, Scores(PREDICT, pos, logits.numpy())), Ack, lo)
+            if task is None:
+                msg = Head(PREDICT, pos, i, False, to_wire(act, self.wire_dtype))
+                _expect(self.t.request(lo, msg), HeadReply, lo)
+        done = _expect(self.t.request(lo, WriteScores(PREDICT, out)), Ack, lo)
+        return {"rows": n, "alignment": self.alignment_, **done.info}

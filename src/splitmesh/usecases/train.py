@@ -1,0 +1,331 @@
+"""``splitmesh train`` and ``splitmesh predict``: any mesh of keyed domain tables.
+
+Each domain reads its own source; keys are aligned by PSI; each party keeps and saves its
+own model. The centralized reference (``compare``) joins the same tables in the clear, in
+this process, on the same rows, split and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from splitmesh.data.alignment import plain_join_rows
+from splitmesh.data.resampling import ResampleConfig
+from splitmesh.data.sources import DomainTable
+from splitmesh.errors import ConfigError
+from splitmesh.io import atomic_write_json
+from splitmesh.mesh.spec import MeshSpec
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.centralized import CentralizedLearner
+from splitmesh.split.common import OptimConfig
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, save_module
+from splitmesh.split.mesh_coordinator import MeshCoordinator
+from splitmesh.split.tasks import DEFAULT_SELECT, Task, encode_labels
+from splitmesh.split.trainer import TrainConfig, fit
+from splitmesh.transport.base import Transport
+from splitmesh.transport.local import LocalTransport
+
+CENTRALIZED = "centralized"  # the centralized model's folder
+
+
+def network_spec(spec: MeshSpec) -> NetworkSpec:
+    m = spec.model
+    return NetworkSpec(
+        bottom=tuple(m.bottom),
+        top=tuple(m.top),
+        aggregation=m.aggregation,
+        activation=m.activation,
+        dropout=m.dropout,
+    )
+
+
+def train_config(spec: MeshSpec) -> TrainConfig:
+    t = spec.training
+    return TrainConfig(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        seed=t.seed,
+        patience=t.patience,
+        select_metric=t.select_metric or DEFAULT_SELECT[spec.task],
+    )
+
+
+def optim_config(spec: MeshSpec) -> OptimConfig:
+    t = spec.training
+    return OptimConfig(name=t.optimizer, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def resample_config(spec: MeshSpec) -> ResampleConfig:
+    r = spec.resample
+    return (
+        ResampleConfig(None, None)
+        if r is None
+        else ResampleConfig(r.smote_ratio, r.under_ratio, r.k_neighbors)
+    )
+
+
+def run_id(spec: MeshSpec, mode: str) -> str:
+    """Names a run by what changes its result, so --resume finds its own checkpoints."""
+    d = spec.model_dump(mode="json", exclude={"transport", "mode"})
+    digest = hashlib.sha256(json.dumps([mode, d], sort_keys=True).encode()).hexdigest()
+    return f"{spec.name}-{mode}-{digest[:12]}"
+
+
+def make_parties(
+    spec: MeshSpec,
+    tables: dict[str, DomainTable],
+    mode: str,
+    *,
+    model_dir: Path | None,
+    state_dir: Path | None,
+    purpose: str = "train",
+) -> dict:
+    """In-process parties, each holding only its own table."""
+    parties = {}
+    for name, table in tables.items():
+        kw = {
+            "state_dir": state_dir and state_dir / name,
+            "model_dir": model_dir and model_dir / name,
+        }
+        if name == spec.label.domain:
+            parties[name] = LabelDomain(table, mode, spec.task, purpose=purpose, **kw)
+        else:
+            parties[name] = KeyedDomain(table, **kw)
+    return parties
+
+
+def _transport(spec: MeshSpec, mode: str, out: Path | None, purpose: str, ckpt: bool) -> Transport:
+    if spec.transport != "local":
+        from splitmesh.transport.grpc import GrpcTransport
+
+        net = spec.transport
+        missing = [d for d in spec.domain_names if d not in {n.name for n in net.nodes}]
+        if missing:
+            raise ConfigError(f"mesh {spec.name!r}: transport.nodes has no node {missing[0]!r}")
+        return GrpcTransport(
+            net.endpoints(),
+            tls=net.tls.files() if net.tls else None,
+            insecure=net.insecure,
+            deadline=net.deadline_s,
+            retries=net.retries,
+        )
+    tables = {d.name: spec.read_domain(d.name, predict=purpose == "predict") for d in spec.domains}
+    state = out / "checkpoints" / "parties" if (out and ckpt) else None
+    return LocalTransport(
+        make_parties(spec, tables, mode, model_dir=out, state_dir=state, purpose=purpose)
+    )
+
+
+def coordinator(spec: MeshSpec, transport: Transport, mode: str, ckpt: Path | None):
+    return MeshCoordinator(
+        transport,
+        spec.domain_names,
+        spec.label.domain,
+        mode=mode,
+        spec=network_spec(spec),
+        optim=optim_config(spec),
+        seed=spec.training.seed,
+        wire_dtype=spec.wire_dtype,
+        run=run_id(spec, mode),
+        checkpoint_dir=ckpt,
+        task=spec.task,
+    )
+
+
+# -- the centralized reference: the same tables joined in the clear --------------------------
+
+
+def centralized_learner(spec: MeshSpec, ckpt: Path | None) -> tuple[CentralizedLearner, dict]:
+    tables = {d.name: spec.read_domain(d.name) for d in spec.domains}
+    lo = tables[spec.label.domain]
+    labeled = np.flatnonzero(~_isna(lo.label))
+    tables[spec.label.domain] = lo = lo.take(labeled)
+    where = f"domain {lo.domain!r}, label column {lo.label_name!r}"
+    labels = encode_labels(spec.task, lo.label, where=where)
+    rows = plain_join_rows({d: t.key_items() for d, t in tables.items()})
+    if not len(rows[spec.label.domain]):
+        raise ConfigError("the domains have no key in common: nothing to train on")
+    classes = len(labels.classes) if spec.task == "multiclass" else 2
+    info = {"aligned": len(rows[spec.label.domain]), "classes": list(labels.classes)}
+    learner = CentralizedLearner(
+        {d: t.numeric[rows[d]] for d, t in tables.items()},
+        labels.y[rows[spec.label.domain]],
+        categorical={d: t.categorical[rows[d]] for d, t in tables.items()},
+        task=Task(spec.task, n_classes=classes),
+        spec=network_spec(spec),
+        optim=optim_config(spec),
+        seed=spec.training.seed,
+        run=run_id(spec, "centralized"),
+        checkpoint_dir=ckpt,
+    )
+    return learner, info
+
+
+def _isna(values: np.ndarray | None) -> np.ndarray:
+    import pandas as pd
+
+    return pd.isna(values)
+
+
+# -- one run --------------------------------------------------------------------------------
+
+
+def run_mode(
+    spec: MeshSpec,
+    mode: str,
+    out: Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    checkpoints: bool = True,
+) -> dict:
+    ckpt_root = out / "checkpoints" if checkpoints else None
+    ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
+    transport = None
+    if mode == "centralized":
+        learner, alignment = centralized_learner(spec, ckpt)
+    else:
+        transport = _transport(spec, mode, out, "train", checkpoints)
+        learner, alignment = coordinator(spec, transport, mode, ckpt), None
+    try:
+        t0 = time.perf_counter()
+        prep = learner.prepare(
+            test=spec.split.test,
+            validation=spec.split.validation,
+            resample=resample_config(spec),
+            resume=resume,
+        )
+        prep_seconds = time.perf_counter() - t0
+        learner.build()
+        setup_bytes = transport.stats.total() if transport else 0
+        if transport:
+            transport.stats.reset()
+        t0 = time.perf_counter()
+        result = fit(learner, train_config(spec), progress=progress, label=mode, resume=resume)
+        train_seconds = time.perf_counter() - t0
+        train_bytes = transport.stats.by_phase["train"] if transport else 0
+        metrics = learner.evaluate(["val", "test"])
+        meta = {"mesh": spec.name, "metrics": metrics["test"]}
+        if mode == "centralized":
+            _save_centralized(learner, out / CENTRALIZED, alignment.pop("classes"), meta)
+        else:
+            learner.save_model(out, meta)
+            alignment = prep.get("alignment")
+        n_train = prep["rows"]["train"]
+        return {
+            "mode": mode,
+            "transport": "in-process" if spec.transport == "local" or not transport else "grpc",
+            "domains": spec.domain_names,
+            "metrics": metrics["test"],
+            "validation_metrics": metrics["val"],
+            "alignment": alignment,
+            "rows": prep["rows"],
+            "notes": prep.get("notes", []) + list(prep.get("resample_notes", [])),
+            "prepare_seconds": prep_seconds,
+            "train_seconds": train_seconds,
+            "seconds_per_epoch": float(np.median(result.epoch_seconds))
+            if result.epoch_seconds
+            else 0.0,
+            "epochs_run": len(result.losses),
+            "best_epoch": result.best_epoch,
+            "wire_bytes": train_bytes,
+            "wire_bytes_per_example": train_bytes / max(1, n_train * len(result.losses)),
+            "wire_bytes_setup": setup_bytes,
+        }
+    finally:
+        if transport:
+            transport.close()
+
+
+def train_mesh(
+    spec: MeshSpec,
+    out: str | Path,
+    *,
+    compare: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+) -> dict:
+    """The mesh's mode (and, with ``compare``, the centralized reference on the same rows)."""
+    out = Path(out)
+    modes = [spec.mode]
+    if compare and spec.mode != "centralized":
+        modes.append("centralized")
+    runs = [run_mode(spec, m, out, progress=progress, resume=resume) for m in modes]
+    return {
+        "task": spec.task,
+        "mesh": spec.name,
+        "config": spec.model_dump(mode="json", exclude={"transport"}),
+        "runs": runs,
+    }
+
+
+def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path) -> dict:
+    """Score the rows every domain's (new) table holds; the label domain writes them."""
+    model_dir = Path(model_dir)
+    if spec.mode == "centralized":
+        return _predict_centralized(spec, model_dir, Path(out))
+    transport = _transport(spec, spec.mode, model_dir, "predict", ckpt=False)
+    try:
+        coord = coordinator(spec, transport, spec.mode, None)
+        return coord.predict(model_dir, str(Path(out).resolve()))
+    finally:
+        transport.close()
+
+
+def _save_centralized(learner: CentralizedLearner, folder: Path, classes: list, meta) -> None:
+    """The whole joined model in one folder (it is a reference, not a mesh product)."""
+    save_module(folder / "net.pt", learner.net_)
+    threshold = meta["metrics"].get("threshold")
+    atomic_write_json(
+        folder / "model.json",
+        {
+            "run": learner.checkpoints.run if learner.checkpoints else None,
+            "task": learner.task_.as_dict(),
+            "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
+            "threshold": threshold,
+            "preps": {d: p.to_dict() for d, p in learner.preps_.items()},
+            "in_features": {
+                d: [p.numeric.width, list(p.categorical.cardinalities)]
+                for d, p in learner.preps_.items()
+            },
+            **meta,
+        },
+    )
+
+
+def _predict_centralized(spec: MeshSpec, model_dir: Path, out: Path) -> dict:
+    """The centralized model scores the plain join of the new tables."""
+    import torch
+
+    from splitmesh.data.features import FeaturePrep
+    from splitmesh.nn.network import SplitNetwork
+    from splitmesh.split.keyed import load_module, read_json, scores_frame
+
+    folder = model_dir / CENTRALIZED
+    meta = read_json(folder / "model.json", "the centralized model")
+    tables = {d.name: spec.read_domain(d.name, predict=True) for d in spec.domains}
+    rows = plain_join_rows({d: t.key_items() for d, t in tables.items()})
+    task = Task(**meta["task"])
+    preps = {d: FeaturePrep.from_dict(p) for d, p in meta["preps"].items()}
+    xs = {}
+    for d, t in tables.items():
+        num, codes = preps[d].transform(t.numeric[rows[d]], t.categorical[rows[d]])
+        xs[d] = (torch.from_numpy(num.astype(np.float32)), torch.from_numpy(codes))
+    in_features = {d: (w, tuple(c)) for d, (w, c) in meta["in_features"].items()}
+    spec_net = dataclasses.replace(network_spec(spec), out_features=task.out_features)
+    net = load_module(folder / "net.pt", SplitNetwork(spec_net, in_features, 0), "centralized")
+    with torch.no_grad():
+        scores = task.scores(net.eval()(xs))
+    lo = tables[spec.label.domain]
+    keys = lo.keys[rows[spec.label.domain]]
+    frame = scores_frame(lo.key, keys, task, scores, meta["classes"], meta.get("threshold"))
+    from splitmesh.io import atomic_write_text
+
+    atomic_write_text(out, frame.to_csv(index=False))
+    return {"rows": len(frame), "columns": list(frame.columns)}

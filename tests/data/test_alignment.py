@@ -1,0 +1,118 @@
+"""PSI alignment: the same rows as a plain inner join, and no key outside the intersection
+in any message the coordinator relays."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from splitmesh.data.alignment import KeyAligner, plain_join_rows
+from splitmesh.data.sources import Source, load_domain_table
+from splitmesh.errors import ConfigError, DataError
+from splitmesh.nn.network import NetworkSpec
+from splitmesh.split.common import OptimConfig
+from splitmesh.split.keyed import KeyedDomain, LabelDomain
+from splitmesh.split.mesh_coordinator import MeshCoordinator
+from splitmesh.transport import messages
+from splitmesh.transport.local import LocalTransport
+
+
+def _table(tmp_path, name, keys, *, label=False, fmt="csv"):
+    rng = np.random.default_rng(len(name))
+    df = pd.DataFrame({"id": keys, f"{name}_x": rng.normal(size=len(keys))})
+    if label:
+        df["y"] = rng.integers(0, 2, len(keys))
+    path = tmp_path / f"{name}.{fmt}"
+    df.to_parquet(path) if fmt == "parquet" else df.to_csv(path, index=False)
+    return load_domain_table(name, Source(path=path), key="id", label="y" if label else None)
+
+
+def _keys(rng, universe, share, as_str):
+    keys = rng.choice(universe, size=int(share * len(universe)), replace=False)
+    return [f"k{k}" for k in keys] if as_str else keys
+
+
+class Recording(LocalTransport):
+    """Keeps every encoded request and reply, as the coordinator would see them."""
+
+    def __init__(self, parties):
+        super().__init__(parties)
+        self.seen = []
+
+    def request(self, party, msg):
+        self.seen.append(messages.encode(msg))
+        reply = super().request(party, msg)
+        self.seen.append(messages.encode(reply))
+        return reply
+
+
+@pytest.mark.parametrize("as_str", [False, True])
+def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str):
+    rng = np.random.default_rng(0)
+    universe = np.arange(10_000, 10_600)
+    tables = {
+        "bank": _table(tmp_path, "bank", _keys(rng, universe, 0.8, as_str), label=True),
+        "insurer": _table(tmp_path, "insurer", _keys(rng, universe, 0.7, as_str), fmt="parquet"),
+        "telco": _table(tmp_path, "telco", _keys(rng, universe, 0.9, as_str)),
+    }
+    parties = {
+        "bank": LabelDomain(tables["bank"], "label-preserving", "binary"),
+        "insurer": KeyedDomain(tables["insurer"]),
+        "telco": KeyedDomain(tables["telco"]),
+    }
+    transport = Recording(parties)
+    coord = MeshCoordinator(
+        transport,
+        ["bank", "insurer", "telco"],
+        "bank",
+        mode="label-preserving",
+        spec=NetworkSpec(),
+        optim=OptimConfig(),
+        seed=0,
+    )
+    coord.hello()
+    coord.align()
+    join = plain_join_rows({d: t.key_items() for d, t in tables.items()})
+    assert coord.alignment_["aligned"] == len(join["bank"]) > 0
+    np.testing.assert_array_equal(parties["bank"].domain.rows_, join["bank"])
+    for d in ("insurer", "telco"):
+        np.testing.assert_array_equal(parties[d].rows_, join[d])
+        # the same entity at every position
+        np.testing.assert_array_equal(
+            tables[d].keys[parties[d].rows_], tables["bank"].keys[join["bank"]]
+        )
+    # no key, inside or outside the intersection, travels in the clear
+    wire = b"".join(transport.seen)
+    every = {k for t in tables.values() for k in t.key_items()}
+    assert all(k.encode() not in wire for k in every if len(k) >= 5)
+
+
+def test_aligner_roles_directly():
+    a, b = KeyAligner(["1", "2", "3", "9"]), KeyAligner(["3", "2", "7"])
+    setup, response = b.serve(a.request(), 4)
+    assert a.finish(setup, response) == 2
+    assert sorted(a.items[i] for i in a.done()) == ["2", "3"]
+
+
+def test_key_type_mismatch_is_reported(tmp_path):
+    bank = _table(tmp_path, "bank", [1, 2, 3, 4], label=True)
+    other = _table(tmp_path, "insurer", ["a1", "a2", "a3"])
+    parties = {"bank": LabelDomain(bank, "label-sharing", "binary"), "insurer": KeyedDomain(other)}
+    coord = MeshCoordinator(
+        LocalTransport(parties),
+        ["bank", "insurer"],
+        "bank",
+        mode="label-sharing",
+        spec=NetworkSpec(),
+        optim=OptimConfig(),
+        seed=0,
+    )
+    coord.hello()
+    with pytest.raises(ConfigError, match="'bank' has integer keys, 'insurer' has string keys"):
+        coord.align()
+
+
+def test_duplicate_keys_are_refused_naming_domain_and_key(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"id": [5, 6, 6, 7], "x": [1, 2, 3, 4]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="domain 'insurer': duplicate key 6"):
+        load_domain_table("insurer", Source(path=path), key="id")
