@@ -32,21 +32,22 @@ demo: $(STAMP)
 	fi
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fraud.py --out benchmarks/results
 	$(BIN)/python benchmarks/transport.py --out benchmarks/results
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/results
+	$(BIN)/python benchmarks/psi.py --out benchmarks/results
 
 # Regenerate the protobuf and gRPC code after editing transport/grpc/splitmesh.proto.
 proto: $(STAMP)

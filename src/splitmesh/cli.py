@@ -297,16 +297,15 @@ def train(
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """Align the domains' keys (PSI), train, evaluate, save every party's model under OUT."""
-    from splitmesh.mesh.spec import load_mesh
+    _train(_mesh_spec(mesh, mode), out=out, compare=compare, resume=resume, progress=progress)
+
+
+def _train(spec, *, out: Path, compare: bool, resume: bool, progress: bool) -> None:
     from splitmesh.report import print_mesh_report, write_results
     from splitmesh.usecases.train import train_mesh
 
-    spec = load_mesh(mesh)
-    if mode is not None:
-        spec = spec.model_copy(update={"mode": check_mode(mode)})
-    results = train_mesh(
-        spec, out, compare=compare, progress=progress and sys.stderr.isatty(), resume=resume
-    )
+    show = progress and sys.stderr.isatty()
+    results = train_mesh(spec, out, compare=compare, progress=show, resume=resume)
     print_mesh_report(results, console)
     for p in write_results(results, out):
         console.print(f"wrote {p}")
@@ -320,14 +319,22 @@ def predict(
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
 ) -> None:
     """Score the rows present in every domain's table with a trained model."""
-    from splitmesh.mesh.spec import load_mesh
     from splitmesh.usecases.train import predict_mesh
+
+    done = predict_mesh(_mesh_spec(mesh, mode), model, out)
+    console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
+
+
+def _mesh_spec(mesh: Path, mode: str | None, network=None):
+    """The mesh file, with the mode and (for local nodes) the transport overridden."""
+    from splitmesh.mesh.spec import load_mesh
 
     spec = load_mesh(mesh)
     if mode is not None:
         spec = spec.model_copy(update={"mode": check_mode(mode)})
-    done = predict_mesh(spec, model, out)
-    console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
+    if network is not None:
+        spec = spec.model_copy(update={"transport": network})
+    return spec
 
 
 node_app = typer.Typer(help="Run a domain node.", no_args_is_help=True)
@@ -383,7 +390,9 @@ def certs_init(
 @mesh_app.command("up", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def mesh_up(
     ctx: typer.Context,
-    usecase: Annotated[str, typer.Argument(help="the job to run on the mesh: fraud")],
+    usecase: Annotated[
+        str, typer.Argument(help="the job to run on the mesh: fraud | train | predict")
+    ],
     workdir: Annotated[
         Path, typer.Option(help="certificates, node files, node logs and node state")
     ] = Path("runs/mesh"),
@@ -395,8 +404,10 @@ def mesh_up(
     over gRPC, stop the nodes. Options after the job name are the job's own."""
     from splitmesh.node.launcher import LocalMesh
 
+    if usecase in ("train", "predict"):
+        return _mesh_up_job(usecase, list(ctx.args), Path(workdir), insecure)
     if usecase != "fraud":
-        raise ConfigError(f"mesh up runs 'fraud'. Got {usecase!r}.")
+        raise ConfigError(f"mesh up runs 'fraud', 'train' or 'predict'. Got {usecase!r}.")
     params = _fraud_params(list(ctx.args))
     nodes, params = _fraud_nodes(params, Path(workdir))
     with LocalMesh(workdir, nodes, insecure=insecure) as local:
@@ -408,13 +419,49 @@ def mesh_up(
         fraud(**{**params, "transport": "grpc", "mesh": local.mesh_file})
 
 
-def _fraud_params(args: list[str]) -> dict:
-    """The fraud command's parameters as it would parse ``args`` (defaults filled in)."""
+def _params(command: str, args: list[str]) -> dict:
+    """A command's parameters as it would parse ``args`` (defaults filled in)."""
     import typer.main
 
-    command = typer.main.get_command(app).commands["fraud"]
-    with command.make_context("fraud", list(args)) as ctx:
+    cmd = typer.main.get_command(app).commands[command]
+    with cmd.make_context(command, list(args)) as ctx:
         return dict(ctx.params)
+
+
+def _fraud_params(args: list[str]) -> dict:
+    return _params("fraud", args)
+
+
+def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> None:
+    """``train`` / ``predict`` of a mesh file with one node process per domain; each node
+    reads only its own domain's source and saves its part under the model folder."""
+    from splitmesh.node.config import MeshRef, load_mesh_network
+    from splitmesh.node.launcher import LocalMesh
+
+    params = _params(job, args)
+    spec = _mesh_spec(params["mesh"], params["mode"])
+    ref = Path(params["mesh"]).resolve()
+    nodes = {d: ("mesh-domain", MeshRef(file=ref, domain=d)) for d in spec.domain_names}
+    models = params["out"] if job == "train" else params["model"]
+    with LocalMesh(workdir, nodes, insecure=insecure, models=models) as local:
+        console.print(
+            f"mesh up: {len(nodes)} domain nodes on 127.0.0.1 "
+            f"({'plaintext' if insecure else 'mutual TLS'}), files in {workdir}",
+            highlight=False,
+        )
+        network = load_mesh_network(local.mesh_file)
+        if job == "train":
+            _train(_mesh_spec(ref, params["mode"], network), **_without(params, "mesh", "mode"))
+        else:
+            from splitmesh.usecases.train import predict_mesh
+
+            spec = _mesh_spec(ref, params["mode"], network)
+            done = predict_mesh(spec, params["model"], params["out"])
+            console.print(f"scored {done['rows']} rows; wrote {params['out']}", highlight=False)
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
 
 
 def _fraud_nodes(params: dict, workdir: Path) -> tuple[dict, dict]:

@@ -140,3 +140,24 @@ def test_bad_columns_name_domain_file_and_column(tmp_path, fraud_mesh):
         train_mesh(spec, tmp_path / "out", progress=False)
     p = splitmesh("train", str(fraud_mesh), "--out", str(tmp_path / "o"), "--no-progress")
     assert p.returncode == 3 and "V99" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_over_grpc_nodes_give_the_in_process_model(tmp_path, fraud_mesh):
+    """One node process per domain (mutual TLS), each reading only its own file: the same
+    metrics and the same scores as in process."""
+    _edit(fraud_mesh, lambda m: m.update(mode="label-sharing", training={"epochs": 3}))
+    local, remote = tmp_path / "local", tmp_path / "grpc"
+    p = splitmesh("train", str(fraud_mesh), "--out", str(local), "--no-progress")
+    assert p.returncode == 0, p.stderr
+    up = ["mesh", "up", "--workdir", str(tmp_path / "wd")]
+    p = splitmesh(*up, "train", str(fraud_mesh), "--out", str(remote), "--no-progress")
+    assert p.returncode == 0, p.stderr
+    runs = [json.loads((d / "results.json").read_text())["runs"][0] for d in (local, remote)]
+    assert runs[1]["transport"] == "grpc" and runs[0]["transport"] == "in-process"
+    assert runs[0]["metrics"]["roc_auc"] == runs[1]["metrics"]["roc_auc"]
+    p = splitmesh(*up, "predict", str(fraud_mesh), "--model", str(remote), "--out",
+                  str(tmp_path / "grpc.csv"))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    predict_mesh(load_mesh(fraud_mesh), local, tmp_path / "local.csv")
+    a, b = (pd.read_csv(tmp_path / f) for f in ("local.csv", "grpc.csv"))
+    pd.testing.assert_frame_equal(a, b)

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from splitmesh.errors import ConfigError
 from splitmesh.split.common import MODES
@@ -39,14 +46,25 @@ class DataSource(_Strict):
     label: str | None = Field(default=None, description="the label owner's label column")
 
 
+class MeshRef(_Strict):
+    """A mesh-domain node reads its own domain's block (source, key, columns) of a mesh file."""
+
+    file: Path
+    domain: str
+
+
 class NodeConfig(_Strict):
     """One node: who it is, its data, where it listens, whom it trusts."""
 
     name: str
-    role: Literal["domain", "label-owner"]
+    role: Literal["domain", "label-owner", "mesh-domain"]
     listen: str = Field(description="host:port, e.g. 0.0.0.0:50051")
-    data: DataSource
+    data: DataSource | None = Field(default=None, description="domain and label-owner roles")
+    mesh: MeshRef | None = Field(default=None, description="mesh-domain role: its mesh file")
     state_dir: Path | None = Field(default=None, description="its checkpoints (its own disk)")
+    models: Path | None = Field(
+        default=None, description="where it saves its trained part (default: state_dir/models)"
+    )
     tls: TlsConfig | None = None
     accept: list[str] = Field(
         default_factory=list, description="SHA-256 fingerprints of callers it serves"
@@ -59,6 +77,14 @@ class NodeConfig(_Strict):
         default_factory=lambda: list(SPLIT_MODES),
         description="label owner: the label placements it agrees to",
     )
+
+    @model_validator(mode="after")
+    def _source(self) -> NodeConfig:
+        if self.role == "mesh-domain" and self.mesh is None:
+            raise ValueError("a mesh-domain node names its mesh file and domain (mesh:)")
+        if self.role != "mesh-domain" and self.data is None:
+            raise ValueError(f"a {self.role} node names its data (data:)")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -108,7 +134,7 @@ def load_yaml_model(
     model: type[BaseModel],
     what: str,
     *,
-    path_keys: tuple[str, ...] = ("path", "state_dir", "ca", "cert", "key"),
+    path_keys: tuple[str, ...] = ("path", "state_dir", "models", "file", "ca", "cert", "key"),
     extra: dict[str, Any] | None = None,
 ) -> Any:
     """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative."""

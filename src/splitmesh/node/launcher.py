@@ -19,6 +19,7 @@ from splitmesh.errors import TransportError
 from splitmesh.node.config import (
     DataSource,
     MeshNetwork,
+    MeshRef,
     NodeAddress,
     NodeConfig,
     TlsConfig,
@@ -36,17 +37,23 @@ def free_port() -> int:
 
 
 class LocalMesh:
-    """Node processes on loopback for ``nodes`` ({name: (role, data source)})."""
+    """Node processes on loopback for ``nodes`` ({name: (role, data source or mesh ref)}).
+
+    ``models``: each node saves its trained part under ``models/<name>`` (default: in its
+    state folder).
+    """
 
     def __init__(
         self,
         workdir: str | Path,
-        nodes: dict[str, tuple[str, DataSource]],
+        nodes: dict[str, tuple[str, DataSource | MeshRef]],
         *,
         insecure: bool = False,
         deadline_s: float = 60.0,
+        models: str | Path | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.models = Path(models).resolve() if models is not None else None
         self.nodes, self.insecure, self.deadline_s = nodes, insecure, deadline_s
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
@@ -69,7 +76,9 @@ class LocalMesh:
                 name=name,
                 role=role,
                 listen=f"127.0.0.1:{free_port()}",
-                data=source,
+                data=source if isinstance(source, DataSource) else None,
+                mesh=source if isinstance(source, MeshRef) else None,
+                models=self.models / name if self.models else None,
                 state_dir=self.workdir / "state" / name,
                 tls=tls.get(name),
                 accept=[] if self.insecure else [prints[COORDINATOR]],

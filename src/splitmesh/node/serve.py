@@ -8,6 +8,7 @@ from splitmesh.node.config import SPLIT_MODES, NodeConfig
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.node import Node
+from splitmesh.split.party import Party
 from splitmesh.transport.grpc import PartyServer
 from splitmesh.transport.messages import Hello
 
@@ -15,6 +16,8 @@ from splitmesh.transport.messages import Hello
 def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     """The node's handler and a one-line description of what it holds."""
     src, state = cfg.data, cfg.state_dir
+    if cfg.role == "mesh-domain":
+        return _mesh_node(cfg)
     if cfg.role == "domain":
         if not src.columns:
             raise ConfigError(f"node {cfg.name!r}: a domain node lists its data.columns")
@@ -57,3 +60,35 @@ def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
     host = cfg.listen.rsplit(":", 1)[0]
     line = f"node {cfg.name} ({cfg.role}, {what}) listening on {host}:{server.port}, {security}"
     return server, line
+
+
+def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
+    """A domain of a mesh file: reads only its own block's source (labels too, if it owns
+    them); the same node trains (Hello purpose train) and scores (purpose predict)."""
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.split.keyed import KeyedDomain, LabelDomain
+
+    spec = load_mesh(cfg.mesh.file)
+    name = cfg.mesh.domain
+    table = spec.read_domain(name, predict=True)  # a scoring-only table may lack labels
+    state = cfg.state_dir
+    models = cfg.models or (state / "models" if state else None)
+    what = f"{len(table)} rows of {table.source} (key {table.key})"
+    if name == spec.label.domain:
+
+        def make(hello: Hello) -> Party:
+            return LabelDomain(
+                table,
+                hello.mode,
+                spec.task,
+                purpose=hello.purpose,
+                state_dir=state,
+                model_dir=models,
+            )
+
+        return Node(cfg.name, make, modes=cfg.modes), what + ", with labels"
+
+    def make_domain(hello: Hello) -> Party:
+        return KeyedDomain(table, state_dir=state, model_dir=models)
+
+    return Node(cfg.name, make_domain, modes=SPLIT_MODES), what
