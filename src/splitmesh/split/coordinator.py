@@ -165,6 +165,7 @@ class Coordinator:
             "rows": {"original": {p: len(getattr(plan, p)) for p in PARTITIONS}, **self.sizes_},
             "resample_notes": list(aug.notes),
             "cut_widths": dict(zip(self.domains, widths, strict=True)),
+            "missing": {d: infos[d].get("missing", {}) for d in self.domains},
         }
 
     def align(self) -> None:

@@ -138,6 +138,12 @@ class MeshCoordinator(Coordinator):
         self.cut_widths_ = out["cut_widths"]
         out["alignment"] = self.alignment_
         out["notes"] = [n for info in self.nodes_.values() for n in info.get("notes", [])]
+        for d, cols in out["missing"].items():
+            for col, n in cols.items():
+                out["notes"].append(
+                    f"{d}.{col}: {n} missing value(s) among its rows, filled by the domain "
+                    "(numeric: training mean plus a was-missing column; categorical: code 0)"
+                )
         return out
 
     # -- scoring new rows -----------------------------------------------------------------
