@@ -73,7 +73,8 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
     """The whole table of one source as a DataFrame (types as DuckDB infers them)."""
     import duckdb
 
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # ours are drawn by rich
     base = str(source.base.resolve()).replace("'", "''")
     con.execute(f"SET file_search_path = '{base}'")
     if source.path is not None:

@@ -115,7 +115,8 @@ def load_hm(folder: str | Path, how: HMSampling = HMSampling(), *, name: str = "
 
     folder = Path(folder)
     paths = {s: find_table(folder, s) for s in ("transactions_train", "customers", "articles")}
-    con = duckdb.connect(config={"enable_progress_bar": False})  # rich draws our progress
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # ours are drawn by rich
     rels = {s: relation(con, p) for s, p in paths.items()}
     _columns(con, rels["transactions_train"], paths["transactions_train"], TRANSACTIONS)
     _columns(
