@@ -121,8 +121,9 @@ class DomainParty(BottomParty):
                 f"domain {self.name!r} has categorical columns, which SMOTE cannot interpolate"
             )
         new = apply_plan(x, msg.base, msg.rows, msg.neighbours, msg.gaps, msg.order)
-        codes = self._codes[msg.partition].numpy()
-        self._set_partition(msg.partition, new, codes[msg.order] if len(codes) else codes)
+        codes = self._codes[msg.partition].numpy()  # no categorical columns: (n, 0)
+        codes = np.concatenate([codes, codes[msg.base[msg.rows]]])[msg.order]
+        self._set_partition(msg.partition, new, codes)
         return Ack(info={"rows": len(new)})
 
     def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
