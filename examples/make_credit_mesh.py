@@ -32,7 +32,16 @@ def main() -> None:
         folder=HERE / "credit",
         name="credit-fraud",
         string_keys=True,
-        extra={"training": {"epochs": 60, "batch_size": 64, "patience": 10}},
+        extra={
+            "training": {
+                "epochs": 100,
+                "batch_size": 64,
+                "patience": 20,
+                "weight_decay": 1e-4,
+                "select_metric": "log_loss",
+            },
+            "model": {"bottom": [64, 16], "top": [32]},
+        },
     )
     print(f"wrote {path} and one table per domain ({len(df)} source rows)")
 
