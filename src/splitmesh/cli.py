@@ -293,19 +293,35 @@ def train(
         bool, typer.Option(help="also train the centralized reference on the same rows")
     ] = False,
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="the governance policy the run must satisfy")
+    ] = None,
+    audit: Annotated[Path | None, typer.Option(help="audit log (default OUT/audit.jsonl)")] = None,
     resume: ResumeOption = False,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """Align the domains' keys (PSI), train, evaluate, save every party's model under OUT."""
-    _train(_mesh_spec(mesh, mode), out=out, compare=compare, resume=resume, progress=progress)
+    _train(
+        _mesh_spec(mesh, mode),
+        out=out,
+        compare=compare,
+        resume=resume,
+        progress=progress,
+        policy=policy,
+        audit=audit,
+    )
 
 
-def _train(spec, *, out: Path, compare: bool, resume: bool, progress: bool) -> None:
+def _train(spec, *, out: Path, compare: bool, resume: bool, progress: bool, policy, audit) -> None:
+    from splitmesh.mesh.policy import load_policy
     from splitmesh.report import print_mesh_report, write_results
     from splitmesh.usecases.train import train_mesh
 
     show = progress and sys.stderr.isatty()
-    results = train_mesh(spec, out, compare=compare, progress=show, resume=resume)
+    rules = load_policy(policy) if policy else None
+    results = train_mesh(
+        spec, out, compare=compare, progress=show, resume=resume, policy=rules, audit=audit
+    )
     print_mesh_report(results, console)
     for p in write_results(results, out):
         console.print(f"wrote {p}")
@@ -335,6 +351,43 @@ def _mesh_spec(mesh: Path, mode: str | None, network=None):
     if network is not None:
         spec = spec.model_copy(update={"transport": network})
     return spec
+
+
+policy_app = typer.Typer(help="Federated governance policies.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+
+
+@policy_app.command("check")
+def policy_check(
+    policy: Annotated[Path, typer.Argument(help="the policy file (YAML)")],
+    mesh: Annotated[Path, typer.Argument(help="the mesh file of the planned run")],
+) -> None:
+    """Say, rule by rule, whether the planned run is allowed; exit non-zero if not."""
+    from rich.table import Table
+
+    from splitmesh.mesh.policy import PolicyError, check_run, load_policy
+
+    rules = load_policy(policy)
+    decisions = check_run(rules, _mesh_spec(mesh, None).plan())
+    t = Table(title=f"policy {rules.name} v{rules.version} (sha256 {rules.hash[:12]})")
+    for col in ("rule", "decision", "reason"):
+        t.add_column(col)
+    for d in decisions:
+        t.add_row(d.rule, "[green]allow[/green]" if d.allowed else "[red]refuse[/red]", d.reason)
+    console.print(t)
+    refused = [d for d in decisions if not d.allowed]
+    if refused:
+        raise PolicyError(refused[0].rule, refused[0].reason)
+
+
+@audit_app.command("verify")
+def audit_verify(log: Annotated[Path, typer.Argument(help="an audit log (*.jsonl)")]) -> None:
+    """Check the hash chain; name the first edited, deleted, reordered or cut record."""
+    from splitmesh.mesh.audit import verify
+
+    console.print(f"{log}: {verify(log)} records, chain intact", highlight=False)
 
 
 node_app = typer.Typer(help="Run a domain node.", no_args_is_help=True)
@@ -443,7 +496,8 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
     ref = Path(params["mesh"]).resolve()
     nodes = {d: ("mesh-domain", MeshRef(file=ref, domain=d)) for d in spec.domain_names}
     models = params["out"] if job == "train" else params["model"]
-    with LocalMesh(workdir, nodes, insecure=insecure, models=models) as local:
+    policy = params.get("policy")
+    with LocalMesh(workdir, nodes, insecure=insecure, models=models, policy=policy) as local:
         console.print(
             f"mesh up: {len(nodes)} domain nodes on 127.0.0.1 "
             f"({'plaintext' if insecure else 'mutual TLS'}), files in {workdir}",

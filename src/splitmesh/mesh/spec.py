@@ -127,6 +127,26 @@ class MeshSpec(_Strict):
     def domain_names(self) -> list[str]:
         return [d.name for d in self.domains]
 
+    def wire(self) -> str:
+        """local (no network), tls or plaintext."""
+        if self.transport == "local":
+            return "local"
+        return "plaintext" if self.transport.insecure or self.transport.tls is None else "tls"
+
+    def plan(self) -> dict:
+        """What a governance policy judges: mode, each domain's columns, wire, limits."""
+        domains = {}
+        for d in self.domains:
+            t = self.read_domain(d.name, predict=True)
+            domains[d.name] = [t.key, *t.numeric_names, *t.categorical_names]
+        return {
+            "mode": self.mode,
+            "domains": domains,
+            "transport": self.wire(),
+            "batch_size": self.training.batch_size,
+            "epochs": self.training.epochs,
+        }
+
     def read_domain(self, name: str, *, predict: bool = False) -> DomainTable:
         """One domain's table as its own party reads it (the label domain with its labels;
         ``predict``: new rows may come without them)."""

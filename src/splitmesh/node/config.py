@@ -65,6 +65,9 @@ class NodeConfig(_Strict):
     models: Path | None = Field(
         default=None, description="where it saves its trained part (default: state_dir/models)"
     )
+    policy: Path | None = Field(
+        default=None, description="mesh-domain: its own copy of the governance policy"
+    )
     tls: TlsConfig | None = None
     accept: list[str] = Field(
         default_factory=list, description="SHA-256 fingerprints of callers it serves"
@@ -134,7 +137,16 @@ def load_yaml_model(
     model: type[BaseModel],
     what: str,
     *,
-    path_keys: tuple[str, ...] = ("path", "state_dir", "models", "file", "ca", "cert", "key"),
+    path_keys: tuple[str, ...] = (
+        "path",
+        "state_dir",
+        "models",
+        "file",
+        "policy",
+        "ca",
+        "cert",
+        "key",
+    ),
     extra: dict[str, Any] | None = None,
 ) -> Any:
     """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative."""

@@ -51,8 +51,10 @@ class LocalMesh:
         insecure: bool = False,
         deadline_s: float = 60.0,
         models: str | Path | None = None,
+        policy: str | Path | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.policy = Path(policy).resolve() if policy is not None else None  # every node's copy
         self.models = Path(models).resolve() if models is not None else None
         self.nodes, self.insecure, self.deadline_s = nodes, insecure, deadline_s
         self.procs: dict[str, subprocess.Popen] = {}
@@ -79,6 +81,7 @@ class LocalMesh:
                 data=source if isinstance(source, DataSource) else None,
                 mesh=source if isinstance(source, MeshRef) else None,
                 models=self.models / name if self.models else None,
+                policy=self.policy,
                 state_dir=self.workdir / "state" / name,
                 tls=tls.get(name),
                 accept=[] if self.insecure else [prints[COORDINATOR]],

@@ -74,6 +74,16 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     state = cfg.state_dir
     models = cfg.models or (state / "models" if state else None)
     what = f"{len(table)} rows of {table.source} (key {table.key})"
+    guard = None
+    if cfg.policy is not None:
+        from splitmesh.mesh.audit import AuditLog
+        from splitmesh.mesh.policy import PolicyGuard, load_policy
+
+        audit = AuditLog(state / "audit.jsonl") if state else None
+        wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
+        columns = [*table.numeric_names, *table.categorical_names]
+        guard = PolicyGuard(load_policy(cfg.policy), name, columns, wire=wire, audit=audit)
+        what += f", policy {cfg.policy.name}"
     if name == spec.label.domain:
 
         def make(hello: Hello) -> Party:
@@ -86,9 +96,9 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
                 model_dir=models,
             )
 
-        return Node(cfg.name, make, modes=cfg.modes), what + ", with labels"
+        return Node(cfg.name, make, modes=cfg.modes, guard=guard), what + ", with labels"
 
     def make_domain(hello: Hello) -> Party:
         return KeyedDomain(table, state_dir=state, model_dir=models)
 
-    return Node(cfg.name, make_domain, modes=SPLIT_MODES), what
+    return Node(cfg.name, make_domain, modes=SPLIT_MODES, guard=guard), what

@@ -77,21 +77,32 @@ def binary_loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: float | None)
 class BatchPlan:
     """Per-epoch shuffled batches of positions. One party plans; every mode uses the same plan."""
 
-    def __init__(self, n_rows: int, batch_size: int, seed: int, *, shuffle: bool = True) -> None:
+    def __init__(
+        self, n_rows: int, batch_size: int, seed: int, *, shuffle: bool = True, min_batch: int = 1
+    ) -> None:
         if batch_size < 1:
             raise ConfigError(f"The 'batch_size' parameter must be >= 1. Got {batch_size}.")
         self.n_rows, self.batch_size, self.seed, self.shuffle = n_rows, batch_size, seed, shuffle
+        self.min_batch = min_batch  # a smaller last batch joins the one before (governance)
+
+    def _starts(self) -> list[int]:
+        starts = list(range(0, self.n_rows, self.batch_size))
+        if len(starts) > 1 and self.n_rows - starts[-1] < self.min_batch:
+            starts.pop()
+        return starts
 
     def __len__(self) -> int:
-        return -(-self.n_rows // self.batch_size)
+        return len(self._starts())
 
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
         else:
             order = np.arange(self.n_rows)
-        for start in range(0, self.n_rows, self.batch_size):
-            yield order[start : start + self.batch_size]
+        starts = self._starts()
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else self.n_rows
+            yield order[start:end]
 
 
 def eval_batches(n_rows: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -18,12 +18,20 @@ class Node:
     """
 
     def __init__(
-        self, name: str, make_party: Callable[[Hello], Party], *, modes: Sequence[str]
+        self,
+        name: str,
+        make_party: Callable[[Hello], Party],
+        *,
+        modes: Sequence[str],
+        guard: Callable[[Message], None] | None = None,
     ) -> None:
         self.name, self.make_party, self.modes = name, make_party, list(modes)
+        self.guard = guard  # the node's own governance check on every request
         self.party: Party | None = None
 
     def handle(self, msg: Message) -> Message:
+        if self.guard is not None:
+            self.guard(msg)
         if isinstance(msg, Hello):
             if msg.mode not in self.modes:
                 raise ProtocolError(

@@ -52,6 +52,7 @@ class TrainConfig:
     # ``select_metric`` and stop after ``patience`` epochs without a gain (None: no selection).
     patience: int | None = 10
     select_metric: str = "average_precision"
+    min_batch: int = 1  # governance: no training batch smaller (the last one is merged)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -87,7 +88,9 @@ def fit(
     checkpoint directory); ``resume`` continues from the last checkpoint, which gives the
     same result as a run that was never interrupted.
     """
-    plan = BatchPlan(learner.n_train, cfg.batch_size, cfg.seed, shuffle=cfg.shuffle)
+    plan = BatchPlan(
+        learner.n_train, cfg.batch_size, cfg.seed, shuffle=cfg.shuffle, min_batch=cfg.min_batch
+    )
     st = {"epoch": 0, "step": 0, "losses": [], "seconds": [], "history": []}
     st.update(best=-float("inf"), best_epoch=cfg.epochs, stopped=False)
     if resume:

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from splitmesh.data.resampling import ResampleConfig
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_json
+from splitmesh.mesh.audit import AuditLog
+from splitmesh.mesh.policy import Policy, check_run, enforce
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
@@ -184,6 +187,7 @@ def run_mode(
     progress: bool = True,
     resume: bool = False,
     checkpoints: bool = True,
+    min_batch: int = 1,
 ) -> dict:
     ckpt_root = out / "checkpoints" if checkpoints else None
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
@@ -207,7 +211,8 @@ def run_mode(
         if transport:
             transport.stats.reset()
         t0 = time.perf_counter()
-        result = fit(learner, train_config(spec), progress=progress, label=mode, resume=resume)
+        cfg = dataclasses.replace(train_config(spec), min_batch=min_batch)
+        result = fit(learner, cfg, progress=progress, label=mode, resume=resume)
         train_seconds = time.perf_counter() - t0
         train_bytes = transport.stats.by_phase["train"] if transport else 0
         metrics = learner.evaluate(["val", "test"])
@@ -250,17 +255,58 @@ def train_mesh(
     compare: bool = False,
     progress: bool = True,
     resume: bool = False,
+    policy: Policy | None = None,
+    audit: str | Path | None = None,
 ) -> dict:
-    """The mesh's mode (and, with ``compare``, the centralized reference on the same rows)."""
+    """The mesh's mode (and, with ``compare``, the centralized reference on the same rows),
+    under ``policy`` when given; every decision and run event goes to the audit log
+    (default ``out/audit.jsonl``)."""
     out = Path(out)
+    log = AuditLog(audit or out / "audit.jsonl")
+    policy_hash = policy.hash if policy else None
+    if policy is not None:
+        decisions = check_run(policy, spec.plan())
+        decision_id = uuid.uuid4().hex
+        for d in decisions:
+            log.append(
+                "policy.rule",
+                result="allow" if d.allowed else "refuse",
+                reason=d.reason,
+                policy_hash=policy_hash,
+                inputs={"rule": d.rule, "mesh": spec.name, "mode": spec.mode},
+                decision_id=decision_id,
+            )
+        enforce(decisions)
     modes = [spec.mode]
     if compare and spec.mode != "centralized":
         modes.append("centralized")
-    runs = [run_mode(spec, m, out, progress=progress, resume=resume) for m in modes]
+    min_batch = policy.min_batch_size if policy else 1
+    runs = []
+    for m in modes:
+        facts = {"mesh": spec.name, "mode": m, "run": run_id(spec, m)}
+        log.append("run.start", result="ok", policy_hash=policy_hash, inputs=facts)
+        try:
+            run = run_mode(spec, m, out, progress=progress, resume=resume, min_batch=min_batch)
+        except BaseException as exc:
+            log.append(
+                "run.fail", result="error", reason=str(exc) or type(exc).__name__,
+                policy_hash=policy_hash, inputs=facts,
+            )  # fmt: skip
+            raise
+        summary = {k: v for k, v in run["metrics"].items() if isinstance(v, float)}
+        log.append(
+            "run.complete", result="ok", policy_hash=policy_hash,
+            inputs={**facts, "metrics": summary, "rows": run["rows"]},
+        )  # fmt: skip
+        runs.append(run)
     return {
         "task": spec.task,
         "mesh": spec.name,
         "config": spec.model_dump(mode="json", exclude={"transport"}),
+        "policy": {"name": policy.name, "version": policy.version, "hash": policy_hash}
+        if policy
+        else None,
+        "audit_log": str(log.path),
         "runs": runs,
     }
 

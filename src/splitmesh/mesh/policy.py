@@ -1,0 +1,203 @@
+"""The federated governance policy: who may take part, with which columns, how labels are
+placed, what the wire must be. The coordinator checks a planned run against it, and every
+node holds its own copy and refuses what it forbids. A refusal names the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from splitmesh.errors import SplitmeshError
+from splitmesh.node.config import load_yaml_model
+
+
+class PolicyError(SplitmeshError):
+    """The policy forbids what was asked; the message names the rule."""
+
+    exit_code = 10
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(f"policy rule '{rule}' refuses: {reason}")
+        self.rule, self.reason = rule, reason
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Participant(_Strict):
+    name: str
+    fingerprint: str | None = Field(
+        default=None, description="SHA-256 of its node certificate (what nodes `accept`)"
+    )
+    forbidden_columns: list[str] = Field(default_factory=list)
+
+
+class Policy(_Strict):
+    version: str
+    name: str = "policy"
+    participants: list[Participant]
+    forbidden_columns: list[str] = Field(
+        default_factory=list, description="no domain may use these (e.g. raw ids, postcodes)"
+    )
+    label_placement: list[str] = Field(
+        default_factory=lambda: ["label-preserving"],
+        description="allowed modes: label-preserving, label-sharing, centralized",
+    )
+    require_tls: bool = True
+    min_batch_size: int = Field(default=1, ge=1)
+    max_epochs: int | None = Field(default=None, ge=1)
+    embedding_protections: list[str] = Field(
+        default_factory=list, description="required on embeddings (none implemented yet)"
+    )
+
+    @property
+    def hash(self) -> str:
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(body).hexdigest()
+
+    def participant(self, name: str) -> Participant | None:
+        return next((p for p in self.participants if p.name == name), None)
+
+    def forbidden_for(self, domain: str) -> set[str]:
+        p = self.participant(domain)
+        return {*self.forbidden_columns, *(p.forbidden_columns if p else [])}
+
+
+def load_policy(path: str | Path) -> Policy:
+    return load_yaml_model(path, Policy, "policy file", path_keys=())
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    rule: str
+    allowed: bool
+    reason: str
+
+
+def check_run(policy: Policy, plan: dict) -> list[Decision]:
+    """Every rule on a planned run. ``plan``: mode, domains {name: columns}, transport
+    ("local" | "tls" | "plaintext"), batch_size, epochs."""
+    out = []
+    unknown = [d for d in plan["domains"] if policy.participant(d) is None]
+    out.append(
+        Decision(
+            "participants",
+            not unknown,
+            f"domain(s) {unknown} are not participants of policy {policy.name!r}"
+            if unknown
+            else f"every domain is a participant ({', '.join(plan['domains'])})",
+        )
+    )
+    bad = {d: sorted(set(cols) & policy.forbidden_for(d)) for d, cols in plan["domains"].items()}
+    bad = {d: c for d, c in bad.items() if c}
+    out.append(
+        Decision(
+            "columns",
+            not bad,
+            "; ".join(f"domain {d!r} uses forbidden column(s) {c}" for d, c in bad.items())
+            if bad
+            else "no forbidden column is used",
+        )
+    )
+    mode = plan["mode"]
+    out.append(
+        Decision(
+            "label_placement",
+            mode in policy.label_placement,
+            f"mode {mode} is {'' if mode in policy.label_placement else 'not '}allowed "
+            f"(allowed: {', '.join(policy.label_placement)})",
+        )
+    )
+    wire = plan["transport"]
+    tls_ok = not policy.require_tls or wire in ("local", "tls")
+    out.append(
+        Decision(
+            "require_tls",
+            tls_ok,
+            f"transport is {wire}" + ("" if tls_ok else ": plaintext where TLS is required"),
+        )
+    )
+    out.append(
+        Decision(
+            "min_batch_size",
+            plan["batch_size"] >= policy.min_batch_size,
+            f"batch size {plan['batch_size']}, minimum {policy.min_batch_size}",
+        )
+    )
+    if policy.max_epochs is not None:
+        out.append(
+            Decision(
+                "max_epochs",
+                plan["epochs"] <= policy.max_epochs,
+                f"{plan['epochs']} epochs, maximum {policy.max_epochs}",
+            )
+        )
+    if policy.embedding_protections:
+        out.append(
+            Decision(
+                "embedding_protections",
+                False,
+                f"required {policy.embedding_protections}, but splitmesh implements none yet",
+            )
+        )
+    return out
+
+
+def enforce(decisions: list[Decision]) -> None:
+    """Raise on the first refused rule."""
+    for d in decisions:
+        if not d.allowed:
+            raise PolicyError(d.rule, d.reason)
+
+
+class PolicyGuard:
+    """A node's own enforcement, on every request it serves: it takes part only as a listed
+    participant, with allowed columns and label placement, over TLS when required, and
+    never embeds a training batch smaller than the minimum."""
+
+    def __init__(
+        self, policy: Policy, domain: str, columns: list[str], *, wire: str, audit=None
+    ) -> None:
+        self.policy, self.domain, self.columns, self.wire = policy, domain, columns, wire
+        self.audit = audit
+
+    def __call__(self, msg) -> None:
+        kind = type(msg).__name__
+        if kind == "Hello":
+            plan = {
+                "mode": msg.mode,
+                "domains": {self.domain: self.columns},
+                "transport": self.wire,
+                "batch_size": self.policy.min_batch_size,  # checked per Forward below
+                "epochs": 1,
+            }
+            decisions = [d for d in check_run(self.policy, plan) if d.rule != "max_epochs"]
+            self._record(kind, decisions)
+            enforce(decisions)
+        elif kind == "Forward" and msg.train and len(msg.positions) < self.policy.min_batch_size:
+            d = Decision(
+                "min_batch_size",
+                False,
+                f"a training batch of {len(msg.positions)} rows, minimum "
+                f"{self.policy.min_batch_size}",
+            )
+            self._record(kind, [d])
+            enforce([d])
+
+    def _record(self, kind: str, decisions: list[Decision]) -> None:
+        if self.audit is None:
+            return
+        for d in decisions:
+            self.audit.append(
+                f"node.{kind}",
+                result="allow" if d.allowed else "refuse",
+                reason=d.reason,
+                policy_hash=self.policy.hash,
+                inputs={"node": self.domain, "rule": d.rule},
+            )
