@@ -31,6 +31,19 @@ def _keys(rng, universe, share, as_str):
     return [f"k{k}" for k in keys] if as_str else keys
 
 
+def _coordinator(transport, mode):
+    """The coordinator of these parties; "bank" holds the labels."""
+    return MeshCoordinator(
+        transport,
+        transport.parties,
+        "bank",
+        mode=mode,
+        spec=NetworkSpec(),
+        optim=OptimConfig(),
+        seed=0,
+    )
+
+
 class Recording(LocalTransport):
     """Keeps every encoded request and reply, as the coordinator would see them."""
 
@@ -60,15 +73,7 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
         "telco": KeyedDomain(tables["telco"]),
     }
     transport = Recording(parties)
-    coord = MeshCoordinator(
-        transport,
-        ["bank", "insurer", "telco"],
-        "bank",
-        mode="label-preserving",
-        spec=NetworkSpec(),
-        optim=OptimConfig(),
-        seed=0,
-    )
+    coord = _coordinator(transport, "label-preserving")
     coord.hello()
     coord.align()
     join = plain_join_rows({d: t.key_items() for d, t in tables.items()})
@@ -97,15 +102,7 @@ def test_key_type_mismatch_is_reported(tmp_path):
     bank = _table(tmp_path, "bank", [1, 2, 3, 4], label=True)
     other = _table(tmp_path, "insurer", ["a1", "a2", "a3"])
     parties = {"bank": LabelDomain(bank, "label-sharing", "binary"), "insurer": KeyedDomain(other)}
-    coord = MeshCoordinator(
-        LocalTransport(parties),
-        ["bank", "insurer"],
-        "bank",
-        mode="label-sharing",
-        spec=NetworkSpec(),
-        optim=OptimConfig(),
-        seed=0,
-    )
+    coord = _coordinator(LocalTransport(parties), "label-sharing")
     coord.hello()
     with pytest.raises(ConfigError, match="'bank' has integer keys, 'insurer' has string keys"):
         coord.align()

@@ -21,7 +21,7 @@ from pydantic import (
 
 from splitmesh.errors import ConfigError
 from splitmesh.split.common import MODES
-from splitmesh.transport.grpc import Endpoint, TlsFiles
+from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 from splitmesh.transport.grpc.tls import check_party_name
 
 SPLIT_MODES = [m for m in MODES if m != "centralized"]
@@ -114,6 +114,20 @@ class MeshNetwork(_Strict):
 
     def endpoints(self) -> list[Endpoint]:
         return [Endpoint(n.name, n.address) for n in self.nodes]
+
+    def connect(self, parties: list[str], where: str) -> GrpcTransport:
+        """A transport to these nodes; ``where`` names this network in the error when a
+        party has no node in it."""
+        missing = [p for p in parties if p not in {n.name for n in self.nodes}]
+        if missing:
+            raise ConfigError(f"{where} has no node named {', '.join(missing)}")
+        return GrpcTransport(
+            self.endpoints(),
+            tls=self.tls.files() if self.tls else None,
+            insecure=self.insecure,
+            deadline=self.deadline_s,
+            retries=self.retries,
+        )
 
 
 def resolve_paths(raw: Any, base: Path, keys: tuple[str, ...]) -> Any:

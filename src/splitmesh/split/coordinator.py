@@ -108,10 +108,11 @@ class Coordinator:
         self._ahead: tuple[int, Pending] | None = None
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
-    def hello(self) -> dict[str, dict]:
-        """Open the run on every party; each answers with its name, role and data fingerprint."""
+    def hello(self, purpose: str = "train") -> dict[str, dict]:
+        """Open the run on every party; each answers with its name, role and data fingerprint.
+        ``purpose``: train, or predict (score new rows with a saved model)."""
         parties = [*self.domains, self.label_owner]
-        replies = self.t.request_many({p: Hello(self.run, self.mode) for p in parties})
+        replies = self.t.request_many({p: Hello(self.run, self.mode, purpose) for p in parties})
         self.nodes_ = {p: _expect(r, Ack, p).info for p, r in replies.items()}
         for p, info in self.nodes_.items():
             if info.get("name", p) != p:

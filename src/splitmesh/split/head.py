@@ -22,6 +22,7 @@ class ScoreBook:
     def __init__(self, task: Task | None = None) -> None:
         self.task = task or Task()
         self._scores: dict[str, np.ndarray] = {}
+        self.threshold_: float | None = None  # binary: chosen on validation rows at evaluate
 
     def start(self, partition: str, n_rows: int) -> None:
         self._scores[partition] = np.full(self.task.score_shape(n_rows), np.nan)
@@ -40,7 +41,9 @@ class ScoreBook:
     def evaluate(self, labels: dict[str, np.ndarray], select_on: str, partitions: list) -> dict:
         """Metrics on each partition; a binary threshold (max F1) is chosen on ``select_on``."""
         scores = {p: self.scores(p) for p in dict.fromkeys([select_on, *partitions])}
-        return self.task.evaluate(labels, scores, select_on, list(partitions))
+        values = self.task.evaluate(labels, scores, select_on, list(partitions))
+        self.threshold_ = next(iter(values.values()), {}).get("threshold")
+        return values
 
 
 class HeadHolder:

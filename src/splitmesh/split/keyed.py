@@ -8,6 +8,7 @@ saved model scores new rows (it alone can name the rows by key).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from splitmesh.split.domain import DomainParty
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.party import Party
-from splitmesh.split.tasks import Task, encode_labels
+from splitmesh.split.tasks import Labels, Task, encode_labels
 from splitmesh.transport.messages import (
     Ack,
     AlignDone,
@@ -202,6 +203,24 @@ _LABEL_SIDE = {
 _BOTH_SIDES = {"Snapshot", "Restore", "Checkpoint", "LoadCheckpoint", "SaveModel", "LoadModel"}
 
 
+def labeled_rows(table: DomainTable, task: str) -> tuple[DomainTable, Labels]:
+    """The label domain's rows that carry a label, and their encoded labels (what the
+    label domain trains on, and the centralized reference too)."""
+    if table.label is None:
+        raise ConfigError(f"domain {table.domain!r} holds no label column")
+    notes = []
+    missing = pd.isna(table.label)
+    if missing.any():
+        notes.append(
+            f"{table.domain}.{table.label_name}: {int(missing.sum())} row(s) without a "
+            "label left out of training"
+        )
+        table = table.take(np.flatnonzero(~missing))
+    where = f"domain {table.domain!r}, label column {table.label_name!r}"
+    labels = encode_labels(task, table.label, where=where)
+    return table, dataclasses.replace(labels, notes=(*notes, *labels.notes))
+
+
 class LabelDomain(Party):
     """The domain that owns the label column: a ``KeyedDomain`` for its features and, once
     aligned, a ``LabelOwner`` (training) or a ``Scorer`` (prediction) for its labels."""
@@ -225,17 +244,7 @@ class LabelDomain(Party):
         self.notes = list(table.notes)
         self.labels = None
         if purpose == "train":
-            if table.label is None:
-                raise ConfigError(f"domain {table.domain!r} holds no label column")
-            missing = pd.isna(table.label)
-            if missing.any():
-                self.notes.append(
-                    f"{table.domain}.{table.label_name}: {int(missing.sum())} row(s) without a "
-                    "label left out of training"
-                )
-                table = table.take(np.flatnonzero(~missing))
-            where = f"domain {table.domain!r}, label column {table.label_name!r}"
-            self.labels = encode_labels(task, table.label, where=where)
+            table, self.labels = labeled_rows(table, task)
             self.notes += self.labels.notes
         self.domain = KeyedDomain(
             table, state_dir=self._state and self._state / "domain", model_dir=model_dir
@@ -300,7 +309,7 @@ class LabelDomain(Party):
         folder = self.domain._folder()
         # label sharing: the coordinator held the head, so it says how scores read
         task = msg.meta.get("label_task") or owner.book.task.as_dict()
-        threshold = msg.meta.get("threshold", owner.threshold_)
+        threshold = msg.meta.get("threshold", owner.book.threshold_)
         label = {
             "task": task,
             "classes": [_jsonable(c) for c in self.labels.classes],

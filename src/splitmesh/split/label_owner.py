@@ -63,7 +63,6 @@ class LabelOwner(Party):
         self._resample: tuple[ResampleConfig, int] | None = None
         self.head_: HeadHolder | None = None
         self.book = ScoreBook(self.task)
-        self.threshold_: float | None = None  # binary: chosen on validation rows
 
     def _partition(self, partition: str) -> np.ndarray:
         if partition not in self._y:
@@ -148,10 +147,7 @@ class LabelOwner(Party):
         return HeadReply(loss=0.0)
 
     def on_evaluate(self, msg: Evaluate) -> Metrics:
-        values = self.book.evaluate(self._y, msg.select_on, msg.partitions)
-        if values and self.task.name == "binary":
-            self.threshold_ = next(iter(values.values()))["threshold"]
-        return Metrics(values=values)
+        return Metrics(values=self.book.evaluate(self._y, msg.select_on, msg.partitions))
 
     def on_get_state(self, msg: GetState) -> State:
         if self.head_ is None:

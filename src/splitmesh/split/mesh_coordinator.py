@@ -20,7 +20,6 @@ from splitmesh.transport.messages import (
     AlignDone,
     Head,
     HeadReply,
-    Hello,
     LoadModel,
     PsiBlob,
     PsiFinish,
@@ -39,15 +38,6 @@ class MeshCoordinator(Coordinator):
     """``label_owner`` is the label domain (also one of ``domains``)."""
 
     alignment_: dict | None = None
-
-    def hello(self, purpose: str = "train") -> dict[str, dict]:
-        parties = dict.fromkeys([*self.domains, self.label_owner])
-        replies = self.t.request_many({p: Hello(self.run, self.mode, purpose) for p in parties})
-        self.nodes_ = {p: _expect(r, Ack, p).info for p, r in replies.items()}
-        for p, info in self.nodes_.items():
-            if info.get("name", p) != p:
-                raise ProtocolError(f"the node reached as {p!r} says it is {info.get('name')!r}")
-        return self.nodes_
 
     def align(self) -> None:
         """PSI (see data/alignment.py): the coordinator relays blinded points, learns counts."""
@@ -99,7 +89,7 @@ class MeshCoordinator(Coordinator):
         meta = dict(meta or {})
         label_meta = dict(meta)
         if self.mode == "label-sharing":
-            label_meta.update(label_task=self.task_.as_dict(), threshold=self.threshold_)
+            label_meta.update(label_task=self.task_.as_dict(), threshold=self.book.threshold_)
         asks = {d: SaveModel(self.run, meta) for d in self.domains}
         asks[self.label_owner] = SaveModel(self.run, label_meta)
         for p, r in self.t.request_many(asks).items():
@@ -122,16 +112,6 @@ class MeshCoordinator(Coordinator):
             },
         )
         return out
-
-    @property
-    def threshold_(self) -> float | None:
-        return getattr(self, "_threshold", None)
-
-    def _evaluate(self, partitions: list[str], batch_size: int, select_on: str) -> dict:
-        values = super()._evaluate(partitions, batch_size, select_on)
-        if self.mode == "label-sharing" and self.task == "binary" and values:
-            self._threshold = next(iter(values.values()))["threshold"]
-        return values
 
     def prepare(self, **kw) -> dict:
         out = super().prepare(**kw)

@@ -118,19 +118,8 @@ def _transport(cfg: FraudConfig, table: CreditCardTable | None, mode: str) -> Tr
     names = domain_names(cfg.domains)
     if cfg.transport == "grpc":
         from splitmesh.node.config import load_mesh_network
-        from splitmesh.transport.grpc import GrpcTransport
 
-        net = load_mesh_network(cfg.mesh)
-        missing = [p for p in [*names, LABEL_OWNER] if p not in {n.name for n in net.nodes}]
-        if missing:
-            raise ConfigError(f"mesh file {cfg.mesh} has no node named {', '.join(missing)}")
-        return GrpcTransport(
-            net.endpoints(),
-            tls=net.tls.files() if net.tls else None,
-            insecure=net.insecure,
-            deadline=net.deadline_s,
-            retries=net.retries,
-        )
+        return load_mesh_network(cfg.mesh).connect([*names, LABEL_OWNER], f"mesh file {cfg.mesh}")
     state = Path(cfg.checkpoint_dir) / "parties" if cfg.checkpoint_dir else None
     parties = {
         d: DomainParty(d, table.domain(d), DOMAINS[d], state_dir=state and state / d) for d in names

@@ -27,9 +27,9 @@ from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, save_module
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, labeled_rows, save_module
 from splitmesh.split.mesh_coordinator import MeshCoordinator
-from splitmesh.split.tasks import DEFAULT_SELECT, Task, encode_labels
+from splitmesh.split.tasks import DEFAULT_SELECT, Task
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.base import Transport
 from splitmesh.transport.local import LocalTransport
@@ -105,19 +105,7 @@ def make_parties(
 
 def _transport(spec: MeshSpec, mode: str, out: Path | None, purpose: str, ckpt: bool) -> Transport:
     if spec.transport != "local":
-        from splitmesh.transport.grpc import GrpcTransport
-
-        net = spec.transport
-        missing = [d for d in spec.domain_names if d not in {n.name for n in net.nodes}]
-        if missing:
-            raise ConfigError(f"mesh {spec.name!r}: transport.nodes has no node {missing[0]!r}")
-        return GrpcTransport(
-            net.endpoints(),
-            tls=net.tls.files() if net.tls else None,
-            insecure=net.insecure,
-            deadline=net.deadline_s,
-            retries=net.retries,
-        )
+        return spec.transport.connect(spec.domain_names, f"mesh {spec.name!r}: transport")
     tables = {d.name: spec.read_domain(d.name, predict=purpose == "predict") for d in spec.domains}
     state = out / "checkpoints" / "parties" if (out and ckpt) else None
     return LocalTransport(
@@ -146,11 +134,7 @@ def coordinator(spec: MeshSpec, transport: Transport, mode: str, ckpt: Path | No
 
 def centralized_learner(spec: MeshSpec, ckpt: Path | None) -> tuple[CentralizedLearner, dict]:
     tables = {d.name: spec.read_domain(d.name) for d in spec.domains}
-    lo = tables[spec.label.domain]
-    labeled = np.flatnonzero(~_isna(lo.label))
-    tables[spec.label.domain] = lo = lo.take(labeled)
-    where = f"domain {lo.domain!r}, label column {lo.label_name!r}"
-    labels = encode_labels(spec.task, lo.label, where=where)
+    tables[spec.label.domain], labels = labeled_rows(tables[spec.label.domain], spec.task)
     rows = plain_join_rows({d: t.key_items() for d, t in tables.items()})
     if not len(rows[spec.label.domain]):
         raise ConfigError("the domains have no key in common: nothing to train on")
@@ -168,12 +152,6 @@ def centralized_learner(spec: MeshSpec, ckpt: Path | None) -> tuple[CentralizedL
         checkpoint_dir=ckpt,
     )
     return learner, info
-
-
-def _isna(values: np.ndarray | None) -> np.ndarray:
-    import pandas as pd
-
-    return pd.isna(values)
 
 
 # -- one run --------------------------------------------------------------------------------
