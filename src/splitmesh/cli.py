@@ -32,6 +32,17 @@ CheckpointDirOption = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from the last checkpoint of the same settings")
 ]
+PolicyOption = Annotated[
+    Path | None, typer.Option(help="the governance policy the run must satisfy")
+]
+AuditOption = Annotated[Path | None, typer.Option(help="audit log (default OUT/audit.jsonl)")]
+LineageOption = Annotated[
+    Path | None, typer.Option(help="OpenLineage events, JSON lines (default OUT/lineage.jsonl)")
+]
+CatalogOption = Annotated[
+    str | None,
+    typer.Option(help="catalog: SQLite file or postgresql:// URL (default OUT/catalog.db)"),
+]
 
 
 @app.callback()
@@ -124,9 +135,15 @@ def fraud(
     out: OutOption = None,
     checkpoint_dir: CheckpointDirOption = None,
     resume: ResumeOption = False,
+    policy: PolicyOption = None,
+    audit: AuditOption = None,
+    lineage: LineageOption = None,
+    catalog: CatalogOption = None,
     progress: bool = True,
 ) -> None:
-    """Credit-card fraud detection, split across three domains, against a centralized baseline."""
+    """Credit-card fraud detection, split across three domains, against a centralized baseline.
+    With --out, each domain publishes its trained bottom models as data products under
+    OUT/products, and every run goes to the audit log, lineage and catalog."""
     from splitmesh.data.resampling import ResampleConfig
     from splitmesh.nn.network import NetworkSpec
     from splitmesh.report import plot_domains_sweep, print_binary_report, write_results
@@ -158,16 +175,43 @@ def fraud(
         pipeline=pipeline,
         mesh=str(mesh) if mesh else None,
         checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
+        models=str(out / "products") if out else None,
     )
     show = progress and sys.stderr.isatty()
     run = run_domains_sweep if domains_sweep else run_fraud
-    results = run(cfg, progress=show, resume=resume)
+    gov = _governance(out, policy, audit=audit, lineage=lineage, catalog=catalog)
+    try:
+        results = run(cfg, progress=show, resume=resume, governance=gov)
+    finally:
+        if gov is not None:
+            gov.close()
+    if gov is not None:
+        results.update(gov.locations())
     print_binary_report(results, console)
     if out:
         for p in write_results(results, out):
             console.print(f"wrote {p}")
         if domains_sweep:
             console.print(f"wrote {plot_domains_sweep(results, out)}")
+
+
+def _governance(out: Path | None, policy: Path | None, **where):
+    """The run's policy, audit log, lineage and catalog (usecases/governance.py); they live
+    under --out unless pointed elsewhere, so a policy needs --out or all three locations."""
+    if out is None and policy is None:
+        return None
+    from splitmesh.mesh.policy import load_policy
+    from splitmesh.usecases.governance import Governance
+
+    if out is None and not all(where.values()):
+        raise ConfigError("--policy needs --out (for the audit log, lineage and catalog)")
+    return Governance(
+        out or Path("."),
+        load_policy(policy) if policy else None,
+        audit_path=where["audit"],
+        lineage_path=where["lineage"],
+        catalog_url=where["catalog"],
+    )
 
 
 @app.command()
@@ -224,10 +268,16 @@ def recsys(
     out: OutOption = None,
     checkpoint_dir: CheckpointDirOption = None,
     resume: ResumeOption = False,
+    policy: PolicyOption = None,
+    audit: AuditOption = None,
+    lineage: LineageOption = None,
+    catalog: CatalogOption = None,
     progress: bool = True,
 ) -> None:
     """A recommender (NeuMF) across sales, customers and products, against a centralized
-    baseline, random, ItemPop and the id-only NeuMF."""
+    baseline, random, ItemPop and the id-only NeuMF. With --out, the customers and products
+    bottoms are published as data products under OUT/products, and every run goes to the
+    audit log, lineage and catalog."""
     from splitmesh.nn.neumf import RecsysSpec
     from splitmesh.report import plot_ranking_domains, print_ranking_report, write_results
     from splitmesh.split.common import MODES, OptimConfig
@@ -268,14 +318,23 @@ def recsys(
         pipeline=pipeline,
         reference=reference,
         checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
+        models=str(out / "products") if out else None,
     )
     show = progress and sys.stderr.isatty()
     presets = [p.strip() for p in preset.split(",") if p.strip()] if preset else []
-    if len(presets) > 1:
-        results = run_presets(cfg, presets, diversity=diversity, progress=show, resume=resume)
-    else:
-        cfg = dataclasses.replace(cfg, preset=presets[0] if presets else None)
-        results = (run_diversity if diversity else run_recsys)(cfg, progress=show, resume=resume)
+    gov = _governance(out, policy, audit=audit, lineage=lineage, catalog=catalog)
+    kw = {"progress": show, "resume": resume, "governance": gov}
+    try:
+        if len(presets) > 1:
+            results = run_presets(cfg, presets, diversity=diversity, **kw)
+        else:
+            cfg = dataclasses.replace(cfg, preset=presets[0] if presets else None)
+            results = (run_diversity if diversity else run_recsys)(cfg, **kw)
+    finally:
+        if gov is not None:
+            gov.close()
+    if gov is not None:
+        results.update(gov.locations())
     print_ranking_report(results, console)
     if out:
         plot = plot_ranking_domains(results, out) if diversity else None
@@ -293,14 +352,15 @@ def train(
         bool, typer.Option(help="also train the centralized reference on the same rows")
     ] = False,
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
-    policy: Annotated[
-        Path | None, typer.Option(help="the governance policy the run must satisfy")
-    ] = None,
-    audit: Annotated[Path | None, typer.Option(help="audit log (default OUT/audit.jsonl)")] = None,
+    policy: PolicyOption = None,
+    audit: AuditOption = None,
+    lineage: LineageOption = None,
+    catalog: CatalogOption = None,
     resume: ResumeOption = False,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
-    """Align the domains' keys (PSI), train, evaluate, save every party's model under OUT."""
+    """Align the domains' keys (PSI), train, evaluate; every domain publishes its trained part
+    as a data product under OUT/<domain>/ (ONNX, contracts, model card)."""
     _train(
         _mesh_spec(mesh, mode),
         out=out,
@@ -309,10 +369,14 @@ def train(
         progress=progress,
         policy=policy,
         audit=audit,
+        lineage=lineage,
+        catalog=catalog,
     )
 
 
-def _train(spec, *, out: Path, compare: bool, resume: bool, progress: bool, policy, audit) -> None:
+def _train(
+    spec, *, out: Path, compare: bool, resume: bool, progress: bool, policy, **where
+) -> None:
     from splitmesh.mesh.policy import load_policy
     from splitmesh.report import print_mesh_report, write_results
     from splitmesh.usecases.train import train_mesh
@@ -320,7 +384,7 @@ def _train(spec, *, out: Path, compare: bool, resume: bool, progress: bool, poli
     show = progress and sys.stderr.isatty()
     rules = load_policy(policy) if policy else None
     results = train_mesh(
-        spec, out, compare=compare, progress=show, resume=resume, policy=rules, audit=audit
+        spec, out, compare=compare, progress=show, resume=resume, policy=rules, **where
     )
     print_mesh_report(results, console)
     for p in write_results(results, out):
@@ -351,6 +415,148 @@ def _mesh_spec(mesh: Path, mode: str | None, network=None):
     if network is not None:
         spec = spec.model_copy(update={"transport": network})
     return spec
+
+
+product_app = typer.Typer(help="Data products: descriptors, contracts, ONNX.", no_args_is_help=True)
+catalog_app = typer.Typer(help="The catalog of products, runs and lineage.", no_args_is_help=True)
+app.add_typer(product_app, name="product")
+app.add_typer(catalog_app, name="catalog")
+
+
+@product_app.command("init")
+def product_init(
+    mesh: Annotated[Path, typer.Argument(help="the mesh file")],
+    out: Annotated[Path, typer.Option(help="products folder: one <domain>/ each")],
+    domain: Annotated[
+        list[str] | None, typer.Option(help="only this domain (repeat); default all")
+    ] = None,
+    version: Annotated[str, typer.Option(help="the products' and contracts' version")] = "1.0.0",
+    owner: Annotated[str | None, typer.Option(help="the owning team's name")] = None,
+    pii: Annotated[
+        list[str] | None, typer.Option(help="a column to classify as PII (repeat)")
+    ] = None,
+) -> None:
+    """Write a starting ODPS descriptor and ODCS contracts from each domain's own table."""
+    from splitmesh.mesh.products import init_product
+
+    spec = _mesh_spec(mesh, None)
+    for name in domain or spec.domain_names:
+        table = spec.read_domain(name, predict=True)
+        product = init_product(
+            out / name,
+            table,
+            spec.model.bottom[-1],
+            version=version,
+            owner=owner,
+            pii=tuple(pii or ()),
+        )
+        console.print(
+            f"wrote {product.folder} ({product.descriptor.id} v{version})", highlight=False
+        )
+    console.print(f"point the mesh file at them with `products: {out}` (relative to it)")
+
+
+@product_app.command("validate")
+def product_validate(
+    path: Annotated[Path, typer.Argument(help="a product folder, or a folder of them")],
+    mesh: Annotated[
+        Path | None, typer.Option(help="also check each domain's data and cut width")
+    ] = None,
+) -> None:
+    """Validate descriptors (ODPS v1.0.0) and contracts (the official ODCS JSON schema); with
+    --mesh, the data against the input contract and the model's cut width."""
+    from rich.table import Table
+
+    from splitmesh.mesh.contracts import ContractError, table_violations
+    from splitmesh.mesh.products import find_products
+
+    products = find_products(path)
+    spec = _mesh_spec(mesh, None) if mesh else None
+    t = Table(title=f"products under {path}")
+    for col in ("product", "version", "input contract", "output contract", "width", "data"):
+        t.add_column(col)
+    problems = []
+    for p in products:
+        verdict = "-"
+        if spec is not None:
+            found = table_violations(p.input, spec.read_domain(p.domain, predict=True))
+            if p.embedding.width != spec.model.bottom[-1]:
+                found.append(
+                    f"contract width {p.embedding.width}, the mesh's cut width "
+                    f"{spec.model.bottom[-1]}"
+                )
+            problems += [f"{p.domain}: {f}" for f in found]
+            verdict = "[green]ok[/green]" if not found else f"[red]{len(found)} breach(es)[/red]"
+        t.add_row(
+            p.descriptor.id,
+            str(p.descriptor.version),
+            "@".join(p.summary()["input_contract"]),
+            "@".join(p.summary()["output_contract"]),
+            str(p.embedding.width),
+            verdict,
+        )
+    console.print(t)
+    if problems:
+        raise ContractError("; ".join(problems))
+    console.print(f"{len(products)} product(s) valid", highlight=False)
+
+
+@product_app.command("export")
+def product_export(
+    model: Annotated[Path, typer.Argument(help="a trained domain's folder (OUT/<domain>)")],
+    out: Annotated[Path | None, typer.Option(help="product folder (default: MODEL)")] = None,
+    mesh: Annotated[Path | None, typer.Option(help="the mesh file, for the domain's table")] = None,
+) -> None:
+    """Publish a trained bottom model as ONNX with metadata and a model card; check that
+    onnxruntime gives the PyTorch embeddings."""
+    from splitmesh.usecases.train import export_domain
+
+    done = export_domain(model, out or model, _mesh_spec(mesh, None) if mesh else None)
+    console.print(
+        f"wrote {done['folder']}: {done['id']} v{done['version']}, ONNX sha256 "
+        f"{done['onnx_sha256'][:16]}, max |onnx - torch| {done['max_difference']:.2e}",
+        highlight=False,
+    )
+
+
+@catalog_app.command("list")
+def catalog_list(
+    catalog: Annotated[str, typer.Option(help="SQLite file or postgresql:// URL")],
+) -> None:
+    """Runs, products and contracts in the catalog."""
+    from rich.table import Table
+
+    from splitmesh.mesh.catalog import Catalog
+
+    cat = Catalog(catalog)
+    views = (
+        ("runs", cat.list_runs(), ("id", "job", "mode", "status", "started_at", "policy_version")),
+        ("products", cat.list_products(), ("id", "domain", "latest", "runs")),
+        ("contracts", cat.list_contracts(), ("id", "version", "product_id", "kind")),
+    )
+    for title, rows, cols in views:
+        t = Table(title=f"{title} ({len(rows)})")
+        for c in cols:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*(str(r.get(c) if r.get(c) is not None else "-") for c in cols))
+        console.print(t)
+    cat.close()
+
+
+@catalog_app.command("show")
+def catalog_show(
+    ident: Annotated[str, typer.Argument(help="a run id (or prefix), a product or contract id")],
+    catalog: Annotated[str, typer.Option(help="SQLite file or postgresql:// URL")],
+) -> None:
+    """One run with its metrics, products and lineage; or a product's versions; or a contract."""
+    import json
+
+    from splitmesh.mesh.catalog import Catalog
+
+    cat = Catalog(catalog)
+    console.print_json(json.dumps(cat.show(ident), default=str))
+    cat.close()
 
 
 policy_app = typer.Typer(help="Federated governance policies.", no_args_is_help=True)

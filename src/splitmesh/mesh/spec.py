@@ -96,6 +96,11 @@ class MeshSpec(_Strict):
     split: SplitSpec = SplitSpec()
     resample: ResampleSpec | None = None
     wire_dtype: Literal["float32", "float16", "int8"] = "float32"
+    products: str | None = Field(
+        default=None,
+        description="folder of declared data products, one <domain>/ each (product init); "
+        "their contracts are checked at every run",
+    )
     transport: Literal["local"] | MeshNetwork = Field(
         default="local", description="local (in process), or the nodes' network for gRPC"
     )
@@ -146,6 +151,21 @@ class MeshSpec(_Strict):
             "batch_size": self.training.batch_size,
             "epochs": self.training.epochs,
         }
+
+    def declared_product(self, name: str):
+        """Domain ``name``'s declared product (mesh/products.py), or None without ``products``."""
+        if self.products is None:
+            return None
+        from splitmesh.mesh.products import Product
+
+        self.domain(name)
+        return Product(self.base / self.products / name)
+
+    def embedding_contracts(self) -> dict:
+        """Each domain's output contract, which the coordinator checks embeddings against."""
+        if self.products is None:
+            return {}
+        return {d: self.declared_product(d).embedding for d in self.domain_names}
 
     def read_domain(self, name: str, *, predict: bool = False) -> DomainTable:
         """One domain's table as its own party reads it (the label domain with its labels;

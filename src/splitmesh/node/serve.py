@@ -24,8 +24,12 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
         table = read_numeric_csv(src.path, src.columns).to_numpy()
         columns = list(src.columns)
 
+        models = cfg.models or (state / "models" if state else None)
+
         def make(hello: Hello) -> DomainParty:
-            return DomainParty(cfg.name, table, columns, state_dir=state)
+            # one product folder per mode: each mode's run trains its own bottom model
+            folder = models / hello.mode if models else None
+            return DomainParty(cfg.name, table, columns, state_dir=state, model_dir=folder)
 
         what = f"{len(table)} rows x {len(columns)} columns of {src.path.name}"
         return Node(cfg.name, make, modes=SPLIT_MODES), what
@@ -74,6 +78,9 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     state = cfg.state_dir
     models = cfg.models or (state / "models" if state else None)
     what = f"{len(table)} rows of {table.source} (key {table.key})"
+    product = spec.declared_product(name)  # its input contract is checked at every Hello
+    if product is not None:
+        what += f", product {product.descriptor.id} v{product.descriptor.version}"
     guard = None
     if cfg.policy is not None:
         from splitmesh.mesh.audit import AuditLog
@@ -94,11 +101,12 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
                 purpose=hello.purpose,
                 state_dir=state,
                 model_dir=models,
+                product=product,
             )
 
         return Node(cfg.name, make, modes=cfg.modes, guard=guard), what + ", with labels"
 
     def make_domain(hello: Hello) -> Party:
-        return KeyedDomain(table, state_dir=state, model_dir=models)
+        return KeyedDomain(table, state_dir=state, model_dir=models, product=product)
 
     return Node(cfg.name, make_domain, modes=SPLIT_MODES, guard=guard), what

@@ -56,6 +56,7 @@ from splitmesh.transport.messages import (
     PlanSplit,
     ResampleNeeds,
     Restore,
+    SaveModel,
     SetupDomain,
     SetupHead,
     Snapshot,
@@ -88,6 +89,7 @@ class Coordinator:
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
         task: str = "binary",
+        embedding_contracts: dict | None = None,
     ) -> None:
         self.mode = check_mode(mode)
         self.task = check_task(task)
@@ -106,6 +108,8 @@ class Coordinator:
         # pipelining: the next step's Forward, already sent (one step of staleness)
         self.pipeline = pipeline
         self._ahead: tuple[int, Pending] | None = None
+        # each domain's output contract (mesh/contracts.py), checked on every embedding
+        self.embedding_contracts = dict(embedding_contracts or {})
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
     def hello(self, purpose: str = "train") -> dict[str, dict]:
@@ -216,8 +220,23 @@ class Coordinator:
             requests[d] = Forward(partition, positions, step, train, grad, grad_step)
         return requests
 
+    def publish_products(self, meta: dict, domains: list[str] | None = None) -> dict[str, dict]:
+        """Every domain (or those named) saves its trained bottom model as a data product on
+        its own disk; what each published (mesh/products.py), by domain."""
+        asked = self.domains if domains is None else domains
+        replies = self.t.request_many({d: SaveModel(self.run, meta) for d in asked})
+        infos = {d: _expect(r, Ack, d).info for d, r in replies.items()}
+        return {d: info["product"] for d, info in infos.items() if info.get("product")}
+
     def _embeddings(self, replies: dict) -> list[torch.Tensor]:
-        return [from_wire(_expect(replies[d], Embedding, d).values) for d in self.domains]
+        out = []
+        for d in self.domains:
+            values = _expect(replies[d], Embedding, d).values
+            contract = self.embedding_contracts.get(d)
+            if contract is not None:
+                contract.check(values, wire=self.wire_dtype)
+            out.append(from_wire(values))
+        return out
 
     def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
         if not train:

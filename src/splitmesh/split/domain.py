@@ -6,28 +6,39 @@ column. Rows are addressed by aligned positions within a partition.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from splitmesh.data.features import FeaturePrep, missing_counts
 from splitmesh.data.resampling import apply_plan, squared_distances
-from splitmesh.errors import DataError, NotFittedError, ProtocolError
+from splitmesh.data.sources import DomainTable
+from splitmesh.errors import ConfigError, DataError, NotFittedError, ProtocolError
+from splitmesh.io import atomic_write_json
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import PARTITIONS, OptimConfig
+from splitmesh.split.saved import save_module
 from splitmesh.transport.messages import (
     Ack,
     Augment,
     Distances,
+    Hello,
     PartialDistances,
+    SaveModel,
     SetupDomain,
 )
 
 
 class DomainParty(BottomParty):
     """One domain's node logic. ``table`` holds only this domain's numeric columns (NaN
-    where missing), ``categorical`` its categorical ones (raw values), in aligned order."""
+    where missing), ``categorical`` its categorical ones (raw values), in aligned order.
+
+    ``product``: the domain's declared data product (mesh/products.py); its input contract is
+    checked against the data at every Hello, and a trained model is published under its
+    contracts. ``model_dir``: where SaveModel writes the trained part and its product."""
 
     setup_message = "SetupDomain"
 
@@ -40,8 +51,14 @@ class DomainParty(BottomParty):
         categorical: np.ndarray | None = None,
         categorical_names: list[str] | None = None,
         state_dir: str | None = None,
+        model_dir: str | Path | None = None,
+        product=None,
+        source: DomainTable | None = None,
     ) -> None:
         super().__init__(name, state_dir=state_dir)
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.product = product
+        self._model_cfg: dict | None = None
         table = np.asarray(table, dtype=np.float64)
         if table.ndim != 2 or table.shape[1] != len(columns):
             raise DataError(
@@ -60,6 +77,18 @@ class DomainParty(BottomParty):
         self._x64: dict[str, np.ndarray] = {}  # prepared numeric rows per partition
         self._x: dict[str, torch.Tensor] = {}  # float32 copies fed to the model
         self._codes: dict[str, torch.Tensor] = {}  # category codes per partition
+        # the table as its contract sees it; rows aligned by position when there is no key
+        self.source = source or DomainTable(
+            name, "(in memory)", "row", np.arange(len(table)), self.columns, table,
+            self.categorical_names, categorical,
+        )  # fmt: skip
+
+    def on_hello(self, msg: Hello) -> Ack:
+        if self.product is not None:
+            from splitmesh.mesh.contracts import check_table
+
+            check_table(self.product.input, self.source, rows=msg.purpose == "train")
+        return super().on_hello(msg)
 
     # -- setup ---------------------------------------------------------------------------
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
@@ -80,6 +109,7 @@ class DomainParty(BottomParty):
         self.bottom_ = spec.build_bottom(self.name, self.prep_.numeric.width, msg.seed, cards)
         self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
         self.wire_dtype = msg.wire_dtype
+        self._model_cfg = dict(msg.model)
         missing = missing_counts(self.table, self.categorical, self.columns, self.categorical_names)
         return Ack(
             info={
@@ -89,6 +119,50 @@ class DomainParty(BottomParty):
                 "missing": missing,
             }
         )
+
+    # -- the trained bottom model, published as this domain's data product ------------------
+    def _folder(self) -> Path:
+        if self.model_dir is None:
+            raise ConfigError(f"domain {self.name!r} has no model folder", hint="give --out DIR")
+        return self.model_dir
+
+    def model_facts(self, msg: SaveModel) -> dict:
+        """What model.json records beside the weights (subclasses add their key)."""
+        return {
+            "domain": self.name,
+            "run": msg.run,
+            "numeric": self.columns,
+            "categorical": self.categorical_names,
+            "bottom": self._model_cfg,
+            "input_width": self.prep_.numeric.width,
+            "cardinalities": list(self.prep_.categorical.cardinalities),
+            "cut_width": self._model_cfg["hidden"][-1],
+            "data": self.fingerprint(),
+            **msg.meta,
+        }
+
+    def on_save_model(self, msg: SaveModel) -> Ack:
+        from splitmesh.mesh.products import publish
+
+        if self.bottom_ is None or self._model_cfg is None:
+            raise NotFittedError(f"domain {self.name!r} has no trained model to save")
+        folder, facts = self._folder(), self.model_facts(msg)
+        save_module(folder / "bottom.pt", self.bottom_)
+        prep = self.prep_.to_dict()
+        atomic_write_json(folder / "prep.json", prep)
+        atomic_write_json(folder / "model.json", facts)
+        product = publish(
+            folder,
+            table=self.source,
+            bottom=self.bottom_,
+            input_width=facts["input_width"],
+            n_categorical=len(facts["cardinalities"]),
+            cut_width=facts["cut_width"],
+            prep=prep,
+            meta=facts,
+            declared=self.product,
+        )
+        return Ack(info={"folder": str(folder), "product": product})
 
     def _set_partition(self, partition: str, x64: np.ndarray, codes: np.ndarray) -> None:
         self._x64[partition] = x64

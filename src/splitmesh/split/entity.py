@@ -5,6 +5,8 @@ the interactions owner, and nothing about the other side of the example.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -20,6 +22,7 @@ from splitmesh.transport.messages import (
     AssignRows,
     EmbedSlots,
     Hello,
+    SaveModel,
     SetupEntity,
     SlotEmbeddings,
 )
@@ -31,9 +34,18 @@ class EntityDomain(BottomParty):
     setup_message = "SetupEntity"
 
     def __init__(
-        self, name: str, table: FeatureTable, side: str, *, state_dir: str | None = None
+        self,
+        name: str,
+        table: FeatureTable,
+        side: str,
+        *,
+        state_dir: str | None = None,
+        model_dir: str | Path | None = None,
+        source: str = "(in memory)",
     ) -> None:
         super().__init__(name, state_dir=state_dir)
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.source = source
         if side not in SIDES:
             raise ConfigError(f"domain {name!r}: side must be one of {SIDES}. Got {side!r}.")
         self.table, self.side = table, side
@@ -74,6 +86,40 @@ class EntityDomain(BottomParty):
                 "missing": f.missing,  # counts per column, reported with the run
             }
         )
+
+    def on_save_model(self, msg: SaveModel) -> Ack:
+        """Publish the trained feature bottom as this domain's data product."""
+        from splitmesh.data.sources import DomainTable
+        from splitmesh.mesh.products import publish
+        from splitmesh.split.saved import save_module
+
+        if self.bottom_ is None or self.model_dir is None:
+            raise NotFittedError(f"domain {self.name!r} has no trained model or no model folder")
+        t, f = self.table, self.features
+        key = self.side[:-1]  # the entity index the rows describe: user or item
+        table = DomainTable(
+            self.name,
+            self.source,
+            key,
+            np.arange(len(t)),
+            list(t.numeric_names),
+            t.numeric,
+            list(t.categorical_names),
+            t.categorical.astype(object),
+        )
+        save_module(self.model_dir / "bottom.pt", self.bottom_)
+        prep = {"numeric_names": list(f.numeric_names), "cardinalities": list(f.cardinalities)}
+        product = publish(
+            self.model_dir,
+            table=table,
+            bottom=self.bottom_,
+            input_width=f.numeric.shape[1],
+            n_categorical=len(f.cardinalities),
+            cut_width=self.bottom_.out_features,
+            prep=prep,
+            meta={**msg.meta, "run": msg.run, "data": self.fingerprint()},
+        )
+        return Ack(info={"folder": str(self.model_dir), "product": product})
 
     def on_assign_rows(self, msg: AssignRows) -> Ack:
         expected = f"{self.run}/{msg.partition}"

@@ -9,18 +9,16 @@ saved model scores new rows (it alone can name the rows by key).
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from splitmesh.data.alignment import KeyAligner
 from splitmesh.data.features import FeaturePrep
 from splitmesh.data.sources import DomainTable
-from splitmesh.errors import ConfigError, DataError, NotFittedError, ProtocolError
-from splitmesh.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from splitmesh.errors import ConfigError, DataError, ProtocolError
+from splitmesh.io import atomic_write_json, atomic_write_text
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode, from_wire
@@ -28,6 +26,7 @@ from splitmesh.split.domain import DomainParty
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.party import Party
+from splitmesh.split.saved import load_module, read_json, save_module
 from splitmesh.split.tasks import Labels, Task, encode_labels
 from splitmesh.transport.messages import (
     Ack,
@@ -52,27 +51,6 @@ from splitmesh.transport.messages import (
 PREDICT = "predict"  # the partition a saved model scores: every aligned row
 
 
-def save_module(path: Path, module: torch.nn.Module) -> None:
-    buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_module(path: Path, module: torch.nn.Module, who: str) -> torch.nn.Module:
-    if not path.is_file():
-        raise ConfigError(f"{who}: no saved model at {path}", hint="train with --out DIR first")
-    module.load_state_dict(torch.load(path, weights_only=True))
-    return module
-
-
-def read_json(path: Path, who: str) -> dict:
-    import json
-
-    if not path.is_file():
-        raise ConfigError(f"{who}: no saved model at {path}", hint="train with --out DIR first")
-    return json.loads(path.read_text())
-
-
 class KeyedDomain(DomainParty):
     """A domain over its own keyed table; rows become aligned positions after PSI."""
 
@@ -82,6 +60,7 @@ class KeyedDomain(DomainParty):
         *,
         state_dir: str | Path | None = None,
         model_dir: str | Path | None = None,
+        product=None,
     ) -> None:
         super().__init__(
             table.domain,
@@ -90,13 +69,13 @@ class KeyedDomain(DomainParty):
             categorical=table.categorical,
             categorical_names=table.categorical_names,
             state_dir=state_dir,
+            model_dir=model_dir,
+            product=product,
+            source=table,
         )
-        self.source = table
-        self.model_dir = Path(model_dir) if model_dir is not None else None
         self.aligner = KeyAligner(table.key_items())
         self._fingerprint = super().fingerprint()  # of the table as read, before alignment
         self.rows_: np.ndarray | None = None  # aligned position -> own row
-        self._model_cfg: dict | None = None
 
     def fingerprint(self) -> dict:
         return self._fingerprint
@@ -128,38 +107,10 @@ class KeyedDomain(DomainParty):
 
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
         self._aligned("SetupDomain")
-        self._model_cfg = dict(msg.model)
         return super().on_setup_domain(msg)
 
-    # -- the trained bottom model on this domain's own disk ----------------------------------
-    def _folder(self) -> Path:
-        if self.model_dir is None:
-            raise ConfigError(f"domain {self.name!r} has no model folder", hint="give --out DIR")
-        return self.model_dir
-
-    def on_save_model(self, msg: SaveModel) -> Ack:
-        if self.bottom_ is None or self._model_cfg is None:
-            raise NotFittedError(f"domain {self.name!r} has no trained model to save")
-        folder = self._folder()
-        save_module(folder / "bottom.pt", self.bottom_)
-        atomic_write_json(folder / "prep.json", self.prep_.to_dict())
-        atomic_write_json(
-            folder / "model.json",
-            {
-                "domain": self.name,
-                "run": msg.run,
-                "key": self.source.key,
-                "numeric": self.columns,
-                "categorical": self.categorical_names,
-                "bottom": self._model_cfg,
-                "input_width": self.prep_.numeric.width,
-                "cardinalities": list(self.prep_.categorical.cardinalities),
-                "cut_width": self._model_cfg["hidden"][-1],
-                "data": self.fingerprint(),
-                **msg.meta,
-            },
-        )
-        return Ack(info={"folder": str(folder)})
+    def model_facts(self, msg: SaveModel) -> dict:
+        return {"key": self.source.key, **super().model_facts(msg)}
 
     def on_load_model(self, msg: LoadModel) -> Ack:
         self._aligned("LoadModel")
@@ -236,6 +187,7 @@ class LabelDomain(Party):
         purpose: str = "train",
         state_dir: str | Path | None = None,
         model_dir: str | Path | None = None,
+        product=None,
     ) -> None:
         super().__init__(table.domain)
         self.mode, self.task_name, self.purpose = check_mode(mode), task, purpose
@@ -247,7 +199,10 @@ class LabelDomain(Party):
             table, self.labels = labeled_rows(table, task)
             self.notes += self.labels.notes
         self.domain = KeyedDomain(
-            table, state_dir=self._state and self._state / "domain", model_dir=model_dir
+            table,
+            state_dir=self._state and self._state / "domain",
+            model_dir=model_dir,
+            product=product,
         )
         self.side: Party | None = None  # LabelOwner or Scorer, once aligned
 

@@ -13,7 +13,8 @@ from splitmesh.io import atomic_write_json
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import eval_batches, to_wire
 from splitmesh.split.coordinator import Coordinator, _expect
-from splitmesh.split.keyed import PREDICT, load_module, read_json, save_module
+from splitmesh.split.keyed import PREDICT
+from splitmesh.split.saved import load_module, read_json, save_module
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
     Ack,
@@ -92,8 +93,11 @@ class MeshCoordinator(Coordinator):
             label_meta.update(label_task=self.task_.as_dict(), threshold=self.book.threshold_)
         asks = {d: SaveModel(self.run, meta) for d in self.domains}
         asks[self.label_owner] = SaveModel(self.run, label_meta)
+        self.products_ = {}  # what each domain published (mesh/products.py)
         for p, r in self.t.request_many(asks).items():
-            _expect(r, Ack, p)
+            product = _expect(r, Ack, p).info.get("product")
+            if product:
+                self.products_[p] = product
         out = Path(folder) / COORDINATOR
         save_module(out / "top.pt", self.top_)
         if self.mode == "label-sharing":

@@ -56,6 +56,9 @@ class RecsysConfig:
     pipeline: bool = False
     reference: bool = True  # also train the centralized id-only NeuMF (random, ItemPop: always)
     checkpoint_dir: str | None = None
+    # publish the customers / products feature bottoms as data products under
+    # models/<domains>-domains/<mode>/<domain> (the sales ids are not a product)
+    models: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -127,7 +130,10 @@ def make_learner(mode: str, data: RecsysData, cfg: RecsysConfig):
         table = getattr(data, SIDE[d])
         if table is None:
             raise ConfigError(f"dataset {data.name!r} has no {SIDE[d]} table for domain {d!r}")
-        parties[d] = EntityDomain(d, table, SIDE[d], state_dir=state and state / d)
+        models = Path(cfg.models) / f"{cfg.domains}-domains" / mode / d if cfg.models else None
+        parties[d] = EntityDomain(
+            d, table, SIDE[d], state_dir=state and state / d, model_dir=models, source=data.name
+        )
     transport = LocalTransport(parties)
     learner = RankingCoordinator(
         transport,
@@ -143,7 +149,13 @@ def make_learner(mode: str, data: RecsysData, cfg: RecsysConfig):
 
 
 def run_mode(
-    mode: str, data: RecsysData, cfg: RecsysConfig, *, progress: bool = True, resume: bool = False
+    mode: str,
+    data: RecsysData,
+    cfg: RecsysConfig,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    meta: dict | None = None,
 ) -> dict:
     learner, transport = make_learner(mode, data, cfg)
     store = learner.checkpoints
@@ -164,6 +176,10 @@ def run_mode(
         t1 = time.perf_counter()
         metrics = learner.evaluate(["val", "test"])
         eval_seconds = time.perf_counter() - t1
+        products = []
+        if transport and cfg.models and len(learner.domains) > 1:
+            facts = {"mesh": f"recsys {data.name}", "metrics": metrics["test"], **(meta or {})}
+            products = list(learner.publish_products(facts, learner.domains[1:]).values())
     finally:
         if transport:
             transport.close()
@@ -188,7 +204,7 @@ def run_mode(
     }
     if store:
         store.finish(run)
-    return run
+    return {**run, "_products": products}
 
 
 def references(
@@ -214,13 +230,73 @@ def references(
         if done
         else run_mode("centralized", data, dataclasses.replace(cfg, domains=1), progress=progress)
     )
+    neumf = {k: v for k, v in neumf.items() if k != "_products"}
     refs.append({**neumf, "mode": "NeuMF ids-only"})
     return refs
 
 
-def run_recsys(cfg: RecsysConfig, *, progress: bool = True, resume: bool = False) -> dict:
+def plan(cfg: RecsysConfig, data: RecsysData, mode: str) -> dict:
+    """What a governance policy judges: each domain's columns, mode, wire, limits."""
+    domains = {"sales": ["user", "item", "time"]}
+    for d in recsys_domains(cfg.domains)[1:]:
+        t = getattr(data, SIDE[d])
+        domains[d] = [*t.numeric_names, *t.categorical_names] if t is not None else []
+    return {
+        "mode": mode,
+        "domains": domains,
+        "transport": "local",
+        "batch_size": cfg.train.batch_size,
+        "epochs": cfg.train.epochs,
+    }
+
+
+def governed_modes(
+    data: RecsysData, cfg: RecsysConfig, *, governance=None, progress: bool, resume: bool
+) -> list[dict]:
+    """Every mode of ``cfg``, each judged by the policy first and recorded (audit log,
+    lineage, catalog) when ``governance`` is given."""
+    import contextlib
+
+    from splitmesh.mesh.lineage import dataset
+    from splitmesh.usecases.governance import RunRecord
+
+    gov, meta = governance, {}
+    if gov is not None and gov.policy is not None:
+        for m in cfg.modes:
+            gov.check(plan(cfg, data, m), f"recsys {data.name} {m}")
+        p = gov.policy
+        meta = {"policy": {"name": p.name, "version": p.version, "hash": p.hash}}
+    inputs = [
+        dataset("splitmesh.recsys", f"{data.name}/{d}", [(c, "") for c in cols])
+        for d, cols in plan(cfg, data, "-")["domains"].items()
+    ]
+    runs = []
+    for m in cfg.modes:
+        name = run_id(cfg, m, data)
+        ctx = (
+            gov.run("recsys", name, m, inputs=inputs, config=_config_dict(cfg))
+            if gov is not None
+            else contextlib.nullcontext(RunRecord("", name))
+        )
+        with ctx as rec:
+            run = run_mode(m, data, cfg, progress=progress, resume=resume, meta=meta)
+            rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
+            rec.products = run.pop("_products", [])
+        if rec.id:
+            run["run_uuid"] = rec.id
+        if rec.products:
+            run["products"] = [
+                {k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products
+            ]
+        runs.append(run)
+    return runs
+
+
+def run_recsys(
+    cfg: RecsysConfig, *, progress: bool = True, resume: bool = False, governance=None
+) -> dict:
     data = load_dataset(cfg)
-    runs = [run_mode(m, data, cfg, progress=progress, resume=resume) for m in cfg.modes]
+    runs = governed_modes(data, cfg, governance=governance, progress=progress, resume=resume)
     refs = references(data, cfg, runs, progress=progress)
     return {
         "task": "recsys",
@@ -231,13 +307,15 @@ def run_recsys(cfg: RecsysConfig, *, progress: bool = True, resume: bool = False
     }
 
 
-def run_diversity(cfg: RecsysConfig, *, progress: bool = True, resume: bool = False) -> dict:
+def run_diversity(
+    cfg: RecsysConfig, *, progress: bool = True, resume: bool = False, governance=None
+) -> dict:
     """The domains experiment: sales alone, + customers, + products; same examples and seed."""
     data = load_dataset(cfg)
     runs = []
     for n in range(1, 4):
         sub = dataclasses.replace(cfg, domains=n)
-        runs += [run_mode(m, data, sub, progress=progress, resume=resume) for m in cfg.modes]
+        runs += governed_modes(data, sub, governance=governance, progress=progress, resume=resume)
     refs = references(data, cfg, runs, progress=progress)
     return {
         "task": "recsys",

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,20 @@ from splitmesh.data.resampling import ResampleConfig
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_json
-from splitmesh.mesh.audit import AuditLog
-from splitmesh.mesh.policy import Policy, check_run, enforce
+from splitmesh.mesh.lineage import dataset
+from splitmesh.mesh.policy import Policy
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, labeled_rows, save_module
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, labeled_rows
 from splitmesh.split.mesh_coordinator import MeshCoordinator
+from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import DEFAULT_SELECT, Task
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.base import Transport
 from splitmesh.transport.local import LocalTransport
+from splitmesh.usecases.governance import Governance
 
 CENTRALIZED = "centralized"  # the centralized model's folder
 
@@ -95,6 +96,7 @@ def make_parties(
         kw = {
             "state_dir": state_dir and state_dir / name,
             "model_dir": model_dir and model_dir / name,
+            "product": spec.declared_product(name),
         }
         if name == spec.label.domain:
             parties[name] = LabelDomain(table, mode, spec.task, purpose=purpose, **kw)
@@ -126,6 +128,7 @@ def coordinator(spec: MeshSpec, transport: Transport, mode: str, ckpt: Path | No
         run=run_id(spec, mode),
         checkpoint_dir=ckpt,
         task=spec.task,
+        embedding_contracts=spec.embedding_contracts(),
     )
 
 
@@ -166,6 +169,7 @@ def run_mode(
     resume: bool = False,
     checkpoints: bool = True,
     min_batch: int = 1,
+    policy: Policy | None = None,
 ) -> dict:
     ckpt_root = out / "checkpoints" if checkpoints else None
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
@@ -195,10 +199,18 @@ def run_mode(
         train_bytes = transport.stats.by_phase["train"] if transport else 0
         metrics = learner.evaluate(["val", "test"])
         meta = {"mesh": spec.name, "metrics": metrics["test"]}
+        products = []
         if mode == "centralized":
             _save_centralized(learner, out / CENTRALIZED, alignment.pop("classes"), meta)
         else:
+            if policy is not None:
+                meta["policy"] = {
+                    "name": policy.name,
+                    "version": policy.version,
+                    "hash": policy.hash,
+                }
             learner.save_model(out, meta)
+            products = list(learner.products_.values())
             alignment = prep.get("alignment")
         n_train = prep["rows"]["train"]
         return {
@@ -220,10 +232,26 @@ def run_mode(
             "wire_bytes": train_bytes,
             "wire_bytes_per_example": train_bytes / max(1, n_train * len(result.losses)),
             "wire_bytes_setup": setup_bytes,
+            "_products": products,
         }
     finally:
         if transport:
             transport.close()
+
+
+def lineage_inputs(spec: MeshSpec) -> list[dict]:
+    """Each domain's dataset as OpenLineage names it (fields from its declared contract)."""
+    out = []
+    for d in spec.domains:
+        src = d.source_for(spec.base)
+        name = str((src.base / src.path).resolve()) if src.path else f"{spec.name}.{d.name}"
+        product = spec.declared_product(d.name)
+        fields = []
+        if product is not None:
+            props = product.input["schema"][0].get("properties", [])
+            fields = [(p["name"], p.get("logicalType", "")) for p in props]
+        out.append(dataset("file" if src.path else "duckdb", name, fields))
+    return out
 
 
 def train_mesh(
@@ -235,56 +263,60 @@ def train_mesh(
     resume: bool = False,
     policy: Policy | None = None,
     audit: str | Path | None = None,
+    lineage: str | Path | None = None,
+    catalog: str | None = None,
 ) -> dict:
     """The mesh's mode (and, with ``compare``, the centralized reference on the same rows),
-    under ``policy`` when given; every decision and run event goes to the audit log
-    (default ``out/audit.jsonl``)."""
+    under ``policy`` when given. Every decision and run event goes to the audit log, every
+    run to OpenLineage and the catalog (defaults under ``out``: usecases/governance.py);
+    each domain publishes its trained part as a data product in ``out/<domain>/``."""
     out = Path(out)
-    log = AuditLog(audit or out / "audit.jsonl")
-    policy_hash = policy.hash if policy else None
-    if policy is not None:
-        decisions = check_run(policy, spec.plan())
-        decision_id = uuid.uuid4().hex
-        for d in decisions:
-            log.append(
-                "policy.rule",
-                result="allow" if d.allowed else "refuse",
-                reason=d.reason,
-                policy_hash=policy_hash,
-                inputs={"rule": d.rule, "mesh": spec.name, "mode": spec.mode},
-                decision_id=decision_id,
-            )
-        enforce(decisions)
-    modes = [spec.mode]
-    if compare and spec.mode != "centralized":
-        modes.append("centralized")
-    min_batch = policy.min_batch_size if policy else 1
-    runs = []
-    for m in modes:
-        facts = {"mesh": spec.name, "mode": m, "run": run_id(spec, m)}
-        log.append("run.start", result="ok", policy_hash=policy_hash, inputs=facts)
-        try:
-            run = run_mode(spec, m, out, progress=progress, resume=resume, min_batch=min_batch)
-        except BaseException as exc:
-            log.append(
-                "run.fail", result="error", reason=str(exc) or type(exc).__name__,
-                policy_hash=policy_hash, inputs=facts,
-            )  # fmt: skip
-            raise
-        summary = {k: v for k, v in run["metrics"].items() if isinstance(v, float)}
-        log.append(
-            "run.complete", result="ok", policy_hash=policy_hash,
-            inputs={**facts, "metrics": summary, "rows": run["rows"]},
-        )  # fmt: skip
-        runs.append(run)
+    gov = Governance(
+        out,
+        policy,
+        audit_path=audit and Path(audit),
+        lineage_path=lineage and Path(lineage),
+        catalog_url=catalog,
+    )
+    try:
+        if policy is not None:
+            gov.check(spec.plan(), f"mesh {spec.name}")
+        modes = [spec.mode]
+        if compare and spec.mode != "centralized":
+            modes.append("centralized")
+        min_batch = policy.min_batch_size if policy else 1
+        inputs, runs = lineage_inputs(spec), []
+        config = spec.model_dump(mode="json", exclude={"transport"})
+        for m in modes:
+            with gov.run(
+                f"mesh.{spec.name}", run_id(spec, m), m, inputs=inputs, config=config
+            ) as rec:
+                run = run_mode(
+                    spec,
+                    m,
+                    out,
+                    progress=progress,
+                    resume=resume,
+                    min_batch=min_batch,
+                    policy=policy,
+                )
+                rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
+                rec.products = run.pop("_products", [])
+                run["run_uuid"] = rec.id
+                run["products"] = [
+                    {k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products
+                ]
+            runs.append(run)
+    finally:
+        gov.close()
     return {
         "task": spec.task,
         "mesh": spec.name,
         "config": spec.model_dump(mode="json", exclude={"transport"}),
-        "policy": {"name": policy.name, "version": policy.version, "hash": policy_hash}
+        "policy": {"name": policy.name, "version": policy.version, "hash": policy.hash}
         if policy
         else None,
-        "audit_log": str(log.path),
+        **gov.locations(),
         "runs": runs,
     }
 
@@ -329,7 +361,8 @@ def _predict_centralized(spec: MeshSpec, model_dir: Path, out: Path) -> dict:
 
     from splitmesh.data.features import FeaturePrep
     from splitmesh.nn.network import SplitNetwork
-    from splitmesh.split.keyed import load_module, read_json, scores_frame
+    from splitmesh.split.keyed import scores_frame
+    from splitmesh.split.saved import load_module, read_json
 
     folder = model_dir / CENTRALIZED
     meta = read_json(folder / "model.json", "the centralized model")
@@ -353,3 +386,65 @@ def _predict_centralized(spec: MeshSpec, model_dir: Path, out: Path) -> dict:
 
     atomic_write_text(out, frame.to_csv(index=False))
     return {"rows": len(frame), "columns": list(frame.columns)}
+
+
+def export_domain(model: str | Path, out: str | Path, spec: MeshSpec | None = None) -> dict:
+    """Re-publish a trained domain part (``OUT/<domain>`` of splitmesh train) as a product in
+    ``out``: its contracts (those beside it, else derived from the domain's table through
+    ``spec``), ONNX, model card; checks ONNX against PyTorch on random prepared rows."""
+    from splitmesh.data.sources import DomainTable
+    from splitmesh.mesh.export import max_difference
+    from splitmesh.mesh.products import DESCRIPTOR, Product, publish
+    from splitmesh.split.saved import load_module, read_json
+
+    model = Path(model)
+    meta = read_json(model / "model.json", f"domain folder {model}")
+    prep = read_json(model / "prep.json", f"domain folder {model}")
+    name = meta["domain"]
+    declared = Product(model) if (model / DESCRIPTOR).is_file() else None
+    if spec is not None:
+        table = spec.read_domain(name, predict=True)
+    elif declared is not None:
+        empty = np.empty((0, len(meta["numeric"])))
+        table = DomainTable(
+            name,
+            "(trained model)",
+            meta.get("key", "row"),
+            np.empty(0, int),
+            meta["numeric"],
+            empty,
+            meta["categorical"],
+            np.empty((0, len(meta["categorical"])), dtype=object),
+        )
+    else:
+        raise ConfigError(
+            f"{model} holds no contracts: give --mesh so the domain's table can describe its input"
+        )
+    net = NetworkSpec(
+        bottom=tuple(meta["bottom"]["hidden"]),
+        activation=meta["bottom"].get("activation", "relu"),
+        dropout=meta["bottom"].get("dropout", 0.0),
+    )
+    cards = tuple(meta["cardinalities"])
+    bottom = net.build_bottom(name, meta["input_width"], 0, cards)
+    load_module(model / "bottom.pt", bottom, f"domain {name!r}")
+    done = publish(
+        Path(out),
+        table=table,
+        bottom=bottom,
+        input_width=meta["input_width"],
+        n_categorical=len(cards),
+        cut_width=meta["cut_width"],
+        prep=prep,
+        meta=meta,
+        declared=declared,
+    )
+    rng = np.random.default_rng(0)
+    numeric = rng.standard_normal((256, meta["input_width"]))
+    codes = (
+        np.stack([rng.integers(0, c, 256) for c in cards], axis=1)
+        if cards
+        else (np.zeros((256, 0), dtype=np.int64))
+    )
+    done["max_difference"] = max_difference(Path(out) / "bottom.onnx", bottom, numeric, codes)
+    return done

@@ -42,6 +42,23 @@ class CreditCardTable:
         idx = [self.columns.index(c) for c in DOMAINS[name]]
         return self.x[:, idx]
 
+    def domain_table(self, name: str):
+        """Domain ``name``'s columns as its contract sees them: rows keyed by position
+        (every domain reads the same file, so a row number names the same transaction)."""
+        from splitmesh.data.sources import DomainTable
+
+        n = len(self.x)
+        return DomainTable(
+            name,
+            self.source,
+            "row",
+            np.arange(n),
+            list(DOMAINS[name]),
+            self.domain(name),
+            [],
+            np.empty((n, 0), dtype=object),
+        )
+
 
 def domain_names(n: int) -> list[str]:
     if not 1 <= n <= len(DOMAINS):
