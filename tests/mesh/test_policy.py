@@ -130,3 +130,15 @@ def test_check_run_lists_every_rule():
         "participants", "columns", "label_placement", "require_tls", "min_batch_size",
         "max_epochs",
     ]  # fmt: skip
+
+
+def test_a_node_serves_only_with_the_certificate_the_policy_lists():
+    pinned = [{"name": "bank"}, {"name": "insurer", "fingerprint": "AB" * 32}]
+    policy = Policy(**{**POLICY, "participants": pinned})
+    PolicyGuard(policy, "insurer", ["x1"], wire="tls", fingerprint="ab" * 32)(
+        Hello("r", "label-preserving")
+    )
+    for other in ("cd" * 32, None):
+        guard = PolicyGuard(policy, "insurer", ["x1"], wire="tls", fingerprint=other)
+        with pytest.raises(PolicyError, match="'participant_certificate' refuses: node 'insurer'"):
+            guard(Hello("r", "label-preserving"))

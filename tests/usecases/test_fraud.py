@@ -161,3 +161,41 @@ def test_resume_after_an_interrupted_in_process_run_gives_the_same_result(tmp_pa
     # a finished run is not run again: its result comes from the manifest
     again = run_mode("label-preserving", table, cfg, progress=False, resume=True)
     assert again["resumed_from"] == "finished run"
+
+
+def test_fraud_under_a_policy_publishes_products_and_records_every_run(creditcard_path, tmp_path):
+    from splitmesh.mesh.audit import verify
+    from splitmesh.mesh.catalog import Catalog
+    from splitmesh.mesh.export import onnx_metadata
+    from splitmesh.mesh.policy import Policy, PolicyError
+    from splitmesh.usecases.governance import Governance
+
+    policy = Policy(
+        version="3",
+        participants=[{"name": d} for d in ("payments", "cardholder", "security")],
+        label_placement=["label-sharing", "label-preserving"],
+    )
+    cfg = FraudConfig(data=str(creditcard_path), modes=("label-sharing", "label-preserving"),
+                      train=TrainConfig(epochs=2, batch_size=256, seed=0, patience=None),
+                      models=str(tmp_path / "out" / "products"), reference=False)  # fmt: skip
+    gov = Governance(tmp_path / "out", policy)
+    res = run_fraud(cfg, progress=False, governance=gov)
+    gov.close()
+    for run in res["runs"]:
+        assert sorted(p["domain"] for p in run["products"]) == ["cardholder", "payments",
+                                                                 "security"]  # fmt: skip
+        onnx = tmp_path / "out" / "products" / run["mode"] / "payments" / "bottom.onnx"
+        meta = onnx_metadata(onnx)
+        assert meta["policy_hash"] == policy.hash and meta["input_contract"].startswith(
+            "payments-input@1.0.0+"
+        )
+    cat = Catalog(tmp_path / "out" / "catalog.db")
+    assert [r["status"] for r in cat.list_runs()] == ["complete", "complete"]
+    assert len(cat.list_products()) == 3  # the same three products, one version per run
+    assert verify(tmp_path / "out" / "audit.jsonl") > 2
+
+    forbidding = policy.model_copy(update={"forbidden_columns": ["Amount"]})
+    gov = Governance(tmp_path / "refused", forbidding)
+    with pytest.raises(PolicyError, match=r"'columns' refuses: .* forbidden .*Amount"):
+        run_fraud(cfg, progress=False, governance=gov)
+    assert Catalog(tmp_path / "refused" / "catalog.db").list_runs() == []

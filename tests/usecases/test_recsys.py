@@ -42,6 +42,36 @@ def test_diversity_on_synthetic_hm_writes_results_report_and_plot(tmp_path):
     assert "What each domain adds" in report and "domains.png" in report
     assert (out / "domains.png").stat().st_size > 1000
     assert "HR@10" in p.stdout and "NDCG@10" in p.stdout
+    # every run recorded; the customers and products bottoms published as data products
+    from splitmesh.mesh.audit import verify
+    from splitmesh.mesh.catalog import Catalog
+
+    runs = Catalog(out / "catalog.db").list_runs()
+    assert len(runs) == 9 and {r["status"] for r in runs} == {"complete"}
+    assert verify(out / "audit.jsonl") == 18
+    assert len((out / "lineage.jsonl").read_text().splitlines()) == 18
+    for n, domains in ((2, ["customers"]), (3, ["customers", "products"])):
+        for mode in ("label-sharing", "label-preserving"):
+            for d in domains:
+                assert (out / "products" / f"{n}-domains" / mode / d / "bottom.onnx").is_file()
+
+
+def test_a_policy_forbidding_a_customer_column_refuses_the_recommender(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: '1'\nparticipants: [{name: sales}, {name: customers, forbidden_columns: "
+        "[age]}, {name: products}]\nlabel_placement: [label-sharing]\n"
+    )
+    out = tmp_path / "out"
+    p = splitmesh("recsys", *TINY, "--data", str(tmp_path / "hm"), "--mode", "label-sharing",
+                  "--out", str(out), "--policy", str(policy))  # fmt: skip
+    assert p.returncode == 10, p.stderr
+    assert "policy rule 'columns' refuses: domain 'customers' uses forbidden column(s) ['age']" in (
+        p.stderr
+    )
+    events = [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
+    assert any(e["result"] == "refuse" for e in events)
+    assert not any(e["event"] == "run.start" for e in events)
 
 
 def test_movielens_split_beats_item_popularity(ml100k_path, tmp_path):

@@ -162,10 +162,18 @@ class PolicyGuard:
     never embeds a training batch smaller than the minimum."""
 
     def __init__(
-        self, policy: Policy, domain: str, columns: list[str], *, wire: str, audit=None
+        self,
+        policy: Policy,
+        domain: str,
+        columns: list[str],
+        *,
+        wire: str,
+        audit=None,
+        fingerprint: str | None = None,
     ) -> None:
         self.policy, self.domain, self.columns, self.wire = policy, domain, columns, wire
         self.audit = audit
+        self.fingerprint = fingerprint  # SHA-256 of this node's own certificate, if any
 
     def __call__(self, msg) -> None:
         kind = type(msg).__name__
@@ -178,6 +186,7 @@ class PolicyGuard:
                 "epochs": 1,
             }
             decisions = [d for d in check_run(self.policy, plan) if d.rule != "max_epochs"]
+            decisions.append(self._certificate())
             self._record(kind, decisions)
             enforce(decisions)
         elif kind == "Forward" and msg.train and len(msg.positions) < self.policy.min_batch_size:
@@ -189,6 +198,21 @@ class PolicyGuard:
             )
             self._record(kind, [d])
             enforce([d])
+
+    def _certificate(self) -> Decision:
+        """The node serves as the participant only with the certificate governance listed."""
+        p = self.policy.participant(self.domain)
+        want = p.fingerprint.lower() if p and p.fingerprint else None
+        if want is None:
+            return Decision("participant_certificate", True, "the policy pins no certificate")
+        ok = self.fingerprint is not None and self.fingerprint.lower() == want
+        have = self.fingerprint or "none (no TLS)"
+        return Decision(
+            "participant_certificate",
+            ok,
+            f"node {self.domain!r} serves with certificate sha256 {have[:16]}, the policy lists "
+            f"{want[:16]}",
+        )
 
     def _record(self, kind: str, decisions: list[Decision]) -> None:
         if self.audit is None:

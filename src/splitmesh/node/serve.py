@@ -9,7 +9,7 @@ from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.node import Node
 from splitmesh.split.party import Party
-from splitmesh.transport.grpc import PartyServer
+from splitmesh.transport.grpc import PartyServer, fingerprint
 from splitmesh.transport.messages import Hello
 
 
@@ -89,7 +89,12 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
         audit = AuditLog(state / "audit.jsonl") if state else None
         wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
         columns = [*table.numeric_names, *table.categorical_names]
-        guard = PolicyGuard(load_policy(cfg.policy), name, columns, wire=wire, audit=audit)
+        own = None
+        if cfg.tls is not None:
+            own = fingerprint(cfg.tls.cert.read_bytes())
+        guard = PolicyGuard(
+            load_policy(cfg.policy), name, columns, wire=wire, audit=audit, fingerprint=own
+        )
         what += f", policy {cfg.policy.name}"
     if name == spec.label.domain:
 
