@@ -142,3 +142,9 @@ def test_a_node_serves_only_with_the_certificate_the_policy_lists():
         guard = PolicyGuard(policy, "insurer", ["x1"], wire="tls", fingerprint=other)
         with pytest.raises(PolicyError, match="'participant_certificate' refuses: node 'insurer'"):
             guard(Hello("r", "label-preserving"))
+
+
+def test_the_centralized_reference_needs_its_own_placement(tmp_path, mesh):
+    policy = load_policy(_write(tmp_path))  # label-preserving only
+    with pytest.raises(PolicyError, match="'label_placement' refuses: mode centralized"):
+        train_mesh(load_mesh(mesh), tmp_path / "out", policy=policy, compare=True, progress=False)

@@ -279,11 +279,13 @@ def train_mesh(
         catalog_url=catalog,
     )
     try:
-        if policy is not None:
-            gov.check(spec.plan(), f"mesh {spec.name}")
         modes = [spec.mode]
         if compare and spec.mode != "centralized":
             modes.append("centralized")
+        if policy is not None:
+            plan = spec.plan()
+            for m in modes:  # the centralized reference joins the tables: its own placement
+                gov.check({**plan, "mode": m}, f"mesh {spec.name}")
         min_batch = policy.min_batch_size if policy else 1
         inputs, runs = lineage_inputs(spec), []
         config = spec.model_dump(mode="json", exclude={"transport"})
