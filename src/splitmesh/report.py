@@ -167,12 +167,39 @@ def write_results(results: dict, out: str | Path, *, plot: str | None = None) ->
     paths = [out / "results.json", out / "report.md"]
     atomic_write_json(paths[0], results)
     if results["task"] == "recsys":
-        atomic_write_text(paths[1], ranking_markdown(results, plot))
+        text = ranking_markdown(results, plot)
     elif "mesh" in results:
-        atomic_write_text(paths[1], mesh_markdown(results))
+        text = mesh_markdown(results)
     else:
-        atomic_write_text(paths[1], markdown_report(results))
+        text = markdown_report(results)
+    atomic_write_text(paths[1], text + governance_markdown(results))
     return paths
+
+
+def governance_markdown(results: dict) -> str:
+    """The products each run published and where its audit, lineage and catalog went."""
+    rows = [
+        f"| {r['mode']} | {p['id']} | {p['version']} | {'@'.join(p['output_contract'])} | "
+        f"`{p.get('onnx_sha256', '')[:12]}` | {p['folder']} |"
+        for r in results.get("runs", [])
+        for p in r.get("products", [])
+    ]
+    where = [
+        f"- {k.replace('_', ' ')}: `{results[k]}`"
+        for k in ("audit_log", "lineage", "catalog")
+        if results.get(k)
+    ]
+    if not rows and not where:
+        return ""
+    lines = ["", "## Data products and records", ""]
+    if rows:
+        lines += [
+            "| run | product | version | embedding contract | ONNX sha256 | folder |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    return "\n".join([*lines, *where, ""])
 
 
 def _plot_per_mode(results: dict, out: str | Path, draw, *, ylim=None, legend_size=None) -> Path:

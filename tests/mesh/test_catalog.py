@@ -146,3 +146,12 @@ def test_postgresql_catalog(postgres_url):
     assert cat.url.startswith("postgresql+psycopg://")
     _exercise(cat)
     cat.close()
+
+
+def test_product_versions_name_their_contracts(tmp_path, mesh):
+    res = train_mesh(load_mesh(mesh), tmp_path / "out", progress=False)
+    cat = Catalog(tmp_path / "out" / "catalog.db")
+    versions = cat.show("bank-bottom-model")["product"]["versions"]
+    version = res["runs"][0]["products"][0]["version"]
+    assert versions[0]["output_contract"] == f"bank-embedding@{version}"
+    assert versions[0]["input_contract"] == f"bank-input@{version}"

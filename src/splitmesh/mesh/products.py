@@ -322,4 +322,4 @@ def publish(
     )
     atomic_write_text(folder / CARD, card)
     # the contracts themselves go to the catalog (not to results.json)
-    return {**Product(folder).summary(), **facts, "input_doc": ins, "output_doc": outs}
+    return {**facts, **Product(folder).summary(), "input_doc": ins, "output_doc": outs}
