@@ -62,16 +62,9 @@ def validate(doc: Any, where: str) -> dict:
 
 
 def read_contract(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ContractError(f"contract {path} cannot be read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ContractError(f"contract {path} is not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ContractError(f"contract {path}: expected a mapping at the top level")
-    return validate(doc, f"contract {path}")
+    from splitmesh.node.config import read_yaml_mapping
+
+    return validate(read_yaml_mapping(path, "contract", ContractError), f"contract {path}")
 
 
 def _custom(props: list[dict] | None) -> dict:

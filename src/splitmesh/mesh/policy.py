@@ -61,6 +61,10 @@ class Policy(_Strict):
         body = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(body).hexdigest()
 
+    def facts(self) -> dict:
+        """What a run records of the policy it ran under."""
+        return {"name": self.name, "version": self.version, "hash": self.hash}
+
     def participant(self, name: str) -> Participant | None:
         return next((p for p in self.participants if p.name == name), None)
 

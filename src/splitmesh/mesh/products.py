@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from splitmesh.mesh.contracts import (
     ContractError,
@@ -160,22 +160,11 @@ def write_descriptor(path: str | Path, d: Descriptor) -> Path:
 
 
 def read_descriptor(path: str | Path) -> Descriptor:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ContractError(f"product {path} cannot be read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ContractError(f"product {path} is not valid YAML: {exc}") from exc
-    try:
-        return Descriptor.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ContractError(
-            f"product {path} is not an ODPS {ODPS_VERSION} descriptor: field {field!r}: "
-            f"{first['msg']}"
-        ) from exc
+    from splitmesh.node.config import load_yaml_model
+
+    return load_yaml_model(
+        path, Descriptor, f"ODPS {ODPS_VERSION} descriptor", path_keys=(), error=ContractError
+    )
 
 
 class Product:

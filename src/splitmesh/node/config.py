@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from splitmesh.errors import ConfigError
+from splitmesh.errors import ConfigError, SplitmeshError
 from splitmesh.split.common import MODES
 from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 from splitmesh.transport.grpc.tls import check_party_name
@@ -162,17 +162,11 @@ def load_yaml_model(
         "key",
     ),
     extra: dict[str, Any] | None = None,
+    error: type[SplitmeshError] = ConfigError,
 ) -> Any:
     """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{what} {path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, what, error)
     raw = {**resolve_paths(raw, path.parent, path_keys), **(extra or {})}
     try:
         return model.model_validate(raw)
@@ -180,7 +174,23 @@ def load_yaml_model(
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{what} {path}, field '{field}': {first['msg']}{more}") from None
+        raise error(f"{what} {path}, field '{field}': {first['msg']}{more}") from None
+
+
+def read_yaml_mapping(
+    path: str | Path, what: str, error: type[SplitmeshError] = ConfigError
+) -> dict:
+    """A YAML file whose top level is a mapping; else ``error`` naming ``what`` and the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path}: expected a mapping at the top level")
+    return raw
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -220,11 +220,15 @@ class Coordinator:
             requests[d] = Forward(partition, positions, step, train, grad, grad_step)
         return requests
 
-    def publish_products(self, meta: dict, domains: list[str] | None = None) -> dict[str, dict]:
+    def publish_products(
+        self, meta: dict, domains: list[str] | None = None, meta_for: dict | None = None
+    ) -> dict[str, dict]:
         """Every domain (or those named) saves its trained bottom model as a data product on
-        its own disk; what each published (mesh/products.py), by domain."""
+        its own disk; what each published (mesh/products.py), by domain. ``meta_for``: a
+        party's own meta instead of ``meta``."""
         asked = self.domains if domains is None else domains
-        replies = self.t.request_many({d: SaveModel(self.run, meta) for d in asked})
+        own = meta_for or {}
+        replies = self.t.request_many({d: SaveModel(self.run, own.get(d, meta)) for d in asked})
         infos = {d: _expect(r, Ack, d).info for d, r in replies.items()}
         return {d: info["product"] for d, info in infos.items() if info.get("product")}
 

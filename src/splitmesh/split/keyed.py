@@ -19,14 +19,13 @@ from splitmesh.data.features import FeaturePrep
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.io import atomic_write_json, atomic_write_text
-from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode, from_wire
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.party import Party
-from splitmesh.split.saved import load_module, read_json, save_module
+from splitmesh.split.saved import load_bottom, load_module, read_json, save_module
 from splitmesh.split.tasks import Labels, Task, encode_labels
 from splitmesh.transport.messages import (
     Ack,
@@ -126,14 +125,7 @@ class KeyedDomain(DomainParty):
                     column=lost[0] if lost else None,
                 )
         self.prep_ = FeaturePrep.from_dict(read_json(folder / "prep.json", who))
-        spec = NetworkSpec(
-            bottom=tuple(meta["bottom"]["hidden"]),
-            activation=meta["bottom"].get("activation", "relu"),
-            dropout=meta["bottom"].get("dropout", 0.0),
-        )
-        cards = tuple(meta["cardinalities"])
-        bottom = spec.build_bottom(self.name, meta["input_width"], 0, cards)
-        self.bottom_ = load_module(folder / "bottom.pt", bottom, who)
+        self.bottom_ = load_bottom(folder, meta, who)
         self.optimizer_ = None
         self._set_partition(PREDICT, *self.prep_.transform(self.table, self.categorical))
         return Ack(info={"rows": len(self.table), "cut_width": meta["cut_width"]})

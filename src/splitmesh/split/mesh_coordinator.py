@@ -27,7 +27,6 @@ from splitmesh.transport.messages import (
     PsiReply,
     PsiRequest,
     PsiServe,
-    SaveModel,
     Scores,
     WriteScores,
 )
@@ -91,13 +90,8 @@ class MeshCoordinator(Coordinator):
         label_meta = dict(meta)
         if self.mode == "label-sharing":
             label_meta.update(label_task=self.task_.as_dict(), threshold=self.book.threshold_)
-        asks = {d: SaveModel(self.run, meta) for d in self.domains}
-        asks[self.label_owner] = SaveModel(self.run, label_meta)
-        self.products_ = {}  # what each domain published (mesh/products.py)
-        for p, r in self.t.request_many(asks).items():
-            product = _expect(r, Ack, p).info.get("product")
-            if product:
-                self.products_[p] = product
+        # the label domain is one of the domains: it saves its labels' side too
+        self.products_ = self.publish_products(meta, meta_for={self.label_owner: label_meta})
         out = Path(folder) / COORDINATOR
         save_module(out / "top.pt", self.top_)
         if self.mode == "label-sharing":

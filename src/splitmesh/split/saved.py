@@ -29,3 +29,17 @@ def read_json(path: Path, who: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"{who}: no saved model at {path}", hint="train with --out DIR first")
     return json.loads(path.read_text())
+
+
+def load_bottom(folder: Path, meta: dict, who: str) -> torch.nn.Module:
+    """A domain's trained bottom model from its folder, as its model.json (``meta``) describes."""
+    from splitmesh.nn.network import NetworkSpec
+
+    spec = NetworkSpec(
+        bottom=tuple(meta["bottom"]["hidden"]),
+        activation=meta["bottom"].get("activation", "relu"),
+        dropout=meta["bottom"].get("dropout", 0.0),
+    )
+    cards = tuple(meta["cardinalities"])
+    bottom = spec.build_bottom(meta["domain"], meta["input_width"], 0, cards)
+    return load_module(Path(folder) / "bottom.pt", bottom, who)

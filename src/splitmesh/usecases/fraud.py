@@ -303,40 +303,27 @@ def run_fraud(
     """Every requested mode on the same table, split and seed; the JSON-ready results.
     ``governance`` (usecases/governance.py): judge each mode by the policy first, and
     record every run in the audit log, lineage and catalog."""
-    import contextlib
-
-    from splitmesh.usecases.governance import RunRecord
+    from splitmesh.usecases.governance import governed
 
     table = load_table(cfg)
     runs, references = [], []
     gov = governance
     if gov is not None and gov.policy is not None:
-        for mode in cfg.modes:
-            gov.check({**plan(cfg), "mode": mode}, f"fraud {mode}")
-    policy_meta = None
-    if gov is not None and gov.policy is not None:
-        p = gov.policy
-        policy_meta = {"policy": {"name": p.name, "version": p.version, "hash": p.hash}}
+        gov.check_modes(plan(cfg), cfg.modes, "fraud")
+    policy_meta = gov.product_meta() if gov is not None else None
     inputs = lineage_inputs(cfg, table)
     for mode in cfg.modes:
-        name = run_id(cfg, mode)
-        ctx = (
-            gov.run("fraud", name, mode, inputs=inputs, config=_config_dict(cfg))
-            if gov is not None
-            else contextlib.nullcontext(RunRecord("", name))
-        )
-        with ctx as rec:
-            run = run_mode(
+        run = governed(
+            gov,
+            "fraud",
+            run_id(cfg, mode),
+            mode,
+            inputs=inputs,
+            config=_config_dict(cfg),
+            train=lambda mode=mode: run_mode(
                 mode, table, cfg, progress=progress, resume=resume, policy_meta=policy_meta
-            )
-            rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
-            rec.products = run.pop("_products", [])
-        if rec.id:
-            run["run_uuid"] = rec.id
-        if rec.products:
-            run["products"] = [
-                {k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products
-            ]
+            ),
+        )
         learner = run.pop("_learner", None)
         runs.append(run)
         if mode == "centralized" and cfg.reference and learner is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from splitmesh.mesh.audit import AuditLog
@@ -53,6 +53,15 @@ class Governance:
             "lineage": str(self.lineage.path),
             "catalog": self.catalog.url,
         }
+
+    def product_meta(self) -> dict:
+        """What every published product records of the governance it was trained under."""
+        return {"policy": self.policy.facts()} if self.policy else {}
+
+    def check_modes(self, plan: dict, modes, subject: str) -> None:
+        """``check`` for each mode of a run (each mode places the labels its own way)."""
+        for m in modes:
+            self.check({**plan, "mode": m}, subject)
 
     def check(self, plan: dict, subject: str) -> None:
         """Judge ``plan`` rule by rule (audited, one decision id), refuse on the first
@@ -116,3 +125,29 @@ class Governance:
 
     def close(self) -> None:
         self.catalog.close()
+
+
+def governed(
+    gov: Governance | None,
+    job: str,
+    name: str,
+    mode: str,
+    *,
+    inputs: list[dict],
+    config: dict,
+    train: Callable[[], dict],
+) -> dict:
+    """``train()`` (a run's results: metrics, validation_metrics and what it published
+    under ``_products``) as one governed run, or plainly without ``gov``. The run gains its
+    ``run_uuid`` and ``products`` (without the contract bodies, which go to the catalog)."""
+    if gov is None:
+        run = train()
+        run.pop("_products", None)
+        return run
+    with gov.run(job, name, mode, inputs=inputs, config=config) as rec:
+        run = train()
+        rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
+        rec.products = run.pop("_products", [])
+    run["run_uuid"] = rec.id
+    run["products"] = [{k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products]
+    return run

@@ -255,41 +255,29 @@ def governed_modes(
 ) -> list[dict]:
     """Every mode of ``cfg``, each judged by the policy first and recorded (audit log,
     lineage, catalog) when ``governance`` is given."""
-    import contextlib
-
     from splitmesh.mesh.lineage import dataset
-    from splitmesh.usecases.governance import RunRecord
+    from splitmesh.usecases.governance import governed
 
-    gov, meta = governance, {}
+    gov = governance
     if gov is not None and gov.policy is not None:
-        for m in cfg.modes:
-            gov.check(plan(cfg, data, m), f"recsys {data.name} {m}")
-        p = gov.policy
-        meta = {"policy": {"name": p.name, "version": p.version, "hash": p.hash}}
+        gov.check_modes(plan(cfg, data, "-"), cfg.modes, f"recsys {data.name}")
+    meta = gov.product_meta() if gov is not None else {}
     inputs = [
         dataset("splitmesh.recsys", f"{data.name}/{d}", [(c, "") for c in cols])
         for d, cols in plan(cfg, data, "-")["domains"].items()
     ]
-    runs = []
-    for m in cfg.modes:
-        name = run_id(cfg, m, data)
-        ctx = (
-            gov.run("recsys", name, m, inputs=inputs, config=_config_dict(cfg))
-            if gov is not None
-            else contextlib.nullcontext(RunRecord("", name))
+    return [
+        governed(
+            gov,
+            "recsys",
+            run_id(cfg, m, data),
+            m,
+            inputs=inputs,
+            config=_config_dict(cfg),
+            train=lambda m=m: run_mode(m, data, cfg, progress=progress, resume=resume, meta=meta),
         )
-        with ctx as rec:
-            run = run_mode(m, data, cfg, progress=progress, resume=resume, meta=meta)
-            rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
-            rec.products = run.pop("_products", [])
-        if rec.id:
-            run["run_uuid"] = rec.id
-        if rec.products:
-            run["products"] = [
-                {k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products
-            ]
-        runs.append(run)
-    return runs
+        for m in cfg.modes
+    ]
 
 
 def run_recsys(

@@ -33,7 +33,7 @@ from splitmesh.split.tasks import DEFAULT_SELECT, Task
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.base import Transport
 from splitmesh.transport.local import LocalTransport
-from splitmesh.usecases.governance import Governance
+from splitmesh.usecases.governance import Governance, governed
 
 CENTRALIZED = "centralized"  # the centralized model's folder
 
@@ -169,7 +169,7 @@ def run_mode(
     resume: bool = False,
     checkpoints: bool = True,
     min_batch: int = 1,
-    policy: Policy | None = None,
+    product_meta: dict | None = None,
 ) -> dict:
     ckpt_root = out / "checkpoints" if checkpoints else None
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
@@ -203,13 +203,7 @@ def run_mode(
         if mode == "centralized":
             _save_centralized(learner, out / CENTRALIZED, alignment.pop("classes"), meta)
         else:
-            if policy is not None:
-                meta["policy"] = {
-                    "name": policy.name,
-                    "version": policy.version,
-                    "hash": policy.hash,
-                }
-            learner.save_model(out, meta)
+            learner.save_model(out, {**meta, **(product_meta or {})})
             products = list(learner.products_.values())
             alignment = prep.get("alignment")
         n_train = prep["rows"]["train"]
@@ -282,42 +276,38 @@ def train_mesh(
         modes = [spec.mode]
         if compare and spec.mode != "centralized":
             modes.append("centralized")
-        if policy is not None:
-            plan = spec.plan()
-            for m in modes:  # the centralized reference joins the tables: its own placement
-                gov.check({**plan, "mode": m}, f"mesh {spec.name}")
+        if policy is not None:  # the centralized reference joins the tables: its own placement
+            gov.check_modes(spec.plan(), modes, f"mesh {spec.name}")
         min_batch = policy.min_batch_size if policy else 1
-        inputs, runs = lineage_inputs(spec), []
+        inputs = lineage_inputs(spec)
         config = spec.model_dump(mode="json", exclude={"transport"})
-        for m in modes:
-            with gov.run(
-                f"mesh.{spec.name}", run_id(spec, m), m, inputs=inputs, config=config
-            ) as rec:
-                run = run_mode(
+        runs = [
+            governed(
+                gov,
+                f"mesh.{spec.name}",
+                run_id(spec, m),
+                m,
+                inputs=inputs,
+                config=config,
+                train=lambda m=m: run_mode(
                     spec,
                     m,
                     out,
                     progress=progress,
                     resume=resume,
                     min_batch=min_batch,
-                    policy=policy,
-                )
-                rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
-                rec.products = run.pop("_products", [])
-                run["run_uuid"] = rec.id
-                run["products"] = [
-                    {k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products
-                ]
-            runs.append(run)
+                    product_meta=gov.product_meta(),
+                ),
+            )
+            for m in modes
+        ]
     finally:
         gov.close()
     return {
         "task": spec.task,
         "mesh": spec.name,
         "config": spec.model_dump(mode="json", exclude={"transport"}),
-        "policy": {"name": policy.name, "version": policy.version, "hash": policy.hash}
-        if policy
-        else None,
+        "policy": policy.facts() if policy else None,
         **gov.locations(),
         "runs": runs,
     }
@@ -397,7 +387,7 @@ def export_domain(model: str | Path, out: str | Path, spec: MeshSpec | None = No
     from splitmesh.data.sources import DomainTable
     from splitmesh.mesh.export import max_difference
     from splitmesh.mesh.products import DESCRIPTOR, Product, publish
-    from splitmesh.split.saved import load_module, read_json
+    from splitmesh.split.saved import load_bottom, read_json
 
     model = Path(model)
     meta = read_json(model / "model.json", f"domain folder {model}")
@@ -422,14 +412,8 @@ def export_domain(model: str | Path, out: str | Path, spec: MeshSpec | None = No
         raise ConfigError(
             f"{model} holds no contracts: give --mesh so the domain's table can describe its input"
         )
-    net = NetworkSpec(
-        bottom=tuple(meta["bottom"]["hidden"]),
-        activation=meta["bottom"].get("activation", "relu"),
-        dropout=meta["bottom"].get("dropout", 0.0),
-    )
     cards = tuple(meta["cardinalities"])
-    bottom = net.build_bottom(name, meta["input_width"], 0, cards)
-    load_module(model / "bottom.pt", bottom, f"domain {name!r}")
+    bottom = load_bottom(model, meta, f"domain {name!r}")
     done = publish(
         Path(out),
         table=table,
