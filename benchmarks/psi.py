@@ -43,7 +43,7 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
     from splitmesh.data.sources import DomainTable
     from splitmesh.nn.network import NetworkSpec
     from splitmesh.split.common import OptimConfig
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain
+    from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
     from splitmesh.split.mesh_coordinator import MeshCoordinator
     from splitmesh.transport.local import LocalTransport
 
@@ -62,9 +62,10 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
             label=(np.arange(n) % 2) if label else None,
         )
 
+    peers = Peers.in_process("a", ["a", "b"])
     parties = {
-        "a": LabelDomain(table("a", a, True), "label-preserving", "binary"),
-        "b": KeyedDomain(table("b", b, False)),
+        "a": LabelDomain(table("a", a, True), "label-preserving", "binary", peers=peers["a"]),
+        "b": KeyedDomain(table("b", b, False), peers=peers["b"]),
     }
     transport = LocalTransport(parties)
     coord = MeshCoordinator(

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CREDITCARD = SHARED_DATA / "creditcard" / "creditcard_1722.csv"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _splitmesh_home(tmp_path_factory) -> None:
+    """Keys splitmesh keeps for the user (the local audit key) go to a throwaway home."""
+    os.environ["SPLITMESH_HOME"] = str(tmp_path_factory.mktemp("splitmesh-home"))
 
 
 @pytest.fixture

@@ -401,8 +401,16 @@ def predict(
     """Score the rows present in every domain's table with a trained model."""
     from splitmesh.usecases.train import predict_mesh
 
-    done = predict_mesh(_mesh_spec(mesh, mode), model, out)
-    console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
+    spec = _mesh_spec(mesh, mode)
+    done = predict_mesh(spec, model, out)
+    if spec.transport == "local" or spec.mode == "centralized":
+        console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
+    else:  # the label domain keeps its keys: the scores stay on its host
+        console.print(
+            f"scored {done['rows']} rows; the label domain {spec.label.domain!r} wrote "
+            f"{done['file']} in its node's outputs folder",
+            highlight=False,
+        )
 
 
 def _mesh_spec(mesh: Path, mode: str | None, network=None):
@@ -589,11 +597,21 @@ def policy_check(
 
 
 @audit_app.command("verify")
-def audit_verify(log: Annotated[Path, typer.Argument(help="an audit log (*.jsonl)")]) -> None:
-    """Check the hash chain; name the first edited, deleted, reordered or cut record."""
+def audit_verify(
+    log: Annotated[Path, typer.Argument(help="an audit log (*.jsonl)")],
+    signer: Annotated[
+        str | None,
+        typer.Option(help="the SHA-256 (or a prefix) of the key that must have signed it"),
+    ] = None,
+) -> None:
+    """Check the hash chain and its signed head; name the first edited, deleted,
+    reordered or cut record, or a loss recorded when the log was reopened."""
     from splitmesh.mesh.audit import verify
 
-    console.print(f"{log}: {verify(log)} records, chain intact", highlight=False)
+    done = verify(log, signer=signer)
+    who = f"signed by key sha256 {done['signer'][:16]}" if done["signer"] else "empty"
+    tail = f"; {done['unsigned']} record(s) after the signed head" if done["unsigned"] else ""
+    console.print(f"{log}: {done['records']} records, chain intact, {who}{tail}", highlight=False)
 
 
 node_app = typer.Typer(help="Run a domain node.", no_args_is_help=True)
@@ -623,6 +641,7 @@ def node_serve(
     sys.stdout.flush()
     stop.wait()
     server.stop(grace=2.0)
+    server.handler.close()  # the access log: every call it served, durable and signed
 
 
 @certs_app.command("init")
@@ -694,6 +713,8 @@ def _fraud_params(args: list[str]) -> dict:
 def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> None:
     """``train`` / ``predict`` of a mesh file with one node process per domain; each node
     reads only its own domain's source and saves its part under the model folder."""
+    import shutil
+
     from splitmesh.node.config import MeshRef, load_mesh_network
     from splitmesh.node.launcher import LocalMesh
 
@@ -716,8 +737,13 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
             from splitmesh.usecases.train import predict_mesh
 
             spec = _mesh_spec(ref, params["mode"], network)
-            done = predict_mesh(spec, params["model"], params["out"])
-            console.print(f"scored {done['rows']} rows; wrote {params['out']}", highlight=False)
+            done = predict_mesh(spec, params["model"], None)
+            # this machine runs every node: hand the label node's output file to --out
+            written = local.outputs(spec.label.domain) / done["file"]
+            out = Path(params["out"])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(written, out)
+            console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
 
 
 def _without(d: dict, *keys: str) -> dict:

@@ -6,6 +6,8 @@ it never shows a traceback for these.
 
 from __future__ import annotations
 
+import re
+
 
 class SplitmeshError(Exception):
     """Base of every deliberate splitmesh error."""
@@ -85,6 +87,31 @@ class NodeUnreachableError(TransportError):
     def __init__(self, party: str, call: str, address: str, reason: str) -> None:
         super().__init__(f"node {party!r} at {address} did not answer {call}: {reason}")
         self.party, self.call, self.address, self.reason = party, call, address, reason
+
+
+class AuditError(SplitmeshError):
+    """The audit log does not verify, or cannot be written safely; names file and line."""
+
+    exit_code = 9
+
+
+class PolicyError(SplitmeshError):
+    """The policy forbids what was asked; the message names the rule (and the node, when a
+    node's own copy of the policy refused)."""
+
+    exit_code = 10
+
+    def __init__(self, rule: str, reason: str, *, party: str | None = None) -> None:
+        where = f"node {party!r}: " if party else ""
+        super().__init__(f"{where}policy rule '{rule}' refuses: {reason}")
+        self.rule, self.reason, self.party = rule, reason, party
+
+    @classmethod
+    def from_remote(cls, party: str, detail: str) -> PolicyError:
+        """The refusal a node sent back (``policy rule 'r' refuses: reason``)."""
+        match = re.match(r"(?:node '[^']*': )?policy rule '([^']*)' refuses: (.*)", detail, re.S)
+        rule, reason = match.groups() if match else ("unknown", detail)
+        return cls(rule, reason, party=party)
 
 
 class RunInterrupted(SplitmeshError):

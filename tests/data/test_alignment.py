@@ -1,6 +1,8 @@
 """PSI alignment: the same rows as a plain inner join, and no key outside the intersection
 in any message the coordinator relays."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,9 +12,10 @@ from splitmesh.data.sources import Source, load_domain_table
 from splitmesh.errors import ConfigError, DataError
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
 from splitmesh.split.mesh_coordinator import MeshCoordinator
 from splitmesh.transport import messages
+from splitmesh.transport.codec import decode_frame
 from splitmesh.transport.local import LocalTransport
 
 
@@ -67,10 +70,11 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
         "insurer": _table(tmp_path, "insurer", _keys(rng, universe, 0.7, as_str), fmt="parquet"),
         "telco": _table(tmp_path, "telco", _keys(rng, universe, 0.9, as_str)),
     }
+    peers = Peers.in_process("bank", list(tables))
     parties = {
-        "bank": LabelDomain(tables["bank"], "label-preserving", "binary"),
-        "insurer": KeyedDomain(tables["insurer"]),
-        "telco": KeyedDomain(tables["telco"]),
+        "bank": LabelDomain(tables["bank"], "label-preserving", "binary", peers=peers["bank"]),
+        "insurer": KeyedDomain(tables["insurer"], peers=peers["insurer"]),
+        "telco": KeyedDomain(tables["telco"], peers=peers["telco"]),
     }
     transport = Recording(parties)
     coord = _coordinator(transport, "label-preserving")
@@ -85,9 +89,20 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
         np.testing.assert_array_equal(
             tables[d].keys[parties[d].rows_], tables["bank"].keys[join["bank"]]
         )
-    # no key, inside or outside the intersection, travels in the clear
-    wire = b"".join(transport.seen)
+    # no key, inside or outside the intersection, travels in the clear: not in any tensor,
+    # nor in any scalar field; the signed claims name only run, parties, sizes and hashes
     every = {k for t in tables.values() for k in t.key_items()}
+    parts = []
+    for data in transport.seen:
+        _, header, tensors = decode_frame(data)
+        claim = header.pop("claim", None)
+        header.pop("cert", None)  # a PEM certificate: its base64 may hold any digits
+        if claim is not None:
+            assert set(json.loads(claim)) <= {"kind", "run", "from", "to", "size", "sha256",
+                                              "request"}  # fmt: skip
+        parts.append(json.dumps(header).encode())
+        parts += [np.ascontiguousarray(v).tobytes() for v in tensors.values()]
+    wire = b"".join(parts)
     assert all(k.encode() not in wire for k in every if len(k) >= 5)
 
 
@@ -101,7 +116,11 @@ def test_aligner_roles_directly():
 def test_key_type_mismatch_is_reported(tmp_path):
     bank = _table(tmp_path, "bank", [1, 2, 3, 4], label=True)
     other = _table(tmp_path, "insurer", ["a1", "a2", "a3"])
-    parties = {"bank": LabelDomain(bank, "label-sharing", "binary"), "insurer": KeyedDomain(other)}
+    peers = Peers.in_process("bank", ["bank", "insurer"])
+    parties = {
+        "bank": LabelDomain(bank, "label-sharing", "binary", peers=peers["bank"]),
+        "insurer": KeyedDomain(other, peers=peers["insurer"]),
+    }
     coord = _coordinator(LocalTransport(parties), "label-sharing")
     coord.hello()
     with pytest.raises(ConfigError, match="'bank' has integer keys, 'insurer' has string keys"):

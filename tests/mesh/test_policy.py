@@ -62,7 +62,7 @@ def test_an_allowed_run_trains_and_leaves_its_audit_trail(tmp_path, mesh):
     policy = load_policy(_write(tmp_path))
     res = train_mesh(load_mesh(mesh), tmp_path / "out", policy=policy, progress=False)
     assert res["policy"]["hash"] == policy.hash
-    assert verify(tmp_path / "out" / "audit.jsonl") >= 8
+    assert verify(tmp_path / "out" / "audit.jsonl")["records"] >= 8
     events = [json.loads(x) for x in (tmp_path / "out" / "audit.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events][-2:] == ["run.start", "run.complete"]
     assert all(e["policy_hash"] == policy.hash for e in events)
@@ -101,6 +101,9 @@ def test_policy_check_cli_says_rule_by_rule(tmp_path, mesh):
     assert p.returncode != 0 and "policy rule 'max_epochs' refuses" in p.stderr
 
 
+RUN = "0" * 32
+
+
 def test_a_node_enforces_its_own_copy():
     policy = Policy(**POLICY)
 
@@ -108,18 +111,29 @@ def test_a_node_enforces_its_own_copy():
         return DomainParty("insurer", np.zeros((40, 1)), ["x1"])
 
     guard = PolicyGuard(policy, "insurer", ["id", "x1"], wire="tls")
-    node = Node("insurer", make, modes=["label-sharing", "label-preserving"], guard=guard)
+    node = Node(
+        "insurer", make, serves={"bottom"}, modes=["label-sharing", "label-preserving"],
+        guard=guard,
+    )  # fmt: skip
     with pytest.raises(PolicyError, match="label_placement"):
-        node.handle(Hello("r", "label-sharing"))
-    node.handle(Hello("r", "label-preserving"))
+        node.handle(Hello(RUN, "label-sharing", batch_size=32, min_batch=16))
+    # the run's plan is judged at Hello, before anything trains: a batch size below the
+    # minimum, or a last batch the coordinator would not merge, is refused naming the rule
+    with pytest.raises(PolicyError, match=r"node 'insurer': policy rule 'min_batch_size'"):
+        node.handle(Hello(RUN, "label-preserving", batch_size=8, min_batch=16))
+    with pytest.raises(PolicyError, match="merges a last batch smaller than 1 rows"):
+        node.handle(Hello(RUN, "label-preserving", batch_size=32, min_batch=1))
+    node.handle(Hello(RUN, "label-preserving", batch_size=32, min_batch=16))
+    node.run.phase = "train"  # (skip the setup: the guard checks every training Forward too)
     with pytest.raises(PolicyError, match="a training batch of 4 rows, minimum 16"):
         node.handle(Forward("train", np.arange(4), 0, True))
+    hello = Hello(RUN, "label-preserving", batch_size=32, min_batch=16)
     plain = PolicyGuard(policy, "insurer", ["x1"], wire="plaintext")
     with pytest.raises(PolicyError, match="require_tls"):
-        plain(Hello("r", "label-preserving"))
+        plain(hello)
     forbidden = PolicyGuard(policy, "insurer", ["x1", "postcode"], wire="tls")
     with pytest.raises(PolicyError, match="columns"):
-        forbidden(Hello("r", "label-preserving"))
+        forbidden(hello)
 
 
 def test_check_run_lists_every_rule():
@@ -135,13 +149,12 @@ def test_check_run_lists_every_rule():
 def test_a_node_serves_only_with_the_certificate_the_policy_lists():
     pinned = [{"name": "bank"}, {"name": "insurer", "fingerprint": "AB" * 32}]
     policy = Policy(**{**POLICY, "participants": pinned})
-    PolicyGuard(policy, "insurer", ["x1"], wire="tls", fingerprint="ab" * 32)(
-        Hello("r", "label-preserving")
-    )
+    hello = Hello(RUN, "label-preserving", batch_size=32, min_batch=16)
+    PolicyGuard(policy, "insurer", ["x1"], wire="tls", fingerprint="ab" * 32)(hello)
     for other in ("cd" * 32, None):
         guard = PolicyGuard(policy, "insurer", ["x1"], wire="tls", fingerprint=other)
         with pytest.raises(PolicyError, match="'participant_certificate' refuses: node 'insurer'"):
-            guard(Hello("r", "label-preserving"))
+            guard(hello)
 
 
 def test_the_centralized_reference_needs_its_own_placement(tmp_path, mesh):

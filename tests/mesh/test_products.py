@@ -119,7 +119,7 @@ def test_data_breaking_its_input_contract_refuses_the_run(tmp_path, mesh):
     path = products / "insurer" / "input.odcs.yaml"
     doc = yaml.safe_load(path.read_text())
     x1 = next(p for p in doc["schema"][0]["properties"] if p["name"] == "x1")
-    x1["logicalTypeOptions"]["maximum"] = 0.5
+    x1.setdefault("logicalTypeOptions", {})["maximum"] = 0.5
     path.write_text(yaml.safe_dump(doc))
     # the node refuses (its party checks at Hello); the coordinator names party and reason
     with pytest.raises(PartyError, match=r"party 'insurer' failed on Hello: ContractError: "

@@ -7,7 +7,9 @@ from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.node.config import load_mesh_network, load_node_config
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.node import Node
-from splitmesh.transport.messages import Ack, Hello, SetupHead
+from splitmesh.transport.messages import Ack, Bye, Forward, Hello, SetupHead
+
+RUN_A, RUN_B = "a" * 32, "b" * 32
 
 
 def write(path, text):
@@ -57,12 +59,15 @@ def test_node_starts_a_fresh_party_per_run_and_refuses_unagreed_modes():
         made.append(hello.mode)
         return DomainParty("payments", np.zeros((4, 2)), ["a", "b"])
 
-    node = Node("payments", make, modes=["label-preserving"])
-    with pytest.raises(ProtocolError, match="before Hello"):
+    node = Node("payments", make, serves={"bottom"}, modes=["label-preserving"])
+    with pytest.raises(ProtocolError, match=r"no open run \(Hello first\)"):
+        node.handle(Forward("train", np.arange(2), 0, True))
+    with pytest.raises(ProtocolError, match="does not serve SetupHead"):
         node.handle(SetupHead(4, {}, 0))
     with pytest.raises(ProtocolError, match="does not take part in label-sharing"):
-        node.handle(Hello("r", "label-sharing"))
-    reply = node.handle(Hello("r", "label-preserving"))
+        node.handle(Hello(RUN_A, "label-sharing"))
+    reply = node.handle(Hello(RUN_A, "label-preserving"))
     assert isinstance(reply, Ack) and reply.info["data"]["rows"] == 4
-    node.handle(Hello("r2", "label-preserving"))
+    node.handle(Bye())
+    node.handle(Hello(RUN_B, "label-preserving"))
     assert made == ["label-preserving", "label-preserving"]

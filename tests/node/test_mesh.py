@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from splitmesh.data.datasets.creditcard import synthetic_creditcard, write_creditcard_csv
-from splitmesh.errors import DataError, RunInterrupted
+from splitmesh.errors import DataError, PartyError, RunInterrupted
 from splitmesh.node.config import dump, load_mesh_network, load_node_config
 from splitmesh.node.launcher import LocalMesh
 from splitmesh.split.trainer import TrainConfig
@@ -153,6 +153,13 @@ def test_hung_node_stops_the_run_at_the_deadline(mesh, data, tmp_path):
     err = box.get("error")
     assert isinstance(err, RunInterrupted), box
     assert "'payments'" in str(err) and "deadline" in str(err)
+    # the node woke up still holding the abandoned run: until it has been idle for its
+    # timeout, only a resume of that run is served; a new run is refused naming it
+    with pytest.raises(PartyError, match=r"node 'payments' serves run [0-9a-f]{32} .*refused"):
+        run_mode("label-sharing", None, dataclasses.replace(cfg, checkpoint_dir=None),
+                 progress=False)  # fmt: skip
+    resumed = run_mode("label-sharing", None, cfg, progress=False, resume=True)
+    assert resumed["epochs_run"] == 50
 
 
 def test_resume_refused_when_a_node_restarts_on_other_data(mesh, data, tmp_path):

@@ -5,12 +5,11 @@ import numpy as np
 from splitmesh.data.resampling import ResampleConfig
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
-from splitmesh.split.common import OptimConfig, unflatten_state
+from splitmesh.split.common import OptimConfig
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.transport.local import LocalTransport
-from splitmesh.transport.messages import GetState
 
 NO_RESAMPLING = ResampleConfig(None, None)
 
@@ -41,22 +40,22 @@ def make_pair(mode, tables, y, *, spec=None, optim=None, seed=0, resample=NO_RES
     return coord, central, transport
 
 
+def _params(module):
+    return {n: p.detach().numpy().copy() for n, p in module.named_parameters()}
+
+
 def split_params(coord, transport):
-    """Every parameter of the split network, named as in the centralized SplitNetwork."""
+    """Every parameter of the split network, named as in the centralized SplitNetwork, read
+    from the parties of this process (no message hands out weights)."""
     coord.flush()  # gradients owed to domains ride on the next Forward otherwise
+    parties = transport._handlers
     out = {}
     for d in coord.domains:
-        st = transport.request(d, GetState())
-        for name, value in unflatten_state(st.names, st.values, st.shapes).items():
+        for name, value in _params(parties[d].bottom_).items():
             out[f"bottoms.{d}.{name}"] = value
-    for name, p in coord.top_.named_parameters():
-        out[f"top.{name}"] = p.detach().numpy()
-    if coord.mode == "label-sharing":
-        head = {n: p.detach().numpy() for n, p in coord.head_.named_parameters()}
-    else:
-        st = transport.request("labels", GetState())
-        head = unflatten_state(st.names, st.values, st.shapes)
-    out.update({f"head.{k}": v for k, v in head.items()})
+    out.update({f"top.{k}": v for k, v in _params(coord.top_).items()})
+    head = coord.head_ if coord.mode == "label-sharing" else parties["labels"].head_.head
+    out.update({f"head.{k}": v for k, v in _params(head).items()})
     return out
 
 

@@ -165,7 +165,7 @@ def test_split_training_resumes_to_the_same_result(tmp_path):
     data = star()
     cfg = TrainConfig(epochs=3, batch_size=128, patience=3, select_metric="ndcg@10")
 
-    def make(run_dir):
+    def make(run_dir, resume=False):
         t = LocalTransport(
             {
                 "sales": InteractionsParty(
@@ -188,7 +188,7 @@ def test_split_training_resumes_to_the_same_result(tmp_path):
             run="r",
             checkpoint_dir=run_dir / "coord",
         )
-        c.prepare()
+        c.prepare(resume=resume)  # a resumed run reopens the run its checkpoint names
         c.build()
         return c
 
@@ -199,7 +199,7 @@ def test_split_training_resumes_to_the_same_result(tmp_path):
         TrainConfig(epochs=1, batch_size=128, patience=3, select_metric="ndcg@10"),
         progress=False,
     )
-    resumed = fit(make(tmp_path / "b"), cfg, progress=False, resume=True)
+    resumed = fit(make(tmp_path / "b", resume=True), cfg, progress=False, resume=True)
     assert resumed.losses == pytest.approx(whole.losses, rel=1e-6)
     assert resumed.validation == pytest.approx(whole.validation, rel=1e-6)
 

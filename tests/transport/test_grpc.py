@@ -19,7 +19,7 @@ from splitmesh.transport.grpc import (
     create_certificates,
 )
 from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
-from splitmesh.transport.messages import Ack, Embedding, Forward, GetState, Snapshot
+from splitmesh.transport.messages import Ack, Embedding, Forward, Restore, Snapshot
 
 
 class Echo:
@@ -35,7 +35,7 @@ class Echo:
             time.sleep(self.delay)
         if isinstance(msg, Forward):
             return Embedding(step=msg.step, values=msg.positions.astype(np.float32)[:, None])
-        if isinstance(msg, GetState):
+        if isinstance(msg, Restore):
             raise ProtocolError("no state here")
         return Ack(info={"served": len(self.calls)})
 
@@ -103,8 +103,8 @@ def test_mutual_tls_call_and_typed_remote_error(certs):
         np.testing.assert_array_equal(reply.values[:, 0], [0, 1, 2, 3])
         many = t.request_many({"payments": Snapshot("a")})
         assert many["payments"].info["served"] == 2
-        with pytest.raises(PartyError, match=r"'payments' failed on GetState.*no state here"):
-            t.request("payments", GetState())
+        with pytest.raises(PartyError, match=r"'payments' failed on Restore.*no state here"):
+            t.request("payments", Restore("best"))
         assert t.stats.bytes[("payments", "sent")] > 0
 
 

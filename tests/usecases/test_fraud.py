@@ -192,7 +192,7 @@ def test_fraud_under_a_policy_publishes_products_and_records_every_run(creditcar
     cat = Catalog(tmp_path / "out" / "catalog.db")
     assert [r["status"] for r in cat.list_runs()] == ["complete", "complete"]
     assert len(cat.list_products()) == 3  # the same three products, one version per run
-    assert verify(tmp_path / "out" / "audit.jsonl") > 2
+    assert verify(tmp_path / "out" / "audit.jsonl")["records"] > 2
 
     forbidding = policy.model_copy(update={"forbidden_columns": ["Amount"]})
     gov = Governance(tmp_path / "refused", forbidding)

@@ -48,7 +48,7 @@ def test_diversity_on_synthetic_hm_writes_results_report_and_plot(tmp_path):
 
     runs = Catalog(out / "catalog.db").list_runs()
     assert len(runs) == 9 and {r["status"] for r in runs} == {"complete"}
-    assert verify(out / "audit.jsonl") == 18
+    assert verify(out / "audit.jsonl")["records"] == 18
     assert len((out / "lineage.jsonl").read_text().splitlines()) == 18
     for n, domains in ((2, ["customers"]), (3, ["customers", "products"])):
         for mode in ("label-sharing", "label-preserving"):

@@ -97,7 +97,8 @@ def test_multiclass_and_regression_with_categories_and_gaps(tmp_path, task):
     else:
         assert {"rmse", "mae", "r2"} <= split.keys() and split["r2"] > 0.3
     notes = " ".join(res["runs"][0]["notes"])
-    assert "band holds text, so it is embedded as a category" in notes
+    prep = json.loads((tmp_path / "out" / "lab" / "prep.json").read_text())
+    assert prep["categories"] == [["high", "low", "mid"]]  # the declared column's vocabulary
     assert "missing value(s) among its rows, filled by the domain" in notes
     predict_mesh(spec, tmp_path / "out", tmp_path / "scores.csv")
     frame = pd.read_csv(tmp_path / "scores.csv")

@@ -37,6 +37,15 @@ def _array(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype=np.uint8)
 
 
+def request_size(request: np.ndarray) -> int:
+    """How many blinded keys a serialized PSI request holds."""
+    psi = _psi()
+    try:
+        return len(psi.Request.FromString(_bytes(request)).encrypted_elements)
+    except Exception as exc:  # protobuf's DecodeError, or worse
+        raise ProtocolError(f"malformed PSI request: {exc}") from None
+
+
 def psi_serve(items: list[str], request: np.ndarray, client_size: int) -> tuple[np.ndarray, ...]:
     """The server's answer to a client's request: (setup, response), as uint8 arrays."""
     psi = _psi()

@@ -22,14 +22,63 @@ _INDEX_COLUMN = re.compile(r"^(|column0+|Unnamed: 0)$")
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where a domain's table comes from: ``path`` (CSV or Parquet) or a DuckDB ``sql``."""
+    """Where a domain's table comes from: ``path`` (CSV or Parquet) or a DuckDB ``sql``.
+
+    ``allowed``: the only folders DuckDB may read (default: ``base``, the mesh file's
+    folder, for SQL; the file's own folder for a path). A SQL source is one SELECT.
+    """
 
     path: Path | None = None
     sql: str | None = None
     base: Path = Path(".")  # relative paths (also inside the SQL) are read from here
+    allowed: tuple[Path, ...] = ()
 
     def describe(self) -> str:
         return str(self.path) if self.path is not None else f"SQL query {self.sql!r}"
+
+    def folders(self) -> tuple[Path, ...]:
+        if self.allowed:
+            return tuple(p if p.is_absolute() else self.base / p for p in self.allowed)
+        if self.path is not None:
+            path = self.path if self.path.is_absolute() else self.base / self.path
+            return (path if path.is_dir() else path.parent,)
+        return (self.base,)
+
+
+def _confined(folders: tuple[Path, ...], base: Path):
+    """A DuckDB connection that reads files only under ``folders`` (relative paths from
+    ``base``): no other file, no network, no extension installed or loaded, settings locked."""
+    import duckdb
+
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    con.execute("SET enable_progress_bar = false")  # ours are drawn by rich
+    dirs = [str(f.resolve()).rstrip("/") + "/" for f in folders]
+    con.execute("SET file_search_path = ?", [str(base.resolve())])
+    con.execute("SET allowed_directories = ?", [dirs])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _one_select(sql: str, domain: str) -> None:
+    """A SQL source is a single SELECT: no COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA..."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"domain {domain!r}: its SQL source does not parse: {first}") from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        refused = next((k for k in kinds if k != "SELECT"), "more than one statement")
+        raise ConfigError(
+            f"domain {domain!r}: its SQL source must be one SELECT; {refused} is refused",
+            hint="a source reads the domain's own files; it may not write, attach, install, "
+            "load or set anything",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +122,9 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
     """The whole table of one source as a DataFrame (types as DuckDB infers them)."""
     import duckdb
 
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")  # ours are drawn by rich
-    base = str(source.base.resolve()).replace("'", "''")
-    con.execute(f"SET file_search_path = '{base}'")
+    if source.sql is not None:
+        _one_select(source.sql, domain)
+    con = _confined(source.folders(), source.base)
     if source.path is not None:
         path = source.path if source.path.is_absolute() else source.base / source.path
         if not path.exists():
@@ -95,6 +143,13 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
         raise ConfigError(f"domain {domain!r}: its source names neither a path nor sql")
     try:
         return con.sql(query).df()
+    except duckdb.PermissionException as exc:
+        first = str(exc).splitlines()[0]
+        dirs = ", ".join(str(f) for f in source.folders())
+        raise DataError(
+            f"domain {domain!r}: its source may read only under {dirs}; refused: {first}",
+            path=where,
+        ) from None
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         raise DataError(f"domain {domain!r}: cannot read it: {first}", path=where) from None
@@ -156,16 +211,11 @@ def load_domain_table(
         raise DataError(f"domain {domain!r}: the table has no rows", path=where)
 
     keys = _keys(df[key], domain, where, key)
-    notes = []
-    numeric_names, cat_names = [], []
-    for c in features:
-        if c in categorical:
-            cat_names.append(c)
-        elif pd.api.types.is_bool_dtype(df[c]) or pd.api.types.is_numeric_dtype(df[c]):
-            numeric_names.append(c)
-        else:
-            cat_names.append(c)
-            notes.append(f"{domain}.{c} holds text, so it is embedded as a category")
+    notes: list[str] = []
+    numeric_names = [c for c in features if c not in categorical]
+    cat_names = [c for c in features if c in categorical]
+    for c in numeric_names:  # types are declared, never guessed from a stray cell
+        df[c] = _numbers(df[c], domain, where, c)
     if not numeric_names and not cat_names:
         raise ConfigError(f"domain {domain!r} has no feature columns", hint="list its features")
     numeric = (
@@ -196,6 +246,26 @@ def load_domain_table(
         label=None if label is None else df[label].to_numpy(),
         notes=tuple(notes),
     )
+
+
+def _numbers(col: pd.Series, domain: str, where: str, name: str) -> pd.Series:
+    """A feature not declared categorical as numbers; the first value that is not a number
+    is a DataError naming the file, the column, the row and the value."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col
+    as_numbers = pd.to_numeric(col, errors="coerce")
+    bad = as_numbers.isna().to_numpy() & col.notna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = str(col.iloc[i])[:60]
+        raise DataError(
+            f"domain {domain!r}: non-numeric value {value!r} in a column not declared categorical",
+            path=where,
+            column=name,
+            row=i + 1,
+            hint=f"fix the value, or list {name!r} under the domain's categorical columns",
+        )
+    return as_numbers
 
 
 def _keys(col: pd.Series, domain: str, where: str, key: str) -> np.ndarray:

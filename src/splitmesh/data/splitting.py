@@ -9,9 +9,10 @@ from splitmesh.errors import ConfigError, DataError
 
 
 def check_fractions(test: float, validation: float) -> None:
-    if not (0 < test < 1 and 0 <= validation < 1 and test + validation < 1):
+    if not (0 < test < 1 and 0 < validation < 1 and test + validation < 1):
         raise ConfigError(
-            "The 'test' and 'validation' fractions must be in (0, 1) and sum below 1. "
+            "The 'test' and 'validation' fractions must be in (0, 1) and sum below 1 "
+            "(validation rows pick the kept epoch and the decision threshold). "
             f"Got test={test}, validation={validation} instead."
         )
 

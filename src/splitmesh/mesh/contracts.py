@@ -82,7 +82,10 @@ def input_contract(
     pii: tuple[str, ...] = (),
 ) -> dict:
     """The input contract a domain's current table satisfies: its key, feature columns, their
-    logical types, nullability and observed ranges, and its row count as the floor."""
+    logical types and nullability, and its row count as the floor. No observed value (a
+    minimum, a maximum) goes in: a published contract carries no training value, and new
+    rows outside the training range are the model's to score, not the contract's to refuse.
+    Ranges that must hold are declared by the domain (``logicalTypeOptions``)."""
     props = [
         {
             "name": table.key,
@@ -106,13 +109,6 @@ def input_contract(
             "required": bool(seen.size == len(x)),
             "classification": "pii" if col in pii else "internal",
         }
-        if seen.size:
-            lo, hi = float(seen.min()), float(seen.max())
-            prop["logicalTypeOptions"] = (
-                {"minimum": int(lo), "maximum": int(hi)}
-                if whole
-                else {"minimum": lo, "maximum": hi}
-            )
         props.append(prop)
     for j, col in enumerate(table.categorical_names):
         present = np.array([v is not None and v == v for v in table.categorical[:, j]])

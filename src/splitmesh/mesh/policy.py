@@ -12,18 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from splitmesh.errors import SplitmeshError
+from splitmesh.errors import PolicyError
 from splitmesh.node.config import load_yaml_model
 
-
-class PolicyError(SplitmeshError):
-    """The policy forbids what was asked; the message names the rule."""
-
-    exit_code = 10
-
-    def __init__(self, rule: str, reason: str) -> None:
-        super().__init__(f"policy rule '{rule}' refuses: {reason}")
-        self.rule, self.reason = rule, reason
+__all__ = ["Decision", "Policy", "PolicyError", "PolicyGuard", "check_run", "enforce"]
 
 
 class _Strict(BaseModel):
@@ -182,17 +174,32 @@ class PolicyGuard:
     def __call__(self, msg) -> None:
         kind = type(msg).__name__
         if kind == "Hello":
+            # the run's plan, as the coordinator declares it: batch sizes and epochs are
+            # judged now, before anything is trained, and held to on every Forward
             plan = {
                 "mode": msg.mode,
                 "domains": {self.domain: self.columns},
                 "transport": self.wire,
-                "batch_size": self.policy.min_batch_size,  # checked per Forward below
-                "epochs": 1,
+                "batch_size": msg.batch_size,
+                "epochs": msg.epochs,
             }
-            decisions = [d for d in check_run(self.policy, plan) if d.rule != "max_epochs"]
+            decisions = check_run(self.policy, plan)
+            if msg.purpose == "train":
+                ok = msg.min_batch >= self.policy.min_batch_size
+                decisions.append(
+                    Decision(
+                        "min_batch_size",
+                        ok,
+                        f"the run merges a last batch smaller than {msg.min_batch} rows, "
+                        f"minimum {self.policy.min_batch_size}",
+                    )
+                )
+            else:  # scoring trains nothing: batch and epoch limits do not apply
+                skip = ("min_batch_size", "max_epochs")
+                decisions = [d for d in decisions if d.rule not in skip]
             decisions.append(self._certificate())
             self._record(kind, decisions)
-            enforce(decisions)
+            self._enforce(decisions)
         elif kind == "Forward" and msg.train and len(msg.positions) < self.policy.min_batch_size:
             d = Decision(
                 "min_batch_size",
@@ -201,7 +208,12 @@ class PolicyGuard:
                 f"{self.policy.min_batch_size}",
             )
             self._record(kind, [d])
-            enforce([d])
+            self._enforce([d])
+
+    def _enforce(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            if not d.allowed:
+                raise PolicyError(d.rule, d.reason, party=self.domain)
 
     def _certificate(self) -> Decision:
         """The node serves as the participant only with the certificate governance listed."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from splitmesh.data.sources import DomainTable, Source, load_domain_table
 from splitmesh.errors import ConfigError
 from splitmesh.node.config import MeshNetwork, load_yaml_model
+from splitmesh.split.tasks import SELECT_METRICS
 
 
 class _Strict(BaseModel):
@@ -31,13 +32,21 @@ class DomainSpec(_Strict):
     features: list[str] | None = Field(
         default=None, description="default: every column but the key and the label"
     )
-    categorical: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(
+        default_factory=list, description="text columns; every other feature must be numeric"
+    )
     exclude: list[str] = Field(default_factory=list, description="columns never used")
+    data_dirs: list[str] = Field(
+        default_factory=list,
+        description="the only folders its source may read (default: the mesh file's folder "
+        "for SQL, the file's own folder for a path)",
+    )
 
     def source_for(self, base: Path) -> Source:
+        allowed = tuple(Path(d) for d in self.data_dirs)
         if isinstance(self.source, SqlSource):
-            return Source(sql=self.source.sql, base=base)
-        return Source(path=Path(self.source), base=base)
+            return Source(sql=self.source.sql, base=base, allowed=allowed)
+        return Source(path=Path(self.source), base=base, allowed=allowed)
 
 
 class LabelSpec(_Strict):
@@ -68,7 +77,12 @@ class ModelSpec(_Strict):
 
 class SplitSpec(_Strict):
     test: float = Field(default=0.2, gt=0, lt=1)
-    validation: float = Field(default=0.1, ge=0, lt=1)
+    validation: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="validation rows pick the kept epoch and the binary decision threshold",
+    )
 
     @model_validator(mode="after")
     def _sum(self) -> SplitSpec:
@@ -116,6 +130,12 @@ class MeshSpec(_Strict):
             raise ValueError(f"label.domain {self.label.domain!r} is not one of {names}")
         if self.resample is not None and self.task != "binary":
             raise ValueError("resample applies to binary tasks only")
+        metric = self.training.select_metric
+        if metric is not None and metric not in SELECT_METRICS[self.task]:
+            raise ValueError(
+                f"training.select_metric {metric!r} is not a {self.task} metric; use one of "
+                f"{list(SELECT_METRICS[self.task])}"
+            )
         return self
 
     @property

@@ -53,6 +53,16 @@ class MeshRef(_Strict):
     domain: str
 
 
+class NodeLimits(_Strict):
+    """What the node accepts from any caller: the wire never changes these."""
+
+    max_message_mb: int = Field(default=128, ge=1, le=4096, description="largest request")
+    idle_timeout_s: float = Field(
+        default=600.0, gt=0, description="an open run with no call for this long may be replaced"
+    )
+    max_batch: int = Field(default=65536, ge=1, description="largest batch a run may declare")
+
+
 class NodeConfig(_Strict):
     """One node: who it is, its data, where it listens, whom it trusts."""
 
@@ -61,14 +71,26 @@ class NodeConfig(_Strict):
     listen: str = Field(description="host:port, e.g. 0.0.0.0:50051")
     data: DataSource | None = Field(default=None, description="domain and label-owner roles")
     mesh: MeshRef | None = Field(default=None, description="mesh-domain role: its mesh file")
-    state_dir: Path | None = Field(default=None, description="its checkpoints (its own disk)")
+    state_dir: Path | None = Field(
+        default=None,
+        description="its checkpoints and access log (its own disk; default: state/<name> "
+        "beside the node file)",
+    )
     models: Path | None = Field(
         default=None, description="where it saves its trained part (default: state_dir/models)"
+    )
+    outputs: Path | None = Field(
+        default=None, description="where it writes scores (default: state_dir/outputs)"
     )
     policy: Path | None = Field(
         default=None, description="mesh-domain: its own copy of the governance policy"
     )
     tls: TlsConfig | None = None
+    identity: TlsConfig | None = Field(
+        default=None,
+        description="certificate and key it signs PSI and its audit log with (default: tls)",
+    )
+    limits: NodeLimits = NodeLimits()
     accept: list[str] = Field(
         default_factory=list, description="SHA-256 fingerprints of callers it serves"
     )
@@ -155,6 +177,7 @@ def load_yaml_model(
         "path",
         "state_dir",
         "models",
+        "outputs",
         "file",
         "policy",
         "ca",
@@ -194,7 +217,10 @@ def read_yaml_mapping(
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
-    return load_yaml_model(path, NodeConfig, "node file")
+    cfg = load_yaml_model(path, NodeConfig, "node file")
+    if cfg.state_dir is None:
+        cfg = cfg.model_copy(update={"state_dir": Path(path).parent / "state" / cfg.name})
+    return cfg
 
 
 def load_mesh_network(path: str | Path) -> MeshNetwork:

@@ -26,6 +26,7 @@ from splitmesh.node.config import (
     dump,
 )
 from splitmesh.transport.grpc import create_certificates
+from splitmesh.transport.grpc.tls import read_fingerprints
 
 COORDINATOR = "coordinator"
 
@@ -65,13 +66,13 @@ class LocalMesh:
     # -- files ---------------------------------------------------------------------------------
     def write_files(self) -> Path:
         certs = self.workdir / "certs"
-        tls = {}
-        if not self.insecure:
-            prints = create_certificates(certs, [COORDINATOR, *self.nodes], force=True)
-            tls = {
-                p: TlsConfig(ca=certs / "ca.crt", cert=certs / f"{p}.crt", key=certs / f"{p}.key")
-                for p in [COORDINATOR, *self.nodes]
-            }
+        # every party gets an identity (it signs PSI and its audit log), even in plaintext
+        prints = self._certificates(certs, [COORDINATOR, *self.nodes])
+        ids = {
+            p: TlsConfig(ca=certs / "ca.crt", cert=certs / f"{p}.crt", key=certs / f"{p}.key")
+            for p in [COORDINATOR, *self.nodes]
+        }
+        tls = {} if self.insecure else ids
         addresses = []
         for name, (role, source) in self.nodes.items():
             cfg = NodeConfig(
@@ -84,6 +85,7 @@ class LocalMesh:
                 policy=self.policy,
                 state_dir=self.workdir / "state" / name,
                 tls=tls.get(name),
+                identity=ids[name] if self.insecure else None,
                 accept=[] if self.insecure else [prints[COORDINATOR]],
                 insecure=self.insecure,
             )
@@ -96,6 +98,25 @@ class LocalMesh:
             nodes=addresses,
         )
         return dump(mesh, self.mesh_file)
+
+    def _certificates(self, certs: Path, parties: list[str]) -> dict[str, str]:
+        """The workdir's mesh identities, kept across runs (a node's audit log stays signed
+        by one key); a new CA only when a party has none, retiring the logs of old keys."""
+        known = certs / "fingerprints.json"
+        if known.is_file():
+            prints = read_fingerprints(known)
+            files = [certs / f"{p}.{ext}" for p in parties for ext in ("crt", "key")]
+            if set(parties) <= set(prints) and all(f.is_file() for f in files):
+                return prints
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for log in (self.workdir / "state").glob("*/audit.jsonl"):
+            for f in (log, log.with_name(log.name + ".head")):
+                f.rename(f.with_name(f"{f.name}.retired-{stamp}"))
+        return create_certificates(certs, parties, force=True)
+
+    def outputs(self, name: str) -> Path:
+        """Where node ``name`` writes its scores (its default outputs folder)."""
+        return self.workdir / "state" / name / "outputs"
 
     # -- processes -------------------------------------------------------------------------------
     def start(self, name: str) -> subprocess.Popen:

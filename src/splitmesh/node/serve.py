@@ -1,38 +1,78 @@
-"""Start one node from its node file: load its data, build its party, serve it."""
+"""Start one node from its node file: load its data, build its party, serve it.
+
+Everything a node does with files is decided here, from its own node file: where its
+checkpoints, models, scores and access log go, which limits it keeps, whom it signs as.
+Nothing of that comes from the wire.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from splitmesh.data.tables import check_binary_labels, read_numeric_csv
 from splitmesh.errors import ConfigError
 from splitmesh.node.config import SPLIT_MODES, NodeConfig
+from splitmesh.split import protocol as proto
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
-from splitmesh.split.node import Node
+from splitmesh.split.node import Limits, Node
 from splitmesh.split.party import Party
 from splitmesh.transport.grpc import PartyServer, fingerprint
+from splitmesh.transport.identity import Identity
 from splitmesh.transport.messages import Hello
+
+
+def _state(cfg: NodeConfig) -> Path:
+    if cfg.state_dir is None:
+        raise ConfigError(
+            f"node {cfg.name!r} has no state_dir: it keeps its checkpoints and access log there"
+        )
+    return cfg.state_dir
+
+
+def _access_log(cfg: NodeConfig):
+    """The node's audit log (policy decisions and every call served), signed with its key."""
+    from splitmesh.mesh.audit import AuditLog
+
+    ident = _identity(cfg)
+    return AuditLog(_state(cfg) / "audit.jsonl", signer=ident)
+
+
+def _identity(cfg: NodeConfig) -> Identity | None:
+    files = cfg.identity or cfg.tls
+    return Identity.from_files(files.ca, files.cert, files.key) if files else None
+
+
+def _limits(cfg: NodeConfig) -> Limits:
+    return Limits(
+        max_message_bytes=cfg.limits.max_message_mb * 2**20,
+        idle_timeout_s=cfg.limits.idle_timeout_s,
+        max_batch=cfg.limits.max_batch,
+    )
 
 
 def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     """The node's handler and a one-line description of what it holds."""
-    src, state = cfg.data, cfg.state_dir
     if cfg.role == "mesh-domain":
         return _mesh_node(cfg)
+    src, state = cfg.data, _state(cfg)
+    common = {"audit": _access_log(cfg), "limits": _limits(cfg), "state_dir": state}
     if cfg.role == "domain":
         if not src.columns:
             raise ConfigError(f"node {cfg.name!r}: a domain node lists its data.columns")
         table = read_numeric_csv(src.path, src.columns).to_numpy()
         columns = list(src.columns)
-
-        models = cfg.models or (state / "models" if state else None)
+        models = cfg.models or state / "models"
 
         def make(hello: Hello) -> DomainParty:
             # one product folder per mode: each mode's run trains its own bottom model
-            folder = models / hello.mode if models else None
-            return DomainParty(cfg.name, table, columns, state_dir=state, model_dir=folder)
+            return DomainParty(
+                cfg.name, table, columns, state_dir=state, model_dir=models / hello.mode
+            )
 
         what = f"{len(table)} rows x {len(columns)} columns of {src.path.name}"
-        return Node(cfg.name, make, modes=SPLIT_MODES), what
+        node = Node(cfg.name, make, serves={proto.BOTTOM}, modes=SPLIT_MODES, **common)
+        return node, what
     if src.label is None:
         raise ConfigError(f"node {cfg.name!r}: a label-owner node names its data.label column")
     df = read_numeric_csv(src.path, [], src.label)
@@ -41,7 +81,8 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     def make(hello: Hello) -> LabelOwner:
         return LabelOwner(cfg.name, y, hello.mode, state_dir=state)
 
-    return Node(cfg.name, make, modes=cfg.modes), f"{len(y)} labels ({int(y.sum())} positive)"
+    node = Node(cfg.name, make, serves={proto.LABELS}, modes=cfg.modes, **common)
+    return node, f"{len(y)} labels ({int(y.sum())} positive)"
 
 
 def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
@@ -59,6 +100,7 @@ def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
         tls=cfg.tls.files() if cfg.tls else None,
         allow=cfg.accept,
         insecure=cfg.insecure,
+        max_message=cfg.limits.max_message_mb * 2**20,
     ).start()
     security = "plaintext (loopback)" if cfg.tls is None else "mutual TLS"
     host = cfg.listen.rsplit(":", 1)[0]
@@ -70,32 +112,35 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     """A domain of a mesh file: reads only its own block's source (labels too, if it owns
     them); the same node trains (Hello purpose train) and scores (purpose predict)."""
     from splitmesh.mesh.spec import load_mesh
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain
+    from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
 
     spec = load_mesh(cfg.mesh.file)
     name = cfg.mesh.domain
+    spec.domain(name)  # a node file naming a domain the mesh lacks fails before any read
+    state = _state(cfg)
+    audit = _access_log(cfg)
+    identity = _identity(cfg)
+    peers = Peers(spec.label.domain, tuple(spec.domain_names), identity) if identity else None
+    rules = None
+    if cfg.policy is not None:  # checked before any data is read
+        from splitmesh.mesh.policy import PolicyGuard, load_policy
+
+        rules = load_policy(cfg.policy)
     table = spec.read_domain(name, predict=True)  # a scoring-only table may lack labels
-    state = cfg.state_dir
-    models = cfg.models or (state / "models" if state else None)
+    models = cfg.models or state / "models"
+    outputs = cfg.outputs or state / "outputs"
     what = f"{len(table)} rows of {table.source} (key {table.key})"
     product = spec.declared_product(name)  # its input contract is checked at every Hello
     if product is not None:
         what += f", product {product.descriptor.id} v{product.descriptor.version}"
     guard = None
-    if cfg.policy is not None:
-        from splitmesh.mesh.audit import AuditLog
-        from splitmesh.mesh.policy import PolicyGuard, load_policy
-
-        audit = AuditLog(state / "audit.jsonl") if state else None
+    if rules is not None:
         wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
         columns = [*table.numeric_names, *table.categorical_names]
-        own = None
-        if cfg.tls is not None:
-            own = fingerprint(cfg.tls.cert.read_bytes())
-        guard = PolicyGuard(
-            load_policy(cfg.policy), name, columns, wire=wire, audit=audit, fingerprint=own
-        )
+        own = fingerprint(cfg.tls.cert.read_bytes()) if cfg.tls is not None else None
+        guard = PolicyGuard(rules, name, columns, wire=wire, audit=audit, fingerprint=own)
         what += f", policy {cfg.policy.name}"
+    common = {"guard": guard, "audit": audit, "limits": _limits(cfg), "state_dir": state}
     if name == spec.label.domain:
 
         def make(hello: Hello) -> Party:
@@ -104,14 +149,21 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
                 hello.mode,
                 spec.task,
                 purpose=hello.purpose,
+                peers=peers,
                 state_dir=state,
                 model_dir=models,
                 product=product,
+                scores=outputs / f"scores-{hello.run}.csv",
             )
 
-        return Node(cfg.name, make, modes=cfg.modes, guard=guard), what + ", with labels"
+        serves = {proto.BOTTOM, proto.KEYS, proto.LABELS}
+        node = Node(cfg.name, make, serves=serves, modes=cfg.modes, **common)
+        return node, what + ", with labels"
 
     def make_domain(hello: Hello) -> Party:
-        return KeyedDomain(table, state_dir=state, model_dir=models, product=product)
+        return KeyedDomain(table, peers=peers, state_dir=state, model_dir=models, product=product)
 
-    return Node(cfg.name, make_domain, modes=SPLIT_MODES, guard=guard), what
+    node = Node(
+        cfg.name, make_domain, serves={proto.BOTTOM, proto.KEYS}, modes=SPLIT_MODES, **common
+    )
+    return node, what

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.split.common import flat_state, from_wire, to_wire
+from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.party import Party
-from splitmesh.transport.messages import Ack, Backward, Embedding, Forward, GetState, State
+from splitmesh.transport.messages import Ack, Backward, Embedding, Forward
 
 
 class BottomParty(Party):
@@ -92,9 +92,3 @@ class BottomParty(Party):
         out.backward(grad)
         self.optimizer_.step()
         self._updates += 1
-
-    def on_get_state(self, msg: GetState) -> State:
-        if self.bottom_ is None:
-            raise NotFittedError(f"{self.role} {self.name!r} has no model yet")
-        names, flat, shapes = flat_state(self.bottom_)
-        return State(names=names, values=flat, shapes=shapes)

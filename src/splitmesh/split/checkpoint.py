@@ -10,6 +10,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,14 @@ def read_checkpoint(path: Path, who: str) -> dict[str, Any]:
         raise DataError(f"checkpoint cannot be read: {exc}", path=str(path)) from exc
 
 
+_EPOCH_FILE = re.compile(r"^epoch-\d{4,7}\.pt$")
+
+
 def prune(directory: Path, keep: list[str]) -> None:
-    """Delete checkpoint files of tags not in ``keep`` (older epochs)."""
-    for f in directory.glob("*.pt"):
-        if f.stem not in keep:
+    """Delete this folder's epoch checkpoints (files named as ``epoch_tag`` names them, and
+    nothing else) whose tags are not in ``keep``."""
+    for f in directory.glob("epoch-*.pt"):
+        if _EPOCH_FILE.match(f.name) and f.stem not in keep and not f.is_symlink():
             f.unlink(missing_ok=True)
 
 

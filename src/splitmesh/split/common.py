@@ -108,23 +108,3 @@ class BatchPlan:
 def eval_batches(n_rows: int, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, n_rows, batch_size):
         yield np.arange(start, min(start + batch_size, n_rows))
-
-
-def flat_state(module: nn.Module) -> tuple[list[str], np.ndarray, list[list[int]]]:
-    """Parameters as (names, one flat float32 vector, shapes): how State travels."""
-    names, flats, shapes = [], [], []
-    for name, p in module.named_parameters():
-        names.append(name)
-        flats.append(p.detach().reshape(-1).numpy())
-        shapes.append(list(p.shape))
-    flat = np.concatenate(flats).astype(np.float32) if flats else np.zeros(0, np.float32)
-    return names, flat, shapes
-
-
-def unflatten_state(names: list[str], flat: np.ndarray, shapes: list[list[int]]) -> dict:
-    out, off = {}, 0
-    for name, shape in zip(names, shapes, strict=True):
-        n = int(np.prod(shape)) if shape else 1
-        out[name] = flat[off : off + n].reshape(shape)
-        off += n
-    return out

@@ -5,7 +5,9 @@ It drives the step protocol through a Transport and never knows how messages tra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from splitmesh.data.resampling import ResampleConfig
-from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.errors import NotFittedError, ProtocolError, SplitmeshError
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.checkpoint import (
@@ -33,11 +35,13 @@ from splitmesh.split.common import (
 )
 from splitmesh.split.head import ScoreBook
 from splitmesh.split.tasks import Task, check_task
+from splitmesh.split.trainer import TrainConfig
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.messages import (
     Ack,
     Augment,
     Backward,
+    Bye,
     Checkpoint,
     Distances,
     Embedding,
@@ -90,6 +94,8 @@ class Coordinator:
         pipeline: bool = False,
         task: str = "binary",
         embedding_contracts: dict | None = None,
+        train: TrainConfig | None = None,
+        eval_batch: int = 4096,
     ) -> None:
         self.mode = check_mode(mode)
         self.task = check_task(task)
@@ -99,7 +105,10 @@ class Coordinator:
         self.spec, self.optim, self.seed = spec, optim, seed
         self.wire_dtype, self.pos_weight = wire_dtype, pos_weight
         self.sizes_: dict[str, int] | None = None
-        self.run = run
+        self.run = run  # the run's name: what its settings are (its checkpoint folder)
+        self.run_id: str | None = None  # this run's fresh id, sent in Hello; kept on resume
+        self.train = train or TrainConfig()  # the plan every node judges at Hello
+        self.eval_batch = eval_batch
         self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
         self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
         self._snapshots: dict[str, dict] = {}
@@ -112,11 +121,25 @@ class Coordinator:
         self.embedding_contracts = dict(embedding_contracts or {})
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
-    def hello(self, purpose: str = "train") -> dict[str, dict]:
+    def hello(self, purpose: str = "train", *, resume: bool = False) -> dict[str, dict]:
         """Open the run on every party; each answers with its name, role and data fingerprint.
-        ``purpose``: train, or predict (score new rows with a saved model)."""
-        parties = [*self.domains, self.label_owner]
-        replies = self.t.request_many({p: Hello(self.run, self.mode, purpose) for p in parties})
+        ``purpose``: train, or predict (score new rows with a saved model). ``resume``: reopen
+        the run the last committed checkpoint names, else a fresh run."""
+        committed = self.checkpoints.committed() if (resume and self.checkpoints) else None
+        self.run_id = (committed or {}).get("run_id") or uuid.uuid4().hex
+        cfg = self.train
+        hello = Hello(
+            self.run_id,
+            self.mode,
+            purpose,
+            resume=resume,
+            batch_size=cfg.batch_size,
+            min_batch=cfg.min_batch,
+            eval_batch=self.eval_batch,
+            epochs=cfg.epochs,
+        )
+        parties = list(dict.fromkeys([*self.domains, self.label_owner]))
+        replies = self.t.request_many(dict.fromkeys(parties, hello))
         self.nodes_ = {p: _expect(r, Ack, p).info for p, r in replies.items()}
         for p, info in self.nodes_.items():
             if info.get("name", p) != p:
@@ -128,7 +151,7 @@ class Coordinator:
     ) -> dict:
         """Open the run, split, scale, resample; with ``resume``, first check that every
         node still holds the data its checkpoint was trained on."""
-        self.hello()
+        self.hello(resume=resume)
         if resume:
             self._check_same_data()
         self.align()
@@ -228,7 +251,7 @@ class Coordinator:
         party's own meta instead of ``meta``."""
         asked = self.domains if domains is None else domains
         own = meta_for or {}
-        replies = self.t.request_many({d: SaveModel(self.run, own.get(d, meta)) for d in asked})
+        replies = self.t.request_many({d: SaveModel(own.get(d, meta)) for d in asked})
         infos = {d: _expect(r, Ack, d).info for d, r in replies.items()}
         return {d: info["product"] for d, info in infos.items() if info.get("product")}
 
@@ -312,12 +335,10 @@ class Coordinator:
             self.t.request_many({d: Backward(step, grad) for d, (step, grad) in owed.items()})
 
     # -- evaluation ------------------------------------------------------------------------
-    def evaluate(
-        self, partitions: list[str], *, batch_size: int = 4096, select_on: str = "val"
-    ) -> dict:
+    def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict:
         """Metrics per partition, with the decision threshold chosen on ``select_on``."""
         with self.t.stats.phase("eval"):
-            return self._evaluate(partitions, batch_size, select_on)
+            return self._evaluate(partitions, self.eval_batch, select_on)
 
     def _evaluate(self, partitions: list[str], batch_size: int, select_on: str) -> dict:
         self.top_.eval()
@@ -364,14 +385,13 @@ class Coordinator:
         if self.checkpoints is None:
             return
         self.flush()
-        tag = epoch_tag(trainer["epoch"])
+        epoch = trainer["epoch"]
         before = self.checkpoints.committed()
-        keep = [before["tag"]] if before else []  # in force until this tag is committed
-        self.t.request_many(
-            {p: Checkpoint(self.run, tag, keep) for p in self._parties_with_models()}
-        )
+        keep = [before["epoch"]] if before else []  # in force until this epoch is committed
+        self.t.request_many({p: Checkpoint(epoch, keep) for p in self._parties_with_models()})
         parties = {p: info.get("data", {}) for p, info in self.nodes_.items()}
-        meta = {"mode": self.mode, "parties": parties}
+        meta = {"mode": self.mode, "parties": parties, "run_id": self.run_id}
+        tag = epoch_tag(epoch)
         self.checkpoints.save(tag, self._own_state(), self._snapshots, trainer, meta)
 
     def _check_same_data(self) -> None:
@@ -385,8 +405,21 @@ class Coordinator:
         if manifest is None:
             return None
         self._check_same_data()
-        tag = manifest["tag"]
-        self.t.request_many({p: LoadCheckpoint(self.run, tag) for p in self._parties_with_models()})
-        self._snapshots, trainer = self.checkpoints.load(tag, self._own_state())
+        self.t.request_many(
+            {p: LoadCheckpoint(manifest["epoch"]) for p in self._parties_with_models()}
+        )
+        self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
         self._owed = {}
         return trainer
+
+    # -- the end of a run ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the run on every party that still answers (its nodes serve the next run
+        from now on); a party that is down or refuses is left to its idle timeout."""
+        if self.run_id is None:
+            return
+        parties = list(dict.fromkeys([*self.domains, self.label_owner]))
+        for p in parties:
+            with contextlib.suppress(SplitmeshError):
+                self.t.request(p, Bye())
+        self.run_id = None

@@ -20,7 +20,7 @@ from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import PARTITIONS, OptimConfig
-from splitmesh.split.saved import save_module
+from splitmesh.split.saved import save_module, wire_meta
 from splitmesh.transport.messages import (
     Ack,
     Augment,
@@ -127,10 +127,12 @@ class DomainParty(BottomParty):
         return self.model_dir
 
     def model_facts(self, msg: SaveModel) -> dict:
-        """What model.json records beside the weights (subclasses add their key)."""
+        """What model.json records beside the weights (subclasses add their key); the
+        coordinator's ``meta`` is checked and cannot overwrite the domain's own facts."""
         return {
+            **wire_meta(msg.meta, f"domain {self.name!r}"),
             "domain": self.name,
-            "run": msg.run,
+            "run": self.run_id,
             "numeric": self.columns,
             "categorical": self.categorical_names,
             "bottom": self._model_cfg,
@@ -138,7 +140,6 @@ class DomainParty(BottomParty):
             "cardinalities": list(self.prep_.categorical.cardinalities),
             "cut_width": self._model_cfg["hidden"][-1],
             "data": self.fingerprint(),
-            **msg.meta,
         }
 
     def on_save_model(self, msg: SaveModel) -> Ack:

@@ -91,7 +91,7 @@ class EntityDomain(BottomParty):
         """Publish the trained feature bottom as this domain's data product."""
         from splitmesh.data.sources import DomainTable
         from splitmesh.mesh.products import publish
-        from splitmesh.split.saved import save_module
+        from splitmesh.split.saved import save_module, wire_meta
 
         if self.bottom_ is None or self.model_dir is None:
             raise NotFittedError(f"domain {self.name!r} has no trained model or no model folder")
@@ -117,7 +117,11 @@ class EntityDomain(BottomParty):
             n_categorical=len(f.cardinalities),
             cut_width=self.bottom_.out_features,
             prep=prep,
-            meta={**msg.meta, "run": msg.run, "data": self.fingerprint()},
+            meta={
+                **wire_meta(msg.meta, f"domain {self.name!r}"),
+                "run": self.run_id,
+                "data": self.fingerprint(),
+            },
         )
         return Ack(info={"folder": str(self.model_dir), "product": product})
 

@@ -14,10 +14,7 @@ from splitmesh.data.resampling import (
 )
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import (
-    check_mode,
-    flat_state,
-)
+from splitmesh.split.common import check_mode
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.party import Party
 from splitmesh.split.tasks import Task
@@ -27,7 +24,6 @@ from splitmesh.transport.messages import (
     Evaluate,
     FinishResample,
     GetLabels,
-    GetState,
     Head,
     HeadReply,
     Hello,
@@ -38,7 +34,6 @@ from splitmesh.transport.messages import (
     ResampleNeeds,
     SetupHead,
     SplitPlan,
-    State,
 )
 
 
@@ -148,9 +143,3 @@ class LabelOwner(Party):
 
     def on_evaluate(self, msg: Evaluate) -> Metrics:
         return Metrics(values=self.book.evaluate(self._y, msg.select_on, msg.partitions))
-
-    def on_get_state(self, msg: GetState) -> State:
-        if self.head_ is None:
-            raise NotFittedError(f"label owner {self.name!r} holds no head")
-        names, flat, shapes = flat_state(self.head_.head)
-        return State(names=names, values=flat, shapes=shapes)

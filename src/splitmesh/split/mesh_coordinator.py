@@ -34,6 +34,13 @@ from splitmesh.transport.messages import (
 COORDINATOR = "coordinator"  # the coordinator's folder among the saved parts
 
 
+def _relayed(cls, msg):
+    """Pass a signed PSI message on unchanged: the relay can neither read nor forge it."""
+    if isinstance(msg, PsiBlob):
+        return cls(msg.request, msg.size, msg.claim, msg.cert, msg.signature)
+    return cls(msg.setup, msg.response, msg.claim, msg.cert, msg.signature)
+
+
 class MeshCoordinator(Coordinator):
     """``label_owner`` is the label domain (also one of ``domains``)."""
 
@@ -52,21 +59,19 @@ class MeshCoordinator(Coordinator):
         sizes = {p: info.get("data", {}).get("rows") for p, info in self.nodes_.items()}
         steps = []
         for d in others:  # shrink: the label domain keeps the keys every domain holds
-            blob = _expect(self.t.request(lo, PsiRequest()), PsiBlob, lo)
-            reply = _expect(self.t.request(d, PsiServe(blob.request, blob.size)), PsiReply, d)
-            ack = _expect(self.t.request(lo, PsiFinish(reply.setup, reply.response)), Ack, lo)
+            blob = _expect(self.t.request(lo, PsiRequest(d)), PsiBlob, lo)
+            reply = _expect(self.t.request(d, _relayed(PsiServe, blob)), PsiReply, d)
+            ack = _expect(self.t.request(lo, _relayed(PsiFinish, reply)), Ack, lo)
             steps.append({"with": d, "left": ack.info["size"]})
         common = steps[-1]["left"] if steps else sizes.get(lo)
         blobs = {
             d: _expect(r, PsiBlob, d)
-            for d, r in self.t.request_many(dict.fromkeys(others, PsiRequest())).items()
+            for d, r in self.t.request_many({d: PsiRequest(lo) for d in others}).items()
         }
         finish = {}
         for d in others:  # share: each domain learns which of its rows are in the final set
-            rep = _expect(
-                self.t.request(lo, PsiServe(blobs[d].request, blobs[d].size)), PsiReply, lo
-            )
-            finish[d] = PsiFinish(rep.setup, rep.response)
+            rep = _expect(self.t.request(lo, _relayed(PsiServe, blobs[d])), PsiReply, lo)
+            finish[d] = _relayed(PsiFinish, rep)
         for d, r in self.t.request_many(finish).items():
             got = _expect(r, Ack, d).info["size"]
             if got != common:
@@ -125,9 +130,9 @@ class MeshCoordinator(Coordinator):
         return out
 
     # -- scoring new rows -----------------------------------------------------------------
-    def predict(self, folder: str | Path, out: str, *, batch_size: int = 4096) -> dict:
+    def predict(self, folder: str | Path) -> dict:
         """Align the parties' (new) tables, load every part, score every common row; the
-        label domain writes the scores keyed by its key to ``out``."""
+        label domain writes the scores, keyed by its key, to its own output file."""
         folder = Path(folder) / COORDINATOR
         meta = read_json(folder / "model.json", "the coordinator")
         if meta["mode"] != self.mode:
@@ -152,7 +157,7 @@ class MeshCoordinator(Coordinator):
             head = head_spec.build_head(spec.head_in(len(self.domains)), 0)
             self.head_ = load_module(folder / "head.pt", head, "the coordinator").eval()
         lo = self.label_owner
-        for i, pos in enumerate(eval_batches(n, batch_size)):
+        for i, pos in enumerate(eval_batches(n, self.eval_batch)):
             replies = self.t.request_many(self._forwards(PREDICT, pos, i, False))
             hs = self._embeddings(replies)
             with torch.no_grad():
@@ -163,5 +168,5 @@ class MeshCoordinator(Coordinator):
             if task is None:
                 msg = Head(PREDICT, pos, i, False, to_wire(act, self.wire_dtype))
                 _expect(self.t.request(lo, msg), HeadReply, lo)
-        done = _expect(self.t.request(lo, WriteScores(PREDICT, out)), Ack, lo)
+        done = _expect(self.t.request(lo, WriteScores(PREDICT)), Ack, lo)
         return {"rows": n, "alignment": self.alignment_, **done.info}

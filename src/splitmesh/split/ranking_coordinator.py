@@ -20,6 +20,7 @@ from splitmesh.split.common import OptimConfig, from_wire, to_wire
 from splitmesh.split.coordinator import Coordinator, _expect
 from splitmesh.split.ranking import RankingConfig, chunk_rows, pair_chunks, pairs_input
 from splitmesh.split.tasks import Task
+from splitmesh.split.trainer import TrainConfig
 from splitmesh.transport.base import Transport
 from splitmesh.transport.messages import (
     Ack,
@@ -60,6 +61,7 @@ class RankingCoordinator(Coordinator):
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
+        train: TrainConfig | None = None,
     ) -> None:
         super().__init__(
             transport,
@@ -73,6 +75,7 @@ class RankingCoordinator(Coordinator):
             run=run,
             checkpoint_dir=checkpoint_dir,
             pipeline=pipeline,
+            train=train,
         )
         self.ranking = ranking
         self.info_: dict = {}
@@ -82,7 +85,7 @@ class RankingCoordinator(Coordinator):
         return self.domains[0]
 
     def prepare(self, resume: bool = False) -> dict:
-        self.hello()
+        self.hello(resume=resume)
         if resume:
             self._check_same_data()
         model = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.spec).items()}
@@ -160,7 +163,7 @@ class RankingCoordinator(Coordinator):
             raise ProtocolError(
                 f"{self.owner!r} planned {plans.examples} examples, not {self.n_train}"
             )
-        self._relay(plans, "train", f"{self.run}/train/epoch-{epoch}")
+        self._relay(plans, "train", f"{self.run_id}/train/epoch-{epoch}")
         if self.mode == "label-sharing":
             labels = _expect(self.t.request(self.owner, GetLabels("train")), Labels, self.owner)
             self._y_train = torch.from_numpy(np.asarray(labels.values, dtype=np.float32))
@@ -180,7 +183,7 @@ class RankingCoordinator(Coordinator):
         plans = _expect(
             self.t.request(self.owner, PlanRanking(partition, self.peers)), Plans, self.owner
         )
-        self._relay(plans, partition, f"{self.run}/{partition}")
+        self._relay(plans, partition, f"{self.run_id}/{partition}")
         replies = self.t.request_many({d: EmbedSlots(partition) for d in self.domains})
         user_parts, item_parts = [], []
         for d in self.domains:

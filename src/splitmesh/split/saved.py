@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from splitmesh.errors import ConfigError
+from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_bytes
 
 
@@ -43,3 +43,30 @@ def load_bottom(folder: Path, meta: dict, who: str) -> torch.nn.Module:
     cards = tuple(meta["cardinalities"])
     bottom = spec.build_bottom(meta["domain"], meta["input_width"], 0, cards)
     return load_module(Path(folder) / "bottom.pt", bottom, who)
+
+
+# What a coordinator may say about a run, for a party's model card and metadata; a party
+# writes its own facts (domain, columns, data hash, run id) itself, never from the wire.
+META_KEYS = frozenset({"mesh", "metrics", "policy", "label_task", "threshold"})
+MAX_META_BYTES = 16_384
+
+
+def wire_meta(meta: dict, who: str) -> dict:
+    """SaveModel's ``meta``, checked: only the known keys, JSON, of bounded size."""
+    unknown = sorted(k for k in meta if k not in META_KEYS)
+    if unknown:
+        raise ProtocolError(
+            f"{who}: SaveModel.meta may hold {sorted(META_KEYS)}, not {str(unknown[0])[:40]!r}"
+        )
+    kinds = {"mesh": str, "metrics": dict, "policy": dict, "label_task": dict}
+    for key, kind in kinds.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise ProtocolError(f"{who}: SaveModel.meta[{key!r}] must be a {kind.__name__}")
+    threshold = meta.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float)
+    ):
+        raise ProtocolError(f"{who}: SaveModel.meta['threshold'] must be a number")
+    if len(json.dumps(meta, default=str)) > MAX_META_BYTES:
+        raise ProtocolError(f"{who}: SaveModel.meta is over {MAX_META_BYTES} bytes")
+    return dict(meta)

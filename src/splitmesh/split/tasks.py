@@ -22,6 +22,25 @@ TASKS = ("binary", "multiclass", "regression")
 DEFAULT_SELECT = {"binary": "average_precision", "multiclass": "log_loss", "regression": "rmse"}
 
 
+# what model selection may watch, per task (names as Task.report gives them)
+SELECT_METRICS = {
+    "binary": ("average_precision", "roc_auc", "log_loss", "brier", "f1", "f1_macro", "accuracy"),
+    "multiclass": ("log_loss", "accuracy", "macro_f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def check_select_metric(task: str, metric: str) -> str:
+    """A validation metric the task reports; checked when a configuration is read."""
+    allowed = SELECT_METRICS[check_task(task)]
+    if metric not in allowed:
+        raise ConfigError(
+            f"The 'select_metric' parameter of a {task} task must be one of {list(allowed)}. "
+            f"Got {metric!r} instead."
+        )
+    return metric
+
+
 def check_task(name: str) -> str:
     if name not in TASKS:
         raise ConfigError(f"The 'task' parameter must be one of {TASKS}. Got {name!r} instead.")

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from splitmesh.transport.messages import Message
+
+# Checks a tensor's declared (message type, field, dtype, shape) before it is allocated.
+TensorCheck = Callable[[str, str, str, tuple[int, ...]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who sent a request, as the transport knows it: the SHA-256 of the caller's certificate
+    (None in process or in plaintext) and the id of the transport session that sent it."""
+
+    fingerprint: str | None = None
+    client: str = "local"
+
+
+@dataclasses.dataclass(frozen=True)
+class Incoming:
+    """A request as it arrives, not yet decoded: the type it says it is (unchecked), its size
+    on the wire, and how to decode it under a receiver's tensor checks."""
+
+    kind: str
+    size: int
+    decode: Callable[[TensorCheck | None], Message]
 
 
 class WireStats:

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,8 +113,23 @@ def encode_frame(
     return b"".join(parts)
 
 
-def decode_frame(data: bytes) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-    """Decode one frame into (type name, header, tensors). Tensors own their memory."""
+def peek_frame_type(data: bytes) -> str:
+    """The type name a frame says it carries ("?" when even that is unreadable)."""
+    try:
+        magic, _, tlen = _HEAD.unpack_from(data, 0)
+        return bytes(data[_HEAD.size : _HEAD.size + tlen]).decode() if magic == MAGIC else "?"
+    except (struct.error, UnicodeDecodeError):
+        return "?"
+
+
+def decode_frame(
+    data: bytes, check: Callable[[str, str, str, tuple[int, ...]], None] | None = None
+) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """Decode one frame into (type name, header, tensors). Tensors own their memory.
+
+    ``check(type, field, dtype, shape)`` sees every tensor's declared shape before its
+    memory is allocated, so a receiver refuses an oversized tensor without holding it.
+    """
     view = memoryview(data)
     try:
         magic, version, tlen = _HEAD.unpack_from(view, 0)
@@ -149,6 +165,8 @@ def decode_frame(data: bytes) -> tuple[str, dict[str, Any], dict[str, np.ndarray
             nbytes = count * dtype.itemsize
             if off + nbytes > len(view):
                 raise ProtocolError(f"tensor {name!r} is truncated")
+            if check is not None:
+                check(type_name, name, dtype.str, tuple(shape))
             # copy: decoded tensors must be writable and must not pin the frame buffer
             arr = np.frombuffer(view, dtype=dtype, count=count, offset=off).reshape(shape)
             tensors[name] = arr.copy() if scale is None else Int8Tensor(arr, scale).dequantize()

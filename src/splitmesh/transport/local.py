@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
-from splitmesh.errors import PartyError, SplitmeshError, TransportError
-from splitmesh.transport.base import Transport
-from splitmesh.transport.messages import ErrorReply, Message, decode, encode
+from splitmesh.errors import PartyError, PolicyError, SplitmeshError, TransportError
+from splitmesh.transport.base import Caller, Incoming, Transport
+from splitmesh.transport.messages import ErrorReply, Message, decode, encode, peek_type
 
 
 class Handler(Protocol):
-    """Anything that serves protocol messages: a party."""
+    """Anything that serves protocol messages: a party, or a node (split/node.py), which
+    also implements ``serve`` to decode under its own limits and log every call."""
 
     def handle(self, msg: Message) -> Message: ...
+
+
+LOCAL = Caller()
 
 
 class LocalTransport(Transport):
@@ -33,31 +37,43 @@ class LocalTransport(Transport):
             raise TransportError(f"no party named {party!r} (known: {', '.join(self._handlers)})")
         data = encode(msg)
         self.stats.add(party, "sent", len(data))
-        reply = serve(handler, data)
+        reply = serve(handler, data, LOCAL)
         self.stats.add(party, "received", len(reply))
         return unwrap(party, type(msg).__name__, decode(reply))
 
 
-def answer(handler: Handler, request: Callable[[], Message]) -> Message:
+def answer(handler: Handler, incoming: Incoming, caller: Caller) -> Message:
     """What a party's server does with one request: its reply, or an ErrorReply saying why.
 
-    ``request`` decodes the incoming message, so a malformed one is answered too.
+    A node decodes the request itself (under its own limits) and logs the call; any other
+    handler gets the decoded message. A malformed request is answered too.
     """
+    node_serve = getattr(handler, "serve", None)
+    if node_serve is not None:
+        return node_serve(incoming, caller)
     try:
-        return handler.handle(request())
-    except SplitmeshError as exc:
-        return ErrorReply(kind=type(exc).__name__, detail=str(exc))
+        return handler.handle(incoming.decode(None))
     except Exception as exc:  # a party must answer, even when it has a bug
-        return ErrorReply(kind=type(exc).__name__, detail=str(exc) or repr(exc))
+        return error_reply(exc)
 
 
-def serve(handler: Handler, data: bytes) -> bytes:
+def error_reply(exc: Exception) -> ErrorReply:
+    if isinstance(exc, SplitmeshError):
+        return ErrorReply(kind=type(exc).__name__, detail=str(exc))
+    return ErrorReply(kind=type(exc).__name__, detail=str(exc) or repr(exc))
+
+
+def serve(handler: Handler, data: bytes, caller: Caller) -> bytes:
     """One frame in, one frame out (errors included)."""
-    return encode(answer(handler, lambda: decode(data)))
+    incoming = Incoming(peek_type(data), len(data), lambda check: decode(data, check))
+    return encode(answer(handler, incoming, caller))
 
 
 def unwrap(party: str, call: str, reply: Message) -> Message:
-    """Turn an ErrorReply into a PartyError naming the party and the call."""
+    """Turn an ErrorReply into a PartyError naming the party and the call; a node's policy
+    refusal stays a PolicyError (naming the node and the rule)."""
     if isinstance(reply, ErrorReply):
+        if reply.kind == PolicyError.__name__:
+            raise PolicyError.from_remote(party, reply.detail)
         raise PartyError(party, call, reply.detail, kind=reply.kind)
     return reply

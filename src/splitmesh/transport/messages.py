@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from splitmesh.errors import ProtocolError
-from splitmesh.transport.codec import decode_frame, encode_frame
+from splitmesh.transport.codec import decode_frame, encode_frame, peek_frame_type
 
 _REGISTRY: dict[str, type[Message]] = {}
 
@@ -25,6 +25,7 @@ class Message:
     """Base of all protocol messages."""
 
     _tensor_fields: ClassVar[tuple[str, ...]] = ()
+    _field_types: ClassVar[dict[str, tuple[type, ...]]] = {}
 
 
 def message(cls: type) -> type:
@@ -40,8 +41,35 @@ def message(cls: type) -> type:
         return False
 
     cls._tensor_fields = tuple(f.name for f in dataclasses.fields(cls) if is_tensor(hints[f.name]))
+    cls._field_types = {f.name: _accepted(hints[f.name]) for f in dataclasses.fields(cls)}
     _REGISTRY[cls.__name__] = cls
     return cls
+
+
+def _accepted(hint: Any) -> tuple[type, ...]:
+    """The Python types a field may hold once decoded (what a hostile sender is held to)."""
+    args = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
+    out: list[type] = []
+    for a in args:
+        a = typing.get_origin(a) or a
+        out += [int, float] if a is float else [a]  # JSON writes 1.0 as 1
+    return tuple(type(None) if a is None else a for a in out)
+
+
+def _check_types(cls: type[Message], values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        accepted = cls._field_types.get(name, ())
+        ok = isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted)
+        if not ok:
+            want = " or ".join(sorted({t.__name__ for t in accepted}))
+            raise ProtocolError(
+                f"malformed {cls.__name__}: field {name!r} must be {want}, got "
+                f"{type(value).__name__}"
+            )
 
 
 def to_parts(msg: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -61,7 +89,14 @@ def from_parts(type_name: str, header: dict[str, Any], tensors: dict[str, np.nda
     """The inverse of :func:`to_parts`; unknown types and fields are protocol errors."""
     cls = _REGISTRY.get(type_name)
     if cls is None:
-        raise ProtocolError(f"unknown message type {type_name!r}")
+        raise ProtocolError(f"unknown message type {type_name[:64]!r}")
+    if not isinstance(header, dict):
+        raise ProtocolError(f"malformed {type_name}: its header is not a JSON object")
+    misplaced = [k for k in header if k in cls._tensor_fields and header[k] is not None]
+    misplaced += [k for k in tensors if k not in cls._tensor_fields]
+    if misplaced:
+        raise ProtocolError(f"malformed {type_name}: field {misplaced[0]!r} in the wrong part")
+    _check_types(cls, {**header, **tensors})
     try:
         return cls(**header, **tensors)
     except TypeError as exc:
@@ -73,9 +108,14 @@ def encode(msg: Message) -> bytes:
     return encode_frame(*to_parts(msg))
 
 
-def decode(data: bytes) -> Message:
-    """Bytes -> message."""
-    return from_parts(*decode_frame(data))
+def decode(data: bytes, check=None) -> Message:
+    """Bytes -> message; ``check`` sees each tensor's shape before it is allocated."""
+    return from_parts(*decode_frame(data, check))
+
+
+def peek_type(data: bytes) -> str:
+    """The type name a frame says it carries, without decoding it."""
+    return peek_frame_type(data)
 
 
 # --- replies shared by every party -------------------------------------------------------
@@ -100,6 +140,10 @@ class ErrorReply(Message):
 class Hello(Message):
     """Opens a run: the node starts a fresh party for ``mode`` and says who it is.
 
+    ``run`` is a fresh run id (32 hex digits) for a new run; with ``resume`` it names the
+    interrupted run to reopen. The training plan (batch sizes, epochs) is what the node's
+    own policy and limits judge before anything else is served.
+
     The reply's ``info`` holds the node's name, role and data fingerprint (row count,
     columns, content hash; never values), which a resumed run checks against its manifest.
     """
@@ -107,26 +151,35 @@ class Hello(Message):
     run: str
     mode: str
     purpose: str = "train"  # or "predict": score new rows with a saved model
+    resume: bool = False
+    batch_size: int = 256  # training batches: at most batch_size + min_batch - 1 rows
+    min_batch: int = 1  # the coordinator merges a smaller last batch into the one before
+    eval_batch: int = 4096  # evaluation and scoring batches: at most this many rows
+    epochs: int = 1
+
+
+@message
+class Bye(Message):
+    """Closes the run: the node serves a new one from now on."""
 
 
 @message
 class Checkpoint(Message):
-    """Write model and optimizer state (and snapshots) to the party's own disk under ``tag``.
+    """Write model and optimizer state (and snapshots) to the party's own disk for ``epoch``.
 
-    ``keep``: older tags to keep; the party deletes its other checkpoints of this run.
+    ``keep``: older epochs of this run to keep; the party deletes its other checkpoints of
+    this run (and only those: files it wrote itself, under its own run folder).
     """
 
-    run: str
-    tag: str
+    epoch: int
     keep: list = dataclasses.field(default_factory=list)
 
 
 @message
 class LoadCheckpoint(Message):
-    """Reload the state written under ``tag``, refusing if the party's data has changed."""
+    """Reload the state written for ``epoch``, refusing if the party's data has changed."""
 
-    run: str
-    tag: str
+    epoch: int
 
 
 # --- domain party ------------------------------------------------------------------------
@@ -205,18 +258,6 @@ class Backward(Message):
 
     step: int
     grad: np.ndarray
-
-
-@message
-class GetState(Message):
-    """Ask a party for its model parameters (tests and checkpoints only)."""
-
-
-@message
-class State(Message):
-    names: list
-    values: np.ndarray  # all parameters flattened and concatenated, float32
-    shapes: list
 
 
 @message
@@ -431,35 +472,56 @@ class Scores(Message):
 
 @message
 class PsiRequest(Message):
-    """As PSI client: blind your current candidate keys into a request."""
+    """As PSI client: blind your current candidate keys into a request for ``peer``."""
+
+    peer: str
 
 
 @message
 class PsiBlob(Message):
+    """A PSI request signed by its author: the relay can pass it on, never forge or
+    redirect it (``claim`` names run, sender, receiver, set size and the request's hash)."""
+
     request: np.ndarray  # uint8: a serialized psi.Request (blinded points, no keys)
     size: int  # the client's set size (what a PSI server learns anyway)
+    claim: str  # JSON, signed
+    cert: str  # the signer's certificate (PEM), from the mesh CA
+    signature: np.ndarray  # uint8
 
 
 @message
 class PsiServe(Message):
-    """As PSI server over your current candidate keys: answer a client's request."""
+    """As PSI server over your current candidate keys: answer a peer's signed request
+    (the PsiBlob's fields, relayed unchanged)."""
 
     request: np.ndarray
-    client_size: int
+    size: int
+    claim: str
+    cert: str
+    signature: np.ndarray
 
 
 @message
 class PsiReply(Message):
+    """The server's answer, signed by the server for the client that asked."""
+
     setup: np.ndarray  # uint8: serialized psi.ServerSetup
     response: np.ndarray  # uint8: serialized psi.Response
+    claim: str
+    cert: str
+    signature: np.ndarray
 
 
 @message
 class PsiFinish(Message):
-    """As PSI client: keep the candidates the server also holds (reply: how many)."""
+    """As PSI client: keep the candidates the server also holds (reply: how many); the
+    PsiReply's fields, relayed unchanged."""
 
     setup: np.ndarray
     response: np.ndarray
+    claim: str
+    cert: str
+    signature: np.ndarray
 
 
 @message
@@ -474,7 +536,6 @@ class AlignDone(Message):
 class SaveModel(Message):
     """Write your part of the trained model (and its preparation) under your model folder."""
 
-    run: str
     meta: dict = dataclasses.field(default_factory=dict)  # run facts for the model card
 
 
@@ -485,7 +546,7 @@ class LoadModel(Message):
 
 @message
 class WriteScores(Message):
-    """To the label owner: write the scored rows, keyed by its own key, to ``path``."""
+    """To the label owner: write the scored rows, keyed by its own key, to its own output
+    file (the reply names it)."""
 
     partition: str
-    path: str

@@ -23,14 +23,18 @@ from splitmesh.data.datasets.creditcard import (
     synthetic_creditcard,
 )
 from splitmesh.data.resampling import ResampleConfig
+from splitmesh.data.splitting import check_fractions
 from splitmesh.errors import ConfigError
 from splitmesh.metrics import binary_report
 from splitmesh.nn.network import NetworkSpec
+from splitmesh.split import protocol as proto
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import MODES, OptimConfig, check_mode, check_wire_dtype
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
+from splitmesh.split.node import in_process
+from splitmesh.split.tasks import check_select_metric
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.base import Transport
 from splitmesh.transport.local import LocalTransport
@@ -77,6 +81,9 @@ class FraudConfig:
                 hint="or let `splitmesh mesh up fraud ...` start local nodes and write one",
             )
         domain_names(self.domains)
+        check_fractions(self.test, self.validation)
+        if self.train.patience is not None:
+            check_select_metric("binary", self.train.select_metric)
         if self.data is not None and self.synthetic_rows is not None:
             raise ConfigError("Give either --data or --synthetic-rows, not both.")
 
@@ -126,19 +133,21 @@ def _transport(cfg: FraudConfig, table: CreditCardTable | None, mode: str) -> Tr
     state = Path(cfg.checkpoint_dir) / "parties" if cfg.checkpoint_dir else None
     models = Path(cfg.models) / mode if cfg.models else None
     parties = {
-        d: DomainParty(
-            d,
-            table.domain(d),
-            DOMAINS[d],
-            state_dir=state and state / d,
-            model_dir=models and models / d,
-            source=table.domain_table(d),
+        d: in_process(
+            DomainParty(
+                d,
+                table.domain(d),
+                DOMAINS[d],
+                state_dir=state and state / d,
+                model_dir=models and models / d,
+                source=table.domain_table(d),
+            ),
+            {proto.BOTTOM},
         )
         for d in names
     }
-    parties[LABEL_OWNER] = LabelOwner(
-        LABEL_OWNER, table.y, mode, state_dir=state and state / LABEL_OWNER
-    )
+    owner = LabelOwner(LABEL_OWNER, table.y, mode, state_dir=state and state / LABEL_OWNER)
+    parties[LABEL_OWNER] = in_process(owner, {proto.LABELS})
     return LocalTransport(parties)
 
 
@@ -176,6 +185,7 @@ def make_learner(mode: str, table: CreditCardTable | None, cfg: FraudConfig):
         run=run,
         checkpoint_dir=ckpt,
         pipeline=cfg.pipeline,
+        train=cfg.train,
     )
     return coordinator, transport
 
@@ -196,6 +206,7 @@ def run_mode(
         )
     finally:
         if transport:
+            learner.close()
             transport.close()
 
 
@@ -310,6 +321,9 @@ def run_fraud(
     gov = governance
     if gov is not None and gov.policy is not None:
         gov.check_modes(plan(cfg), cfg.modes, "fraud")
+        # a small last batch joins the one before, as the policy's minimum asks
+        train = dataclasses.replace(cfg.train, min_batch=gov.policy.min_batch_size)
+        cfg = dataclasses.replace(cfg, train=train)
     policy_meta = gov.product_meta() if gov is not None else None
     inputs = lineage_inputs(cfg, table)
     for mode in cfg.modes:

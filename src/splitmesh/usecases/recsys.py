@@ -143,6 +143,7 @@ def make_learner(mode: str, data: RecsysData, cfg: RecsysConfig):
         run=run,
         checkpoint_dir=ckpt,
         pipeline=cfg.pipeline,
+        train=cfg.train,
         **common,
     )
     return learner, transport

@@ -24,10 +24,12 @@ from splitmesh.mesh.lineage import dataset
 from splitmesh.mesh.policy import Policy
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.network import NetworkSpec
+from splitmesh.split import protocol as proto
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, labeled_rows
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers, labeled_rows
 from splitmesh.split.mesh_coordinator import MeshCoordinator
+from splitmesh.split.node import Node, in_process
 from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import DEFAULT_SELECT, Task
 from splitmesh.split.trainer import TrainConfig, fit
@@ -89,33 +91,54 @@ def make_parties(
     model_dir: Path | None,
     state_dir: Path | None,
     purpose: str = "train",
-) -> dict:
-    """In-process parties, each holding only its own table."""
-    parties = {}
+    scores: Path | None = None,
+) -> dict[str, Node]:
+    """In-process parties, each holding only its own table, each served by the state
+    machine a node runs and signing its PSI messages with a throwaway identity."""
+    peers = Peers.in_process(spec.label.domain, spec.domain_names)
+    nodes = {}
     for name, table in tables.items():
         kw = {
+            "peers": peers[name],
             "state_dir": state_dir and state_dir / name,
             "model_dir": model_dir and model_dir / name,
             "product": spec.declared_product(name),
         }
         if name == spec.label.domain:
-            parties[name] = LabelDomain(table, mode, spec.task, purpose=purpose, **kw)
+            party = LabelDomain(table, mode, spec.task, purpose=purpose, scores=scores, **kw)
+            serves = {proto.BOTTOM, proto.KEYS, proto.LABELS}
         else:
-            parties[name] = KeyedDomain(table, **kw)
-    return parties
+            party, serves = KeyedDomain(table, **kw), {proto.BOTTOM, proto.KEYS}
+        nodes[name] = in_process(party, serves, modes=[mode])
+    return nodes
 
 
-def _transport(spec: MeshSpec, mode: str, out: Path | None, purpose: str, ckpt: bool) -> Transport:
+def _transport(
+    spec: MeshSpec,
+    mode: str,
+    out: Path | None,
+    purpose: str,
+    ckpt: bool,
+    scores: Path | None = None,
+) -> Transport:
     if spec.transport != "local":
         return spec.transport.connect(spec.domain_names, f"mesh {spec.name!r}: transport")
     tables = {d.name: spec.read_domain(d.name, predict=purpose == "predict") for d in spec.domains}
     state = out / "checkpoints" / "parties" if (out and ckpt) else None
     return LocalTransport(
-        make_parties(spec, tables, mode, model_dir=out, state_dir=state, purpose=purpose)
+        make_parties(
+            spec, tables, mode, model_dir=out, state_dir=state, purpose=purpose, scores=scores
+        )
     )
 
 
-def coordinator(spec: MeshSpec, transport: Transport, mode: str, ckpt: Path | None):
+def coordinator(
+    spec: MeshSpec,
+    transport: Transport,
+    mode: str,
+    ckpt: Path | None,
+    train: TrainConfig | None = None,
+):
     return MeshCoordinator(
         transport,
         spec.domain_names,
@@ -129,6 +152,7 @@ def coordinator(spec: MeshSpec, transport: Transport, mode: str, ckpt: Path | No
         checkpoint_dir=ckpt,
         task=spec.task,
         embedding_contracts=spec.embedding_contracts(),
+        train=train or train_config(spec),
     )
 
 
@@ -173,12 +197,13 @@ def run_mode(
 ) -> dict:
     ckpt_root = out / "checkpoints" if checkpoints else None
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
+    cfg = dataclasses.replace(train_config(spec), min_batch=min_batch)
     transport = None
     if mode == "centralized":
         learner, alignment = centralized_learner(spec, ckpt)
     else:
         transport = _transport(spec, mode, out, "train", checkpoints)
-        learner, alignment = coordinator(spec, transport, mode, ckpt), None
+        learner, alignment = coordinator(spec, transport, mode, ckpt, cfg), None
     try:
         t0 = time.perf_counter()
         prep = learner.prepare(
@@ -193,7 +218,6 @@ def run_mode(
         if transport:
             transport.stats.reset()
         t0 = time.perf_counter()
-        cfg = dataclasses.replace(train_config(spec), min_batch=min_batch)
         result = fit(learner, cfg, progress=progress, label=mode, resume=resume)
         train_seconds = time.perf_counter() - t0
         train_bytes = transport.stats.by_phase["train"] if transport else 0
@@ -230,6 +254,7 @@ def run_mode(
         }
     finally:
         if transport:
+            learner.close()
             transport.close()
 
 
@@ -313,16 +338,20 @@ def train_mesh(
     }
 
 
-def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path) -> dict:
-    """Score the rows every domain's (new) table holds; the label domain writes them."""
+def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path | None) -> dict:
+    """Score the rows every domain's (new) table holds; the label domain writes them: in
+    process to ``out``, over the network to its node's own outputs folder (the reply names
+    the file)."""
     model_dir = Path(model_dir)
     if spec.mode == "centralized":
         return _predict_centralized(spec, model_dir, Path(out))
-    transport = _transport(spec, spec.mode, model_dir, "predict", ckpt=False)
+    scores = Path(out).resolve() if out is not None else None
+    transport = _transport(spec, spec.mode, model_dir, "predict", ckpt=False, scores=scores)
+    coord = coordinator(spec, transport, spec.mode, None)
     try:
-        coord = coordinator(spec, transport, spec.mode, None)
-        return coord.predict(model_dir, str(Path(out).resolve()))
+        return coord.predict(model_dir)
     finally:
+        coord.close()
         transport.close()
 
 

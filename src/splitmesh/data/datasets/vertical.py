@@ -33,7 +33,8 @@ def write_vertical_mesh(
     """Write one file per domain and a mesh file; returns the mesh file's path.
 
     Each domain keeps a random ``keep`` share of the rows, shuffled; keys are integers or
-    strings (``string_keys``). ``formats`` cycle over the domains.
+    strings (``string_keys``). ``formats`` cycle over the domains. Text columns are
+    declared categorical in the mesh file (types are declared, never guessed).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,11 @@ def write_vertical_mesh(
             part.to_parquet(path, index=False)
         else:
             part.to_csv(path, index=False)
-        specs.append({"name": domain, "source": path.name, "key": key})
+        spec = {"name": domain, "source": path.name, "key": key}
+        text = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+        if text:
+            spec["categorical"] = text
+        specs.append(spec)
     mesh = {
         "name": name,
         "task": task,

@@ -161,6 +161,8 @@ class GrpcTransport(Transport):
             reason = f"unavailable after {self.retries + 1} attempts ({details})"
         elif code == grpc.StatusCode.PERMISSION_DENIED:
             reason = f"it refused our certificate: {details}"
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            reason = f"it refused the message as too large for its limit ({details})"
         else:
             reason = f"{code.name}: {details}"
         return NodeUnreachableError(party, call, address, reason)

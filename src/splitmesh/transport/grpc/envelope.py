@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
 from splitmesh.errors import ProtocolError
+from splitmesh.transport.base import TensorCheck
 from splitmesh.transport.codec import DTYPES, Int8Tensor, wire_array
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.messages import Message, from_parts, to_parts
@@ -32,7 +34,8 @@ def to_envelope(msg: Message) -> pb.Envelope:
     return env
 
 
-def from_envelope(env: pb.Envelope) -> Message:
+def from_envelope(env: pb.Envelope, check: TensorCheck | None = None) -> Message:
+    """The message an envelope carries; ``check`` sees each tensor's shape first."""
     try:
         header = json.loads(env.header) if env.header else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -43,8 +46,10 @@ def from_envelope(env: pb.Envelope) -> Message:
         if dtype is None:
             raise ProtocolError(f"tensor {t.name!r} has unknown dtype {t.dtype!r}")
         shape = tuple(t.shape)
-        if len(t.data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        if len(t.data) != math.prod(shape) * dtype.itemsize:
             raise ProtocolError(f"tensor {t.name!r}: {len(t.data)} bytes do not fit shape {shape}")
+        if check is not None:
+            check(env.type, t.name, dtype.str, shape)
         arr = np.frombuffer(t.data, dtype=dtype).reshape(shape)
         if t.scale:
             tensors[t.name] = Int8Tensor(arr, t.scale).dequantize()

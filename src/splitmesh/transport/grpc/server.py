@@ -9,15 +9,18 @@ from concurrent import futures
 import grpc
 
 from splitmesh.errors import ConfigError, TransportError
+from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
 from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
 from splitmesh.transport.grpc.tls import TlsFiles, fingerprint, is_loopback
 from splitmesh.transport.local import Handler, answer
 
-# gRPC's 4 MB default would cap a batch of embeddings or a distance matrix; we do not.
+# The coordinator's side: gRPC's 4 MB default would cap a batch of embeddings, a distance
+# matrix or a PSI reply; a node caps what it receives itself (PartyServer).
 UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
+DEFAULT_MAX_MESSAGE = 128 * 2**20  # a node's default cap on one request, in bytes
 
 
 class _Servicer(pb_grpc.PartyServicer):
@@ -26,14 +29,13 @@ class _Servicer(pb_grpc.PartyServicer):
 
     def Call(self, request: pb.Envelope, context: grpc.ServicerContext) -> pb.Envelope:
         s = self.s
-        if s.allow is not None:
-            caller = _peer_fingerprint(context)
-            if caller not in s.allow:
-                context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"node {s.name!r} does not accept the caller's certificate "
-                    f"(sha256 {caller or 'none'}); it accepts {len(s.allow)} fingerprint(s)",
-                )
+        caller = _peer_fingerprint(context)
+        if s.allow is not None and caller not in s.allow:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"node {s.name!r} does not accept the caller's certificate "
+                f"(sha256 {caller or 'none'}); it accepts {len(s.allow)} fingerprint(s)",
+            )
         meta = dict(context.invocation_metadata() or ())
         key = (meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))
         # One request at a time: a party's state is not shared between threads (and the
@@ -43,7 +45,10 @@ class _Servicer(pb_grpc.PartyServicer):
             # had: a step is never applied twice because a connection dropped.
             if key[1] and s.last is not None and s.last[0] == key:
                 return s.last[1]
-            reply = to_envelope(answer(s.handler, lambda: from_envelope(request)))
+            incoming = Incoming(
+                request.type, request.ByteSize(), lambda check: from_envelope(request, check)
+            )
+            reply = to_envelope(answer(s.handler, incoming, Caller(caller, key[0])))
             s.last = (key, reply)
             return reply
 
@@ -63,6 +68,8 @@ class PartyServer:
 
     With ``tls``, callers must present a certificate from the mesh CA whose SHA-256
     fingerprint is in ``allow``. Plaintext needs ``insecure=True`` and a loopback address.
+    gRPC itself refuses a request larger than ``max_message`` bytes before anything of it
+    is held (RESOURCE_EXHAUSTED); what the node does with the rest is the handler's call.
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class PartyServer:
         allow: list[str] | None = None,
         insecure: bool = False,
         workers: int = 2,
+        max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         if tls is None and not insecure:
             raise ConfigError(f"node {name!r}: no TLS files given and plaintext not asked for")
@@ -98,9 +106,11 @@ class PartyServer:
                 [(key, cert)], root_certificates=ca, require_client_auth=True
             )
         self.lock = threading.Lock()
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers), options=UNLIMITED
-        )
+        options = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", int(max_message)),
+        ]
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         pb_grpc.add_PartyServicer_to_server(_Servicer(self), self._server)
         try:
             if self._creds is None:

@@ -8,7 +8,6 @@ against the ones it accepts.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import ipaddress
 import json
 import os
@@ -16,12 +15,11 @@ import re
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import hashes
 
 from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_bytes, atomic_write_json
+from splitmesh.transport.identity import issue_certificates
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
@@ -70,24 +68,6 @@ def fingerprint(cert_pem: bytes) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _san(name: str, hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
-    entries: list[x509.GeneralName] = []
-    for h in dict.fromkeys((name, *hosts)):
-        try:
-            entries.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            entries.append(x509.DNSName(h))
-    return x509.SubjectAlternativeName(entries)
-
-
 def create_certificates(
     out: str | Path,
     parties: list[str],
@@ -112,61 +92,12 @@ def create_certificates(
             f"{out / 'ca.crt'} exists: refusing to replace the mesh's certificates",
             hint="pass --force to create a new CA (every node then needs its new files)",
         )
-    now = datetime.datetime.now(datetime.UTC)
-    valid_from, valid_to = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "splitmesh mesh CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid_from)
-        .not_valid_after(valid_to)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    ca_pem, issued = issue_certificates(parties, hosts=hosts, days=days)
     atomic_write_bytes(out / "ca.crt", ca_pem)
     prints = {}
-    for party in parties:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(valid_from)
-            .not_valid_after(valid_to)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_san(party, hosts), critical=False)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        pem = cert.public_bytes(serialization.Encoding.PEM)
+    for party, (pem, key) in issued.items():
         atomic_write_bytes(out / f"{party}.crt", pem)
-        atomic_write_bytes(out / f"{party}.key", _pem_key(key))
+        atomic_write_bytes(out / f"{party}.key", key)
         os.chmod(out / f"{party}.key", 0o600)
         prints[party] = fingerprint(pem)
     atomic_write_json(out / "fingerprints.json", prints)
