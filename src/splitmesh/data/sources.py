@@ -45,9 +45,10 @@ class Source:
         return (self.base,)
 
 
-def _confined(folders: tuple[Path, ...], base: Path):
-    """A DuckDB connection that reads files only under ``folders`` (relative paths from
-    ``base``): no other file, no network, no extension installed or loaded, settings locked."""
+def _confined(folders: tuple[Path, ...]):
+    """A DuckDB connection that reads files only under ``folders`` (absolute paths: a
+    relative one is refused): no other file, no network, no extension installed or loaded,
+    settings locked."""
     import duckdb
 
     con = duckdb.connect(
@@ -55,11 +56,64 @@ def _confined(folders: tuple[Path, ...], base: Path):
     )
     con.execute("SET enable_progress_bar = false")  # ours are drawn by rich
     dirs = [str(f.resolve()).rstrip("/") + "/" for f in folders]
-    con.execute("SET file_search_path = ?", [str(base.resolve())])
     con.execute("SET allowed_directories = ?", [dirs])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _path_literals(node, out: list, in_function: bool = False) -> list:
+    """(offset, text) of every file name a SELECT's syntax tree names: quoted table names
+    (DuckDB's replacement scans) and string constants passed to table functions."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if kind == "BASE_TABLE" and any(c in node.get("table_name", "") for c in "./"):
+            out.append((node.get("query_location"), node["table_name"]))
+        literal = node.get("literal")
+        if (
+            in_function
+            and kind == "VALUE_CONSTANT"
+            and isinstance(literal, dict)
+            and literal.get("kind") == "STRING"
+        ):
+            out.append((node.get("query_location"), literal.get("text", "")))
+        for v in node.values():
+            _path_literals(v, out, in_function or kind == "TABLE_FUNCTION")
+    elif isinstance(node, list):
+        for v in node:
+            _path_literals(v, out, in_function)
+    return out
+
+
+def absolute_paths(sql: str, base: Path) -> str:
+    """The query with every relative file name it spells out made absolute against
+    ``base``, so that DuckDB's confinement (absolute folders only) can allow it. Names
+    built at run time stay relative, and are refused."""
+    import json
+
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    except (duckdb.Error, TypeError, ValueError):
+        return sql  # unparsable here: DuckDB refuses it with its own message
+    finally:
+        con.close()
+    edits = []
+    for offset, text in _path_literals(tree, []):
+        if not isinstance(offset, int) or not 0 <= offset < len(sql):
+            continue
+        quote = sql[offset]
+        if quote not in "'\"" or sql[offset + 1 : offset + 1 + len(text) + 1] != text + quote:
+            continue  # not spelled as one plain quoted name (escapes, expressions): left as is
+        if Path(text).is_absolute() or "://" in text:
+            continue
+        full = str(base.resolve() / text).replace(quote, quote * 2)
+        edits.append((offset, offset + len(text) + 2, f"{quote}{full}{quote}"))
+    for start, end, new in sorted(set(edits), reverse=True):
+        sql = sql[:start] + new + sql[end:]
+    return sql
 
 
 def _one_select(sql: str, domain: str) -> None:
@@ -124,7 +178,7 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
 
     if source.sql is not None:
         _one_select(source.sql, domain)
-    con = _confined(source.folders(), source.base)
+    con = _confined(source.folders())
     if source.path is not None:
         path = source.path if source.path.is_absolute() else source.base / source.path
         if not path.exists():
@@ -138,7 +192,7 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
             rel = f"read_csv('{p}', header=true)"
         query, where = f"SELECT * FROM {rel}", str(path)
     elif source.sql is not None:
-        query, where = source.sql, source.describe()
+        query, where = absolute_paths(source.sql, source.base), source.describe()
     else:
         raise ConfigError(f"domain {domain!r}: its source names neither a path nor sql")
     try:

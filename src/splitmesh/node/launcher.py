@@ -22,6 +22,7 @@ from splitmesh.node.config import (
     MeshRef,
     NodeAddress,
     NodeConfig,
+    NodeLimits,
     TlsConfig,
     dump,
 )
@@ -53,11 +54,13 @@ class LocalMesh:
         deadline_s: float = 60.0,
         models: str | Path | None = None,
         policy: str | Path | None = None,
+        limits: NodeLimits | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.policy = Path(policy).resolve() if policy is not None else None  # every node's copy
         self.models = Path(models).resolve() if models is not None else None
         self.nodes, self.insecure, self.deadline_s = nodes, insecure, deadline_s
+        self.limits = limits or NodeLimits()
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
         self._offsets: dict[str, int] = {}  # log length when each node was last started
@@ -88,6 +91,7 @@ class LocalMesh:
                 identity=ids[name] if self.insecure else None,
                 accept=[] if self.insecure else [prints[COORDINATOR]],
                 insecure=self.insecure,
+                limits=self.limits,
             )
             self.configs[name] = dump(cfg, self.workdir / "nodes" / f"{name}.yaml")
             addresses.append(NodeAddress(name=name, address=cfg.listen))

@@ -81,7 +81,7 @@ def _signed(msg) -> Signed:
     return Signed(msg.claim, msg.cert, np.ascontiguousarray(msg.signature, np.uint8).tobytes())
 
 
-def _claimed_sender(msg) -> str:
+def _claimed_sender(msg, who: str) -> str:
     """Who a signed message says it is from (checked against its signature next)."""
     import json
 
@@ -90,7 +90,7 @@ def _claimed_sender(msg) -> str:
     except (ValueError, AttributeError):
         sender = None
     if not isinstance(sender, str):
-        raise ProtocolError("a signed PSI message names no sender")
+        raise ProtocolError(f"{who}: a signed PSI message that names no sender is refused")
     return sender
 
 
@@ -208,7 +208,7 @@ class KeyedDomain(DomainParty):
         return PsiBlob(request, size, signed.claim, signed.cert, sig)
 
     def on_psi_serve(self, msg: PsiServe) -> PsiReply:
-        peers, sender = self._peers(), _claimed_sender(msg)
+        peers, sender = self._peers(), _claimed_sender(msg, f"domain {self.name!r}")
         claim = peers.identity.verify(_signed(msg), sender=sender, what="a PSI request")
         self._claim(claim, "psi-request", sender)
         self._may_serve(sender)

@@ -1,0 +1,312 @@
+"""Every attack of issue 13's table, sent over real gRPC by a coordinator holding a valid
+certificate: each is refused with a clear error, the node keeps serving its legitimate run,
+and the attempt is in the node's access log."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+
+from splitmesh.data.datasets.creditcard import DOMAINS
+from splitmesh.errors import PartyError, PolicyError
+from splitmesh.mesh.audit import verify
+from splitmesh.mesh.spec import load_mesh
+from splitmesh.node.config import MeshRef, load_mesh_network
+from splitmesh.node.launcher import LocalMesh
+from splitmesh.split.trainer import fit
+from splitmesh.transport.identity import Identity
+from splitmesh.transport.messages import (
+    Bye,
+    Checkpoint,
+    ErrorReply,
+    Forward,
+    Hello,
+    PsiFinish,
+    PsiRequest,
+    PsiServe,
+)
+from splitmesh.usecases.train import (
+    _transport,
+    coordinator,
+    resample_config,
+    run_mode,
+    train_config,
+    train_mesh,
+)
+
+from .conftest import LIMIT_MB, Attacker, peak_rss_mb, refused
+
+MODE = "label-preserving"
+
+
+def _network(credit_mesh, nodes):
+    spec = load_mesh(credit_mesh).model_copy(update={"mode": MODE})
+    return spec.model_copy(update={"transport": load_mesh_network(nodes.mesh_file)})
+
+
+def _refused(reply, *words):
+    assert isinstance(reply, ErrorReply), reply
+    for w in words:
+        assert w in reply.detail, reply.detail
+    return reply
+
+
+def _open(attacker, node, **kw):
+    reply = attacker.send(node, Hello(uuid.uuid4().hex, MODE, **kw))
+    assert not isinstance(reply, ErrorReply), reply
+    return reply
+
+
+def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
+    nodes, attacker, credit_mesh, tmp_path
+):
+    spec = _network(credit_mesh, nodes)
+    transport = _transport(spec, MODE, tmp_path / "grpc", "train", True)
+    coord = coordinator(spec, transport, MODE, tmp_path / "ckpt")
+    try:
+        coord.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
+        coord.build()
+        for d in DOMAINS:  # a second run is refused, naming the one in progress
+            _refused(attacker.send(d, Hello(uuid.uuid4().hex, MODE)), f"serves run {coord.run_id}")
+            assert refused(nodes, d, "Hello")
+        # nor can another session step into it, end it, or reopen it under a guessed id
+        _refused(attacker.send("cardholder", Forward("train", np.arange(64), 0, True)),
+                 "another session")  # fmt: skip
+        _refused(attacker.send("cardholder", Bye()), "another session")
+        _refused(attacker.send("cardholder", Hello(uuid.uuid4().hex, MODE, resume=True)),
+                 f"serves run {coord.run_id}")  # fmt: skip
+        # the legitimate run trains on undisturbed, to the in-process metrics
+        fit(coord, train_config(spec), progress=False)
+        metrics = coord.evaluate(["test"])["test"]
+        run_id = coord.run_id
+    finally:
+        coord.close()
+        transport.close()
+    local = run_mode(
+        spec.model_copy(update={"transport": "local"}), MODE, tmp_path / "local",
+        progress=False, checkpoints=False,
+    )  # fmt: skip
+    assert metrics["roc_auc"] == local["metrics"]["roc_auc"]
+    assert metrics["average_precision"] == local["metrics"]["average_precision"]
+
+    # its checkpoints are its own: a later run (the attacker's) cannot prune them
+    state = nodes.workdir / "state"
+    mine = sorted(state.glob(f"*/**/runs/{run_id}/epoch-*.pt"))
+    assert len(mine) >= len(DOMAINS)
+    transport = _transport(spec, MODE, tmp_path / "other", "train", True)
+    other = coordinator(spec, transport, MODE, tmp_path / "ckpt2")
+    try:
+        other.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
+        other.build()
+        transport.request_many({d: Checkpoint(0, keep=[]) for d in DOMAINS})
+    finally:
+        other.close()
+        transport.close()
+    assert sorted(state.glob(f"*/**/runs/{run_id}/epoch-*.pt")) == mine
+    assert list(state.glob(f"*/**/runs/{other.run_id or '*'}/epoch-0000.pt"))
+
+
+def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):
+    """The attack: PsiServe over 14,000 guessed keys gave the whole key set. Whatever the
+    coordinator signs it with, a domain serves PSI only to its peer domain's signature."""
+    import private_set_intersection.python as psi
+
+    guessed = [f"c{i:08d}" for i in np.arange(14_000) * 7 + 1000]  # the key format, guessed
+    request = np.frombuffer(
+        psi.client.CreateWithNewKey(True).CreateRequest(guessed).SerializeToString(), np.uint8
+    )
+    files = load_mesh_network(nodes.mesh_file).tls
+    me = Identity.from_files(files.ca, files.cert, files.key)  # the coordinator's own key
+    payments_cert = (nodes.workdir / "certs" / "payments.crt").read_text()  # certs are public
+    run = _open(attacker, "cardholder").info["run"]
+    claim = {"kind": "psi-request", "run": run, "to": "cardholder", "size": len(guessed)}
+    try:
+        as_label = me.sign({**claim, "from": "payments"})
+        forged = {
+            "signed by the coordinator": (as_label, "its certificate names 'coordinator'"),
+            "under the label domain's certificate": (
+                type(as_label)(as_label.claim, payments_cert, as_label.signature),
+                "the signature does not check",
+            ),
+            "as the coordinator itself": (
+                me.sign({**claim, "from": "coordinator"}),
+                "serves PSI only to the label domain 'payments'",
+            ),
+        }
+        for signed, says in forged.values():
+            sig = np.frombuffer(signed.signature, np.uint8)
+            reply = attacker.send(
+                "cardholder", PsiServe(request, len(guessed), signed.claim, signed.cert, sig)
+            )
+            _refused(reply, says)
+        _refused(
+            attacker.raw("cardholder", "PsiServe", {"size": 3, "claim": '{"from": "payments"}', "cert": "x"},
+                         {"request": request, "signature": np.zeros(8, np.uint8)}),
+            "no readable certificate",
+        )  # fmt: skip
+        assert len(refused(nodes, "cardholder", "PsiServe")) >= 4
+    finally:
+        attacker.send("cardholder", Bye())
+
+
+def test_a_signed_psi_message_cannot_be_replayed_redirected_or_faked(
+    nodes, credit_mesh, tmp_path
+):
+    """Even inside its own run, the coordinator cannot serve a domain's request twice,
+    send it to another domain, or hand the label domain a reply of its own making."""
+    spec = _network(credit_mesh, nodes)
+    transport = _transport(spec, MODE, tmp_path, "train", False)
+    coord = coordinator(spec, transport, MODE, None)
+    files = load_mesh_network(nodes.mesh_file).tls
+    me = Identity.from_files(files.ca, files.cert, files.key)
+    ask = transport.request
+    try:
+        coord.hello()
+        blob = ask("payments", PsiRequest("cardholder"))  # the label domain asks cardholder
+        serve = PsiServe(blob.request, blob.size, blob.claim, blob.cert, blob.signature)
+        reply = ask("cardholder", serve)
+        with pytest.raises(PartyError, match="has already served 'payments' in this run"):
+            ask("cardholder", serve)
+        with pytest.raises(PartyError, match="whose 'to' is 'cardholder', not 'security'"):
+            ask("security", serve)
+        # a reply of the coordinator's own making (its own PSI server over guessed keys)
+        mine = me.sign({"kind": "psi-reply", "run": coord.run_id, "from": "cardholder",
+                        "to": "payments"})  # fmt: skip
+        fake = PsiFinish(reply.setup, reply.response, mine.claim, mine.cert,
+                         np.frombuffer(mine.signature, np.uint8))  # fmt: skip
+        with pytest.raises(PartyError, match="its certificate names 'coordinator'"):
+            ask("payments", fake)
+        # the genuine reply still goes through: the run carries on
+        done = ask("payments", PsiFinish(reply.setup, reply.response, reply.claim, reply.cert,
+                                         reply.signature))  # fmt: skip
+        assert done.info["size"] > 0
+    finally:
+        coord.close()
+        transport.close()
+    assert refused(nodes, "cardholder", "PsiServe") and refused(nodes, "payments", "PsiFinish")
+
+
+def test_no_path_name_or_weights_come_from_the_wire(nodes, attacker, tmp_path):
+    """Checkpoint.run/tag, LoadCheckpoint and WriteScores.path named any file on the
+    node's host; GetState handed out weights. None of them exists any more."""
+    target = tmp_path / "evil"
+    _open(attacker, "payments")
+    try:
+        hostile = [
+            ("Checkpoint", {"run": f"../../../..{target}", "tag": "x", "keep": []}, "malformed"),
+            ("Checkpoint", {"epoch": "../x", "keep": []}, "field 'epoch' must be int"),
+            ("Checkpoint", {"epoch": 1, "keep": ["../../etc"]}, "Checkpoint belongs to"),
+            ("LoadCheckpoint", {"run": "/etc", "tag": "passwd"}, "malformed LoadCheckpoint"),
+            ("WriteScores", {"partition": "p", "path": str(target / "s.csv")}, "malformed"),
+            ("GetState", {}, "unknown message type 'GetState'"),
+            ("SaveModel", {"meta": {"product_version": "evil"}}, "in phase 'align'"),
+        ]
+        for kind, header, says in hostile:
+            _refused(attacker.raw("payments", kind, header), says)
+        _refused(attacker.send("payments", Checkpoint(3, keep=[])), "belongs to: setup, train")
+    finally:
+        attacker.send("payments", Bye())
+    assert not target.exists()
+    assert refused(nodes, "payments", "GetState") and refused(nodes, "payments", "WriteScores")
+
+
+def test_oversized_messages_are_refused_before_the_node_holds_them(nodes, attacker):
+    before = peak_rss_mb(nodes, "security")
+    huge = np.zeros(3 * LIMIT_MB * 2**20 // 8, np.int64)  # three times the node's limit
+    with pytest.raises(grpc.RpcError) as err:
+        attacker.send("security", Forward("train", huge, 0, True))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert peak_rss_mb(nodes, "security") - before < LIMIT_MB  # never held the message
+    _open(attacker, "security", batch_size=64, eval_batch=256)
+    try:  # under the size limit, but past the run's declared batches: refused unallocated
+        _refused(attacker.send("security", Forward("train", np.arange(100_000), 0, True)),
+                 "at most 256 along 'batch'")  # fmt: skip
+        # a shape whose element count overflows 64 bits, over no bytes at all
+        huge_shape = {"name": "positions", "dtype": "<i8", "shape": [2**40, 2**40], "data": b""}
+        _refused(_huge_shape(attacker, huge_shape), "do not fit shape")
+    finally:
+        attacker.send("security", Bye())
+    assert refused(nodes, "security", "Forward")
+
+
+def _huge_shape(attacker: Attacker, tensor: dict):
+    from splitmesh.transport.grpc import splitmesh_pb2 as pb
+
+    env = pb.Envelope(type="Forward", header=b'{"partition":"train","step":0,"train":true}')
+    env.tensors.add(**tensor)
+    return attacker.envelope("security", env)
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "tensors", "says"),
+    [
+        ("Hello", b"not json", {}, "malformed Hello header"),
+        ("Hello", b"[1, 2]", {}, "header is not a JSON object"),
+        ("Nope", b"{}", {}, "unknown message type 'Nope'"),
+        ("Hello", b'{"run": "x"}', {}, "malformed Hello"),
+        ("Hello", b'{"run": 5, "mode": "label-preserving"}', {}, "field 'run' must be str"),
+        ("Hello", b'{"run": "' + b"a" * 32 + b'", "mode": "label-preserving", "epochs": true}',
+         {}, "field 'epochs' must be int"),  # fmt: skip
+        ("Hello", b'{"run": "../../x", "mode": "label-preserving"}', {}, "32 lowercase hex"),
+        ("Hello", b'{"run": "' + b"a" * 32 + b'", "mode": "label-preserving", "batch_size": -1}',
+         {}, "must be a positive integer"),  # fmt: skip
+        ("Hello", b'{"run": "' + b"b" * 32 + b'", "mode": "label-preserving", "purpose": "own"}',
+         {}, "unknown purpose"),  # fmt: skip
+        ("Forward", b'{"partition": "train", "step": 0, "train": true, "positions": [1, 2]}',
+         {}, "wrong part"),  # fmt: skip
+        ("Forward", b'{"partition": "train", "step": 0, "train": true}',
+         {"positions": ("|O", [2], b"\0" * 16)}, "unknown dtype"),  # fmt: skip
+        ("Forward", b'{"partition": "train", "step": 0, "train": true}',
+         {"positions": ("<i8", [3], b"\0" * 5)}, "do not fit shape"),  # fmt: skip
+        ("Forward", b'{"partition": "train", "step": 0, "train": true}',
+         {"positions": ("<i8", [2], b"\0" * 16), "extra": ("<i8", [1], b"\0" * 8)}, "wrong part"),
+        ("Bye", b'{"x": 1}', {}, "malformed Bye"),
+        ("Backward", b'{"step": 0}', {}, "malformed Backward"),
+        ("PsiServe", b'{"size": 1}', {}, "malformed PsiServe"),
+        ("Checkpoint", b'{"epoch": 1.5}', {}, "field 'epoch' must be int"),
+        ("Hello", b'{"run": "' + b"c" * 32 + b'", "mode": "label-preserving", "eval_batch": 1e12}',
+         {}, "field 'eval_batch' must be int"),  # fmt: skip
+    ],
+)
+def test_malformed_envelopes_get_a_clear_error_reply(nodes, attacker, kind, header, tensors, says):
+    from splitmesh.transport.grpc import splitmesh_pb2 as pb
+
+    env = pb.Envelope(type=kind, header=header)
+    for name, (dtype, shape, data) in tensors.items():
+        env.tensors.add(name=name, dtype=dtype, shape=shape, data=data)
+    _refused(attacker.envelope("cardholder", env), says)
+    assert refused(nodes, "cardholder", kind)
+
+
+def test_the_access_log_holds_every_call_and_verifies(nodes):
+    nodes.down()  # a stopped node makes its log durable and signs its head
+    try:
+        for d in DOMAINS:
+            done = verify(nodes.workdir / "state" / d / "audit.jsonl")
+            assert done["records"] > 0 and done["unsigned"] == 0
+            assert refused(nodes, d, "Hello")  # the attempts of the tests above
+    finally:
+        for d in DOMAINS:
+            nodes.start(d)
+        nodes.wait_ready()
+
+
+def test_a_node_policy_limit_is_negotiated_at_hello(tmp_path, credit_mesh):
+    """A node whose own policy asks for batches of 128 refuses a run of 64 at Hello, as a
+    PolicyError naming the node and the rule, before anything trains."""
+    import yaml
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({
+        "version": "1", "participants": [{"name": d} for d in DOMAINS],
+        "label_placement": [MODE], "min_batch_size": 128,
+    }))  # fmt: skip
+    roles = {d: ("mesh-domain", MeshRef(file=credit_mesh.resolve(), domain=d)) for d in DOMAINS}
+    with LocalMesh(tmp_path / "wd", roles, policy=policy) as local:
+        spec = _network(credit_mesh, local)
+        with pytest.raises(PolicyError, match=r"node '\w+': policy rule 'min_batch_size'") as e:
+            train_mesh(spec, tmp_path / "out", progress=False)
+        assert e.value.exit_code == 10
