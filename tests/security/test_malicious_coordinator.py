@@ -4,6 +4,7 @@ and the attempt is in the node's access log."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import grpc
@@ -142,19 +143,15 @@ def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):
                 "cardholder", PsiServe(request, len(guessed), signed.claim, signed.cert, sig)
             )
             _refused(reply, says)
-        _refused(
-            attacker.raw("cardholder", "PsiServe", {"size": 3, "claim": '{"from": "payments"}', "cert": "x"},
-                         {"request": request, "signature": np.zeros(8, np.uint8)}),
-            "no readable certificate",
-        )  # fmt: skip
+        header = {"size": 3, "claim": '{"from": "payments"}', "cert": "x"}
+        tensors = {"request": request, "signature": np.zeros(8, np.uint8)}
+        _refused(attacker.raw("cardholder", "PsiServe", header, tensors), "no readable certificate")
         assert len(refused(nodes, "cardholder", "PsiServe")) >= 4
     finally:
         attacker.send("cardholder", Bye())
 
 
-def test_a_signed_psi_message_cannot_be_replayed_redirected_or_faked(
-    nodes, credit_mesh, tmp_path
-):
+def test_a_signed_psi_message_cannot_be_replayed_redirected_or_faked(nodes, credit_mesh, tmp_path):
     """Even inside its own run, the coordinator cannot serve a domain's request twice,
     send it to another domain, or hand the label domain a reply of its own making."""
     spec = _network(credit_mesh, nodes)
@@ -240,6 +237,13 @@ def _huge_shape(attacker: Attacker, tensor: dict):
     return attacker.envelope("security", env)
 
 
+def _hello(**fields) -> bytes:
+    return json.dumps({"run": "a" * 32, "mode": MODE, **fields}).encode()
+
+
+_FWD = b'{"partition": "train", "step": 0, "train": true}'
+
+
 @pytest.mark.parametrize(
     ("kind", "header", "tensors", "says"),
     [
@@ -247,30 +251,24 @@ def _huge_shape(attacker: Attacker, tensor: dict):
         ("Hello", b"[1, 2]", {}, "header is not a JSON object"),
         ("Nope", b"{}", {}, "unknown message type 'Nope'"),
         ("Hello", b'{"run": "x"}', {}, "malformed Hello"),
-        ("Hello", b'{"run": 5, "mode": "label-preserving"}', {}, "field 'run' must be str"),
-        ("Hello", b'{"run": "' + b"a" * 32 + b'", "mode": "label-preserving", "epochs": true}',
-         {}, "field 'epochs' must be int"),  # fmt: skip
-        ("Hello", b'{"run": "../../x", "mode": "label-preserving"}', {}, "32 lowercase hex"),
-        ("Hello", b'{"run": "' + b"a" * 32 + b'", "mode": "label-preserving", "batch_size": -1}',
-         {}, "must be a positive integer"),  # fmt: skip
-        ("Hello", b'{"run": "' + b"b" * 32 + b'", "mode": "label-preserving", "purpose": "own"}',
-         {}, "unknown purpose"),  # fmt: skip
-        ("Forward", b'{"partition": "train", "step": 0, "train": true, "positions": [1, 2]}',
-         {}, "wrong part"),  # fmt: skip
-        ("Forward", b'{"partition": "train", "step": 0, "train": true}',
-         {"positions": ("|O", [2], b"\0" * 16)}, "unknown dtype"),  # fmt: skip
-        ("Forward", b'{"partition": "train", "step": 0, "train": true}',
-         {"positions": ("<i8", [3], b"\0" * 5)}, "do not fit shape"),  # fmt: skip
-        ("Forward", b'{"partition": "train", "step": 0, "train": true}',
-         {"positions": ("<i8", [2], b"\0" * 16), "extra": ("<i8", [1], b"\0" * 8)}, "wrong part"),
+        ("Hello", _hello(run=5), {}, "field 'run' must be str"),
+        ("Hello", _hello(epochs=True), {}, "field 'epochs' must be int"),
+        ("Hello", _hello(run="../../x"), {}, "32 lowercase hex"),
+        ("Hello", _hello(batch_size=-1), {}, "must be a positive integer"),
+        ("Hello", _hello(purpose="own"), {}, "unknown purpose"),
+        ("Hello", _hello(eval_batch=1e12), {}, "field 'eval_batch' must be int"),
+        ("Hello", _hello(extra=1), {}, "malformed Hello: unknown field 'extra'"),
+        ("Forward", _FWD[:-1] + b', "positions": [1, 2]}', {}, "wrong part"),
+        ("Forward", _FWD, {"positions": ("|O", [2], b"\0" * 16)}, "unknown dtype"),
+        ("Forward", _FWD, {"positions": ("<i8", [3], b"\0" * 5)}, "do not fit shape"),
+        ("Forward", _FWD, {"positions": ("<i8", [2], b"\0" * 16), "x": ("<i8", [1], b"\0" * 8)},
+         "unknown field 'x'"),
         ("Bye", b'{"x": 1}', {}, "malformed Bye"),
         ("Backward", b'{"step": 0}', {}, "malformed Backward"),
         ("PsiServe", b'{"size": 1}', {}, "malformed PsiServe"),
         ("Checkpoint", b'{"epoch": 1.5}', {}, "field 'epoch' must be int"),
-        ("Hello", b'{"run": "' + b"c" * 32 + b'", "mode": "label-preserving", "eval_batch": 1e12}',
-         {}, "field 'eval_batch' must be int"),  # fmt: skip
     ],
-)
+)  # fmt: skip
 def test_malformed_envelopes_get_a_clear_error_reply(nodes, attacker, kind, header, tensors, says):
     from splitmesh.transport.grpc import splitmesh_pb2 as pb
 

@@ -92,6 +92,9 @@ def from_parts(type_name: str, header: dict[str, Any], tensors: dict[str, np.nda
         raise ProtocolError(f"unknown message type {type_name[:64]!r}")
     if not isinstance(header, dict):
         raise ProtocolError(f"malformed {type_name}: its header is not a JSON object")
+    unknown = [k for k in (*header, *tensors) if k not in cls._field_types]
+    if unknown:
+        raise ProtocolError(f"malformed {type_name}: unknown field {str(unknown[0])[:64]!r}")
     misplaced = [k for k in header if k in cls._tensor_fields and header[k] is not None]
     misplaced += [k for k in tensors if k not in cls._tensor_fields]
     if misplaced:
