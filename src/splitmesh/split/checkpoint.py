@@ -146,6 +146,23 @@ class RunCheckpoints:
             )
         return manifest
 
+    def opened(self, run_id: str) -> None:
+        """Note the id of the run the coordinator has just opened on its parties, so a
+        resume can reopen it even before its first epoch is committed."""
+        atomic_write_json(self.directory / "run.json", {"run": self.run, "run_id": run_id})
+
+    def last_opened(self) -> str | None:
+        """The run id to resume: the committed epoch's, else the last one opened."""
+        committed = self.committed()
+        if committed and committed.get("run_id"):
+            return committed["run_id"]
+        path = self.directory / "run.json"
+        try:
+            noted = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            noted = {}
+        return noted.get("run_id") if noted.get("run") == self.run else None
+
     def committed(self) -> dict[str, Any] | None:
         """The manifest of the last committed epoch, or None (none yet, or run finished)."""
         manifest = self.manifest()

@@ -125,8 +125,10 @@ class Coordinator:
         """Open the run on every party; each answers with its name, role and data fingerprint.
         ``purpose``: train, or predict (score new rows with a saved model). ``resume``: reopen
         the run the last committed checkpoint names, else a fresh run."""
-        committed = self.checkpoints.committed() if (resume and self.checkpoints) else None
-        self.run_id = (committed or {}).get("run_id") or uuid.uuid4().hex
+        earlier = self.checkpoints.last_opened() if (resume and self.checkpoints) else None
+        self.run_id = earlier or uuid.uuid4().hex
+        if self.checkpoints is not None:
+            self.checkpoints.opened(self.run_id)
         cfg = self.train
         hello = Hello(
             self.run_id,

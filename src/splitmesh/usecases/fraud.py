@@ -238,6 +238,7 @@ def _run(
     metrics = learner.evaluate(["val", "test"])
     run = {
         "mode": mode,
+        "run_id": getattr(learner, "run_id", None),  # what --resume reopens
         "transport": "in-process" if mode == "centralized" else cfg.transport,
         "domains": domain_names(cfg.domains),
         "metrics": metrics["test"],

@@ -233,6 +233,7 @@ def run_mode(
         n_train = prep["rows"]["train"]
         return {
             "mode": mode,
+            "run_id": getattr(learner, "run_id", None),  # what --resume reopens
             "transport": "in-process" if spec.transport == "local" or not transport else "grpc",
             "domains": spec.domain_names,
             "metrics": metrics["test"],
