@@ -83,7 +83,7 @@ def main() -> None:
 
     # the coordinator's seat: HeadReply.grad for each training Head
     coordinator_rows, domain_rows = [], {d: [] for d in DOMAINS}
-    for party, msg, reply in seen:
+    for _, msg, reply in seen:
         if isinstance(msg, Head) and msg.train and isinstance(reply, HeadReply):
             coordinator_rows.append((spectral_scores(reply.grad), labels[msg.positions]))
     # each domain's seat: the gradient riding on its next Forward, for the step it names
