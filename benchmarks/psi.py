@@ -43,8 +43,9 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
     from splitmesh.data.sources import DomainTable
     from splitmesh.nn.network import NetworkSpec
     from splitmesh.split.common import OptimConfig
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
+    from splitmesh.split.keyed import KeyedDomain, LabelDomain
     from splitmesh.split.mesh_coordinator import MeshCoordinator
+    from splitmesh.split.peer_alignment import Peers
     from splitmesh.transport.local import LocalTransport
 
     def table(name, ks, label):

@@ -12,8 +12,9 @@ from splitmesh.data.sources import Source, load_domain_table
 from splitmesh.errors import ConfigError, DataError
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
+from splitmesh.split.keyed import KeyedDomain, LabelDomain
 from splitmesh.split.mesh_coordinator import MeshCoordinator
+from splitmesh.split.peer_alignment import Peers
 from splitmesh.transport import messages
 from splitmesh.transport.codec import decode_frame
 from splitmesh.transport.local import LocalTransport

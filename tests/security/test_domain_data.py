@@ -15,7 +15,8 @@ from splitmesh.data.sources import Source, read_frame
 from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.mesh.spec import load_mesh
 from splitmesh.split.domain import DomainParty
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
+from splitmesh.split.keyed import KeyedDomain, LabelDomain
+from splitmesh.split.peer_alignment import Peers
 from splitmesh.split.saved import wire_meta
 from splitmesh.transport.messages import Checkpoint, Hello
 from tests.test_cli import splitmesh

@@ -112,7 +112,8 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     """A domain of a mesh file: reads only its own block's source (labels too, if it owns
     them); the same node trains (Hello purpose train) and scores (purpose predict)."""
     from splitmesh.mesh.spec import load_mesh
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers
+    from splitmesh.split.keyed import KeyedDomain, LabelDomain
+    from splitmesh.split.peer_alignment import Peers
 
     spec = load_mesh(cfg.mesh.file)
     name = cfg.mesh.domain

@@ -9,13 +9,11 @@ saved model scores new rows (it alone can name the rows by key).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from splitmesh.data.alignment import KeyAligner, request_size
 from splitmesh.data.features import FeaturePrep
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError, DataError, ProtocolError
@@ -26,9 +24,9 @@ from splitmesh.split.domain import DomainParty
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.party import Party
+from splitmesh.split.peer_alignment import Peers, SignedAlignment
 from splitmesh.split.saved import load_bottom, load_module, read_json, save_module
 from splitmesh.split.tasks import Labels, Task, encode_labels
-from splitmesh.transport.identity import Identity, Signed
 from splitmesh.transport.messages import (
     Ack,
     AlignDone,
@@ -52,57 +50,9 @@ from splitmesh.transport.messages import (
 PREDICT = "predict"  # the partition a saved model scores: every aligned row
 
 
-@dataclasses.dataclass(frozen=True)
-class Peers:
-    """Who aligns keys with whom: the label domain, every domain of the mesh (from the
-    party's own copy of the mesh file), and this party's own identity, which signs its PSI
-    messages and checks its peers' against the mesh CA."""
-
-    label: str
-    domains: tuple[str, ...]
-    identity: Identity
-
-    @classmethod
-    def in_process(cls, label: str, domains: list[str]) -> dict[str, Peers]:
-        """Every domain's peers for parties of one process, each with a throwaway identity
-        from one throwaway CA: they sign and check exactly as nodes do."""
-        ids = Identity.ephemeral(list(domains))
-        return {d: cls(label, tuple(domains), ids[d]) for d in domains}
-
-
-def _sha256(*parts: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(np.ascontiguousarray(p, dtype=np.uint8).tobytes())
-    return h.hexdigest()
-
-
-def _signed(msg) -> Signed:
-    return Signed(msg.claim, msg.cert, np.ascontiguousarray(msg.signature, np.uint8).tobytes())
-
-
-def _claimed_sender(msg, who: str) -> str:
-    """Who a signed message says it is from (checked against its signature next)."""
-    import json
-
-    try:
-        sender = json.loads(msg.claim).get("from")
-    except (ValueError, AttributeError):
-        sender = None
-    if not isinstance(sender, str):
-        raise ProtocolError(f"{who}: a signed PSI message that names no sender is refused")
-    return sender
-
-
 class KeyedDomain(DomainParty):
-    """A domain over its own keyed table; rows become aligned positions after PSI.
-
-    Alignment runs in protocol order, each step once per run, between domains only: the
-    label domain, as client, intersects with every other domain (shrink), then serves each
-    of them once (share). Every PSI request and reply is signed by the domain that made it
-    and names its receiver and the run, so the coordinator that relays them can neither
-    forge one (to learn keys), redirect one, nor replay one.
-    """
+    """A domain over its own keyed table; rows become aligned positions after PSI between
+    domains (split/peer_alignment.py), which the coordinator relays but cannot drive."""
 
     def __init__(
         self,
@@ -124,135 +74,31 @@ class KeyedDomain(DomainParty):
             product=product,
             source=table,
         )
-        self.aligner = KeyAligner(table.key_items())
+        self.alignment = SignedAlignment(table.domain, table.key_items(), peers)
         self._fingerprint = super().fingerprint()  # of the table as read, before alignment
         self.rows_: np.ndarray | None = None  # aligned position -> own row
-        self.peers = peers
-        self._asked: dict | None = None  # the open request: {"to": peer, "sha256": ...}
-        self._finished: set[str] = set()  # peers whose reply this party has applied
-        self._served: set[str] = set()  # peers this party has answered
 
     def fingerprint(self) -> dict:
         return self._fingerprint
 
     def on_hello(self, msg: Hello) -> Ack:
         ack = super().on_hello(msg)
+        self.alignment.run = msg.run
         ack.info.update(key_type=self.source.key_type, notes=list(self.source.notes))
         return ack
 
     # -- alignment -------------------------------------------------------------------------
-    def _peers(self) -> Peers:
-        if self.peers is None:
-            raise ProtocolError(
-                f"domain {self.name!r} has no identity to align keys with",
-                hint="give the node its certificate (tls) or an identity",
-            )
-        return self.peers
-
-    def _others(self) -> list[str]:
-        p = self._peers()
-        return [d for d in p.domains if d != p.label]
-
-    def _may_request(self, peer: str) -> None:
-        p, who = self._peers(), f"domain {self.name!r}"
-        if self._asked is not None:
-            raise ProtocolError(f"{who} has a PSI request to {self._asked['to']!r} still open")
-        if self.name == p.label:
-            if peer not in self._others() or peer in self._finished:
-                raise ProtocolError(
-                    f"{who} intersects once with each other domain; not with {peer!r} now"
-                )
-        elif peer != p.label or self._finished or p.label not in self._served:
-            raise ProtocolError(
-                f"{who} asks the label domain {p.label!r} once, after serving it; not {peer!r} now"
-            )
-
-    def _may_serve(self, peer: str) -> None:
-        p, who = self._peers(), f"domain {self.name!r}"
-        if peer in self._served:
-            raise ProtocolError(
-                f"{who} has already served {peer!r} in this run: PSI is served once"
-            )
-        if self.name == p.label:
-            if peer not in self._others():
-                raise ProtocolError(f"{who} serves PSI only to the mesh's domains, not {peer!r}")
-            if self._finished != set(self._others()):
-                raise ProtocolError(
-                    f"{who} serves {peer!r} only after intersecting with every other domain"
-                )
-        elif peer != p.label:
-            raise ProtocolError(
-                f"{who} serves PSI only to the label domain {p.label!r}, not {peer!r}"
-            )
-
-    def _claim(self, claim: dict, kind: str, peer: str) -> None:
-        expect = {"kind": kind, "run": self.run_id, "to": self.name, "from": peer}
-        wrong = [k for k, v in expect.items() if claim.get(k) != v]
-        if wrong:
-            raise ProtocolError(
-                f"domain {self.name!r}: a {kind} whose {wrong[0]!r} is "
-                f"{str(claim.get(wrong[0]))[:40]!r}, not {str(expect[wrong[0]])[:40]!r}"
-            )
-
     def on_psi_request(self, msg: PsiRequest) -> PsiBlob:
-        self._may_request(msg.peer)
-        request = self.aligner.request()
-        size = len(self.aligner.candidates)
-        digest = _sha256(request)
-        signed = self._peers().identity.sign(
-            {"kind": "psi-request", "run": self.run_id, "from": self.name, "to": msg.peer,
-             "size": size, "sha256": digest}
-        )  # fmt: skip
-        self._asked = {"to": msg.peer, "sha256": digest}
-        sig = np.frombuffer(signed.signature, np.uint8)
-        return PsiBlob(request, size, signed.claim, signed.cert, sig)
+        return self.alignment.request(msg.peer)
 
     def on_psi_serve(self, msg: PsiServe) -> PsiReply:
-        peers, sender = self._peers(), _claimed_sender(msg, f"domain {self.name!r}")
-        claim = peers.identity.verify(_signed(msg), sender=sender, what="a PSI request")
-        self._claim(claim, "psi-request", sender)
-        self._may_serve(sender)
-        if claim.get("sha256") != _sha256(msg.request):
-            raise ProtocolError(f"domain {self.name!r}: the PSI request is not the one signed")
-        size = request_size(msg.request)
-        if not claim.get("size") == msg.size == size:
-            raise ProtocolError(
-                f"domain {self.name!r}: a PSI request of {size} keys from {sender!r}, which "
-                f"declared {claim.get('size')}: refused"
-            )
-        setup, response = self.aligner.serve(msg.request, size)
-        self._served.add(sender)
-        signed = peers.identity.sign(
-            {"kind": "psi-reply", "run": self.run_id, "from": self.name, "to": sender,
-             "request": claim["sha256"], "sha256": _sha256(setup, response)}
-        )  # fmt: skip
-        sig = np.frombuffer(signed.signature, np.uint8)
-        return PsiReply(setup, response, signed.claim, signed.cert, sig)
+        return self.alignment.serve(msg)
 
     def on_psi_finish(self, msg: PsiFinish) -> Ack:
-        asked, who = self._asked, f"domain {self.name!r}"
-        if asked is None:
-            raise ProtocolError(f"{who} got a PSI reply but has no request open")
-        claim = self._peers().identity.verify(_signed(msg), sender=asked["to"], what="a PSI reply")
-        self._claim(claim, "psi-reply", asked["to"])
-        if claim.get("request") != asked["sha256"]:
-            raise ProtocolError(f"{who}: the PSI reply answers another request")
-        if claim.get("sha256") != _sha256(msg.setup, msg.response):
-            raise ProtocolError(f"{who}: the PSI reply is not the one signed")
-        size = self.aligner.finish(msg.setup, msg.response)
-        self._asked = None
-        self._finished.add(claim["from"])
-        return Ack(info={"size": size})
+        return Ack(info={"size": self.alignment.finish(msg)})
 
     def on_align_done(self, msg: AlignDone) -> Ack:
-        p = self._peers()
-        need = set(self._others()) if self.name == p.label else {p.label}
-        if self._finished != need:
-            missing = sorted(need - self._finished)
-            raise ProtocolError(
-                f"domain {self.name!r} cannot end alignment: no intersection with {missing} yet"
-            )
-        self.rows_ = self.aligner.done()
+        self.rows_ = self.alignment.done()
         self.table = self.source.numeric[self.rows_]
         self.categorical = self.source.categorical[self.rows_]
         return Ack(info={"rows": len(self.rows_)})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,12 +20,11 @@ import numpy as np
 
 from splitmesh.errors import ProtocolError
 from splitmesh.split import protocol as proto
-from splitmesh.split.party import Party
+from splitmesh.split.party import RUN_ID, Party
 from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.local import LOCAL, error_reply
 from splitmesh.transport.messages import Ack, Bye, ErrorReply, Hello, Message
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # hot messages are logged without waiting for the disk; the log is synced at the next
 # control message or within a second (mesh/audit.py)
 _HOT = {"Forward", "Backward", "Head", "Scores"}

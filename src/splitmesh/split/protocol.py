@@ -124,7 +124,7 @@ TABLE: dict[type[m.Message], Rule] = {
     m.Restore: Rule(m.Ack, MODELS, _stay(TRAIN)),
     m.Checkpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
     m.LoadCheckpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
-    m.SaveModel: Rule(m.Ack, MODELS, _stay(TRAIN)),
+    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY}), _stay(TRAIN)),  # tabular bottoms
     # the recommender's star: plans sealed for each dimension domain, ranking passes
     m.PlanEpoch: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),
     m.PlanRanking: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),

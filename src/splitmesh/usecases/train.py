@@ -27,9 +27,10 @@ from splitmesh.nn.network import NetworkSpec
 from splitmesh.split import protocol as proto
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, Peers, labeled_rows
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, labeled_rows
 from splitmesh.split.mesh_coordinator import MeshCoordinator
 from splitmesh.split.node import Node, in_process
+from splitmesh.split.peer_alignment import Peers
 from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import DEFAULT_SELECT, Task
 from splitmesh.split.trainer import TrainConfig, fit

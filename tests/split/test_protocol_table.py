@@ -1,0 +1,71 @@
+"""The protocol table is complete and consistent: every message is served or a reply,
+every served message has a handler in a party of each capability named, every tensor
+field it bounds exists, and a node refuses a message out of phase naming the phases."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from splitmesh.errors import ProtocolError
+from splitmesh.split import protocol as proto
+from splitmesh.split.domain import DomainParty
+from splitmesh.split.entity import EntityDomain
+from splitmesh.split.interactions import InteractionsParty
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, Scorer
+from splitmesh.split.label_owner import LabelOwner
+from splitmesh.split.node import Node
+from splitmesh.split.party import _snake
+from splitmesh.transport import messages as m
+
+PARTIES = {
+    proto.BOTTOM: [DomainParty, KeyedDomain],
+    proto.KEYS: [KeyedDomain, LabelDomain],
+    proto.LABELS: [LabelOwner, Scorer, LabelDomain],
+    proto.FACT: [InteractionsParty],
+    proto.ENTITY: [EntityDomain],
+}
+NODE_ONLY = {m.Hello, m.Bye}  # the node itself opens and closes runs
+
+
+def test_every_message_is_served_by_someone_or_is_a_reply():
+    every = set(m._REGISTRY.values())
+    assert every == set(proto.TABLE) | proto.REPLIES, every ^ (set(proto.TABLE) | proto.REPLIES)
+
+
+@pytest.mark.parametrize("msg", sorted(proto.TABLE, key=lambda c: c.__name__))
+def test_every_served_message_has_a_handler_and_valid_bounds(msg):
+    rule = proto.TABLE[msg]
+    assert rule.served_by and rule.train.keys() | rule.predict.keys() <= set(proto.PHASES)
+    assert set(rule.train.values()) | set(rule.predict.values()) <= set(proto.PHASES)
+    fields = {f.name for f in dataclasses.fields(msg)}
+    assert set(rule.tensors) <= set(msg._tensor_fields) <= fields
+    if msg in NODE_ONLY:
+        return
+    method = f"on_{_snake(msg.__name__)}"
+    for capability in rule.served_by:
+        assert any(hasattr(c, method) or c is LabelDomain for c in PARTIES[capability]), (
+            msg.__name__,
+            capability,
+        )
+
+
+def test_no_reply_hands_out_weights_or_keys():
+    names = {c.__name__ for c in m._REGISTRY.values()}
+    assert not names & {"GetState", "State", "Keys", "Rows"}
+    for c in proto.REPLIES:  # replies carry tensors of embeddings, gradients, blinded points
+        assert not {f.name for f in dataclasses.fields(c)} & {"keys", "weights", "values_raw"}
+
+
+def test_a_node_names_the_phase_a_message_belongs_to():
+    node = Node(
+        "d",
+        lambda h: DomainParty("d", np.zeros((8, 2)), ["a", "b"]),
+        serves={proto.BOTTOM},
+        modes=["label-sharing"],
+    )
+    node.handle(m.Hello("a" * 32, "label-sharing"))
+    with pytest.raises(ProtocolError, match=r"in phase 'setup' .*Backward belongs to: train"):
+        node.handle(m.Backward(0, np.zeros((2, 4), np.float32)))
+    with pytest.raises(ProtocolError, match="does not serve WriteScores"):
+        node.handle(m.WriteScores("predict"))
