@@ -117,6 +117,19 @@ def issue_certificates(
     return ca_cert.public_bytes(serialization.Encoding.PEM), out
 
 
+def _public_pem(public_key) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def _sign(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, data: bytes) -> bytes:
+    """ECDSA-SHA256 for certificate (P-256) keys, plain Ed25519 otherwise."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
 def certificate_name(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else ""
@@ -193,18 +206,10 @@ class Identity:
     # -- signing ---------------------------------------------------------------------------
     @property
     def public_pem(self) -> str:
-        return (
-            self._key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
+        return _public_pem(self._key.public_key())
 
     def sign_bytes(self, data: bytes) -> bytes:
-        if isinstance(self._key, ed25519.Ed25519PrivateKey):
-            return self._key.sign(data)
-        return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return _sign(self._key, data)
 
     def sign(self, claim: dict[str, Any]) -> Signed:
         text = json.dumps(claim, sort_keys=True, separators=(",", ":"))
@@ -230,10 +235,9 @@ class Identity:
             raise ProtocolError(f"{where}, but its certificate is not valid now")
         if certificate_name(cert) != sender:
             raise ProtocolError(f"{where}, but its certificate names {certificate_name(cert)!r}")
-        public = cert.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if not verify_bytes(public.decode(), signed.claim.encode(), signed.signature):
+        if not verify_bytes(
+            _public_pem(cert.public_key()), signed.claim.encode(), signed.signature
+        ):
             raise ProtocolError(f"{where}, but the signature does not check (forged or altered)")
         try:
             claim = json.loads(signed.claim)
@@ -270,16 +274,10 @@ class LocalSigner:
 
     @property
     def public_pem(self) -> str:
-        return (
-            self._key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
+        return _public_pem(self._key.public_key())
 
     def sign_bytes(self, data: bytes) -> bytes:
-        return self._key.sign(data)
+        return _sign(self._key, data)
 
 
 def splitmesh_home() -> Path:
