@@ -5,6 +5,7 @@ and the attempt is in the node's access log."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import grpc
@@ -217,6 +218,11 @@ def test_oversized_messages_are_refused_before_the_node_holds_them(nodes, attack
         attacker.send("security", Forward("train", huge, 0, True))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert peak_rss_mb(nodes, "security") - before < LIMIT_MB  # never held the message
+    for _ in range(40):  # gRPC refused it before the node saw it; the node logs it anyway
+        if refused(nodes, "security", "(not decoded)"):
+            break
+        time.sleep(0.25)
+    assert refused(nodes, "security", "(not decoded)")[-1]["input"]["session"] == attacker.session
     _open(attacker, "security", batch_size=64, eval_batch=256)
     try:  # under the size limit, but past the run's declared batches: refused unallocated
         _refused(attacker.send("security", Forward("train", np.arange(100_000), 0, True)),

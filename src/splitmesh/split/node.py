@@ -105,6 +105,17 @@ class Node:
         self._log(kind, caller, run, reply)
         return reply
 
+    def undelivered(self, session: str) -> None:
+        """A request the transport refused before it was decoded (larger than the node's
+        limit, or given up by its sender): logged all the same."""
+        reason = ErrorReply(
+            "TransportError",
+            "not decoded within seconds of arriving: refused as larger than "
+            f"{self.limits.max_message_bytes} bytes, or cancelled by its sender",
+        )
+        run = self.run.id if self.run else None
+        self._log("(not decoded)", Caller(None, session), run, reason)
+
     def handle(self, msg: Message, caller: Caller = LOCAL) -> Message:
         kind = type(msg).__name__
         rule = proto.rule_for(msg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -23,6 +24,45 @@ CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
 DEFAULT_MAX_MESSAGE = 128 * 2**20  # a node's default cap on one request, in bytes
 
 
+class _Arrivals(grpc.ServerInterceptor):
+    """Notes each call as it arrives, before gRPC reads its message. A call that never
+    reaches the servicer (gRPC refused it as larger than the node's limit, or its sender
+    gave up) is reported to the handler's ``undelivered(session)`` hook after a grace
+    period, so that the node's access log holds that attempt too."""
+
+    GRACE_S = 5.0
+
+    def __init__(self, report) -> None:
+        self.report = report
+        self._pending: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._sweep, name="undelivered", daemon=True).start()
+
+    def intercept_service(self, continuation, details):
+        meta = dict(details.invocation_metadata or ())
+        with self._lock:
+            self._pending[(meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))] = time.monotonic()
+        return continuation(details)
+
+    def delivered(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._pending.pop(key, None)
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(1.0):
+            now = time.monotonic()
+            with self._lock:
+                late = [k for k, t in self._pending.items() if now - t > self.GRACE_S]
+                for k in late:
+                    del self._pending[k]
+            for client, _ in late:
+                self.report(client)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class _Servicer(pb_grpc.PartyServicer):
     def __init__(self, server: PartyServer) -> None:
         self.s = server
@@ -38,6 +78,7 @@ class _Servicer(pb_grpc.PartyServicer):
             )
         meta = dict(context.invocation_metadata() or ())
         key = (meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))
+        s.arrivals.delivered(key)
         # One request at a time: a party's state is not shared between threads (and the
         # coordinator never overlaps calls to one party anyway).
         with s.lock:
@@ -110,7 +151,19 @@ class PartyServer:
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", int(max_message)),
         ]
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+        hook = getattr(handler, "undelivered", None)
+
+        def report(session: str) -> None:
+            if hook is not None:
+                with self.lock:  # the handler serves one thing at a time, this included
+                    hook(session)
+
+        self.arrivals = _Arrivals(report)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers),
+            options=options,
+            interceptors=[self.arrivals],
+        )
         pb_grpc.add_PartyServicer_to_server(_Servicer(self), self._server)
         try:
             if self._creds is None:
@@ -131,3 +184,4 @@ class PartyServer:
 
     def stop(self, grace: float | None = 1.0) -> None:
         self._server.stop(grace).wait()
+        self.arrivals.close()
