@@ -109,6 +109,10 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
         transport.close()
     assert sorted(state.glob(f"*/**/runs/{run_id}/epoch-*.pt")) == mine
     assert list(state.glob(f"*/**/runs/{other.run_id or '*'}/epoch-0000.pt"))
+    # a run that finishes tells its nodes so; they delete what they wrote for it, only that
+    done = run_mode(spec, MODE, tmp_path / "finished", progress=False)
+    assert done["run_id"] and not list(state.glob(f"*/**/runs/{done['run_id']}"))
+    assert sorted(state.glob(f"*/**/runs/{run_id}/epoch-*.pt")) == mine
 
 
 def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):

@@ -415,13 +415,14 @@ class Coordinator:
         return trainer
 
     # -- the end of a run ---------------------------------------------------------------------
-    def close(self) -> None:
+    def close(self, *, done: bool = False) -> None:
         """Close the run on every party that still answers (its nodes serve the next run
-        from now on); a party that is down or refuses is left to its idle timeout."""
+        from now on); a party that is down or refuses is left to its idle timeout.
+        ``done``: the run finished, so the parties may delete its checkpoints."""
         if self.run_id is None:
             return
         parties = list(dict.fromkeys([*self.domains, self.label_owner]))
         for p in parties:
             with contextlib.suppress(SplitmeshError):
-                self.t.request(p, Bye())
+                self.t.request(p, Bye(done))
         self.run_id = None

@@ -260,6 +260,11 @@ class LabelDomain(Party):
             return Ack(info={k: v for r in replies for k, v in r.info.items()})
         return self.domain.handle(msg)
 
+    def forget_run(self) -> None:
+        self.domain.forget_run()
+        if self.side is not None:
+            self.side.forget_run()
+
     def _save_labels(self, msg: SaveModel) -> None:
         """What scoring needs on the label side: the task, class values, the threshold
         chosen on validation rows, and (label preserving) the head."""

@@ -130,8 +130,10 @@ class Node:
             return self._open(msg, caller)
         run = self._current(kind, caller)
         if isinstance(msg, Bye):
+            if msg.done:  # a finished run needs no checkpoint to resume from
+                self.party.forget_run()
             self.run, self.party = None, None
-            return Ack(info={"closed": run.id})
+            return Ack(info={"closed": run.id, "done": msg.done})
         moves = rule.phases(run.purpose)
         if run.phase not in moves:
             where = ", ".join(proto.expected_phases(rule, run.purpose)) or "no phase"

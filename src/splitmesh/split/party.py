@@ -125,6 +125,16 @@ class Party:
         prune(directory, [epoch_tag(epoch), *keep])
         return Ack(info={"epoch": epoch})
 
+    def forget_run(self) -> None:
+        """Delete the checkpoints this party wrote for its run (and nothing else)."""
+        if self.state_dir is None or self.run_id is None or not RUN_ID.match(self.run_id):
+            return
+        directory = self._run_dir()
+        if directory.is_dir():
+            prune(directory, [])
+            if not any(directory.iterdir()):
+                directory.rmdir()
+
     def on_load_checkpoint(self, msg: LoadCheckpoint) -> Ack:
         who = f"{self.role} {self.name!r}"
         epoch = _epoch(msg.epoch, who)

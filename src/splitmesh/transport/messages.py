@@ -163,7 +163,11 @@ class Hello(Message):
 
 @message
 class Bye(Message):
-    """Closes the run: the node serves a new one from now on."""
+    """Closes the run: the node serves a new one from now on. ``done``: the run finished,
+    so the node deletes the checkpoints it wrote for it (a run that did not finish keeps
+    them, for --resume)."""
+
+    done: bool = False
 
 
 @message

@@ -201,9 +201,12 @@ def run_mode(
 ) -> dict:
     learner, transport = make_learner(mode, table, cfg)
     try:
-        return _run(
+        run = _run(
             learner, transport, mode, cfg, progress=progress, resume=resume, policy_meta=policy_meta
         )
+        if transport:  # finished and recorded: the parties may drop its checkpoints
+            learner.close(done=True)
+        return run
     finally:
         if transport:
             learner.close()

@@ -205,7 +205,11 @@ def run_mode(
     else:
         transport = _transport(spec, mode, out, "train", checkpoints)
         learner, alignment = coordinator(spec, transport, mode, ckpt, cfg), None
+    store = learner.checkpoints
     try:
+        finished = store.finished() if (resume and store) else None
+        if finished is not None:  # nothing left to train: the parties dropped its checkpoints
+            return {**finished, "resumed_from": "finished run"}
         t0 = time.perf_counter()
         prep = learner.prepare(
             test=spec.split.test,
@@ -232,7 +236,7 @@ def run_mode(
             products = list(learner.products_.values())
             alignment = prep.get("alignment")
         n_train = prep["rows"]["train"]
-        return {
+        run = {
             "mode": mode,
             "run_id": getattr(learner, "run_id", None),  # what --resume reopens
             "transport": "in-process" if spec.transport == "local" or not transport else "grpc",
@@ -254,6 +258,11 @@ def run_mode(
             "wire_bytes_setup": setup_bytes,
             "_products": products,
         }
+        if store:
+            store.finish(run)
+        if transport:  # finished and recorded: the parties may drop its checkpoints
+            learner.close(done=True)
+        return run
     finally:
         if transport:
             learner.close()
