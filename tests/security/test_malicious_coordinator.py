@@ -318,3 +318,43 @@ def test_a_node_policy_limit_is_negotiated_at_hello(tmp_path, credit_mesh):
         with pytest.raises(PolicyError, match=r"node '\w+': policy rule 'min_batch_size'") as e:
             train_mesh(spec, tmp_path / "out", progress=False)
         assert e.value.exit_code == 10
+
+
+def test_a_killed_coordinator_resumes_its_own_run_to_the_same_metrics(nodes, credit_mesh, tmp_path):
+    """The nodes still hold the run of a coordinator killed mid-run: only a resume of that
+    very run is served, and it ends where an uninterrupted run would."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    raw = yaml.safe_load(credit_mesh.read_text())
+    raw["training"] = {"epochs": 12, "batch_size": 32, "patience": None}
+    raw["mode"] = MODE
+    net = load_mesh_network(nodes.mesh_file).model_dump(mode="json", exclude_none=True)
+    local = credit_mesh.parent / "killed-local.yaml"
+    local.write_text(yaml.safe_dump(raw))
+    remote = credit_mesh.parent / "killed-grpc.yaml"
+    remote.write_text(yaml.safe_dump({**raw, "transport": net}))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "splitmesh.cli", "train", str(remote), "--out", str(out),
+           "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):
+            manifests = list((out / "checkpoints").glob("*/checkpoint.json"))
+            if manifests and json.loads(manifests[0].read_text()).get("epoch", 0) >= 2:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no committed checkpoint")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = json.loads((out / "results.json").read_text())["runs"][0]
+    whole = run_mode(load_mesh(local), MODE, tmp_path / "whole", progress=False)
+    assert got["metrics"]["roc_auc"] == whole["metrics"]["roc_auc"]
+    assert got["metrics"]["average_precision"] == whole["metrics"]["average_precision"]
