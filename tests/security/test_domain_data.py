@@ -204,3 +204,17 @@ def test_a_psi_request_larger_than_its_signed_size_is_refused(tmp_path):
         telco.handle(serve)
     LabelDomain(table("bank", 40, label=True), "label-preserving", "binary", peers=peers["bank"])
     assert json.loads(signed.claim)["size"] == 10
+
+
+def test_the_coordinator_cannot_size_a_domains_model_at_will():
+    from splitmesh.split.head import HeadHolder
+    from splitmesh.split.tasks import Task
+    from splitmesh.transport.messages import SetupDomain, SetupHead
+
+    party = DomainParty("d", np.zeros((8, 2)), ["a", "b"])
+    parts = {"train": np.arange(4), "val": np.arange(4, 6), "test": np.arange(6, 8)}
+    for hidden in ([10**9], [], [8] * 40, ["8"], [True]):
+        with pytest.raises(ProtocolError, match="a bottom model is 1 to 16 layers"):
+            party.handle(SetupDomain(**parts, model={"hidden": hidden}, optim={}, seed=0))
+    with pytest.raises(ProtocolError, match="at most 1048576"):
+        HeadHolder("labels", SetupHead(10**10, {}, 0), Task())

@@ -31,6 +31,26 @@ from splitmesh.transport.messages import (
     SetupDomain,
 )
 
+MAX_WIDTH, MAX_LAYERS = 65_536, 16  # a bottom model the coordinator may ask a domain for
+
+
+def bottom_widths(model: dict, who: str) -> tuple[int, ...]:
+    """SetupDomain's hidden widths, bounded: the coordinator may not make a domain
+    allocate a model of any size it likes."""
+    hidden = model.get("hidden")
+    ok = (
+        isinstance(hidden, list)
+        and 1 <= len(hidden) <= MAX_LAYERS
+        and all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH
+                for w in hidden)
+    )  # fmt: skip
+    if not ok:
+        raise ProtocolError(
+            f"{who}: a bottom model is 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} units; "
+            f"got {str(hidden)[:60]}"
+        )
+    return tuple(hidden)
+
 
 class DomainParty(BottomParty):
     """One domain's node logic. ``table`` holds only this domain's numeric columns (NaN
@@ -92,6 +112,7 @@ class DomainParty(BottomParty):
 
     # -- setup ---------------------------------------------------------------------------
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
+        widths = bottom_widths(msg.model, f"domain {self.name!r}")  # before any work
         parts = {p: np.asarray(getattr(msg, p), dtype=np.int64) for p in PARTITIONS}
         for p, pos in parts.items():
             self.check_positions(p, pos, len(self.table))
@@ -101,7 +122,7 @@ class DomainParty(BottomParty):
         for p, pos in parts.items():
             self._set_partition(p, *self.prep_.transform(self.table[pos], self.categorical[pos]))
         spec = NetworkSpec(
-            bottom=tuple(msg.model["hidden"]),
+            bottom=widths,
             activation=msg.model.get("activation", "relu"),
             dropout=msg.model.get("dropout", 0.0),
         )

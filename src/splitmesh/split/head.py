@@ -15,6 +15,8 @@ from splitmesh.split.common import OptimConfig, from_wire, to_wire
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import HeadReply, SetupHead
 
+MAX_HEAD_IN = 1 << 20
+
 
 class ScoreBook:
     """Scores of the latest evaluation pass per partition, and metrics from them."""
@@ -66,6 +68,10 @@ class HeadHolder:
 
     def __init__(self, owner: str, msg: SetupHead, task: Task) -> None:
         self.owner, self.task = owner, task
+        if not 1 <= msg.in_features <= MAX_HEAD_IN:  # the coordinator sizes it: bounded
+            raise ProtocolError(
+                f"{owner!r}: a head of {msg.in_features} inputs; at most {MAX_HEAD_IN}"
+            )
         spec = NetworkSpec(out_features=task.out_features)
         self.head = spec.build_head(msg.in_features, msg.seed)
         self.optimizer = OptimConfig(**msg.optim).build(self.head.parameters())
