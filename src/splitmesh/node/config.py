@@ -21,6 +21,7 @@ from pydantic import (
 
 from splitmesh.errors import ConfigError, SplitmeshError
 from splitmesh.split.common import MODES
+from splitmesh.split.node import Limits
 from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 from splitmesh.transport.grpc.tls import check_party_name
 
@@ -54,13 +55,23 @@ class MeshRef(_Strict):
 
 
 class NodeLimits(_Strict):
-    """What the node accepts from any caller: the wire never changes these."""
+    """What the node accepts from any caller: the wire never changes these (the node's
+    ``Limits``, split/node.py, in the units of a node file)."""
 
-    max_message_mb: int = Field(default=128, ge=1, le=4096, description="largest request")
-    idle_timeout_s: float = Field(
-        default=600.0, gt=0, description="an open run with no call for this long may be replaced"
+    max_message_mb: int = Field(
+        default=Limits.max_message_bytes // 2**20, ge=1, le=4096, description="largest request"
     )
-    max_batch: int = Field(default=65536, ge=1, description="largest batch a run may declare")
+    idle_timeout_s: float = Field(
+        default=Limits.idle_timeout_s,
+        gt=0,
+        description="an open run with no call for this long may be replaced",
+    )
+    max_batch: int = Field(
+        default=Limits.max_batch, ge=1, description="largest batch a run may declare"
+    )
+
+    def limits(self) -> Limits:
+        return Limits(self.max_message_mb * 2**20, self.idle_timeout_s, self.max_batch)
 
 
 class NodeConfig(_Strict):

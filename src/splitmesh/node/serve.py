@@ -15,7 +15,7 @@ from splitmesh.node.config import SPLIT_MODES, NodeConfig
 from splitmesh.split import protocol as proto
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
-from splitmesh.split.node import Limits, Node
+from splitmesh.split.node import Node
 from splitmesh.split.party import Party
 from splitmesh.transport.grpc import PartyServer, fingerprint
 from splitmesh.transport.identity import Identity
@@ -30,25 +30,17 @@ def _state(cfg: NodeConfig) -> Path:
     return cfg.state_dir
 
 
-def _access_log(cfg: NodeConfig):
-    """The node's audit log (policy decisions and every call served), signed with its key."""
-    from splitmesh.mesh.audit import AuditLog
-
-    ident = _identity(cfg)
-    return AuditLog(_state(cfg) / "audit.jsonl", signer=ident)
-
-
 def _identity(cfg: NodeConfig) -> Identity | None:
     files = cfg.identity or cfg.tls
     return Identity.from_files(files.ca, files.cert, files.key) if files else None
 
 
-def _limits(cfg: NodeConfig) -> Limits:
-    return Limits(
-        max_message_bytes=cfg.limits.max_message_mb * 2**20,
-        idle_timeout_s=cfg.limits.idle_timeout_s,
-        max_batch=cfg.limits.max_batch,
-    )
+def _access_log(cfg: NodeConfig, identity: Identity | None):
+    """The node's audit log (policy decisions and every call served), signed with its key
+    (this user's local key when the node has no identity)."""
+    from splitmesh.mesh.audit import AuditLog
+
+    return AuditLog(_state(cfg) / "audit.jsonl", signer=identity)
 
 
 def build_node(cfg: NodeConfig) -> tuple[Node, str]:
@@ -56,7 +48,8 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     if cfg.role == "mesh-domain":
         return _mesh_node(cfg)
     src, state = cfg.data, _state(cfg)
-    common = {"audit": _access_log(cfg), "limits": _limits(cfg), "state_dir": state}
+    audit = _access_log(cfg, _identity(cfg))
+    common = {"audit": audit, "limits": cfg.limits.limits(), "state_dir": state}
     if cfg.role == "domain":
         if not src.columns:
             raise ConfigError(f"node {cfg.name!r}: a domain node lists its data.columns")
@@ -100,7 +93,7 @@ def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
         tls=cfg.tls.files() if cfg.tls else None,
         allow=cfg.accept,
         insecure=cfg.insecure,
-        max_message=cfg.limits.max_message_mb * 2**20,
+        max_message=node.limits.max_message_bytes,
     ).start()
     security = "plaintext (loopback)" if cfg.tls is None else "mutual TLS"
     host = cfg.listen.rsplit(":", 1)[0]
@@ -119,8 +112,8 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     name = cfg.mesh.domain
     spec.domain(name)  # a node file naming a domain the mesh lacks fails before any read
     state = _state(cfg)
-    audit = _access_log(cfg)
     identity = _identity(cfg)
+    audit = _access_log(cfg, identity)
     peers = Peers(spec.label.domain, tuple(spec.domain_names), identity) if identity else None
     rules = None
     if cfg.policy is not None:  # checked before any data is read
@@ -141,7 +134,7 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
         own = fingerprint(cfg.tls.cert.read_bytes()) if cfg.tls is not None else None
         guard = PolicyGuard(rules, name, columns, wire=wire, audit=audit, fingerprint=own)
         what += f", policy {cfg.policy.name}"
-    common = {"guard": guard, "audit": audit, "limits": _limits(cfg), "state_dir": state}
+    common = {"guard": guard, "audit": audit, "limits": cfg.limits.limits(), "state_dir": state}
     if name == spec.label.domain:
 
         def make(hello: Hello) -> Party:

@@ -185,14 +185,14 @@ class Node:
         party = self.make_party(msg)
         reply = party.handle(msg)
         phase = proto.ALIGN if proto.KEYS in self.serves else proto.SETUP
-        bounds = self._bounds(msg, party)
+        info = dict(reply.info) if isinstance(reply, Ack) else {}
+        bounds = self._bounds(msg, info.get("data", {}).get("rows"))
         self.party = party
         self.run = Run(
             msg.run, msg.purpose, msg.mode, caller.client, caller.fingerprint, time.time(), phase,
             bounds,
         )  # fmt: skip
         self._opened.add(msg.run)
-        info = dict(reply.info) if isinstance(reply, Ack) else {}
         info["run"] = msg.run
         info["max_message_bytes"] = self.limits.max_message_bytes
         return Ack(info=info)
@@ -230,9 +230,9 @@ class Node:
         return self.state_dir is not None and any(self.state_dir.glob(f"**/runs/{run}"))
 
     # -- bounds of every tensor, from the run's declared plan and the node's own limits ------
-    def _bounds(self, msg: Hello, party: Party) -> dict[str, int | None]:
-        rows = party.fingerprint().get("rows")
-        rows = int(rows) if isinstance(rows, int) else None
+    def _bounds(self, msg: Hello, rows: int | None) -> dict[str, int | None]:
+        """``rows``: the party's row count, as its Hello reply reports it."""
+        rows = rows if isinstance(rows, int) else None
         cap = self.limits.max_message_bytes
         return {
             "batch": min(max(msg.batch_size + msg.min_batch - 1, msg.eval_batch), MAX_ROWS),

@@ -94,9 +94,9 @@ class Party:
         return Ack()
 
     def on_restore(self, msg: Restore) -> Ack:
-        saved = self._snapshots.get(msg.tag) if isinstance(msg.tag, str) else None
+        saved = self._snapshots.get(msg.tag)
         if saved is None:
-            raise NotFittedError(f"{self.role} {self.name!r} has no snapshot {str(msg.tag)[:40]!r}")
+            raise NotFittedError(f"{self.role} {self.name!r} has no snapshot {msg.tag[:40]!r}")
         restore_states(self.stateful(), saved)
         return Ack()
 
@@ -114,7 +114,7 @@ class Party:
     def on_checkpoint(self, msg: Checkpoint) -> Ack:
         who = f"{self.role} {self.name!r}"
         epoch = _epoch(msg.epoch, who)
-        if not isinstance(msg.keep, list) or len(msg.keep) > 8:
+        if len(msg.keep) > 8:
             raise ProtocolError(f"{who}: Checkpoint.keep lists at most 8 epochs")
         keep = [epoch_tag(_epoch(e, who)) for e in msg.keep]
         directory = self._run_dir()
