@@ -32,6 +32,10 @@ CheckpointDirOption = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from the last checkpoint of the same settings")
 ]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a mesh-file field, e.g. --set training.epochs=5 (repeat)"),
+]
 PolicyOption = Annotated[
     Path | None, typer.Option(help="the governance policy the run must satisfy")
 ]
@@ -352,6 +356,15 @@ def train(
         bool, typer.Option(help="also train the centralized reference on the same rows")
     ] = False,
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
+    sets: SetOption = None,
+    domains_sweep: Annotated[
+        bool,
+        typer.Option(
+            help="the paper's experiment: the label domain alone, then add the others one "
+            "by one (mesh order), each set over --seeds seeds; writes domains.png"
+        ),
+    ] = False,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per domain set (sweep)")] = 3,
     policy: PolicyOption = None,
     audit: AuditOption = None,
     lineage: LineageOption = None,
@@ -362,7 +375,7 @@ def train(
     """Align the domains' keys (PSI), train, evaluate; every domain publishes its trained part
     as a data product under OUT/<domain>/ (ONNX, contracts, model card)."""
     _train(
-        _mesh_spec(mesh, mode),
+        _mesh_spec(mesh, mode, sets=sets),
         out=out,
         compare=compare,
         resume=resume,
@@ -371,11 +384,20 @@ def train(
         audit=audit,
         lineage=lineage,
         catalog=catalog,
+        sweep=seeds if domains_sweep else None,
     )
 
 
 def _train(
-    spec, *, out: Path, compare: bool, resume: bool, progress: bool, policy, **where
+    spec,
+    *,
+    out: Path,
+    compare: bool,
+    resume: bool,
+    progress: bool,
+    policy,
+    sweep: int | None = None,
+    **where,
 ) -> None:
     from splitmesh.mesh.policy import load_policy
     from splitmesh.report import print_mesh_report, write_results
@@ -383,6 +405,18 @@ def _train(
 
     show = progress and sys.stderr.isatty()
     rules = load_policy(policy) if policy else None
+    if sweep is not None:
+        from splitmesh.report import plot_mesh_sweep, print_sweep_report
+        from splitmesh.usecases.sweep import domains_sweep
+
+        results = domains_sweep(
+            spec, out, seeds=sweep, compare=compare, progress=show, policy=rules, **where
+        )
+        print_sweep_report(results, console)
+        plot = plot_mesh_sweep(results, out)
+        for p in [*write_results(results, out, plot=plot.name), plot]:
+            console.print(f"wrote {p}")
+        return
     results = train_mesh(
         spec, out, compare=compare, progress=show, resume=resume, policy=rules, **where
     )
@@ -397,11 +431,12 @@ def predict(
     model: Annotated[Path, typer.Option(help="the --out folder of splitmesh train")],
     out: Annotated[Path, typer.Option(help="the scores CSV, keyed by the label domain's key")],
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
+    sets: SetOption = None,
 ) -> None:
     """Score the rows present in every domain's table with a trained model."""
     from splitmesh.usecases.train import predict_mesh
 
-    spec = _mesh_spec(mesh, mode)
+    spec = _mesh_spec(mesh, mode, sets=sets)
     done = predict_mesh(spec, model, out)
     if spec.transport == "local" or spec.mode == "centralized":
         console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
@@ -413,11 +448,12 @@ def predict(
         )
 
 
-def _mesh_spec(mesh: Path, mode: str | None, network=None):
-    """The mesh file, with the mode and (for local nodes) the transport overridden."""
+def _mesh_spec(mesh: Path, mode: str | None, network=None, sets: list[str] | None = None):
+    """The mesh file with ``--set`` overrides, the mode and (for local nodes) the
+    transport overridden."""
     from splitmesh.mesh.spec import load_mesh
 
-    spec = load_mesh(mesh)
+    spec = load_mesh(mesh, sets or ())
     if mode is not None:
         spec = spec.model_copy(update={"mode": check_mode(mode)})
     if network is not None:
@@ -719,7 +755,10 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
     from splitmesh.node.launcher import LocalMesh
 
     params = _params(job, args)
-    spec = _mesh_spec(params["mesh"], params["mode"])
+    sets = params.pop("sets", None)
+    seeds, sweeping = params.pop("seeds", 3), params.pop("domains_sweep", False)
+    sweep = seeds if sweeping else None
+    spec = _mesh_spec(params["mesh"], params["mode"], sets=sets)
     ref = Path(params["mesh"]).resolve()
     nodes = {d: ("mesh-domain", MeshRef(file=ref, domain=d)) for d in spec.domain_names}
     models = params["out"] if job == "train" else params["model"]
@@ -732,11 +771,12 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
         )
         network = load_mesh_network(local.mesh_file)
         if job == "train":
-            _train(_mesh_spec(ref, params["mode"], network), **_without(params, "mesh", "mode"))
+            spec = _mesh_spec(ref, params["mode"], network, sets)
+            _train(spec, sweep=sweep, **_without(params, "mesh", "mode"))
         else:
             from splitmesh.usecases.train import predict_mesh
 
-            spec = _mesh_spec(ref, params["mode"], network)
+            spec = _mesh_spec(ref, params["mode"], network, sets)
             done = predict_mesh(spec, params["model"], None)
             # this machine runs every node: hand the label node's output file to --out
             written = local.outputs(spec.label.domain) / done["file"]

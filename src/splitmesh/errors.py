@@ -1,4 +1,6 @@
-"""The error tree. Every error splitmesh raises on purpose derives from SplitmeshError.
+"""The error table. Every error splitmesh raises on purpose derives from SplitmeshError
+and is defined here, each with its own exit code; what every gRPC status means to a
+caller is here too (``GRPC_STATUS``).
 
 The CLI prints ``Name: message`` plus a hint and exits with the class's ``exit_code``;
 it never shows a traceback for these.
@@ -131,3 +133,49 @@ class RunInterrupted(SplitmeshError):
             hint = "bring the node back and run again (with --out, runs checkpoint every epoch)"
         super().__init__(f"training stopped: {cause}; {saved}", hint=hint)
         self.checkpoint = checkpoint
+
+
+class ContractError(SplitmeshError):
+    """A contract is malformed, or data breaks it; the message names contract and column."""
+
+    exit_code = 11
+
+
+class CatalogError(SplitmeshError):
+    """The catalog cannot be opened, or holds no such run or product."""
+
+    exit_code = 12
+
+
+def error_table() -> dict[int, type[SplitmeshError]]:
+    """Exit code -> the class that defines it (a subclass may share its parent's)."""
+    out, todo = {}, [SplitmeshError]
+    while todo:
+        cls = todo.pop()
+        if "exit_code" in vars(cls):
+            out.setdefault(cls.exit_code, cls)
+        todo += cls.__subclasses__()
+    return dict(sorted(out.items()))
+
+
+# Why a gRPC call ended without a reply, by status: a call to a node that fails becomes a
+# NodeUnreachableError naming the party, the call, the address and this reason. (A node
+# that refuses a request answers it: those refusals arrive as replies, not statuses.)
+GRPC_STATUS: dict[str, str] = {
+    "CANCELLED": "the call was cancelled before the node answered",
+    "UNKNOWN": "the node failed without saying why",
+    "INVALID_ARGUMENT": "it refused the request as malformed",
+    "DEADLINE_EXCEEDED": "no reply within the deadline (node hung or overloaded)",
+    "NOT_FOUND": "no splitmesh node at this address",
+    "ALREADY_EXISTS": "it refused the call as a repeat",
+    "PERMISSION_DENIED": "it refused our certificate",
+    "RESOURCE_EXHAUSTED": "it refused the message as too large for its limit",
+    "FAILED_PRECONDITION": "it is not ready for this call",
+    "ABORTED": "it aborted the call",
+    "OUT_OF_RANGE": "it refused a value out of range",
+    "UNIMPLEMENTED": "it does not serve the splitmesh protocol (another service there?)",
+    "INTERNAL": "the node or its gRPC runtime failed internally",
+    "UNAVAILABLE": "unavailable (not listening, or gone)",
+    "DATA_LOSS": "the message was corrupted in transit",
+    "UNAUTHENTICATED": "it could not authenticate us (TLS)",
+}

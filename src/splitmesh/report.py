@@ -112,7 +112,11 @@ MESH_METRICS = {
 
 
 def _mesh_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    metrics = MESH_METRICS[results["task"]]
+    if results["task"] == "ranking":  # HR@K, NDCG@K, Recall@K per K asked for, and MRR
+        metrics = {k: k.upper().replace("RECALL", "Recall") for k in results["runs"][0]["metrics"]}
+        metrics.pop("users", None)
+    else:
+        metrics = MESH_METRICS[results["task"]]
     names = list(metrics)
     head = ["run", "transport", *metrics.values(), "aligned", "s/epoch", "wire/ex"]
     rows = []
@@ -168,6 +172,8 @@ def write_results(results: dict, out: str | Path, *, plot: str | None = None) ->
     atomic_write_json(paths[0], results)
     if results["task"] == "recsys":
         text = ranking_markdown(results, plot)
+    elif "summary" in results:  # a mesh's domains sweep (fraud's has its own report)
+        text = sweep_markdown(results, plot)
     elif "mesh" in results:
         text = mesh_markdown(results)
     else:
@@ -243,6 +249,62 @@ def plot_domains_sweep(results: dict, out: str | Path) -> Path:
         )
 
     return _plot_per_mode(results, out, draw, ylim=(0, 1.02))
+
+
+def plot_mesh_sweep(results: dict, out: str | Path) -> Path:
+    """A mesh's domains sweep: the selection metric per domain set, mean and standard
+    deviation over seeds (each seed a grey dot); the axis spans the data, so the
+    differences show."""
+
+    def draw(ax, mode: str) -> None:
+        sets = results["summary"][mode]["sets"]
+        x = list(range(len(sets)))
+        for i, s in enumerate(sets):
+            ax.scatter([i] * len(s["values"]), s["values"], s=12, color="grey", alpha=0.5)
+        spread = [s["std"] or 0.0 for s in sets]
+        label = f"{results['metric']} (mean ± sd, {len(results['seeds'])} seeds)"
+        ax.errorbar(x, [s["mean"] for s in sets], yerr=spread, marker="o", capsize=4, label=label)
+        names = [sets[0]["domains"][0], *(f"+ {s['domains'][-1]}" for s in sets[1:])]
+        ax.set_xticks(x, names)
+
+    return _plot_per_mode(results, out, draw, legend_size=8)
+
+
+def sweep_markdown(results: dict, plot: str | None) -> str:
+    from splitmesh.usecases.sweep import adds_lines
+
+    metric = results["metric"]
+    lines = [f"# Domains sweep: mesh {results['mesh']} ({results['task']})", ""]
+    lines += [f"Test {metric} per domain set over seeds {results['seeds']}.", ""]
+    lines += ["| mode | domains | mean | sd | per seed |", "|---|---|---|---|---|"]
+    for mode, s in results["summary"].items():
+        for row in s["sets"]:
+            sd = f"{row['std']:.4f}" if row["std"] is not None else "-"
+            per = ", ".join(f"{v:.4f}" for v in row["values"])
+            lines.append(
+                f"| {mode} | {' + '.join(row['domains'])} | {row['mean']:.4f} | {sd} | {per} |"
+            )
+    lines += ["", "## What each domain adds", "", *(f"- {x}" for x in adds_lines(results))]
+    if plot:
+        lines += ["", f"![{metric} against domains]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def print_sweep_report(results: dict, console: Console | None = None) -> None:
+    from splitmesh.usecases.sweep import adds_lines
+
+    console = console or Console()
+    t = Table(title=f"domains sweep: mesh {results['mesh']}, test {results['metric']}")
+    for col in ("mode", "domains", "mean", "sd", "seeds"):
+        t.add_column(col, justify="left" if col in ("mode", "domains") else "right")
+    for mode, s in results["summary"].items():
+        for row in s["sets"]:
+            sd = f"{row['std']:.4f}" if row["std"] is not None else "-"
+            t.add_row(mode, " + ".join(row["domains"]), f"{row['mean']:.4f}", sd,
+                      str(len(row["values"])))  # fmt: skip
+    console.print(t)
+    for line in adds_lines(results):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 # --- recommender ------------------------------------------------------------------------------

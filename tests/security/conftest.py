@@ -24,9 +24,10 @@ from splitmesh.node.config import MeshRef, NodeLimits, load_mesh_network
 from splitmesh.node.launcher import LocalMesh
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
-from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
 from splitmesh.transport.grpc.server import CLIENT_ID, SEQUENCE
 from splitmesh.transport.messages import Message
+from splitmesh.transport.messages import envelope as to_envelope
+from splitmesh.transport.messages import open_envelope as from_envelope
 from tests.conftest import CREDITCARD
 
 LIMIT_MB = 16  # each node's cap on one request, small enough to attack cheaply

@@ -15,15 +15,15 @@ from splitmesh.split.interactions import InteractionsParty
 from splitmesh.split.keyed import KeyedDomain, LabelDomain, Scorer
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.node import Node
-from splitmesh.split.party import _snake
+from splitmesh.split.star import DimensionDomain, FactDomain
 from splitmesh.transport import messages as m
 
 PARTIES = {
     proto.BOTTOM: [DomainParty, KeyedDomain],
-    proto.KEYS: [KeyedDomain, LabelDomain],
-    proto.LABELS: [LabelOwner, Scorer, LabelDomain],
-    proto.FACT: [InteractionsParty],
-    proto.ENTITY: [EntityDomain],
+    proto.KEYS: [KeyedDomain, LabelDomain, FactDomain, DimensionDomain],
+    proto.LABELS: [LabelOwner, Scorer, LabelDomain, InteractionsParty],
+    proto.FACT: [InteractionsParty, FactDomain],
+    proto.ENTITY: [EntityDomain, DimensionDomain],
 }
 NODE_ONLY = {m.Hello, m.Bye}  # the node itself opens and closes runs
 
@@ -42,12 +42,28 @@ def test_every_served_message_has_a_handler_and_valid_bounds(msg):
     assert set(rule.tensors) <= set(msg._tensor_fields) <= fields
     if msg in NODE_ONLY:
         return
-    method = f"on_{_snake(msg.__name__)}"
-    for capability in rule.served_by:
-        assert any(hasattr(c, method) or c is LabelDomain for c in PARTIES[capability]), (
+    for capability in rule.served_by:  # registered explicitly (@handles), by some party
+        assert any(msg in c.handlers or c is LabelDomain for c in PARTIES[capability]), (
             msg.__name__,
             capability,
         )
+
+
+def test_every_handler_serves_a_message_of_the_table_and_every_message_has_a_sender():
+    import ast
+    import inspect
+
+    from splitmesh.split import coordinator, mesh_coordinator, ranking_coordinator
+
+    for parties in PARTIES.values():
+        for party in parties:
+            assert set(party.handlers) <= set(proto.TABLE), party
+    sent = set()  # the coordinators are the only senders: each message is built there
+    for module in (coordinator, mesh_coordinator, ranking_coordinator):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Name):
+                sent.add(node.id)
+    assert {c.__name__ for c in proto.TABLE} <= sent, {c.__name__ for c in proto.TABLE} - sent
 
 
 def test_no_reply_hands_out_weights_or_keys():

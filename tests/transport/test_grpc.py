@@ -18,8 +18,9 @@ from splitmesh.transport.grpc import (
     TlsFiles,
     create_certificates,
 )
-from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
 from splitmesh.transport.messages import Ack, Embedding, Forward, Restore, Snapshot
+from splitmesh.transport.messages import envelope as to_envelope
+from splitmesh.transport.messages import open_envelope as from_envelope
 
 
 class Echo:

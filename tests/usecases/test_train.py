@@ -53,8 +53,19 @@ def test_real_fraud_mesh_split_matches_centralized_and_predicts(tmp_path, fraud_
         for d in DOMAINS:
             assert (out / d / "bottom.pt").is_file()
         assert sorted(p.name for p in (out / "coordinator").iterdir()) == sorted(
-            ["top.pt", "model.json"] + (["head.pt"] if mode == "label-sharing" else [])
+            ["top.pt", "model.json", "product.odps.yaml"]
+            + (["head.pt"] if mode == "label-sharing" else [])
         )
+        # the top is the consuming team's composite product: its inputs are the domains'
+        # embedding ports, by contract id and version
+        from splitmesh.mesh.products import read_descriptor
+
+        composite = read_descriptor(out / "coordinator" / "product.odps.yaml")
+        embedding = {d: read_descriptor(out / d / "product.odps.yaml") for d in DOMAINS}
+        assert {(p.contractId, p.version) for p in composite.inputPorts} == {
+            (e.outputPorts[0].contractId, e.outputPorts[0].version) for e in embedding.values()
+        }
+        assert composite.custom()["runId"] == runs[mode]["run_id"]
         predict_mesh(spec, out, tmp_path / f"{mode}.csv")
         frame = pd.read_csv(tmp_path / f"{mode}.csv")
         assert len(frame) == a["aligned"] and list(frame.columns) == ["id", "score", "predicted"]
@@ -63,6 +74,38 @@ def test_real_fraud_mesh_split_matches_centralized_and_predicts(tmp_path, fraud_
         scores["label-sharing"]["score"], scores["label-preserving"]["score"], atol=1e-5
     )
     assert (scores["label-sharing"]["id"] == scores["label-preserving"]["id"]).all()
+
+
+def test_a_label_only_domain_holds_the_labels_and_no_bottom(tmp_path, creditcard_path):
+    df = pd.read_csv(creditcard_path).iloc[:, 1:]
+    mesh = write_vertical_mesh(
+        df,
+        {"labels": [], **DOMAINS},
+        label="Class",
+        label_domain="labels",
+        folder=tmp_path / "mesh",
+        extra={"training": {"epochs": 10, "batch_size": 64}},
+    )
+    spec = load_mesh(mesh)
+    assert spec.label_only and spec.embedding_domains == list(DOMAINS)
+    out = tmp_path / "out"
+    res = train_mesh(spec, out, compare=True, progress=False)
+    split, central = (r["metrics"] for r in res["runs"])
+    assert split["roc_auc"] == pytest.approx(central["roc_auc"], abs=1e-6)
+    assert split["roc_auc"] > 0.9
+    assert not (out / "labels" / "bottom.pt").exists()  # labels and its head, no bottom
+    assert (out / "labels" / "labels.json").is_file() and (out / "labels" / "head.pt").is_file()
+    predict_mesh(spec, out, tmp_path / "scores.csv")
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert list(scores.columns) == ["id", "score", "predicted"]
+    assert len(scores) == res["runs"][0]["alignment"]["aligned"]
+    # its node serves no bottom model: a coordinator cannot make it embed anything
+    from splitmesh.split import protocol as proto
+    from splitmesh.usecases.train import make_parties
+
+    tables = {d.name: spec.read_domain(d.name) for d in spec.domains}
+    nodes = make_parties(spec, tables, "label-preserving", model_dir=None, state_dir=None)
+    assert proto.BOTTOM not in nodes["labels"].serves
 
 
 def _wine_mesh(tmp_path, task):

@@ -77,8 +77,10 @@ def _path_literals(node, out: list, in_function: bool = False) -> list:
             and literal.get("kind") == "STRING"
         ):
             out.append((node.get("query_location"), literal.get("text", "")))
+        # a named option (delim='|') is a comparison inside the call: not a file name
+        inside = (in_function or kind == "TABLE_FUNCTION") and node.get("class") != "COMPARISON"
         for v in node.values():
-            _path_literals(v, out, in_function or kind == "TABLE_FUNCTION")
+            _path_literals(v, out, inside)
     elif isinstance(node, list):
         for v in node:
             _path_literals(v, out, in_function)
@@ -270,8 +272,11 @@ def load_domain_table(
     cat_names = [c for c in features if c in categorical]
     for c in numeric_names:  # types are declared, never guessed from a stray cell
         df[c] = _numbers(df[c], domain, where, c)
-    if not numeric_names and not cat_names:
-        raise ConfigError(f"domain {domain!r} has no feature columns", hint="list its features")
+    if not numeric_names and not cat_names and not (label is not None and features == []):
+        raise ConfigError(
+            f"domain {domain!r} has no feature columns",
+            hint="list its features (a label domain with features: [] holds labels only)",
+        )
     numeric = (
         np.column_stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in numeric_names])
         if numeric_names
@@ -347,3 +352,64 @@ def _keys(col: pd.Series, domain: str, where: str, key: str) -> np.ndarray:
             hint="de-duplicate the table, or give a {sql: ...} source that does",
         )
     return keys
+
+
+@dataclasses.dataclass(frozen=True)
+class FactTable:
+    """A star schema's fact table (e.g. sales): one row per interaction, naming its user
+    and item by foreign key. Its rows are the examples of a ranking task."""
+
+    domain: str
+    source: str
+    user_name: str
+    item_name: str
+    users: np.ndarray  # (n,) foreign keys, int64 or str
+    items: np.ndarray
+    time: np.ndarray  # (n,) int64; the input order when the table has no time column
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def load_fact_table(
+    domain: str, source: Source, *, user: str, item: str, time: str | None
+) -> FactTable:
+    """The fact table's foreign keys and time; errors name the file, column and row."""
+    df = read_frame(source, domain)
+    where = source.describe()
+    for role, col in (("user", user), ("item", item), ("time", time)):
+        if col is not None and col not in df.columns:
+            have = ", ".join(map(str, df.columns[:10]))
+            raise DataError(
+                f"domain {domain!r}: {role} column {col!r} is not in the table (it has {have})",
+                path=where,
+                column=col,
+            )
+    if df.empty:
+        raise DataError(f"domain {domain!r}: the table has no rows", path=where)
+    fks = []
+    for col in (user, item):
+        values = df[col]
+        if values.isna().any():
+            i = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(
+                f"domain {domain!r}: missing foreign key", path=where, column=col, row=i + 1
+            )
+        integral = pd.api.types.is_integer_dtype(values) or (
+            pd.api.types.is_float_dtype(values) and (values == values.round()).all()
+        )
+        fks.append(values.to_numpy(np.int64) if integral else values.astype(str).to_numpy(object))
+    if time is None:
+        t = np.arange(len(df), dtype=np.int64)
+    else:
+        col = df[time]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            t = col.to_numpy("datetime64[ns]").astype(np.int64)
+        else:
+            t = _numbers(col, domain, where, time).to_numpy(np.float64)
+            if np.isnan(t).any():
+                i = int(np.flatnonzero(np.isnan(t))[0])
+                where_ = {"path": where, "column": time, "row": i + 1}
+                raise DataError(f"domain {domain!r}: missing time", **where_)
+            t = t.astype(np.int64)
+    return FactTable(domain, where, user, item, fks[0], fks[1], t)

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from splitmesh.errors import SplitmeshError
+from splitmesh.errors import CatalogError
 
 metadata = sa.MetaData()
 
@@ -82,10 +82,6 @@ lineage = sa.Table(
     sa.Column("namespace", sa.String(300), primary_key=True),
     sa.Column("name", sa.String(500), primary_key=True),
 )
-
-
-class CatalogError(SplitmeshError):
-    exit_code = 12
 
 
 def now() -> str:

@@ -19,16 +19,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from splitmesh.errors import SplitmeshError
+from splitmesh.errors import ContractError
 
 API_VERSION = "v3.1.0"
 EMBEDDING = "embedding"  # the output port's one property
 
 
-class ContractError(SplitmeshError):
-    """A contract is malformed, or data breaks it; the message names contract and column."""
-
-    exit_code = 11
+__all__ = ["ContractError"]  # re-exported: it lives in the error table (errors.py)
 
 
 @functools.cache

@@ -151,6 +151,41 @@ def descriptor(
 EMBEDDING_PORT = "embeddings"
 
 
+def publish_composite(
+    folder: str | Path, mesh: str, parts: dict[str, dict], facts: dict[str, Any]
+) -> Descriptor:
+    """The consuming team's composite product (the paper's "composite data product"): the
+    top model, whose input ports are the embedding ports of the domain products it needs
+    (``parts``: domain -> what its publish returned) and whose output is the scores."""
+    inputs = []
+    for d, p in parts.items():
+        contract = p["output_contract"]  # [id, version], or "id@version"
+        cid, version = contract if isinstance(contract, list) else contract.split("@", 1)
+        inputs.append(InputPort(name=f"{d}-{EMBEDDING_PORT}", version=version, contractId=cid))
+    version = facts.get("version") or "1.0.0"
+    d = Descriptor(
+        id=f"{mesh}-composite-model",
+        name=f"{mesh} composite model",
+        version=str(version),
+        status="active",
+        domain="coordinator",
+        description=Description(
+            purpose=f"The top of mesh {mesh!r}'s split model: it turns the domains' "
+            "cut-layer embeddings into scores.",
+            limitations="it needs every input port's domain product, each run by its owner",
+            usage="splitmesh predict",
+        ),
+        tags=["split-learning", "composite-model"],
+        inputPorts=inputs,
+        outputPorts=[OutputPort(name="scores", version=str(version), type="predictions")],
+        team=[TeamMember(name="consuming team", role="owner")],
+        customProperties=[CustomProperty(property=k, value=v) for k, v in facts.items()],
+        productCreatedTs=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    write_descriptor(Path(folder) / DESCRIPTOR, d)
+    return d
+
+
 def write_descriptor(path: str | Path, d: Descriptor) -> Path:
     from splitmesh.io import atomic_write_text
 

@@ -6,15 +6,22 @@ paths are read from the mesh file's own folder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from splitmesh.data.sources import DomainTable, Source, load_domain_table
+from splitmesh.data.sources import (
+    DomainTable,
+    FactTable,
+    Source,
+    load_domain_table,
+    load_fact_table,
+)
 from splitmesh.errors import ConfigError
 from splitmesh.node.config import MeshNetwork, load_yaml_model
-from splitmesh.split.tasks import SELECT_METRICS
+from splitmesh.split.tasks import DEFAULT_SELECT, SELECT_METRICS
 
 
 class _Strict(BaseModel):
@@ -28,7 +35,7 @@ class SqlSource(_Strict):
 class DomainSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     source: str | SqlSource = Field(description="a CSV or Parquet path, or {sql: ...}")
-    key: str
+    key: str | None = Field(default=None, description="its rows' key (all but a fact domain)")
     features: list[str] | None = Field(
         default=None, description="default: every column but the key and the label"
     )
@@ -51,7 +58,38 @@ class DomainSpec(_Strict):
 
 class LabelSpec(_Strict):
     domain: str
-    column: str
+    column: str | None = Field(default=None, description="ranking: none, a fact row is a positive")
+
+
+class ForeignKey(_Strict):
+    column: str = Field(description="the fact table's column naming the entity")
+    domain: str | None = Field(
+        default=None, description="the dimension domain keyed by it (none: ids only)"
+    )
+
+
+class FactSpec(_Strict):
+    """A star schema: the fact domain's rows are the examples (interactions), joined to
+    dimension domains by foreign keys that each dimension resolves itself."""
+
+    domain: str
+    user: ForeignKey
+    item: ForeignKey
+    time: str | None = Field(default=None, description="orders interactions (leave-latest-out)")
+
+    def dimensions(self) -> dict[str, str]:
+        """Dimension domain -> the side it describes (users or items)."""
+        pairs = (("users", self.user.domain), ("items", self.item.domain))
+        return {d: side for side, d in pairs if d is not None}
+
+
+class RankingSpec(_Strict):
+    holdout: int = Field(default=1, ge=1, description="latest interactions per user held out")
+    negatives: int = Field(default=4, ge=1, description="training negatives per positive")
+    eval_negatives: int | None = Field(
+        default=99, ge=1, description="sampled competitors per user; null: full ranking"
+    )
+    ks: list[int] = Field(default_factory=lambda: [10], min_length=1)
 
 
 class TrainingSpec(_Strict):
@@ -73,6 +111,8 @@ class ModelSpec(_Strict):
     aggregation: Literal["concat", "sum", "mean"] = "concat"
     activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    gmf: int = Field(default=16, ge=1, description="ranking: the fact's GMF factor")
+    mlp: int = Field(default=32, ge=1, description="ranking: the fact's MLP id embedding")
 
 
 class SplitSpec(_Strict):
@@ -101,10 +141,12 @@ class ResampleSpec(_Strict):
 
 class MeshSpec(_Strict):
     name: str
-    task: Literal["binary", "multiclass", "regression"] = "binary"
+    task: Literal["binary", "multiclass", "regression", "ranking"] = "binary"
     mode: Literal["centralized", "label-sharing", "label-preserving"] = "label-preserving"
     label: LabelSpec
     domains: list[DomainSpec] = Field(min_length=1)
+    fact: FactSpec | None = Field(default=None, description="ranking: the star schema")
+    ranking: RankingSpec = RankingSpec()
     training: TrainingSpec = TrainingSpec()
     model: ModelSpec = ModelSpec()
     split: SplitSpec = SplitSpec()
@@ -120,6 +162,19 @@ class MeshSpec(_Strict):
     )
     base: Path = Field(default=Path("."), exclude=True)  # the mesh file's folder
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fact_owns_labels(cls, raw):
+        """A ranking mesh's labels are its fact rows: the fact domain owns them."""
+        if not isinstance(raw, dict):
+            return raw
+        fact = raw.get("fact")
+        if raw.get("task") == "ranking" and fact is None:
+            raise ValueError("a ranking task needs a fact: block (its star schema)")
+        if isinstance(fact, dict) and "label" not in raw:
+            return {**raw, "label": {"domain": fact.get("domain")}}
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> MeshSpec:
         names = [d.name for d in self.domains]
@@ -128,15 +183,83 @@ class MeshSpec(_Strict):
             raise ValueError(f"domain names must be unique; repeated: {sorted(dup)}")
         if self.label.domain not in names:
             raise ValueError(f"label.domain {self.label.domain!r} is not one of {names}")
+        if (self.task == "ranking") != (self.fact is not None):
+            raise ValueError("a ranking task needs a fact: block, and only a ranking task has one")
+        if self.fact is not None:
+            self._check_star(names)
+        else:
+            if self.label.column is None:
+                raise ValueError("label.column: the label domain names its label column")
+            keyless = [d.name for d in self.domains if d.key is None]
+            if keyless:
+                raise ValueError(f"domain {keyless[0]!r} names no key")
+            featureless = [d.name for d in self.domains if d.features == []]
+            if featureless and featureless != [self.label.domain]:
+                raise ValueError(
+                    f"domain {featureless[0]!r} lists no features: only the label domain "
+                    "may hold labels alone"
+                )
+            if len(self.embedding_domains) == 0:
+                raise ValueError("a label-only domain needs at least one domain with features")
         if self.resample is not None and self.task != "binary":
             raise ValueError("resample applies to binary tasks only")
-        metric = self.training.select_metric
-        if metric is not None and metric not in SELECT_METRICS[self.task]:
+        metric, allowed = self.training.select_metric, self.select_metrics()
+        if metric is not None and metric not in allowed:
             raise ValueError(
                 f"training.select_metric {metric!r} is not a {self.task} metric; use one of "
-                f"{list(SELECT_METRICS[self.task])}"
+                f"{list(allowed)}"
             )
         return self
+
+    def select_metrics(self) -> tuple[str, ...]:
+        """What model selection may watch; the first is the default."""
+        if self.task == "ranking":
+            ks = self.ranking.ks
+            return (*(f"{m}@{k}" for m in ("ndcg", "hr", "recall") for k in ks), "mrr")
+        return SELECT_METRICS[self.task]
+
+    def select_metric(self) -> str:
+        return self.training.select_metric or (
+            self.select_metrics()[0] if self.task == "ranking" else DEFAULT_SELECT[self.task]
+        )
+
+    def _check_star(self, names: list[str]) -> None:
+        fact, dims = self.fact, self.fact.dimensions()
+        if fact.domain not in names or self.label.domain != fact.domain:
+            raise ValueError(f"fact.domain {fact.domain!r}: one of {names}, owning the labels")
+        if fact.user.domain is not None and fact.user.domain == fact.item.domain:
+            raise ValueError("fact.user and fact.item name the same dimension domain")
+        for d in dims:
+            if d not in names or d == fact.domain:
+                raise ValueError(f"dimension domain {d!r} is not one of the other domains {names}")
+            if self.domain(d).key is None:
+                raise ValueError(f"dimension domain {d!r} names no key")
+        stray = [n for n in names if n != fact.domain and n not in dims]
+        if stray:
+            raise ValueError(f"domain {stray[0]!r} is neither the fact nor a dimension of it")
+
+    @property
+    def label_only(self) -> bool:
+        """The label domain holds labels and keys, no features (``features: []``)."""
+        return self.fact is None and self.label_domain.features == []
+
+    @property
+    def embedding_domains(self) -> list[str]:
+        """The domains with a bottom model: all but a label-only domain."""
+        return [d for d in self.domain_names if not (self.label_only and d == self.label.domain)]
+
+    @property
+    def dimensions(self) -> dict[str, str]:
+        """A ranking mesh's dimension domains -> the side (users, items) each describes."""
+        return self.fact.dimensions() if self.fact is not None else {}
+
+    def read_fact(self) -> FactTable:
+        """The fact domain's table, as its own party reads it."""
+        f = self.fact
+        d = self.domain(f.domain)
+        return load_fact_table(
+            d.name, d.source_for(self.base), user=f.user.column, item=f.item.column, time=f.time
+        )
 
     @property
     def label_domain(self) -> DomainSpec:
@@ -160,17 +283,21 @@ class MeshSpec(_Strict):
 
     def plan(self) -> dict:
         """What a governance policy judges: mode, each domain's columns, wire, limits."""
-        domains = {}
-        for d in self.domains:
-            t = self.read_domain(d.name, predict=True)
-            domains[d.name] = [t.key, *t.numeric_names, *t.categorical_names]
         return {
             "mode": self.mode,
-            "domains": domains,
+            "domains": {d.name: self.plan_columns(d.name) for d in self.domains},
             "transport": self.wire(),
             "batch_size": self.training.batch_size,
             "epochs": self.training.epochs,
         }
+
+    def plan_columns(self, name: str) -> list[str]:
+        """The columns domain ``name`` brings to a run (its key first), from its source."""
+        f = self.fact
+        if f is not None and name == f.domain:
+            return [c for c in (f.user.column, f.item.column, f.time) if c]
+        t = self.read_domain(name, predict=True)
+        return [t.key, *t.numeric_names, *t.categorical_names]
 
     def declared_product(self, name: str):
         """Domain ``name``'s declared product (mesh/products.py), or None without ``products``."""
@@ -203,11 +330,19 @@ class MeshSpec(_Strict):
         )
 
 
-def load_mesh(path: str | Path) -> MeshSpec:
-    """Read and validate a mesh file; sources and certificates are read relative to it."""
+def load_mesh(path: str | Path, overrides: Sequence[str] = ()) -> MeshSpec:
+    """Read and validate a mesh file; sources and certificates are read relative to it.
+    ``overrides``: ``field.path=value`` settings (the value read as YAML) laid over it."""
     path = Path(path)
     base = path.parent.resolve()
-    spec = load_yaml_model(path, MeshSpec, "mesh file", path_keys=(), extra={"base": str(base)})
+    spec = load_yaml_model(
+        path,
+        MeshSpec,
+        "mesh file",
+        path_keys=(),
+        extra={"base": str(base)},
+        overrides=overrides,
+    )
     net = spec.transport
     if net != "local" and net.tls is not None:  # certificates, like sources, are file-relative
         tls = net.tls.model_copy(

@@ -6,6 +6,7 @@ and certificates can move as a whole. Errors name the file, the field and what w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,10 +198,14 @@ def load_yaml_model(
     ),
     extra: dict[str, Any] | None = None,
     error: type[SplitmeshError] = ConfigError,
+    overrides: Sequence[str] = (),
 ) -> Any:
-    """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative."""
+    """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative;
+    ``overrides`` (``a.b=value``) are laid over it first, so errors name their field."""
     path = Path(path)
     raw = read_yaml_mapping(path, what, error)
+    for setting in overrides:
+        raw = override(raw, setting, f"{what} {path}")
     raw = {**resolve_paths(raw, path.parent, path_keys), **(extra or {})}
     try:
         return model.model_validate(raw)
@@ -209,6 +214,37 @@ def load_yaml_model(
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise error(f"{what} {path}, field '{field}': {first['msg']}{more}") from None
+
+
+def override(raw: dict, setting: str, where: str) -> dict:
+    """``raw`` with ``a.b.c=value`` set (the value read as YAML: 5, 1e-3, [64, 32], null);
+    a list item is addressed by its index or, for lists of named items, by its name."""
+    field, sep, text = setting.partition("=")
+    keys = [k for k in field.strip().split(".") if k]
+    if not sep or not keys:
+        raise ConfigError(f"--set {setting!r}: expected field.path=value, e.g. training.epochs=5")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {setting!r}: the value is not valid YAML: {exc}") from None
+
+    def put(node: Any, at: list[str]) -> Any:
+        key, rest = at[0], at[1:]
+        if isinstance(node, list):
+            named = [i for i, v in enumerate(node) if isinstance(v, dict) and v.get("name") == key]
+            index = named[0] if named else int(key) if key.isdigit() else None
+            if index is None or index >= len(node):
+                raise ConfigError(f"--set {setting!r}: {where} has no list item {key!r}")
+            return (
+                [put(v, rest) if i == index else v for i, v in enumerate(node)]
+                if rest
+                else [value if i == index else v for i, v in enumerate(node)]
+            )
+        node = dict(node) if isinstance(node, dict) else {}
+        node[key] = put(node.get(key, {}), rest) if rest else value
+        return node
+
+    return put(raw, keys)
 
 
 def read_yaml_mapping(

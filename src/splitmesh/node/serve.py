@@ -105,7 +105,7 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     """A domain of a mesh file: reads only its own block's source (labels too, if it owns
     them); the same node trains (Hello purpose train) and scores (purpose predict)."""
     from splitmesh.mesh.spec import load_mesh
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain
+    from splitmesh.split.keyed import KeyedDomain, LabelDomain, label_serves
     from splitmesh.split.peer_alignment import Peers
 
     spec = load_mesh(cfg.mesh.file)
@@ -117,9 +117,11 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     peers = Peers(spec.label.domain, tuple(spec.domain_names), identity) if identity else None
     rules = None
     if cfg.policy is not None:  # checked before any data is read
-        from splitmesh.mesh.policy import PolicyGuard, load_policy
+        from splitmesh.mesh.policy import load_policy
 
         rules = load_policy(cfg.policy)
+    if spec.task == "ranking":
+        return _star_node(cfg, spec, identity, audit, rules)
     table = spec.read_domain(name, predict=True)  # a scoring-only table may lack labels
     models = cfg.models or state / "models"
     outputs = cfg.outputs or state / "outputs"
@@ -127,12 +129,8 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     product = spec.declared_product(name)  # its input contract is checked at every Hello
     if product is not None:
         what += f", product {product.descriptor.id} v{product.descriptor.version}"
-    guard = None
-    if rules is not None:
-        wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
-        columns = [*table.numeric_names, *table.categorical_names]
-        own = fingerprint(cfg.tls.cert.read_bytes()) if cfg.tls is not None else None
-        guard = PolicyGuard(rules, name, columns, wire=wire, audit=audit, fingerprint=own)
+    guard = _guard(cfg, rules, [*table.numeric_names, *table.categorical_names], audit)
+    if guard is not None:
         what += f", policy {cfg.policy.name}"
     common = {"guard": guard, "audit": audit, "limits": cfg.limits.limits(), "state_dir": state}
     if name == spec.label.domain:
@@ -150,7 +148,7 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
                 scores=outputs / f"scores-{hello.run}.csv",
             )
 
-        serves = {proto.BOTTOM, proto.KEYS, proto.LABELS}
+        serves = label_serves(not table.numeric_names and not table.categorical_names)
         node = Node(cfg.name, make, serves=serves, modes=cfg.modes, **common)
         return node, what + ", with labels"
 
@@ -160,4 +158,51 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     node = Node(
         cfg.name, make_domain, serves={proto.BOTTOM, proto.KEYS}, modes=SPLIT_MODES, **common
     )
+    return node, what
+
+
+def _guard(cfg: NodeConfig, rules, columns: list[str], audit):
+    """The node's own governance check of every Hello and message (None: no policy)."""
+    if rules is None:
+        return None
+    from splitmesh.mesh.policy import PolicyGuard
+
+    wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
+    own = fingerprint(cfg.tls.cert.read_bytes()) if cfg.tls is not None else None
+    return PolicyGuard(rules, cfg.mesh.domain, columns, wire=wire, audit=audit, fingerprint=own)
+
+
+def _star_node(cfg: NodeConfig, spec, identity: Identity | None, audit, rules) -> tuple[Node, str]:
+    """A domain of a ranking mesh (split/star.py): the fact domain, or a dimension; it
+    reads only its own table and aligns keys with the fact domain under its identity."""
+    from splitmesh.split.star import DimensionDomain, FactDomain, star_peers
+    from splitmesh.usecases.star import DIMENSION_SERVES, FACT_SERVES
+
+    name, state, dims = cfg.mesh.domain, _state(cfg), spec.dimensions
+    fact = spec.fact.domain
+    if identity is None:
+        raise ConfigError(f"node {cfg.name!r} has no identity to align keys with (tls:)")
+    table = spec.read_fact() if name == fact else spec.read_domain(name)
+    columns = spec.plan_columns(fact) if name == fact else [table.key, *table.numeric_names,
+                                                             *table.categorical_names]  # fmt: skip
+    guard = _guard(cfg, rules, columns, audit)
+    common = {"audit": audit, "limits": cfg.limits.limits(), "state_dir": state, "guard": guard}
+    if name == fact:
+        peers = star_peers(fact, list(dims), identity)
+
+        def make(hello: Hello) -> Party:
+            return FactDomain(table, hello.mode, dims, peers=peers, state_dir=state)
+
+        what = f"{len(table)} interactions of {table.source}"
+        return Node(cfg.name, make, serves=FACT_SERVES, modes=cfg.modes, **common), what
+    peers = star_peers(fact, [name], identity)[name]
+    models = cfg.models or state / "models"
+
+    def make_dimension(hello: Hello) -> Party:
+        return DimensionDomain(
+            table, dims[name], peers=peers, state_dir=state, model_dir=models / hello.mode
+        )
+
+    what = f"{len(table)} {dims[name]} of {table.source} (key {table.key})"
+    node = Node(cfg.name, make_dimension, serves=DIMENSION_SERVES, modes=SPLIT_MODES, **common)
     return node, what

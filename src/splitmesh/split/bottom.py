@@ -12,7 +12,7 @@ import torch
 
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.split.common import from_wire, to_wire
-from splitmesh.split.party import Party
+from splitmesh.split.party import Party, handles
 from splitmesh.transport.messages import Ack, Backward, Embedding, Forward
 
 
@@ -45,6 +45,7 @@ class BottomParty(Party):
             return {}
         return {"bottom": self.bottom_, "optimizer": self.optimizer_}
 
+    @handles(Forward)
     def on_forward(self, msg: Forward) -> Embedding:
         if self.bottom_ is None:
             raise NotFittedError(
@@ -63,6 +64,7 @@ class BottomParty(Party):
                 out = self.bottom_(*inputs)
         return Embedding(step=msg.step, values=to_wire(out, self.wire_dtype))
 
+    @handles(Backward)
     def on_backward(self, msg: Backward) -> Ack:
         self._apply_grad(msg.step, msg.grad)
         return Ack()

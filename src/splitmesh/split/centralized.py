@@ -41,9 +41,6 @@ class OneProcessLearner:
         )
         self._snapshots: dict = {}
 
-    def flush(self) -> None:
-        """Nothing is owed in one process."""
-
     def _own_state(self) -> dict:
         return {"net": self.net_, "optimizer": self.optimizer_}
 

@@ -41,8 +41,11 @@ class CentralizedRanker(OneProcessLearner):
         ranking: RankingConfig,
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
+        sides: dict[str, str] | None = None,
     ) -> None:
         self.data, self.domains = data, list(domains)
+        # domains[0] holds the ids; each other domain describes users or items
+        self.sides = {d: (sides or SIDE)[d] for d in self.domains[1:]}
         self.spec, self.optim, self.seed, self.ranking = spec, optim, seed, ranking
         super().__init__(run, checkpoint_dir)
         self.task: RankingTask | None = None
@@ -51,9 +54,9 @@ class CentralizedRanker(OneProcessLearner):
         self.task = RankingTask(self.data, self.ranking, self.seed)
         self.features = {}
         for d in self.domains[1:]:
-            table = getattr(self.data, SIDE[d])
+            table = getattr(self.data, self.sides[d])
             if table is None:
-                raise ConfigError(f"dataset {self.data.name!r} has no {SIDE[d]} table for {d!r}")
+                raise ConfigError(f"{self.data.name!r} has no {self.sides[d]} table for {d!r}")
             f = prepare_features(table)
             self.features[d] = (torch.from_numpy(f.numeric), torch.from_numpy(f.categorical), f)
         return {"train_examples": self.task.n_train}
@@ -62,13 +65,14 @@ class CentralizedRanker(OneProcessLearner):
         if self.task is None:
             raise NotFittedError("call prepare() before build()")
         s, seed, layout = self.spec, self.seed, []
-        parts = {"sales": s.build_ids("sales", self.data.n_users, self.data.n_items, seed)}
-        layout.append(parts["sales"].widths)
+        ids = self.domains[0]
+        parts = {ids: s.build_ids(ids, self.data.n_users, self.data.n_items, seed)}
+        layout.append(parts[ids].widths)
         for d in self.domains[1:]:
             f = self.features[d][2]
             parts[d] = s.build_features(d, f.numeric.shape[1], f.cardinalities, seed)
             w = parts[d].out_features
-            layout.append((w, 0) if SIDE[d] == "users" else (0, w))
+            layout.append((w, 0) if self.sides[d] == "users" else (0, w))
         self.net_ = nn.ModuleDict(
             {
                 "bottoms": nn.ModuleDict(parts),
@@ -90,9 +94,9 @@ class CentralizedRanker(OneProcessLearner):
 
     def _embed(self, d: str, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         m = self.net_["bottoms"][d]
-        if d == "sales":
+        if d == self.domains[0]:
             return m(users, items)
-        rows = users if SIDE[d] == "users" else items
+        rows = users if self.sides[d] == "users" else items
         num, cat, _ = self.features[d]
         return m(num[rows], cat[rows])
 
@@ -119,9 +123,9 @@ class CentralizedRanker(OneProcessLearner):
                 user_parts, item_parts = [], []
                 for d in self.domains:
                     m = self.net_["bottoms"][d]
-                    if d == "sales":
+                    if d == self.domains[0]:
                         u, i = m.sides(users, items)
-                    elif SIDE[d] == "users":
+                    elif self.sides[d] == "users":
                         u, i = self._embed(d, users, users), None
                     else:
                         u, i = None, self._embed(d, items, items)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from splitmesh.transport.messages import (
     Hello,
     Labels,
     LoadCheckpoint,
+    Message,
     Metrics,
     PartialDistances,
     PlanResample,
@@ -66,6 +68,63 @@ from splitmesh.transport.messages import (
     Snapshot,
     SplitPlan,
 )
+
+
+class Outbox(Transport):
+    """The coordinator's transport, holding the gradients it owes the domains.
+
+    A domain's gradient rides on its next ``Forward`` (one round trip per step instead of
+    two); any other message to that domain, or a newer gradient for it, first delivers
+    the owed one alone as a ``Backward``. So no caller has to remember to flush: every
+    message a domain gets finds its model up to date.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.t, self.stats = transport, transport.stats
+        self.owed: dict[str, tuple[int, np.ndarray]] = {}
+
+    @property
+    def parties(self) -> list[str]:
+        return self.t.parties
+
+    def owe(self, grads: dict[str, tuple[int, np.ndarray]]) -> None:
+        self.settle(list(grads))  # an older gradient goes first: steps apply in order
+        self.owed.update(grads)
+
+    def drop(self) -> None:
+        """Forget what is owed (the steps it belongs to were rolled back)."""
+        self.owed = {}
+
+    def settle(self, parties: list[str] | None = None) -> None:
+        """Deliver what is owed to ``parties`` (default: all) now, as Backward messages."""
+        names = list(self.owed) if parties is None else [p for p in parties if p in self.owed]
+        due = {p: self.owed.pop(p) for p in names}
+        if due:
+            replies = self.t.request_many({p: Backward(s, g) for p, (s, g) in due.items()})
+            for p, r in replies.items():
+                _expect(r, Ack, p)
+
+    def _carry(self, requests: Mapping[str, Message]) -> dict[str, Message]:
+        out = {}
+        for p, msg in requests.items():
+            if isinstance(msg, Forward) and msg.grad is None and p in self.owed:
+                step, grad = self.owed.pop(p)
+                msg = dataclasses.replace(msg, grad=grad, grad_step=step)
+            out[p] = msg
+        self.settle(list(out))
+        return out
+
+    def request(self, party: str, msg: Message) -> Message:
+        return self.t.request(party, self._carry({party: msg})[party])
+
+    def request_many(self, requests: Mapping[str, Message]) -> dict[str, Message]:
+        return self.t.request_many(self._carry(requests))
+
+    def submit_many(self, requests: Mapping[str, Message]) -> Pending:
+        return self.t.submit_many(self._carry(requests))
+
+    def close(self) -> None:
+        self.t.close()
 
 
 def _expect(reply, cls, party: str):
@@ -101,7 +160,7 @@ class Coordinator:
         self.task = check_task(task)
         if mode == "centralized":
             raise ProtocolError("the coordinator runs split modes; use CentralizedLearner")
-        self.t, self.domains, self.label_owner = transport, list(domains), label_owner
+        self.t, self.domains, self.label_owner = Outbox(transport), list(domains), label_owner
         self.spec, self.optim, self.seed = spec, optim, seed
         self.wire_dtype, self.pos_weight = wire_dtype, pos_weight
         self.sizes_: dict[str, int] | None = None
@@ -112,8 +171,6 @@ class Coordinator:
         self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
         self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
         self._snapshots: dict[str, dict] = {}
-        # gradients owed to each domain, sent with its next Forward (or by flush())
-        self._owed: dict[str, tuple[int, np.ndarray]] = {}
         # pipelining: the next step's Forward, already sent (one step of staleness)
         self.pipeline = pipeline
         self._ahead: tuple[int, Pending] | None = None
@@ -237,13 +294,8 @@ class Coordinator:
 
     # -- one training step (DESIGN.md, "One training step") --------------------------------
     def _forwards(self, partition: str, positions: np.ndarray, step: int, train: bool) -> dict:
-        """One Forward per domain, each carrying the gradient it is owed, if any."""
-        owed, self._owed = self._owed, {}
-        requests = {}
-        for d in self.domains:
-            grad_step, grad = owed.get(d, (-1, None))
-            requests[d] = Forward(partition, positions, step, train, grad, grad_step)
-        return requests
+        """One Forward per domain (the outbox adds the gradient each is owed)."""
+        return {d: Forward(partition, positions, step, train) for d in self.domains}
 
     def publish_products(
         self, meta: dict, domains: list[str] | None = None, meta_for: dict | None = None
@@ -268,8 +320,6 @@ class Coordinator:
         return out
 
     def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
-        if not train:
-            self.flush()
         return self._embeddings(
             self.t.request_many(self._forwards(partition, positions, step, train))
         )
@@ -280,8 +330,6 @@ class Coordinator:
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == step:
             replies = ahead[1].result()
-            if upcoming is None:
-                self.flush()  # the previous step's gradients have no Forward to ride on
         else:
             replies = self.t.request_many(self._forwards("train", positions, step, True))
         if self.pipeline and upcoming is not None:
@@ -317,24 +365,25 @@ class Coordinator:
             loss = rep.loss
         self.optimizer_.step()
         # 3. each domain gets the gradient of its embedding and steps its own optimizer; the
-        #    gradient rides on the domain's next Forward, or goes alone at flush()
-        self._owed = {
-            d: (step, to_wire(h.grad, self.wire_dtype))
-            for d, h in zip(self.domains, hs, strict=True)
-        }
+        #    gradient rides on the domain's next message (the outbox)
+        self.t.owe(
+            {
+                d: (step, to_wire(h.grad, self.wire_dtype))
+                for d, h in zip(self.domains, hs, strict=True)
+            }
+        )
         return loss
 
     def start_epoch(self, epoch: int) -> None:
         """Every epoch trains on the same rows; nothing to plan."""
 
     def flush(self) -> None:
-        """Deliver owed gradients now: before evaluation, snapshots and at the end of training."""
-        if self._ahead is not None:  # a Forward sent ahead is dropped with its step
+        """Deliver owed gradients now (the outbox delivers them before any other message
+        anyway); a Forward sent ahead is dropped with its step."""
+        if self._ahead is not None:
             self._ahead[1].result()
             self._ahead = None
-        owed, self._owed = self._owed, {}
-        if owed:
-            self.t.request_many({d: Backward(step, grad) for d, (step, grad) in owed.items()})
+        self.t.settle()
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict:
@@ -373,12 +422,11 @@ class Coordinator:
         return own
 
     def snapshot(self, tag: str) -> None:
-        self.flush()
         self.t.request_many({p: Snapshot(tag) for p in self._parties_with_models()})
         self._snapshots[tag] = snapshot_states(self._own_state())
 
     def restore(self, tag: str) -> None:
-        self._owed = {}  # gradients of steps after the snapshot are dropped with those steps
+        self.t.drop()  # gradients of steps after the snapshot are dropped with those steps
         self.t.request_many({p: Restore(tag) for p in self._parties_with_models()})
         restore_states(self._own_state(), self._snapshots[tag])
 
@@ -386,7 +434,6 @@ class Coordinator:
     def save_checkpoint(self, trainer: dict[str, Any]) -> None:
         if self.checkpoints is None:
             return
-        self.flush()
         epoch = trainer["epoch"]
         before = self.checkpoints.committed()
         keep = [before["epoch"]] if before else []  # in force until this epoch is committed
@@ -411,7 +458,7 @@ class Coordinator:
             {p: LoadCheckpoint(manifest["epoch"]) for p in self._parties_with_models()}
         )
         self._snapshots, trainer = self.checkpoints.load(manifest["tag"], self._own_state())
-        self._owed = {}
+        self.t.drop()
         return trainer
 
     # -- the end of a run ---------------------------------------------------------------------
@@ -421,6 +468,7 @@ class Coordinator:
         ``done``: the run finished, so the parties may delete its checkpoints."""
         if self.run_id is None:
             return
+        self.t.drop()  # a run that ends here needs no more steps
         parties = list(dict.fromkeys([*self.domains, self.label_owner]))
         for p in parties:
             with contextlib.suppress(SplitmeshError):

@@ -20,6 +20,7 @@ from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import PARTITIONS, OptimConfig
+from splitmesh.split.party import handles
 from splitmesh.split.saved import save_module, wire_meta
 from splitmesh.transport.messages import (
     Ack,
@@ -103,6 +104,7 @@ class DomainParty(BottomParty):
             self.categorical_names, categorical,
         )  # fmt: skip
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         if self.product is not None:
             from splitmesh.mesh.contracts import check_table
@@ -111,6 +113,7 @@ class DomainParty(BottomParty):
         return super().on_hello(msg)
 
     # -- setup ---------------------------------------------------------------------------
+    @handles(SetupDomain)
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
         widths = bottom_widths(msg.model, f"domain {self.name!r}")  # before any work
         parts = {p: np.asarray(getattr(msg, p), dtype=np.int64) for p in PARTITIONS}
@@ -163,6 +166,7 @@ class DomainParty(BottomParty):
             "data": self.fingerprint(),
         }
 
+    @handles(SaveModel)
     def on_save_model(self, msg: SaveModel) -> Ack:
         from splitmesh.mesh.products import publish
 
@@ -204,11 +208,13 @@ class DomainParty(BottomParty):
         return {"rows": len(self.table), "columns": columns, "sha256": digest(*data)}
 
     # -- resampling across the boundary ----------------------------------------------------
+    @handles(PartialDistances)
     def on_partial_distances(self, msg: PartialDistances) -> Distances:
         x = self._rows(msg.partition)
         self.check_positions(msg.partition, msg.positions, len(x))
         return Distances(values=squared_distances(x[msg.positions]))
 
+    @handles(Augment)
     def on_augment(self, msg: Augment) -> Ack:
         x = self._rows(msg.partition)
         self.check_positions(msg.partition, msg.base, len(x))

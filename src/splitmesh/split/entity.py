@@ -16,6 +16,7 @@ from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import OptimConfig, to_wire
+from splitmesh.split.party import handles
 from splitmesh.split.sealing import SealBox
 from splitmesh.transport.messages import (
     Ack,
@@ -55,6 +56,7 @@ class EntityDomain(BottomParty):
         self._rows: dict[str, np.ndarray] = {}  # partition -> rows, per example or per slot
         self.run = "run"
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         self.run, self.seal = msg.run, SealBox(self.name, msg.run)
         reply = super().on_hello(msg)
@@ -70,6 +72,7 @@ class EntityDomain(BottomParty):
             ),
         }
 
+    @handles(SetupEntity)
     def on_setup_entity(self, msg: SetupEntity) -> Ack:
         spec = RecsysSpec(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in msg.model.items()}
@@ -87,6 +90,7 @@ class EntityDomain(BottomParty):
             }
         )
 
+    @handles(SaveModel)
     def on_save_model(self, msg: SaveModel) -> Ack:
         """Publish the trained feature bottom as this domain's data product."""
         from splitmesh.data.sources import DomainTable
@@ -125,6 +129,7 @@ class EntityDomain(BottomParty):
         )
         return Ack(info={"folder": str(self.model_dir), "product": product})
 
+    @handles(AssignRows)
     def on_assign_rows(self, msg: AssignRows) -> Ack:
         expected = f"{self.run}/{msg.partition}"
         if not msg.context.startswith(expected):
@@ -132,9 +137,13 @@ class EntityDomain(BottomParty):
                 f"domain {self.name!r}: a row plan for {msg.context!r} in run {self.run!r}"
             )
         rows = self.seal.open(msg.sender, msg.sender_key, msg.context, msg.sealed)
-        self.check_positions(msg.partition, rows, len(self.table))
-        self._rows[msg.partition] = rows
+        self._rows[msg.partition] = self.own_rows(msg.partition, rows)
         return Ack(info={"rows": len(rows)})
+
+    def own_rows(self, partition: str, rows: np.ndarray) -> np.ndarray:
+        """The rows of its own table a sealed plan names (here: the same indices)."""
+        self.check_positions(partition, rows, len(self.table))
+        return rows
 
     def _partition_rows(self, partition: str) -> np.ndarray:
         rows = self._rows.get(partition)
@@ -148,6 +157,7 @@ class EntityDomain(BottomParty):
         idx = torch.from_numpy(rows[positions])
         return self._num[idx], self._cat[idx]
 
+    @handles(EmbedSlots)
     def on_embed_slots(self, msg: EmbedSlots) -> SlotEmbeddings:
         if self.bottom_ is None:
             raise NotFittedError(f"domain {self.name!r} got EmbedSlots before SetupEntity")

@@ -20,6 +20,7 @@ from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import OptimConfig, check_mode, to_wire
 from splitmesh.split.head import HeadHolder
+from splitmesh.split.party import handles
 from splitmesh.split.ranking import RankBook, RankingConfig, RankingPlan, RankingTask
 from splitmesh.split.sealing import SealBox
 from splitmesh.transport.messages import (
@@ -66,6 +67,7 @@ class InteractionsParty(BottomParty):
         self._books: dict[str, RankBook] = {}
         self.run = "run"
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         if msg.mode != self.mode:
             raise ProtocolError(
@@ -90,6 +92,7 @@ class InteractionsParty(BottomParty):
         return self.task
 
     # -- setup -----------------------------------------------------------------------------
+    @handles(SetupRanking)
     def on_setup_ranking(self, msg: SetupRanking) -> Ack:
         cfg = RankingConfig(msg.holdout, msg.negatives, msg.eval_negatives, tuple(msg.ks))
         self.task = RankingTask(self.data, cfg, msg.seed)
@@ -135,12 +138,14 @@ class InteractionsParty(BottomParty):
             candidates=candidates,
         )
 
+    @handles(PlanEpoch)
     def on_plan_epoch(self, msg: PlanEpoch) -> Plans:
         users, items, labels = self._task().epoch(msg.epoch)
         self._examples = (torch.from_numpy(users), torch.from_numpy(items), labels)
         context = seal_context(self.run, "train", msg.epoch)
         return self._plans_reply(len(users), 0, self._sealed(msg.peers, context, users, items))
 
+    @handles(PlanRanking)
     def on_plan_ranking(self, msg: PlanRanking) -> Plans:
         plan = self._task().plan(msg.partition)
         self._plans[msg.partition] = plan
@@ -162,6 +167,7 @@ class InteractionsParty(BottomParty):
         idx = torch.from_numpy(positions)
         return users[idx], items[idx]
 
+    @handles(EmbedSlots)
     def on_embed_slots(self, msg: EmbedSlots) -> SlotEmbeddings:
         plan = self._plans.get(msg.partition)
         if plan is None or self.bottom_ is None:
@@ -179,6 +185,7 @@ class InteractionsParty(BottomParty):
             raise NotFittedError(f"{self.role} {self.name!r} has planned no epoch yet")
         return self._examples[2]
 
+    @handles(GetLabels)
     def on_get_labels(self, msg: GetLabels) -> Labels:
         if self.mode != "label-sharing" or msg.partition != "train":
             raise ProtocolError(
@@ -187,6 +194,7 @@ class InteractionsParty(BottomParty):
             )
         return Labels(values=self._labels())
 
+    @handles(SetupHead)
     def on_setup_head(self, msg: SetupHead) -> Ack:
         self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg)
         return Ack()
@@ -197,6 +205,7 @@ class InteractionsParty(BottomParty):
             raise ProtocolError(f"no ranking pass planned over {partition!r}")
         return book
 
+    @handles(Head)
     def on_head(self, msg: Head) -> HeadReply:
         if self.head_ is None:
             raise NotFittedError(f"{self.role} {self.name!r} got Head before SetupHead")
@@ -205,6 +214,7 @@ class InteractionsParty(BottomParty):
         self._book(msg.partition).record(msg.positions, self.head_.logits(msg.activations).numpy())
         return HeadReply(loss=0.0)
 
+    @handles(Scores)
     def on_scores(self, msg: Scores) -> Ack:
         if self.mode != "label-sharing":
             raise ProtocolError(
@@ -213,6 +223,7 @@ class InteractionsParty(BottomParty):
         self._book(msg.partition).record(msg.rows, msg.values)
         return Ack()
 
+    @handles(Evaluate)
     def on_evaluate(self, msg: Evaluate) -> Metrics:
         ks = self._task().cfg.ks
         return Metrics(values={p: self._book(p).report(ks) for p in msg.partitions})

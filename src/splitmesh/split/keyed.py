@@ -18,13 +18,14 @@ from splitmesh.data.features import FeaturePrep
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.io import atomic_write_json, atomic_write_text
+from splitmesh.split import protocol as proto
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode, from_wire
 from splitmesh.split.domain import DomainParty
 from splitmesh.split.head import HeadHolder, ScoreBook
 from splitmesh.split.label_owner import LabelOwner
-from splitmesh.split.party import Party
-from splitmesh.split.peer_alignment import Peers, SignedAlignment
+from splitmesh.split.party import Party, handles
+from splitmesh.split.peer_alignment import AlignsKeys, Peers, SignedAlignment
 from splitmesh.split.saved import load_bottom, load_module, read_json, save_module
 from splitmesh.split.tasks import Labels, Task, encode_labels
 from splitmesh.transport.messages import (
@@ -35,11 +36,6 @@ from splitmesh.transport.messages import (
     Hello,
     LoadModel,
     Message,
-    PsiBlob,
-    PsiFinish,
-    PsiReply,
-    PsiRequest,
-    PsiServe,
     SaveModel,
     Scores,
     SetupDomain,
@@ -50,7 +46,7 @@ from splitmesh.transport.messages import (
 PREDICT = "predict"  # the partition a saved model scores: every aligned row
 
 
-class KeyedDomain(DomainParty):
+class KeyedDomain(AlignsKeys, DomainParty):
     """A domain over its own keyed table; rows become aligned positions after PSI between
     domains (split/peer_alignment.py), which the coordinator relays but cannot drive."""
 
@@ -81,32 +77,22 @@ class KeyedDomain(DomainParty):
     def fingerprint(self) -> dict:
         return self._fingerprint
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         ack = super().on_hello(msg)
         self.alignment.run = msg.run
         ack.info.update(key_type=self.source.key_type, notes=list(self.source.notes))
         return ack
 
-    # -- alignment -------------------------------------------------------------------------
-    def on_psi_request(self, msg: PsiRequest) -> PsiBlob:
-        return self.alignment.request(msg.peer)
-
-    def on_psi_serve(self, msg: PsiServe) -> PsiReply:
-        return self.alignment.serve(msg)
-
-    def on_psi_finish(self, msg: PsiFinish) -> Ack:
-        return Ack(info={"size": self.alignment.finish(msg)})
-
-    def on_align_done(self, msg: AlignDone) -> Ack:
-        self.rows_ = self.alignment.done()
+    def aligned(self) -> None:
         self.table = self.source.numeric[self.rows_]
         self.categorical = self.source.categorical[self.rows_]
-        return Ack(info={"rows": len(self.rows_)})
 
     def _aligned(self, what: str) -> None:
         if self.rows_ is None:
             raise ProtocolError(f"domain {self.name!r} got {what} before its keys were aligned")
 
+    @handles(SetupDomain)
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
         self._aligned("SetupDomain")
         return super().on_setup_domain(msg)
@@ -114,6 +100,7 @@ class KeyedDomain(DomainParty):
     def model_facts(self, msg: SaveModel) -> dict:
         return {**super().model_facts(msg), "key": self.source.key}
 
+    @handles(LoadModel)
     def on_load_model(self, msg: LoadModel) -> Ack:
         self._aligned("LoadModel")
         folder, who = self._folder(), f"domain {self.name!r}"
@@ -147,6 +134,11 @@ _LABEL_SIDE = {
     "WriteScores",
 }
 _BOTH_SIDES = {"Snapshot", "Restore", "Checkpoint", "LoadCheckpoint", "SaveModel", "LoadModel"}
+
+
+def label_serves(label_only: bool) -> set[str]:
+    """What the label domain's node serves: no bottom model when it holds labels alone."""
+    return {proto.KEYS, proto.LABELS} | (set() if label_only else {proto.BOTTOM})
 
 
 def labeled_rows(table: DomainTable, task: str) -> tuple[DomainTable, Labels]:
@@ -204,6 +196,8 @@ class LabelDomain(Party):
             product=product,
         )
         self.side: Party | None = None  # LabelOwner or Scorer, once aligned
+        # labels and keys only: no bottom model (its node does not serve one)
+        self.label_only = not table.numeric_names and not table.categorical_names
 
     def _task(self) -> Task:
         classes = len(self.labels.classes) if self.task_name == "multiclass" else 2
@@ -217,12 +211,14 @@ class LabelDomain(Party):
                 fp["classes"] = len(self.labels.classes)
         return fp
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         self.run_id = msg.run
         info = self.domain.on_hello(msg).info
         info.update(role=self.role, data=self.fingerprint(), notes=self.notes)
         return Ack(info=info)
 
+    @handles(AlignDone)
     def on_align_done(self, msg: AlignDone) -> Ack:
         reply = self.domain.handle(msg)
         rows = self.domain.rows_
@@ -252,9 +248,11 @@ class LabelDomain(Party):
         if kind in _LABEL_SIDE:
             return self.side.handle(msg)
         if kind == "SaveModel":
-            reply = self.domain.handle(msg)
+            reply = Ack() if self.label_only else self.domain.handle(msg)
             self._save_labels(msg)
             return reply
+        if kind == "LoadModel" and self.label_only:
+            return self.side.handle(msg)
         if kind in _BOTH_SIDES:
             replies = [self.domain.handle(msg), self.side.handle(msg)]
             return Ack(info={k: v for r in replies for k, v in r.info.items()})
@@ -314,6 +312,7 @@ class Scorer(Party):
         self.head_: HeadHolder | None = None
         self.meta: dict = {}
 
+    @handles(LoadModel)
     def on_load_model(self, msg: LoadModel) -> Ack:
         who = f"label domain {self.name!r}"
         if self.model_dir is None:
@@ -332,18 +331,21 @@ class Scorer(Party):
         self.book.start(PREDICT, len(self.keys))
         return Ack(info={"rows": len(self.keys)})
 
+    @handles(Head)
     def on_head(self, msg: Head) -> HeadReply:
         if self.head_ is None or msg.train:
             raise ProtocolError(f"label domain {self.name!r} only scores at prediction time")
         self.book.record(msg.partition, msg.positions, self.head_.logits(msg.activations))
         return HeadReply(loss=0.0)
 
+    @handles(Scores)
     def on_scores(self, msg: Scores) -> Ack:
         if self.mode != "label-sharing":
             raise ProtocolError(f"label domain {self.name!r} runs the head itself")
         self.book.record(msg.partition, msg.rows, from_wire(msg.values))
         return Ack()
 
+    @handles(WriteScores)
     def on_write_scores(self, msg: WriteScores) -> Ack:
         frame = scores_frame(
             self.key,

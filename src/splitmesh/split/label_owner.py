@@ -16,7 +16,7 @@ from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode
 from splitmesh.split.head import HeadHolder, ScoreBook
-from splitmesh.split.party import Party
+from splitmesh.split.party import Party, handles
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
     Ack,
@@ -64,6 +64,7 @@ class LabelOwner(Party):
             raise NotFittedError(f"label owner {self.name!r} has no partition {partition!r}")
         return self._y[partition]
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         if msg.mode != self.mode:
             raise ProtocolError(
@@ -71,6 +72,7 @@ class LabelOwner(Party):
             )
         return super().on_hello(msg)
 
+    @handles(PlanSplit)
     def on_plan_split(self, msg: PlanSplit) -> SplitPlan:
         parts = self.task.split(
             self.labels, test=msg.test, validation=msg.validation, seed=msg.seed
@@ -78,6 +80,7 @@ class LabelOwner(Party):
         self._y = {p: self.labels[pos] for p, pos in parts.items()}
         return SplitPlan(**parts)
 
+    @handles(PlanResample)
     def on_plan_resample(self, msg: PlanResample) -> ResampleNeeds:
         cfg = ResampleConfig(msg.smote_ratio, msg.under_ratio, msg.k_neighbors)
         if self.task.name != "binary":
@@ -88,6 +91,7 @@ class LabelOwner(Party):
         positions = minority_positions(y) if n_new > 0 else np.zeros(0, np.int64)
         return ResampleNeeds(positions=positions, notes=[why] if why else [])
 
+    @handles(FinishResample)
     def on_finish_resample(self, msg: FinishResample) -> Augment:
         if self._resample is None:
             raise ProtocolError("FinishResample before PlanResample")
@@ -105,6 +109,7 @@ class LabelOwner(Party):
             notes=list(plan.notes),
         )
 
+    @handles(GetLabels)
     def on_get_labels(self, msg: GetLabels) -> Labels:
         if self.mode != "label-sharing":
             raise ProtocolError(
@@ -125,12 +130,14 @@ class LabelOwner(Party):
         return {} if self.head_ is None else self.head_.stateful()
 
     # -- label-preserving: the head and the loss live here ---------------------------------
+    @handles(SetupHead)
     def on_setup_head(self, msg: SetupHead) -> Ack:
         task = self.task.fit(self._partition("train"))
         self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, task)
         self.book = ScoreBook(task)
         return Ack()
 
+    @handles(Head)
     def on_head(self, msg: Head) -> HeadReply:
         if self.head_ is None:
             raise NotFittedError(f"label owner {self.name!r} got Head before SetupHead")
@@ -141,5 +148,6 @@ class LabelOwner(Party):
         self.book.record(msg.partition, msg.positions, self.head_.logits(msg.activations))
         return HeadReply(loss=0.0)
 
+    @handles(Evaluate)
     def on_evaluate(self, msg: Evaluate) -> Metrics:
         return Metrics(values=self.book.evaluate(self._y, msg.select_on, msg.partitions))

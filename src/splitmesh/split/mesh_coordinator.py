@@ -16,6 +16,7 @@ from splitmesh.split.coordinator import Coordinator, _expect
 from splitmesh.split.keyed import PREDICT
 from splitmesh.split.saved import load_module, read_json, save_module
 from splitmesh.split.tasks import Task
+from splitmesh.transport.base import Transport
 from splitmesh.transport.messages import (
     Ack,
     AlignDone,
@@ -41,6 +42,14 @@ def _relayed(cls, msg):
     return cls(msg.setup, msg.response, msg.claim, msg.cert, msg.signature)
 
 
+def relay_psi(t: Transport, client: str, server: str) -> int:
+    """One PSI intersection relayed: ``client`` asks ``server`` and applies its reply;
+    how many of the client's candidate keys remain."""
+    blob = _expect(t.request(client, PsiRequest(server)), PsiBlob, client)
+    reply = _expect(t.request(server, _relayed(PsiServe, blob)), PsiReply, server)
+    return _expect(t.request(client, _relayed(PsiFinish, reply)), Ack, client).info["size"]
+
+
 class MeshCoordinator(Coordinator):
     """``label_owner`` is the label domain (also one of ``domains``)."""
 
@@ -59,10 +68,7 @@ class MeshCoordinator(Coordinator):
         sizes = {p: info.get("data", {}).get("rows") for p, info in self.nodes_.items()}
         steps = []
         for d in others:  # shrink: the label domain keeps the keys every domain holds
-            blob = _expect(self.t.request(lo, PsiRequest(d)), PsiBlob, lo)
-            reply = _expect(self.t.request(d, _relayed(PsiServe, blob)), PsiReply, d)
-            ack = _expect(self.t.request(lo, _relayed(PsiFinish, reply)), Ack, lo)
-            steps.append({"with": d, "left": ack.info["size"]})
+            steps.append({"with": d, "left": relay_psi(self.t, lo, d)})
         common = steps[-1]["left"] if steps else sizes.get(lo)
         blobs = {
             d: _expect(r, PsiBlob, d)
@@ -96,11 +102,24 @@ class MeshCoordinator(Coordinator):
         if self.mode == "label-sharing":
             label_meta.update(label_task=self.task_.as_dict(), threshold=self.book.threshold_)
         # the label domain is one of the domains: it saves its labels' side too
-        self.products_ = self.publish_products(meta, meta_for={self.label_owner: label_meta})
+        parties = list(dict.fromkeys([*self.domains, self.label_owner]))  # label-only too
+        self.products_ = self.publish_products(
+            meta, parties, meta_for={self.label_owner: label_meta}
+        )
         out = Path(folder) / COORDINATOR
         save_module(out / "top.pt", self.top_)
         if self.mode == "label-sharing":
             save_module(out / "head.pt", self.head_)
+        if len(self.products_) == len(self.domains):  # every part it needs is a product
+            from splitmesh.mesh.export import sha256_file
+            from splitmesh.mesh.products import publish_composite
+
+            facts = {
+                "runId": self.run_id,
+                "mode": self.mode,
+                "topSha256": sha256_file(out / "top.pt"),
+            }
+            publish_composite(out, meta.get("mesh", self.run), self.products_, facts)
         atomic_write_json(
             out / "model.json",
             {
@@ -141,7 +160,7 @@ class MeshCoordinator(Coordinator):
             raise ConfigError(f"the model in {folder} was trained on domains {meta['domains']}")
         self.hello("predict")
         self.align()
-        loaded = self.t.request_many(dict.fromkeys(self.domains, LoadModel()))
+        loaded = self.t.request_many(dict.fromkeys([*self.domains, self.label_owner], LoadModel()))
         n = _expect(loaded[self.label_owner], Ack, self.label_owner).info["rows"]
         widths = [meta["cut_widths"][d] for d in self.domains]
         spec = self.spec

@@ -1,5 +1,5 @@
-"""What every party shares: dispatch of messages to ``on_<Type>`` methods, snapshots of
-its state under a tag, and checkpoints of that state on its own disk.
+"""What every party shares: explicit handlers for the messages it serves (``@handles``),
+snapshots of its state under a tag, and checkpoints of that state on its own disk.
 
 A party names its own files: checkpoints go to ``state_dir/runs/<run id>/epoch-NNNN.pt``,
 the run id being the one its node validated at Hello, the epoch an integer from the wire.
@@ -8,8 +8,9 @@ the run id being the one its node validated at Hello, the epoch an integer from 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -39,8 +40,26 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_EPOCH = 10**6
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+def handles(*types: type[Message]) -> Callable:
+    """Register a party method as the handler of these message types (split/protocol.py
+    lists who serves each message; a test checks every message has a handler)."""
+
+    def mark(method: Callable) -> Callable:
+        method.handles = types
+        return method
+
+    return mark
+
+
+def _register(cls: type) -> dict[type[Message], str]:
+    """A party class's handlers: its parents' plus its own (by method name, so an
+    override of a registered method handles the same messages)."""
+    table: dict[type[Message], str] = {}
+    for base in reversed(cls.__mro__):  # mixins' handlers too (e.g. AlignsKeys)
+        for name, method in vars(base).items():
+            for kind in getattr(method, "handles", ()):
+                table[kind] = name
+    return table
 
 
 def _epoch(value: Any, who: str) -> int:
@@ -53,13 +72,19 @@ SNAPSHOT_TAGS = ("best",)  # the only in-memory snapshot a run keeps: its best e
 
 
 class Party:
-    """A protocol endpoint. Subclasses define ``on_<snake_case message type>(msg) -> reply``.
+    """A protocol endpoint. Subclasses register ``@handles(MessageType)`` methods, each
+    taking the message and returning the reply.
 
     ``state_dir``: where this party writes its checkpoints (its own disk; nothing but the
     tag travels). Without one, checkpoint requests are refused.
     """
 
     role = "party"
+    handlers: ClassVar[dict[type[Message], str]] = {}  # message type -> method name
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.handlers = _register(cls)
 
     def __init__(self, name: str, *, state_dir: str | Path | None = None) -> None:
         self.name = name
@@ -68,12 +93,12 @@ class Party:
         self._snapshots: dict[str, dict] = {}
 
     def handle(self, msg: Message) -> Message:
-        method = getattr(self, f"on_{_snake(type(msg).__name__)}", None)
-        if method is None:
+        name = self.handlers.get(type(msg))
+        if name is None:
             raise ProtocolError(
                 f"{self.role} {self.name!r} does not accept {type(msg).__name__} messages"
             )
-        return method(msg)
+        return getattr(self, name)(msg)
 
     def stateful(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
         """The models and optimizers a snapshot holds; none until set up."""
@@ -83,16 +108,19 @@ class Party:
         """What identifies this party's data (rows, columns, content hash); no values."""
         return {}
 
+    @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         self.run_id = msg.run
         return Ack(info={"name": self.name, "role": self.role, "data": self.fingerprint()})
 
+    @handles(Snapshot)
     def on_snapshot(self, msg: Snapshot) -> Ack:
         if msg.tag not in SNAPSHOT_TAGS:
             raise ProtocolError(f"{self.role} {self.name!r} keeps snapshots {SNAPSHOT_TAGS} only")
         self._snapshots[msg.tag] = snapshot_states(self.stateful())
         return Ack()
 
+    @handles(Restore)
     def on_restore(self, msg: Restore) -> Ack:
         saved = self._snapshots.get(msg.tag)
         if saved is None:
@@ -111,6 +139,7 @@ class Party:
             raise ProtocolError(f"{self.role} {self.name!r} has no valid run open")
         return self.state_dir / "runs" / self.run_id
 
+    @handles(Checkpoint)
     def on_checkpoint(self, msg: Checkpoint) -> Ack:
         who = f"{self.role} {self.name!r}"
         epoch = _epoch(msg.epoch, who)
@@ -135,6 +164,7 @@ class Party:
             if not any(directory.iterdir()):
                 directory.rmdir()
 
+    @handles(LoadCheckpoint)
     def on_load_checkpoint(self, msg: LoadCheckpoint) -> Ack:
         who = f"{self.role} {self.name!r}"
         epoch = _epoch(msg.epoch, who)
@@ -144,3 +174,6 @@ class Party:
             raise NotFittedError(f"{who} must be set up before it loads a checkpoint")
         self._snapshots = unpack_state(self.stateful(), saved)
         return Ack(info={"epoch": epoch})
+
+
+Party.handlers = _register(Party)

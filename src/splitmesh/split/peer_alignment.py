@@ -17,8 +17,17 @@ import numpy as np
 
 from splitmesh.data.alignment import KeyAligner, request_size
 from splitmesh.errors import ProtocolError
+from splitmesh.split.party import handles
 from splitmesh.transport.identity import Identity, Signed
-from splitmesh.transport.messages import PsiBlob, PsiFinish, PsiReply, PsiServe
+from splitmesh.transport.messages import (
+    Ack,
+    AlignDone,
+    PsiBlob,
+    PsiFinish,
+    PsiReply,
+    PsiRequest,
+    PsiServe,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +59,17 @@ def _sha256(*parts: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def claimed_sender(msg: PsiServe, who: str) -> str:
+    """The sender a signed PSI request names (checked against its signature later)."""
+    try:
+        sender = json.loads(msg.claim).get("from")
+    except (ValueError, AttributeError):
+        sender = None
+    if not isinstance(sender, str):
+        raise ProtocolError(f"domain {who!r}: a signed PSI message that names no sender is refused")
+    return sender
+
+
 def _signed(msg: PsiServe | PsiFinish) -> Signed:
     return Signed(msg.claim, msg.cert, np.ascontiguousarray(msg.signature, np.uint8).tobytes())
 
@@ -62,7 +82,7 @@ class SignedAlignment:
         self.name, self.peers = name, peers
         self.aligner = KeyAligner(keys)
         self.run: str | None = None  # set at Hello
-        self._asked: dict | None = None  # the open request: {"to": peer, "sha256": ...}
+        self.asked: dict | None = None  # the open request: {"to": peer, "sha256": ...}
         self._finished: set[str] = set()  # peers whose reply this party has applied
         self._served: set[str] = set()  # peers this party has answered
 
@@ -97,8 +117,8 @@ class SignedAlignment:
     # -- the order of the protocol ---------------------------------------------------------
     def _may_request(self, peer: str) -> None:
         p = self._peers()
-        if self._asked is not None:
-            raise ProtocolError(f"{self.who} has a PSI request to {self._asked['to']!r} still open")
+        if self.asked is not None:
+            raise ProtocolError(f"{self.who} has a PSI request to {self.asked['to']!r} still open")
         if self.name == p.label:
             if peer not in p.others or peer in self._finished:
                 raise ProtocolError(
@@ -138,17 +158,12 @@ class SignedAlignment:
         size = len(self.aligner.candidates)
         digest = _sha256(request)
         claim = self._sign({"kind": "psi-request", "to": peer, "size": size, "sha256": digest})
-        self._asked = {"to": peer, "sha256": digest}
+        self.asked = {"to": peer, "sha256": digest}
         return PsiBlob(request, size, *claim)
 
     def serve(self, msg: PsiServe) -> PsiReply:
         """As PSI server: answer a request its peer signed, once, in protocol order."""
-        try:
-            sender = json.loads(msg.claim).get("from")
-        except (ValueError, AttributeError):
-            sender = None
-        if not isinstance(sender, str):
-            raise ProtocolError(f"{self.who}: a signed PSI message that names no sender is refused")
+        sender = claimed_sender(msg, self.name)
         claim = self._check(msg, "psi-request", sender)
         self._may_serve(sender)
         if claim.get("sha256") != _sha256(msg.request):
@@ -166,7 +181,7 @@ class SignedAlignment:
 
     def finish(self, msg: PsiFinish) -> int:
         """As PSI client: apply the reply of the peer it asked; how many candidates remain."""
-        asked = self._asked
+        asked = self.asked
         if asked is None:
             raise ProtocolError(f"{self.who} got a PSI reply but has no request open")
         claim = self._check(msg, "psi-reply", asked["to"])
@@ -175,7 +190,7 @@ class SignedAlignment:
         if claim.get("sha256") != _sha256(msg.setup, msg.response):
             raise ProtocolError(f"{self.who}: the PSI reply is not the one signed")
         size = self.aligner.finish(msg.setup, msg.response)
-        self._asked = None
+        self.asked = None
         self._finished.add(asked["to"])
         return size
 
@@ -189,3 +204,32 @@ class SignedAlignment:
                 f"{self.who} cannot end alignment: no intersection with {missing} yet"
             )
         return self.aligner.done()
+
+
+class AlignsKeys:
+    """A party's side of key alignment: the PSI handlers over its ``alignment``; once
+    every intersection is done, ``rows_`` maps aligned positions to its own rows."""
+
+    alignment: SignedAlignment
+    rows_: np.ndarray | None = None
+
+    @handles(PsiRequest)
+    def on_psi_request(self, msg: PsiRequest) -> PsiBlob:
+        return self.alignment.request(msg.peer)
+
+    @handles(PsiServe)
+    def on_psi_serve(self, msg: PsiServe) -> PsiReply:
+        return self.alignment.serve(msg)
+
+    @handles(PsiFinish)
+    def on_psi_finish(self, msg: PsiFinish) -> Ack:
+        return Ack(info={"size": self.alignment.finish(msg)})
+
+    @handles(AlignDone)
+    def on_align_done(self, msg: AlignDone) -> Ack:
+        self.rows_ = self.alignment.done()
+        self.aligned()
+        return Ack(info={"rows": len(self.rows_)})
+
+    def aligned(self) -> None:
+        """Called once the aligned order (``rows_``) is known."""

@@ -9,10 +9,12 @@ of phase, naming the phase it is in and the phases that message belongs to. A ru
     setup --(first training or scoring message)--> train | score
     any --Bye--> closed
 
-What a party serves is named by its capabilities: ``bottom`` (a domain's bottom model),
-``keys`` (key alignment by PSI), ``labels`` (the label owner's side), ``fact`` (the
-recommender's fact owner, which plans the examples) and ``entity`` (a dimension domain of
-the recommender). No message hands out model weights, raw values or keys.
+Every message is sent by the coordinator (the only sender; parties answer, and never
+call each other) and handled by the party methods registered for it (``@handles`` in
+split/party.py). What a party serves is named by its capabilities: ``bottom`` (a domain's
+bottom model), ``keys`` (key alignment by PSI), ``labels`` (the label owner's side),
+``fact`` (a star mesh's fact domain, which plans the examples) and ``entity`` (a
+dimension domain of a star). No message hands out model weights, raw values or keys.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ TABLE: dict[type[m.Message], Rule] = {
     m.Restore: Rule(m.Ack, MODELS, _stay(TRAIN)),
     m.Checkpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
     m.LoadCheckpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
-    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY}), _stay(TRAIN)),  # tabular bottoms
+    # each saves its part: a bottom, or the label side (task, threshold, head)
+    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY, LABELS}), _stay(TRAIN)),
     # the recommender's star: plans sealed for each dimension domain, ranking passes
     m.PlanEpoch: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),
     m.PlanRanking: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),
@@ -138,7 +141,7 @@ TABLE: dict[type[m.Message], Rule] = {
         {"rows": ("batch",), "values": ("batch", "any")},
     ),
     # scoring new rows with a saved model
-    m.LoadModel: Rule(m.Ack, frozenset({BOTTOM}), {}, _stay(SETUP)),
+    m.LoadModel: Rule(m.Ack, frozenset({BOTTOM, LABELS}), {}, _stay(SETUP)),
     m.WriteScores: Rule(m.Ack, frozenset({LABELS}), {}, _stay(SCORE)),
 }
 

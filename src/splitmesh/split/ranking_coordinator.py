@@ -18,12 +18,14 @@ from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.common import OptimConfig, from_wire, to_wire
 from splitmesh.split.coordinator import Coordinator, _expect
+from splitmesh.split.mesh_coordinator import relay_psi
 from splitmesh.split.ranking import RankingConfig, chunk_rows, pair_chunks, pairs_input
 from splitmesh.split.tasks import Task
 from splitmesh.split.trainer import TrainConfig
 from splitmesh.transport.base import Transport
 from splitmesh.transport.messages import (
     Ack,
+    AlignDone,
     AssignRows,
     EmbedSlots,
     Evaluate,
@@ -62,6 +64,8 @@ class RankingCoordinator(Coordinator):
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
         train: TrainConfig | None = None,
+        eval_batch: int = 4096,
+        star: bool = False,
     ) -> None:
         super().__init__(
             transport,
@@ -76,9 +80,12 @@ class RankingCoordinator(Coordinator):
             checkpoint_dir=checkpoint_dir,
             pipeline=pipeline,
             train=train,
+            eval_batch=eval_batch,
         )
         self.ranking = ranking
+        self.star = star  # a star mesh: each dimension aligns its keys with the fact domain
         self.info_: dict = {}
+        self.alignment_: dict | None = None
 
     @property
     def owner(self) -> str:
@@ -88,6 +95,7 @@ class RankingCoordinator(Coordinator):
         self.hello(resume=resume)
         if resume:
             self._check_same_data()
+        self.align()
         model = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.spec).items()}
         optim = vars(self.optim)
         r = self.ranking
@@ -118,6 +126,7 @@ class RankingCoordinator(Coordinator):
             self.layout.append((w, 0) if infos[d]["side"] == "users" else (0, w))
         self.sizes_ = {"train": infos[self.owner]["train_examples"]}
         return {
+            "alignment": self.alignment_,
             "interactions": infos[self.owner]["interactions"],
             "train_examples": self.sizes_["train"],
             "missing": {d: infos[d].get("missing", {}) for d in self.domains[1:]},
@@ -138,6 +147,24 @@ class RankingCoordinator(Coordinator):
             _expect(self.t.request(self.owner, setup), Ack, self.owner)
         self.optimizer_ = self.optim.build(params)
 
+    def align(self) -> None:
+        """A star mesh: each dimension and the fact domain intersect their keys by signed
+        PSI, both ways (split/star.py); the coordinator relays and learns the counts."""
+        if not self.star:
+            return
+        fact, steps = self.owner, []
+        for d in self.domains[1:]:
+            held = relay_psi(self.t, fact, d)  # the fact's keys the dimension holds
+            got = relay_psi(self.t, d, fact)  # the dimension's rows among them
+            if got != held:
+                raise ProtocolError(f"domain {d!r} found {got} common keys, {fact!r} {held}")
+            steps.append({"with": d, "common": held})
+        done = self.t.request_many(dict.fromkeys(self.domains, AlignDone()))
+        for p, r in done.items():
+            _expect(r, Ack, p)
+        common = " / ".join(str(s["common"]) for s in steps)  # keys held by each dimension
+        self.alignment_ = {"steps": steps, "aligned": common or "-"}
+
     # -- relaying sealed row plans -----------------------------------------------------
     def _relay(self, plans: Plans, partition: str, context: str) -> None:
         key = self.nodes_[self.owner].get("seal_key", "")
@@ -157,7 +184,6 @@ class RankingCoordinator(Coordinator):
 
     def start_epoch(self, epoch: int) -> None:
         """Fresh negatives: the owner plans the epoch, each domain gets its sealed rows."""
-        self.flush()
         plans = _expect(self.t.request(self.owner, PlanEpoch(epoch, self.peers)), Plans, self.owner)
         if plans.examples != self.n_train:
             raise ProtocolError(
@@ -170,7 +196,6 @@ class RankingCoordinator(Coordinator):
 
     # -- ranking passes -----------------------------------------------------------------
     def _evaluate(self, partitions: list[str], batch_size: int, select_on: str) -> dict:
-        self.flush()
         self.top_.eval()
         wanted = list(dict.fromkeys([select_on, *partitions]))
         for p in wanted:
@@ -192,7 +217,9 @@ class RankingCoordinator(Coordinator):
             item_parts.append(None if rep.items is None else from_wire(rep.items))
         cands = None if plans.candidates is None else plans.candidates.astype(np.int64)
         width = plans.item_slots if cands is None else cands.shape[1]
-        for step, rows in enumerate(pair_chunks((plans.examples, width), chunk_rows(width))):
+        # chunks of at most eval_batch pairs (one user's row at least): what the nodes accept
+        chunks = pair_chunks((plans.examples, width), chunk_rows(width, self.eval_batch))
+        for step, rows in enumerate(chunks):
             x = pairs_input(user_parts, item_parts, cands, plans.item_slots, rows)
             with torch.no_grad():
                 out = self.top_(x)

@@ -31,8 +31,6 @@ class Learner(Protocol):
 
     def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict: ...
 
-    def flush(self) -> None: ...
-
     def snapshot(self, tag: str) -> None: ...
 
     def restore(self, tag: str) -> None: ...
@@ -140,7 +138,6 @@ def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advanc
         n += len(positions)
         st["step"] += 1
         advance()
-    learner.flush()
     st["seconds"].append(time.perf_counter() - t0)
     st["losses"].append(total / max(n, 1))
     st["epoch"] += 1

@@ -1,10 +1,7 @@
-"""Binary codec for protocol messages: scalar fields as JSON, tensors as raw bytes.
-
-Frame layout (little endian)::
-
-    b"SMSG" | u8 version | u16 len(type) | type (utf-8) | u32 len(header) | header (JSON)
-    | u16 n_tensors | n_tensors x (u16 len(name) | name | u8 dtype | u8 ndim
-                                   | ndim x u64 dim | [f32 scale, int8 only] | raw bytes)
+"""The one wire format of protocol messages, in process and over gRPC alike: a protobuf
+``Envelope`` (transport/grpc/splitmesh.proto) holding the type name, the scalar fields as
+a JSON object and each tensor as raw little-endian bytes with dtype and shape. A byte
+count means the same in both transports.
 
 An :class:`Int8Tensor` (int8 values and one float32 scale per tensor) is how compressed
 embeddings and gradients travel; it decodes to float32 ``values * scale``.
@@ -18,16 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import struct
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from splitmesh.errors import ProtocolError
-
-MAGIC = b"SMSG"
-VERSION = 1
+from splitmesh.transport.grpc import splitmesh_pb2 as pb
 
 # Wire dtypes. Codes are part of the protocol: append, never renumber.
 DTYPES: dict[int, np.dtype] = {
@@ -41,7 +36,7 @@ DTYPES: dict[int, np.dtype] = {
     8: np.dtype("?"),
 }
 _CODES = {dt: code for code, dt in DTYPES.items()}
-QINT8 = 9  # an Int8Tensor: its f32 scale, then int8 values
+_BY_NAME = {dt.str: dt for dt in DTYPES.values()}  # how an envelope names a dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +62,6 @@ class Int8Tensor:
         return self.values.shape
 
 
-_HEAD = struct.Struct("<4sBH")
-_U32 = struct.Struct("<I")
-_U16 = struct.Struct("<H")
-_TENSOR = struct.Struct("<HBB")  # name length, dtype code, ndim
-_F32 = struct.Struct("<f")
-
-
 def wire_array(name: str, arr: np.ndarray) -> tuple[int, np.ndarray]:
     """A tensor's wire dtype code and its contiguous little-endian bytes' array.
 
@@ -90,89 +78,80 @@ def wire_array(name: str, arr: np.ndarray) -> tuple[int, np.ndarray]:
     return code, arr.astype(DTYPES[code], copy=False)
 
 
+Parts = tuple[str, dict[str, Any], dict[str, np.ndarray]]
+
+
+def to_envelope(
+    type_name: str, header: dict[str, Any], tensors: dict[str, np.ndarray | Int8Tensor]
+) -> pb.Envelope:
+    """One message's parts as an envelope; tensors must have a wire dtype."""
+    env = pb.Envelope(
+        type=type_name, header=json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    )
+    for name, arr in tensors.items():
+        if isinstance(arr, Int8Tensor):
+            q = np.ascontiguousarray(arr.values, dtype=np.int8)
+            env.tensors.add(
+                name=name, dtype=q.dtype.str, shape=q.shape, data=q.tobytes(), scale=arr.scale
+            )
+            continue
+        code, arr = wire_array(name, arr)
+        env.tensors.add(name=name, dtype=DTYPES[code].str, shape=arr.shape, data=arr.tobytes())
+    return env
+
+
+def from_envelope(
+    env: pb.Envelope, check: Callable[[str, str, str, tuple[int, ...]], None] | None = None
+) -> Parts:
+    """An envelope's (type name, header, tensors); tensors own their memory.
+
+    ``check(type, field, dtype, shape)`` sees every tensor's declared shape before its
+    array is made, so a receiver refuses an oversized tensor without holding it twice.
+    """
+    try:
+        header = json.loads(env.header) if env.header else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed {env.type[:40]} header: {exc}") from None
+    tensors = {}
+    for t in env.tensors:
+        dtype = _BY_NAME.get(t.dtype)
+        if dtype is None:
+            raise ProtocolError(f"tensor {t.name[:40]!r} has unknown dtype {t.dtype[:16]!r}")
+        shape = tuple(t.shape)
+        if len(t.data) != math.prod(shape) * dtype.itemsize:
+            raise ProtocolError(
+                f"tensor {t.name[:40]!r}: {len(t.data)} bytes do not fit shape {shape}"
+            )
+        if check is not None:
+            check(env.type, t.name, dtype.str, shape)
+        arr = np.frombuffer(t.data, dtype=dtype).reshape(shape)
+        # copy: decoded tensors must be writable and must not pin the envelope's buffer
+        tensors[t.name] = Int8Tensor(arr, t.scale).dequantize() if t.scale else arr.copy()
+    return env.type, header, tensors
+
+
 def encode_frame(
     type_name: str, header: dict[str, Any], tensors: dict[str, np.ndarray | Int8Tensor]
 ) -> bytes:
-    """Encode one message; tensors must have a wire dtype."""
-    tname = type_name.encode()
-    hjson = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    parts = [_HEAD.pack(MAGIC, VERSION, len(tname)), tname, _U32.pack(len(hjson)), hjson]
-    parts.append(_U16.pack(len(tensors)))
-    for name, arr in tensors.items():
-        bname = name.encode()
-        if isinstance(arr, Int8Tensor):
-            q = np.ascontiguousarray(arr.values, dtype=np.int8)
-            parts += [_TENSOR.pack(len(bname), QINT8, q.ndim), bname]
-            parts += [struct.pack(f"<{q.ndim}Q", *q.shape), _F32.pack(arr.scale), q.tobytes()]
-            continue
-        code, arr = wire_array(name, arr)
-        parts.append(_TENSOR.pack(len(bname), code, arr.ndim))
-        parts.append(bname)
-        parts.append(struct.pack(f"<{arr.ndim}Q", *arr.shape))
-        parts.append(arr.tobytes())
-    return b"".join(parts)
+    return to_envelope(type_name, header, tensors).SerializeToString()
+
+
+def _parse(data: bytes) -> pb.Envelope:
+    try:
+        return pb.Envelope.FromString(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"malformed message: {exc}") from None
 
 
 def peek_frame_type(data: bytes) -> str:
     """The type name a frame says it carries ("?" when even that is unreadable)."""
     try:
-        magic, _, tlen = _HEAD.unpack_from(data, 0)
-        return bytes(data[_HEAD.size : _HEAD.size + tlen]).decode() if magic == MAGIC else "?"
-    except (struct.error, UnicodeDecodeError):
+        return _parse(data).type or "?"
+    except ProtocolError:
         return "?"
 
 
 def decode_frame(
     data: bytes, check: Callable[[str, str, str, tuple[int, ...]], None] | None = None
-) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-    """Decode one frame into (type name, header, tensors). Tensors own their memory.
-
-    ``check(type, field, dtype, shape)`` sees every tensor's declared shape before its
-    memory is allocated, so a receiver refuses an oversized tensor without holding it.
-    """
-    view = memoryview(data)
-    try:
-        magic, version, tlen = _HEAD.unpack_from(view, 0)
-        if magic != MAGIC:
-            raise ProtocolError("not a splitmesh message (bad magic)")
-        if version != VERSION:
-            raise ProtocolError(f"message version {version} is not supported (want {VERSION})")
-        off = _HEAD.size
-        type_name = bytes(view[off : off + tlen]).decode()
-        off += tlen
-        (hlen,) = _U32.unpack_from(view, off)
-        off += _U32.size
-        header = json.loads(bytes(view[off : off + hlen]))
-        off += hlen
-        (n,) = _U16.unpack_from(view, off)
-        off += _U16.size
-        tensors: dict[str, np.ndarray] = {}
-        for _ in range(n):
-            nlen, code, ndim = _TENSOR.unpack_from(view, off)
-            off += _TENSOR.size
-            name = bytes(view[off : off + nlen]).decode()
-            off += nlen
-            shape = struct.unpack_from(f"<{ndim}Q", view, off)
-            off += 8 * ndim
-            scale = None
-            if code == QINT8:
-                (scale,) = _F32.unpack_from(view, off)
-                off += _F32.size
-            dtype = np.dtype("i1") if code == QINT8 else DTYPES.get(code)
-            if dtype is None:
-                raise ProtocolError(f"tensor {name!r} has unknown dtype code {code}")
-            count = math.prod(shape)
-            nbytes = count * dtype.itemsize
-            if off + nbytes > len(view):
-                raise ProtocolError(f"tensor {name!r} is truncated")
-            if check is not None:
-                check(type_name, name, dtype.str, tuple(shape))
-            # copy: decoded tensors must be writable and must not pin the frame buffer
-            arr = np.frombuffer(view, dtype=dtype, count=count, offset=off).reshape(shape)
-            tensors[name] = arr.copy() if scale is None else Int8Tensor(arr, scale).dequantize()
-            off += nbytes
-    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"malformed message: {exc}") from exc
-    if off != len(view):
-        raise ProtocolError(f"malformed message: {len(view) - off} trailing bytes")
-    return type_name, header, tensors
+) -> Parts:
+    return from_envelope(_parse(data), check)

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from splitmesh.errors import ProtocolError
-from splitmesh.transport.codec import decode_frame, encode_frame, peek_frame_type
+from splitmesh.transport.codec import (
+    decode_frame,
+    encode_frame,
+    from_envelope,
+    peek_frame_type,
+    to_envelope,
+)
 
 _REGISTRY: dict[str, type[Message]] = {}
 
@@ -114,6 +120,16 @@ def encode(msg: Message) -> bytes:
 def decode(data: bytes, check=None) -> Message:
     """Bytes -> message; ``check`` sees each tensor's shape before it is allocated."""
     return from_parts(*decode_frame(data, check))
+
+
+def envelope(msg: Message):
+    """Message -> the protobuf envelope gRPC carries (the same bytes as ``encode``)."""
+    return to_envelope(*to_parts(msg))
+
+
+def open_envelope(env, check=None) -> Message:
+    """A protobuf envelope -> message; ``check`` as for ``decode``."""
+    return from_parts(*from_envelope(env, check))
 
 
 def peek_type(data: bytes) -> str:

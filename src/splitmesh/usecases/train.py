@@ -27,16 +27,17 @@ from splitmesh.nn.network import NetworkSpec
 from splitmesh.split import protocol as proto
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, labeled_rows
+from splitmesh.split.keyed import KeyedDomain, LabelDomain, label_serves, labeled_rows
 from splitmesh.split.mesh_coordinator import MeshCoordinator
 from splitmesh.split.node import Node, in_process
 from splitmesh.split.peer_alignment import Peers
 from splitmesh.split.saved import save_module
-from splitmesh.split.tasks import DEFAULT_SELECT, Task
+from splitmesh.split.tasks import Task
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.base import Transport
 from splitmesh.transport.local import LocalTransport
 from splitmesh.usecases.governance import Governance, governed
+from splitmesh.usecases.star import star_centralized, star_coordinator, star_parties
 
 CENTRALIZED = "centralized"  # the centralized model's folder
 
@@ -59,7 +60,7 @@ def train_config(spec: MeshSpec) -> TrainConfig:
         batch_size=t.batch_size,
         seed=t.seed,
         patience=t.patience,
-        select_metric=t.select_metric or DEFAULT_SELECT[spec.task],
+        select_metric=spec.select_metric(),
     )
 
 
@@ -107,7 +108,7 @@ def make_parties(
         }
         if name == spec.label.domain:
             party = LabelDomain(table, mode, spec.task, purpose=purpose, scores=scores, **kw)
-            serves = {proto.BOTTOM, proto.KEYS, proto.LABELS}
+            serves = label_serves(spec.label_only)
         else:
             party, serves = KeyedDomain(table, **kw), {proto.BOTTOM, proto.KEYS}
         nodes[name] = in_process(party, serves, modes=[mode])
@@ -124,8 +125,10 @@ def _transport(
 ) -> Transport:
     if spec.transport != "local":
         return spec.transport.connect(spec.domain_names, f"mesh {spec.name!r}: transport")
-    tables = {d.name: spec.read_domain(d.name, predict=purpose == "predict") for d in spec.domains}
     state = out / "checkpoints" / "parties" if (out and ckpt) else None
+    if spec.task == "ranking":
+        return LocalTransport(star_parties(spec, mode, model_dir=out, state_dir=state))
+    tables = {d.name: spec.read_domain(d.name, predict=purpose == "predict") for d in spec.domains}
     return LocalTransport(
         make_parties(
             spec, tables, mode, model_dir=out, state_dir=state, purpose=purpose, scores=scores
@@ -140,9 +143,19 @@ def coordinator(
     ckpt: Path | None,
     train: TrainConfig | None = None,
 ):
+    if spec.task == "ranking":
+        return star_coordinator(
+            spec,
+            transport,
+            mode,
+            run=run_id(spec, mode),
+            ckpt=ckpt,
+            optim=optim_config(spec),
+            train=train or train_config(spec),
+        )
     return MeshCoordinator(
         transport,
-        spec.domain_names,
+        spec.embedding_domains,
         spec.label.domain,
         mode=mode,
         spec=network_spec(spec),
@@ -168,10 +181,11 @@ def centralized_learner(spec: MeshSpec, ckpt: Path | None) -> tuple[CentralizedL
         raise ConfigError("the domains have no key in common: nothing to train on")
     classes = len(labels.classes) if spec.task == "multiclass" else 2
     info = {"aligned": len(rows[spec.label.domain]), "classes": list(labels.classes)}
+    embed = spec.embedding_domains  # a label-only domain brings its labels, no bottom
     learner = CentralizedLearner(
-        {d: t.numeric[rows[d]] for d, t in tables.items()},
+        {d: tables[d].numeric[rows[d]] for d in embed},
         labels.y[rows[spec.label.domain]],
-        categorical={d: t.categorical[rows[d]] for d, t in tables.items()},
+        categorical={d: tables[d].categorical[rows[d]] for d in embed},
         task=Task(spec.task, n_classes=classes),
         spec=network_spec(spec),
         optim=optim_config(spec),
@@ -200,7 +214,11 @@ def run_mode(
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
     cfg = dataclasses.replace(train_config(spec), min_batch=min_batch)
     transport = None
-    if mode == "centralized":
+    ranking = spec.task == "ranking"
+    if mode == "centralized" and ranking:
+        run, optim = run_id(spec, mode), optim_config(spec)
+        learner, alignment = star_centralized(spec, run=run, ckpt=ckpt, optim=optim), {}
+    elif mode == "centralized":
         learner, alignment = centralized_learner(spec, ckpt)
     else:
         transport = _transport(spec, mode, out, "train", checkpoints)
@@ -211,12 +229,15 @@ def run_mode(
         if finished is not None:  # nothing left to train: the parties dropped its checkpoints
             return {**finished, "resumed_from": "finished run"}
         t0 = time.perf_counter()
-        prep = learner.prepare(
-            test=spec.split.test,
-            validation=spec.split.validation,
-            resample=resample_config(spec),
-            resume=resume,
-        )
+        if ranking:
+            prep = ranking_prep(learner.prepare(resume=resume))
+        else:
+            prep = learner.prepare(
+                test=spec.split.test,
+                validation=spec.split.validation,
+                resample=resample_config(spec),
+                resume=resume,
+            )
         prep_seconds = time.perf_counter() - t0
         learner.build()
         setup_bytes = transport.stats.total() if transport else 0
@@ -229,7 +250,12 @@ def run_mode(
         metrics = learner.evaluate(["val", "test"])
         meta = {"mesh": spec.name, "metrics": metrics["test"]}
         products = []
-        if mode == "centralized":
+        if ranking:  # the dimensions publish their feature bottoms; ids are no product
+            if mode != "centralized":
+                meta.update(product_meta or {})
+                products = list(learner.publish_products(meta, learner.domains[1:]).values())
+                alignment = prep.get("alignment")
+        elif mode == "centralized":
             _save_centralized(learner, out / CENTRALIZED, alignment.pop("classes"), meta)
         else:
             learner.save_model(out, {**meta, **(product_meta or {})})
@@ -267,6 +293,18 @@ def run_mode(
         if transport:
             learner.close()
             transport.close()
+
+
+def ranking_prep(prep: dict) -> dict:
+    """A ranking run's preparation in the terms of any run: rows are training examples."""
+    notes = [
+        f"{d}.{col}: {n} missing value(s), filled by the domain (numeric: the mean plus a "
+        "was-missing column; categorical: code 0)"
+        for d, cols in prep.get("missing", {}).items()
+        for col, n in cols.items()
+    ]
+    rows = {"train": prep["train_examples"], "interactions": prep.get("interactions", {})}
+    return {**prep, "rows": rows, "notes": notes}
 
 
 def lineage_inputs(spec: MeshSpec) -> list[dict]:
@@ -354,6 +392,12 @@ def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path | None) 
     process to ``out``, over the network to its node's own outputs folder (the reply names
     the file)."""
     model_dir = Path(model_dir)
+    if spec.task == "ranking":
+        raise ConfigError(
+            f"mesh {spec.name!r} is a ranking mesh: splitmesh predict scores the rows of a "
+            "binary, multiclass or regression mesh",
+            hint="its trained dimension bottoms are data products under --out (ONNX)",
+        )
     if spec.mode == "centralized":
         return _predict_centralized(spec, model_dir, Path(out))
     scores = Path(out).resolve() if out is not None else None
@@ -403,7 +447,8 @@ def _predict_centralized(spec: MeshSpec, model_dir: Path, out: Path) -> dict:
     task = Task(**meta["task"])
     preps = {d: FeaturePrep.from_dict(p) for d, p in meta["preps"].items()}
     xs = {}
-    for d, t in tables.items():
+    for d in spec.embedding_domains:
+        t = tables[d]
         num, codes = preps[d].transform(t.numeric[rows[d]], t.categorical[rows[d]])
         xs[d] = (torch.from_numpy(num.astype(np.float32)), torch.from_numpy(codes))
     in_features = {d: (w, tuple(c)) for d, (w, c) in meta["in_features"].items()}

@@ -53,6 +53,8 @@ def write_vertical_mesh(
         else:
             part.to_csv(path, index=False)
         spec = {"name": domain, "source": path.name, "key": key}
+        if not cols:  # a label domain holding labels alone
+            spec["features"] = []
         text = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
         if text:
             spec["categorical"] = text

@@ -11,15 +11,16 @@ from collections.abc import Mapping
 import grpc
 import grpc.aio
 
-from splitmesh.errors import ConfigError, NodeUnreachableError, TransportError
+from splitmesh.errors import GRPC_STATUS, ConfigError, NodeUnreachableError, TransportError
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
-from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
 from splitmesh.transport.grpc.server import CLIENT_ID, SEQUENCE, UNLIMITED
 from splitmesh.transport.grpc.tls import TlsFiles, is_loopback
 from splitmesh.transport.local import unwrap
 from splitmesh.transport.messages import Message
+from splitmesh.transport.messages import envelope as to_envelope
+from splitmesh.transport.messages import open_envelope as from_envelope
 
 _TLS_WORDS = ("handshake", "ssl", "certificate", "tls")
 
@@ -159,12 +160,8 @@ class GrpcTransport(Transport):
             )
         elif code == grpc.StatusCode.UNAVAILABLE:
             reason = f"unavailable after {self.retries + 1} attempts ({details})"
-        elif code == grpc.StatusCode.PERMISSION_DENIED:
-            reason = f"it refused our certificate: {details}"
-        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            reason = f"it refused the message as too large for its limit ({details})"
         else:
-            reason = f"{code.name}: {details}"
+            reason = f"{GRPC_STATUS.get(code.name, code.name)} ({code.name}: {details})"
         return NodeUnreachableError(party, call, address, reason)
 
     def close(self) -> None:

@@ -13,9 +13,10 @@ from splitmesh.errors import ConfigError, TransportError
 from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
-from splitmesh.transport.grpc.envelope import from_envelope, to_envelope
 from splitmesh.transport.grpc.tls import TlsFiles, fingerprint, is_loopback
 from splitmesh.transport.local import Handler, answer
+from splitmesh.transport.messages import envelope as to_envelope
+from splitmesh.transport.messages import open_envelope as from_envelope
 
 # The coordinator's side: gRPC's 4 MB default would cap a batch of embeddings, a distance
 # matrix or a PSI reply; a node caps what it receives itself (PartyServer).

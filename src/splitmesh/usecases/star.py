@@ -1,0 +1,150 @@
+"""Ranking meshes (``task: ranking``): a star schema of a fact domain and its dimension
+domains, trained as a recommender (NeuMF cut across the domains, split/star.py).
+
+The centralized reference joins the fact table to the dimensions in the clear, in this
+process, and trains the same network on the same examples, negatives and candidates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from splitmesh.data.interactions import FeatureTable, RecsysData
+from splitmesh.mesh.spec import MeshSpec
+from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.split import protocol as proto
+from splitmesh.split.centralized_ranker import CentralizedRanker
+from splitmesh.split.common import OptimConfig
+from splitmesh.split.node import Node, in_process
+from splitmesh.split.ranking import RankingConfig
+from splitmesh.split.ranking_coordinator import RankingCoordinator
+from splitmesh.split.star import DimensionDomain, FactDomain, feature_table, in_process_peers
+from splitmesh.split.trainer import TrainConfig
+from splitmesh.transport.base import Transport
+
+FACT_SERVES = frozenset({proto.KEYS, proto.LABELS, proto.FACT})
+DIMENSION_SERVES = frozenset({proto.KEYS, proto.ENTITY})
+
+
+def domain_order(spec: MeshSpec) -> list[str]:
+    """The fact domain first (it holds the ids), then its dimensions in mesh order."""
+    dims = spec.dimensions
+    return [spec.fact.domain, *[d.name for d in spec.domains if d.name in dims]]
+
+
+def recsys_spec(spec: MeshSpec) -> RecsysSpec:
+    m = spec.model
+    return RecsysSpec(
+        gmf=m.gmf,
+        mlp=m.mlp,
+        top=tuple(m.top),
+        features=tuple(m.bottom),
+        activation=m.activation,
+        dropout=m.dropout,
+    )
+
+
+def ranking_config(spec: MeshSpec) -> RankingConfig:
+    r = spec.ranking
+    return RankingConfig(r.holdout, r.negatives, r.eval_negatives, tuple(r.ks))
+
+
+def star_parties(
+    spec: MeshSpec, mode: str, *, model_dir: Path | None, state_dir: Path | None
+) -> dict[str, Node]:
+    """In-process parties, each reading only its own table, served by a node's state
+    machine and signing its PSI messages with a throwaway identity."""
+    fact, dims = spec.fact.domain, spec.dimensions
+    peers = in_process_peers(fact, list(dims))
+    party = FactDomain(
+        spec.read_fact(), mode, dims, peers=peers[fact], state_dir=state_dir and state_dir / fact
+    )
+    nodes = {fact: in_process(party, FACT_SERVES, modes=[mode])}
+    for d, side in dims.items():
+        party = DimensionDomain(
+            spec.read_domain(d),
+            side,
+            peers=peers[d][d],
+            state_dir=state_dir and state_dir / d,
+            model_dir=model_dir and model_dir / d,
+        )
+        nodes[d] = in_process(party, DIMENSION_SERVES, modes=[mode])
+    return nodes
+
+
+def star_coordinator(
+    spec: MeshSpec,
+    transport: Transport,
+    mode: str,
+    *,
+    run: str,
+    ckpt: Path | None,
+    optim: OptimConfig,
+    train: TrainConfig,
+) -> RankingCoordinator:
+    return RankingCoordinator(
+        transport,
+        domain_order(spec),
+        mode=mode,
+        spec=recsys_spec(spec),
+        optim=optim,
+        seed=spec.training.seed,
+        ranking=ranking_config(spec),
+        wire_dtype=spec.wire_dtype,
+        run=run,
+        checkpoint_dir=ckpt,
+        train=train,
+        star=True,
+    )
+
+
+def joined_data(spec: MeshSpec) -> RecsysData:
+    """The fact table joined to every dimension in the clear (the centralized reference):
+    the fact domain's indices, and row ``u`` of a side's table describing entity ``u``
+    (every feature missing where the dimension does not hold it)."""
+    from splitmesh.split.star import index_keys
+
+    fact = spec.read_fact()
+    users, user_index = index_keys(fact.users)
+    items, item_index = index_keys(fact.items)
+    tables: dict[str, FeatureTable] = {}
+    for d, side in spec.dimensions.items():
+        table = spec.read_domain(d)
+        full = feature_table(table)
+        wanted = users if side == "users" else items
+        own = {str(k): r for r, k in enumerate(table.keys.tolist())}
+        rows = np.array([own.get(str(k), -1) for k in wanted.tolist()], np.int64)
+        numeric = np.where((rows >= 0)[:, None], full.numeric[rows], np.nan)
+        codes = np.where((rows >= 0)[:, None], full.categorical[rows], 0)
+        tables[side] = FeatureTable(
+            numeric, full.numeric_names, codes, full.categorical_names, full.cardinalities
+        )
+    return RecsysData(
+        spec.name,
+        user_index,
+        item_index,
+        fact.time,
+        len(users),
+        len(items),
+        users=tables.get("users"),
+        items=tables.get("items"),
+    )
+
+
+def star_centralized(
+    spec: MeshSpec, *, run: str, ckpt: Path | None, optim: OptimConfig
+) -> CentralizedRanker:
+    order = domain_order(spec)
+    return CentralizedRanker(
+        joined_data(spec),
+        order,
+        spec=recsys_spec(spec),
+        optim=optim,
+        seed=spec.training.seed,
+        ranking=ranking_config(spec),
+        run=run,
+        checkpoint_dir=ckpt,
+        sides=spec.dimensions,
+    )

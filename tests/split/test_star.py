@@ -1,0 +1,174 @@
+"""The star schema: a fact domain and dimension domains aligned on foreign keys by PSI,
+row plans sealed for each dimension, entities a dimension lacks on its unknown row."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from splitmesh.data.sources import Source, load_fact_table
+from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.mesh.spec import load_mesh
+from splitmesh.split.star import DimensionDomain, FactDomain, in_process_peers
+from splitmesh.usecases.train import train_mesh
+
+
+def write_star(folder, *, n_users=40, n_items=30, per_user=8, seed=0):
+    """Sales (string user keys, integer item keys), customers missing some users and
+    holding others the sales never name, products holding every item."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        liked = rng.choice(n_items, per_user, replace=False)
+        rows += [(f"c{u:03d}", int(i), int(t)) for t, i in enumerate(liked)]
+    pd.DataFrame(rows, columns=["customer_id", "article_id", "t"]).to_csv(
+        folder / "sales.csv", index=False
+    )
+    held = [f"c{u:03d}" for u in range(n_users) if u % 5] + ["x1", "x2"]
+    pd.DataFrame(
+        {
+            "customer_id": held,
+            "age": rng.integers(18, 80, len(held)),
+            "club": rng.choice(["gold", "none"], len(held)),
+        }
+    ).to_csv(folder / "customers.csv", index=False)
+    pd.DataFrame({"article_id": np.arange(n_items)[::-1], "price": rng.random(n_items)}).to_csv(
+        folder / "products.csv", index=False
+    )
+    mesh = {
+        "name": "star",
+        "task": "ranking",
+        "mode": "label-sharing",
+        "fact": {
+            "domain": "sales",
+            "user": {"column": "customer_id", "domain": "customers"},
+            "item": {"column": "article_id", "domain": "products"},
+            "time": "t",
+        },
+        "domains": [
+            {"name": "sales", "source": "sales.csv"},
+            {"name": "customers", "source": "customers.csv", "key": "customer_id",
+             "categorical": ["club"]},
+            {"name": "products", "source": "products.csv", "key": "article_id"},
+        ],
+        "ranking": {"negatives": 2, "eval_negatives": 20, "ks": [5, 10]},
+        "model": {"gmf": 4, "mlp": 8, "top": [16], "bottom": [8]},
+        "training": {"epochs": 2, "batch_size": 64, "patience": None},
+    }  # fmt: skip
+    path = folder / "mesh.yaml"
+    path.write_text(yaml.safe_dump(mesh, sort_keys=False))
+    return path
+
+
+def test_a_star_mesh_aligns_each_dimension_and_trains_every_mode(tmp_path):
+    spec = load_mesh(write_star(tmp_path))
+    res = train_mesh(spec, tmp_path / "out", compare=True, progress=False)
+    split, central = res["runs"]
+    assert (split["mode"], central["mode"]) == ("label-sharing", "centralized")
+    # PSI found what each dimension holds of the fact's keys, nothing about the extras
+    steps = {s["with"]: s["common"] for s in split["alignment"]["steps"]}
+    assert steps == {"customers": 32, "products": 30}
+    for run in res["runs"]:
+        assert {"hr@5", "ndcg@10", "mrr"} <= run["metrics"].keys()
+        assert run["metrics"]["users"] == 40
+        assert 0 <= run["metrics"]["hr@10"] <= 1
+    # the dimensions publish their feature bottoms as data products; the ids are none
+    assert (tmp_path / "out" / "customers" / "bottom.onnx").is_file()
+    assert not (tmp_path / "out" / "sales").exists()
+
+
+def test_split_equals_centralized_when_every_entity_has_its_row(tmp_path):
+    path = write_star(tmp_path)
+    customers = pd.read_csv(tmp_path / "customers.csv")
+    full = pd.DataFrame(
+        {"customer_id": [f"c{u:03d}" for u in range(40)], "age": 30, "club": "gold"}
+    )
+    full.loc[: len(customers) - 1, ["age", "club"]] = customers[["age", "club"]].to_numpy()[:40]
+    full.to_csv(tmp_path / "customers.csv", index=False)
+    spec = load_mesh(path, ["mode=label-preserving"])
+    res = train_mesh(spec, tmp_path / "out", compare=True, progress=False)
+    split, central = (r["metrics"] for r in res["runs"])
+    assert split == pytest.approx(central, rel=1e-5)
+
+
+def _parties(tmp_path):
+    spec = load_mesh(write_star(tmp_path))
+    peers = in_process_peers("sales", ["customers", "products"])
+    fact = FactDomain(spec.read_fact(), "label-sharing", spec.dimensions, peers=peers["sales"])
+    dim = DimensionDomain(
+        spec.read_domain("customers"), "users", peers=peers["customers"]["customers"]
+    )
+    return fact, dim
+
+
+def test_the_fact_domain_seals_plans_by_its_own_mesh_file_not_the_relays_word(tmp_path):
+    fact, _ = _parties(tmp_path)
+    fact.maps = {"users": np.arange(fact.data.n_users), "items": np.arange(fact.data.n_items)}
+    from splitmesh.split.sealing import SealBox
+
+    fact.seal = SealBox("sales", "r" * 32)
+    key = SealBox("customers", "r" * 32).public
+    users, items = np.array([0, 1]), np.array([2, 3])
+    swapped = {"customers": ["items", key], "products": ["users", key]}
+    with pytest.raises(ProtocolError, match="seals row plans for its dimensions"):
+        fact._sealed(swapped, "ctx", users, items)
+    missing = {"customers": ["users", key]}
+    with pytest.raises(ProtocolError, match="seals row plans"):
+        fact._sealed(missing, "ctx", users, items)
+    right = {"customers": ["users", key], "products": ["items", key]}
+    assert set(fact._sealed(right, "ctx", users, items)) == {"customers", "products"}
+
+
+def test_a_dimension_resolves_aligned_positions_and_refuses_others(tmp_path):
+    _, dim = _parties(tmp_path)
+    with pytest.raises(ProtocolError, match="before its keys were aligned"):
+        dim.own_rows("train", np.array([0]))
+    dim.rows_ = np.array([5, 3, 0])
+    assert dim.own_rows("train", np.array([2, -1, 0])).tolist() == [0, dim.unknown, 5]
+    assert dim.unknown == 34  # its own rows, then the unknown entity's
+    for bad in ([3], [-2]):
+        with pytest.raises(ProtocolError, match="outside its 3 aligned keys"):
+            dim.own_rows("train", np.array(bad))
+
+
+def test_a_fact_table_names_a_missing_column_or_key(tmp_path):
+    (tmp_path / "f.csv").write_text("u,i\n1,2\n,3\n")
+    src = Source(path=tmp_path / "f.csv")
+    with pytest.raises(Exception, match="time column 't' is not in the table"):
+        load_fact_table("sales", src, user="u", item="i", time="t")
+    with pytest.raises(Exception, match="missing foreign key") as info:
+        load_fact_table("sales", src, user="u", item="i", time=None)
+    assert info.value.row == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("fact"), "a ranking task needs a fact"),
+        (lambda m: m["fact"]["user"].update(domain="nobody"), "dimension domain 'nobody'"),
+        (lambda m: m["domains"][1].pop("key"), "names no key"),
+        (lambda m: m["fact"]["item"].update(domain="customers"), "the same dimension"),
+        (lambda m: m["training"].update(select_metric="hr@20"), "not a ranking metric"),
+    ],
+)
+def test_a_ranking_mesh_file_is_checked(tmp_path, change, message):
+    path = write_star(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    change(raw)
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_mesh(path)
+
+
+def test_set_overrides_fields_lists_by_name_and_names_a_bad_one(tmp_path):
+    path = write_star(tmp_path)
+    spec = load_mesh(path, ["training.epochs=7", "domains.customers.categorical=[]",
+                            "ranking.ks=[5]", "model.top=[32, 8]"])  # fmt: skip
+    assert spec.training.epochs == 7 and spec.ranking.ks == [5]
+    assert spec.domain("customers").categorical == [] and spec.model.top == [32, 8]
+    with pytest.raises(ConfigError, match=r"field 'training\.epochs'"):
+        load_mesh(path, ["training.epochs=many"])
+    with pytest.raises(ConfigError, match="no list item 'nobody'"):
+        load_mesh(path, ["domains.nobody.key=x"])
+    with pytest.raises(ConfigError, match=r"expected field\.path=value"):
+        load_mesh(path, ["training.epochs"])

@@ -1,0 +1,44 @@
+"""The recommender as a mesh file (a star schema, task: ranking): the same figures as the
+recommender command in process, and exactly those over gRPC with one node per domain."""
+
+import json
+
+from splitmesh.mesh.spec import load_mesh
+from splitmesh.split.trainer import TrainConfig
+from splitmesh.usecases.recsys import RecsysConfig, run_recsys
+from splitmesh.usecases.train import train_mesh
+from tests.conftest import ROOT
+from tests.test_cli import splitmesh
+
+
+def movielens_mesh(folder, data):
+    """The shipped MovieLens mesh file, reading ``data`` instead of ../shared/data."""
+    text = (ROOT / "examples" / "movielens" / "mesh.yaml").read_text()
+    path = folder / "mesh.yaml"
+    path.write_text(text.replace("../../../shared/data/ml-100k", str(data)))
+    return path
+
+
+def test_movielens_mesh_matches_the_recommender_in_process_and_over_grpc(tmp_path, ml100k_path):
+    mesh = movielens_mesh(tmp_path, ml100k_path)
+    local = train_mesh(load_mesh(mesh, ["training.epochs=1"]), tmp_path / "local", progress=False)
+    local = local["runs"][0]
+    train = TrainConfig(epochs=1, batch_size=256, patience=5, select_metric="ndcg@10")
+    cfg = RecsysConfig(
+        data=str(ml100k_path), modes=("label-preserving",), reference=False, train=train
+    )
+    before = run_recsys(cfg, progress=False)["runs"][0]
+    assert local["metrics"] == before["metrics"]  # same seed, same examples: same figures
+    assert local["metrics"]["hr@10"] > 0.3  # far above random (about 0.1)
+
+    out = tmp_path / "grpc"
+    p = splitmesh(
+        "mesh", "up", "train", str(mesh), "--workdir", str(tmp_path / "mesh"),
+        "--out", str(out), "--set", "training.epochs=1", "--no-progress",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    grpc = json.loads((out / "results.json").read_text())["runs"][0]
+    assert grpc["transport"] == "grpc"
+    assert grpc["metrics"] == local["metrics"]
+    assert [s["common"] for s in grpc["alignment"]["steps"]] == [943, 1682]
+    assert (out / "customers" / "label-preserving" / "bottom.onnx").is_file()
