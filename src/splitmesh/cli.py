@@ -479,11 +479,12 @@ def product_init(
     pii: Annotated[
         list[str] | None, typer.Option(help="a column to classify as PII (repeat)")
     ] = None,
+    sets: SetOption = None,
 ) -> None:
     """Write a starting ODPS descriptor and ODCS contracts from each domain's own table."""
     from splitmesh.mesh.products import init_product
 
-    spec = _mesh_spec(mesh, None)
+    spec = _mesh_spec(mesh, None, sets=sets)
     for name in domain or spec.domain_names:
         table = spec.read_domain(name, predict=True)
         product = init_product(
@@ -506,6 +507,7 @@ def product_validate(
     mesh: Annotated[
         Path | None, typer.Option(help="also check each domain's data and cut width")
     ] = None,
+    sets: SetOption = None,
 ) -> None:
     """Validate descriptors (ODPS v1.0.0) and contracts (the official ODCS JSON schema); with
     --mesh, the data against the input contract and the model's cut width."""
@@ -515,7 +517,7 @@ def product_validate(
     from splitmesh.mesh.products import find_products
 
     products = find_products(path)
-    spec = _mesh_spec(mesh, None) if mesh else None
+    spec = _mesh_spec(mesh, None, sets=sets) if mesh else None
     t = Table(title=f"products under {path}")
     for col in ("product", "version", "input contract", "output contract", "width", "data"):
         t.add_column(col)
@@ -550,12 +552,13 @@ def product_export(
     model: Annotated[Path, typer.Argument(help="a trained domain's folder (OUT/<domain>)")],
     out: Annotated[Path | None, typer.Option(help="product folder (default: MODEL)")] = None,
     mesh: Annotated[Path | None, typer.Option(help="the mesh file, for the domain's table")] = None,
+    sets: SetOption = None,
 ) -> None:
     """Publish a trained bottom model as ONNX with metadata and a model card; check that
     onnxruntime gives the PyTorch embeddings."""
     from splitmesh.usecases.train import export_domain
 
-    done = export_domain(model, out or model, _mesh_spec(mesh, None) if mesh else None)
+    done = export_domain(model, out or model, _mesh_spec(mesh, None, sets=sets) if mesh else None)
     console.print(
         f"wrote {done['folder']}: {done['id']} v{done['version']}, ONNX sha256 "
         f"{done['onnx_sha256'][:16]}, max |onnx - torch| {done['max_difference']:.2e}",
@@ -613,6 +616,7 @@ app.add_typer(audit_app, name="audit")
 def policy_check(
     policy: Annotated[Path, typer.Argument(help="the policy file (YAML)")],
     mesh: Annotated[Path, typer.Argument(help="the mesh file of the planned run")],
+    sets: SetOption = None,
 ) -> None:
     """Say, rule by rule, whether the planned run is allowed; exit non-zero if not."""
     from rich.table import Table
@@ -620,7 +624,7 @@ def policy_check(
     from splitmesh.mesh.policy import PolicyError, check_run, load_policy
 
     rules = load_policy(policy)
-    decisions = check_run(rules, _mesh_spec(mesh, None).plan())
+    decisions = check_run(rules, _mesh_spec(mesh, None, sets=sets).plan())
     t = Table(title=f"policy {rules.name} v{rules.version} (sha256 {rules.hash[:12]})")
     for col in ("rule", "decision", "reason"):
         t.add_column(col)

@@ -172,3 +172,35 @@ def test_set_overrides_fields_lists_by_name_and_names_a_bad_one(tmp_path):
         load_mesh(path, ["domains.nobody.key=x"])
     with pytest.raises(ConfigError, match=r"expected field\.path=value"):
         load_mesh(path, ["training.epochs"])
+
+
+def test_a_star_run_resumes_from_its_checkpoints_to_the_same_result(tmp_path):
+    from splitmesh.split.trainer import TrainConfig, fit
+    from splitmesh.transport.local import LocalTransport
+    from splitmesh.usecases.star import star_coordinator, star_parties
+    from splitmesh.usecases.train import optim_config
+
+    spec = load_mesh(write_star(tmp_path), ["mode=label-preserving"])
+
+    def make(run_dir, resume=False):
+        parties = star_parties(spec, spec.mode, model_dir=None, state_dir=run_dir / "parties")
+        c = star_coordinator(
+            spec,
+            LocalTransport(parties),
+            spec.mode,
+            run="r",
+            ckpt=run_dir / "coord",
+            optim=optim_config(spec),
+            train=TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5"),
+        )
+        c.prepare(resume=resume)  # PSI again: alignment is per run, and the data the same
+        c.build()
+        return c
+
+    cfg = TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5")
+    whole = fit(make(tmp_path / "a"), cfg, progress=False)
+    one = TrainConfig(epochs=1, batch_size=64, patience=3, select_metric="ndcg@5")
+    fit(make(tmp_path / "b"), one, progress=False)
+    resumed = fit(make(tmp_path / "b", resume=True), cfg, progress=False, resume=True)
+    assert resumed.losses == pytest.approx(whole.losses, rel=1e-6)
+    assert resumed.validation == pytest.approx(whole.validation, rel=1e-6)

@@ -59,7 +59,7 @@ def validate(doc: Any, where: str) -> dict:
 
 
 def read_contract(path: str | Path) -> dict:
-    from splitmesh.node.config import read_yaml_mapping
+    from splitmesh.yaml_files import read_yaml_mapping
 
     return validate(read_yaml_mapping(path, "contract", ContractError), f"contract {path}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from splitmesh.errors import PolicyError
-from splitmesh.node.config import load_yaml_model
+from splitmesh.yaml_files import load_yaml_model
 
 __all__ = ["Decision", "Policy", "PolicyError", "PolicyGuard", "check_run", "enforce"]
 

@@ -195,7 +195,7 @@ def write_descriptor(path: str | Path, d: Descriptor) -> Path:
 
 
 def read_descriptor(path: str | Path) -> Descriptor:
-    from splitmesh.node.config import load_yaml_model
+    from splitmesh.yaml_files import load_yaml_model
 
     return load_yaml_model(
         path, Descriptor, f"ODPS {ODPS_VERSION} descriptor", path_keys=(), error=ContractError

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from splitmesh.data.sources import (
     DomainTable,
@@ -20,12 +20,10 @@ from splitmesh.data.sources import (
     load_fact_table,
 )
 from splitmesh.errors import ConfigError
-from splitmesh.node.config import MeshNetwork, load_yaml_model
 from splitmesh.split.tasks import DEFAULT_SELECT, SELECT_METRICS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from splitmesh.transport.network import MeshNetwork
+from splitmesh.yaml_files import Strict as _Strict
+from splitmesh.yaml_files import load_yaml_model
 
 
 class SqlSource(_Strict):

@@ -1,4 +1,5 @@
-"""Node files (one per domain node) and mesh files (the coordinator's map of the nodes).
+"""Node files, one per domain node (the coordinator's map of the nodes is
+transport/network.py; reading any YAML file, yaml_files.py).
 
 Relative paths inside a file are taken from the file's own folder, so a folder of configs
 and certificates can move as a whole. Errors name the file, the field and what was expected.
@@ -6,40 +7,25 @@ and certificates can move as a whole. Errors name the file, the field and what w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-from splitmesh.errors import ConfigError, SplitmeshError
+from splitmesh.errors import ConfigError
 from splitmesh.split.common import MODES
 from splitmesh.split.node import Limits
-from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 from splitmesh.transport.grpc.tls import check_party_name
+from splitmesh.transport.network import MeshNetwork, NodeAddress, TlsConfig, load_mesh_network
+from splitmesh.yaml_files import Strict as _Strict
+from splitmesh.yaml_files import dump, load_yaml_model
+
+__all__ = [  # the network and file helpers live elsewhere; node files name them here too
+    "DataSource", "MeshNetwork", "MeshRef", "NodeAddress", "NodeConfig", "NodeLimits",
+    "TlsConfig", "dump", "load_mesh_network", "load_node_config",
+]  # fmt: skip
 
 SPLIT_MODES = [m for m in MODES if m != "centralized"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(_Strict):
-    ca: Path
-    cert: Path
-    key: Path
-
-    def files(self) -> TlsFiles:
-        return TlsFiles(self.ca, self.cert, self.key)
 
 
 class DataSource(_Strict):
@@ -132,151 +118,8 @@ class NodeConfig(_Strict):
             raise ValueError(str(exc)) from None
 
 
-class NodeAddress(_Strict):
-    name: str
-    address: str
-
-
-class MeshNetwork(_Strict):
-    """The coordinator's view: its own TLS files and every node's address."""
-
-    tls: TlsConfig | None = None
-    insecure: bool = False
-    deadline_s: float = Field(default=60.0, gt=0)
-    retries: int = Field(default=4, ge=0)
-    nodes: list[NodeAddress]
-
-    def endpoints(self) -> list[Endpoint]:
-        return [Endpoint(n.name, n.address) for n in self.nodes]
-
-    def connect(self, parties: list[str], where: str) -> GrpcTransport:
-        """A transport to these nodes; ``where`` names this network in the error when a
-        party has no node in it."""
-        missing = [p for p in parties if p not in {n.name for n in self.nodes}]
-        if missing:
-            raise ConfigError(f"{where} has no node named {', '.join(missing)}")
-        return GrpcTransport(
-            self.endpoints(),
-            tls=self.tls.files() if self.tls else None,
-            insecure=self.insecure,
-            deadline=self.deadline_s,
-            retries=self.retries,
-        )
-
-
-def resolve_paths(raw: Any, base: Path, keys: tuple[str, ...]) -> Any:
-    """Make the path-valued fields of a parsed YAML mapping absolute against ``base``."""
-    if isinstance(raw, dict):
-        return {
-            k: (
-                str(base / v)
-                if k in keys and isinstance(v, str) and not Path(v).is_absolute()
-                else resolve_paths(v, base, keys)
-            )
-            for k, v in raw.items()
-        }
-    if isinstance(raw, list):
-        return [resolve_paths(v, base, keys) for v in raw]
-    return raw
-
-
-def load_yaml_model(
-    path: str | Path,
-    model: type[BaseModel],
-    what: str,
-    *,
-    path_keys: tuple[str, ...] = (
-        "path",
-        "state_dir",
-        "models",
-        "outputs",
-        "file",
-        "policy",
-        "ca",
-        "cert",
-        "key",
-    ),
-    extra: dict[str, Any] | None = None,
-    error: type[SplitmeshError] = ConfigError,
-    overrides: Sequence[str] = (),
-) -> Any:
-    """A YAML file validated by ``model``; ``path_keys`` fields are made file-relative;
-    ``overrides`` (``a.b=value``) are laid over it first, so errors name their field."""
-    path = Path(path)
-    raw = read_yaml_mapping(path, what, error)
-    for setting in overrides:
-        raw = override(raw, setting, f"{what} {path}")
-    raw = {**resolve_paths(raw, path.parent, path_keys), **(extra or {})}
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise error(f"{what} {path}, field '{field}': {first['msg']}{more}") from None
-
-
-def override(raw: dict, setting: str, where: str) -> dict:
-    """``raw`` with ``a.b.c=value`` set (the value read as YAML: 5, 1e-3, [64, 32], null);
-    a list item is addressed by its index or, for lists of named items, by its name."""
-    field, sep, text = setting.partition("=")
-    keys = [k for k in field.strip().split(".") if k]
-    if not sep or not keys:
-        raise ConfigError(f"--set {setting!r}: expected field.path=value, e.g. training.epochs=5")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {setting!r}: the value is not valid YAML: {exc}") from None
-
-    def put(node: Any, at: list[str]) -> Any:
-        key, rest = at[0], at[1:]
-        if isinstance(node, list):
-            named = [i for i, v in enumerate(node) if isinstance(v, dict) and v.get("name") == key]
-            index = named[0] if named else int(key) if key.isdigit() else None
-            if index is None or index >= len(node):
-                raise ConfigError(f"--set {setting!r}: {where} has no list item {key!r}")
-            return (
-                [put(v, rest) if i == index else v for i, v in enumerate(node)]
-                if rest
-                else [value if i == index else v for i, v in enumerate(node)]
-            )
-        node = dict(node) if isinstance(node, dict) else {}
-        node[key] = put(node.get(key, {}), rest) if rest else value
-        return node
-
-    return put(raw, keys)
-
-
-def read_yaml_mapping(
-    path: str | Path, what: str, error: type[SplitmeshError] = ConfigError
-) -> dict:
-    """A YAML file whose top level is a mapping; else ``error`` naming ``what`` and the file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise error(f"{what} {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise error(f"{what} {path}: expected a mapping at the top level")
-    return raw
-
-
 def load_node_config(path: str | Path) -> NodeConfig:
     cfg = load_yaml_model(path, NodeConfig, "node file")
     if cfg.state_dir is None:
         cfg = cfg.model_copy(update={"state_dir": Path(path).parent / "state" / cfg.name})
     return cfg
-
-
-def load_mesh_network(path: str | Path) -> MeshNetwork:
-    return load_yaml_model(path, MeshNetwork, "network file")
-
-
-def dump(model: BaseModel, path: str | Path) -> Path:
-    from splitmesh.io import atomic_write_text
-
-    data = model.model_dump(mode="json", exclude_none=True)
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
-    return Path(path)

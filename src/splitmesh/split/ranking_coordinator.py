@@ -64,7 +64,7 @@ class RankingCoordinator(Coordinator):
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
         train: TrainConfig | None = None,
-        eval_batch: int = 4096,
+        eval_batch: int = 65536,  # pairs per ranking chunk: a node's default batch limit
         star: bool = False,
     ) -> None:
         super().__init__(

@@ -38,7 +38,8 @@ class _Arrivals(grpc.ServerInterceptor):
         self._pending: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        threading.Thread(target=self._sweep, name="undelivered", daemon=True).start()
+        self._thread = threading.Thread(target=self._sweep, name="undelivered", daemon=True)
+        self._thread.start()
 
     def intercept_service(self, continuation, details):
         meta = dict(details.invocation_metadata or ())
@@ -62,6 +63,7 @@ class _Arrivals(grpc.ServerInterceptor):
 
     def close(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=5.0)
 
 
 class _Servicer(pb_grpc.PartyServicer):

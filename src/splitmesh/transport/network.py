@@ -1,0 +1,57 @@
+"""The coordinator's view of the network: its own TLS files and every node's address."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from splitmesh.errors import ConfigError
+from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
+from splitmesh.yaml_files import Strict as _Strict
+from splitmesh.yaml_files import load_yaml_model
+
+
+class TlsConfig(_Strict):
+    ca: Path
+    cert: Path
+    key: Path
+
+    def files(self) -> TlsFiles:
+        return TlsFiles(self.ca, self.cert, self.key)
+
+
+class NodeAddress(_Strict):
+    name: str
+    address: str
+
+
+class MeshNetwork(_Strict):
+    """The coordinator's view: its own TLS files and every node's address."""
+
+    tls: TlsConfig | None = None
+    insecure: bool = False
+    deadline_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    nodes: list[NodeAddress]
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint(n.name, n.address) for n in self.nodes]
+
+    def connect(self, parties: list[str], where: str) -> GrpcTransport:
+        """A transport to these nodes; ``where`` names this network in the error when a
+        party has no node in it."""
+        missing = [p for p in parties if p not in {n.name for n in self.nodes}]
+        if missing:
+            raise ConfigError(f"{where} has no node named {', '.join(missing)}")
+        return GrpcTransport(
+            self.endpoints(),
+            tls=self.tls.files() if self.tls else None,
+            insecure=self.insecure,
+            deadline=self.deadline_s,
+            retries=self.retries,
+        )
+
+
+def load_mesh_network(path: str | Path) -> MeshNetwork:
+    return load_yaml_model(path, MeshNetwork, "network file")

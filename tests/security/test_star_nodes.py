@@ -1,0 +1,62 @@
+"""A ranking mesh's nodes (fact and dimensions, mutual TLS) against a coordinator that
+follows the protocol until it tries to learn, or misroute, who bought what."""
+
+import numpy as np
+import pytest
+
+from splitmesh.errors import PartyError
+from splitmesh.mesh.spec import load_mesh
+from splitmesh.node.config import MeshRef, load_mesh_network
+from splitmesh.node.launcher import LocalMesh
+from splitmesh.transport.messages import AssignRows, PlanEpoch, Plans
+from splitmesh.usecases.train import coordinator
+from tests.split.test_star import write_star
+
+DOMAINS = ("sales", "customers", "products")
+
+
+@pytest.fixture(scope="module")
+def star(tmp_path_factory):
+    """One mesh-domain node per domain of a star, and a coordinator holding its run."""
+    mesh = write_star(tmp_path_factory.mktemp("star"))
+    roles = {d: ("mesh-domain", MeshRef(file=mesh.resolve(), domain=d)) for d in DOMAINS}
+    with LocalMesh(tmp_path_factory.mktemp("nodes"), roles, deadline_s=30) as local:
+        net = load_mesh_network(local.mesh_file)
+        spec = load_mesh(mesh).model_copy(update={"transport": net})
+        transport = spec.transport.connect(list(DOMAINS), "star")
+        coord = coordinator(spec, transport, spec.mode, None)
+        coord.prepare()  # hello, PSI with each dimension, setup
+        yield coord, transport
+        coord.close()
+        transport.close()
+
+
+def test_the_fact_node_will_not_seal_plans_for_sides_the_relay_invents(star):
+    coord, t = star
+    swapped = {d: ["items" if side == "users" else "users", key] for d, (side, key) in
+               coord.peers.items()}  # fmt: skip
+    with pytest.raises(PartyError, match="seals row plans for its dimensions"):
+        t.request("sales", PlanEpoch(0, swapped))
+    one = {"customers": coord.peers["customers"]}  # leaving a dimension out: refused too
+    with pytest.raises(PartyError, match="seals row plans"):
+        t.request("sales", PlanEpoch(0, one))
+
+
+def test_a_plan_sealed_for_one_dimension_opens_for_no_other(star):
+    coord, t = star
+    plans = t.request("sales", PlanEpoch(0, coord.peers))
+    assert isinstance(plans, Plans) and plans.recipients == ["customers", "products"]
+    cut = np.cumsum([0, *plans.sizes])
+    blob = {d: plans.sealed[cut[k] : cut[k + 1]] for k, d in enumerate(plans.recipients)}
+    key = coord.nodes_["sales"]["seal_key"]
+    context = f"{coord.run_id}/train/epoch-0"
+    # what the relay holds is ciphertext: no row index of the plan shows in it
+    assert len(blob["customers"]) > 8 * plans.examples
+    swapped = AssignRows("train", context, "sales", key, blob["customers"])
+    with pytest.raises(PartyError, match="could not open a row plan"):
+        t.request("products", swapped)  # sealed for customers
+    replayed = AssignRows("train", f"{coord.run_id}/train/epoch-1", "sales", key, blob["customers"])
+    with pytest.raises(PartyError, match="could not open a row plan"):
+        t.request("customers", replayed)  # another epoch's context
+    ok = t.request("customers", AssignRows("train", context, "sales", key, blob["customers"]))
+    assert ok.info["rows"] == plans.examples
