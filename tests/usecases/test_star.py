@@ -42,3 +42,16 @@ def test_movielens_mesh_matches_the_recommender_in_process_and_over_grpc(tmp_pat
     assert grpc["metrics"] == local["metrics"]
     assert [s["common"] for s in grpc["alignment"]["steps"]] == [943, 1682]
     assert (out / "customers" / "label-preserving" / "bottom.onnx").is_file()
+
+
+def test_hm_sample_mesh_trains_with_customers_the_customers_domain_lacks(tmp_path, hm_sample_path):
+    text = (ROOT / "examples" / "hm" / "mesh.yaml").read_text()
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(text.replace("../../../shared/data/hm-sample", str(hm_sample_path)))
+    spec = load_mesh(mesh, ["training.epochs=1"])
+    split, central = train_mesh(spec, tmp_path / "out", compare=True, progress=False)["runs"]
+    users = split["metrics"]["users"]
+    common = {s["with"]: s["common"] for s in split["alignment"]["steps"]}
+    assert 0 < common["customers"] < users  # PSI: only these buyers are in the customers file
+    assert split["metrics"] == central["metrics"]  # the same unknown row in both
+    assert split["metrics"]["hr@10"] > 0.1  # above random (99 sampled competitors)

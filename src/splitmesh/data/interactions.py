@@ -131,12 +131,6 @@ def kcore(user: np.ndarray, item: np.ndarray, k_user: int, k_item: int) -> np.nd
         keep = new
 
 
-def reindex(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes 0..n-1 in sorted order of the distinct values; (codes, distinct values)."""
-    uniques, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64), uniques
-
-
 # --- leave-latest-out -------------------------------------------------------------------
 
 
@@ -325,21 +319,4 @@ def prepare_features(table: FeatureTable) -> PreparedFeatures:
         numeric_names=names,
         cardinalities=tuple(table.cardinalities),
         missing=counts,
-    )
-
-
-def first_users(data: RecsysData, n: int) -> RecsysData:
-    """The interactions of users 0..n-1 only (for quick runs); items keep their indices."""
-    if not 1 <= n <= data.n_users:
-        raise ConfigError(f"The 'users' parameter must be 1 to {data.n_users}. Got {n} instead.")
-    keep = data.user < n
-    users = data.users.take(np.arange(n)) if data.users is not None else None
-    return dataclasses.replace(
-        data,
-        name=f"{data.name}[:{n} users]",
-        user=data.user[keep],
-        item=data.item[keep],
-        time=data.time[keep],
-        n_users=n,
-        users=users,
     )

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from splitmesh.data.interactions import RecsysData, prepare_features
+from splitmesh.data.interactions import PreparedFeatures, RecsysData, prepare_features
 from splitmesh.errors import ConfigError, NotFittedError
 from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.centralized import OneProcessLearner
@@ -42,10 +42,13 @@ class CentralizedRanker(OneProcessLearner):
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
         sides: dict[str, str] | None = None,
+        prepared: dict[str, PreparedFeatures] | None = None,
     ) -> None:
         self.data, self.domains = data, list(domains)
         # domains[0] holds the ids; each other domain describes users or items
         self.sides = {d: (sides or SIDE)[d] for d in self.domains[1:]}
+        # a dimension's rows as its own domain prepares them (one per entity index)
+        self.prepared = dict(prepared or {})
         self.spec, self.optim, self.seed, self.ranking = spec, optim, seed, ranking
         super().__init__(run, checkpoint_dir)
         self.task: RankingTask | None = None
@@ -57,7 +60,7 @@ class CentralizedRanker(OneProcessLearner):
             table = getattr(self.data, self.sides[d])
             if table is None:
                 raise ConfigError(f"{self.data.name!r} has no {self.sides[d]} table for {d!r}")
-            f = prepare_features(table)
+            f = self.prepared.get(d) or prepare_features(table)
             self.features[d] = (torch.from_numpy(f.numeric), torch.from_numpy(f.categorical), f)
         return {"train_examples": self.task.n_train}
 

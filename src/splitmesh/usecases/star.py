@@ -7,11 +7,17 @@ process, and trains the same network on the same examples, negatives and candida
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from splitmesh.data.interactions import FeatureTable, RecsysData
+from splitmesh.data.interactions import (
+    FeatureTable,
+    PreparedFeatures,
+    RecsysData,
+    prepare_features,
+)
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split import protocol as proto
@@ -100,28 +106,36 @@ def star_coordinator(
     )
 
 
-def joined_data(spec: MeshSpec) -> RecsysData:
+def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]]:
     """The fact table joined to every dimension in the clear (the centralized reference):
-    the fact domain's indices, and row ``u`` of a side's table describing entity ``u``
-    (every feature missing where the dimension does not hold it)."""
+    the fact domain's indices, row ``u`` of a side's table describing entity ``u`` (every
+    feature missing where the dimension does not hold it), and each dimension's rows as
+    that domain prepares them (its own scaling; its unknown row where it lacks one)."""
     from splitmesh.split.star import index_keys
 
     fact = spec.read_fact()
     users, user_index = index_keys(fact.users)
     items, item_index = index_keys(fact.items)
     tables: dict[str, FeatureTable] = {}
+    prepared: dict[str, PreparedFeatures] = {}
     for d, side in spec.dimensions.items():
         table = spec.read_domain(d)
         full = feature_table(table)
         wanted = users if side == "users" else items
         own = {str(k): r for r, k in enumerate(table.keys.tolist())}
         rows = np.array([own.get(str(k), -1) for k in wanted.tolist()], np.int64)
-        numeric = np.where((rows >= 0)[:, None], full.numeric[rows], np.nan)
-        codes = np.where((rows >= 0)[:, None], full.categorical[rows], 0)
+        known = (rows >= 0)[:, None]
+        numeric = np.where(known, full.numeric[rows], np.nan)
+        codes = np.where(known, full.categorical[rows], 0)
         tables[side] = FeatureTable(
             numeric, full.numeric_names, codes, full.categorical_names, full.cardinalities
         )
-    return RecsysData(
+        f = prepare_features(full)
+        at = np.where(rows >= 0, rows, len(full))  # the unknown row comes after the table's
+        num = np.vstack([f.numeric, np.zeros((1, f.numeric.shape[1]), f.numeric.dtype)])
+        cat = np.vstack([f.categorical, np.zeros((1, f.categorical.shape[1]), np.int64)])
+        prepared[d] = dataclasses.replace(f, numeric=num[at], categorical=cat[at])
+    data = RecsysData(
         spec.name,
         user_index,
         item_index,
@@ -131,14 +145,16 @@ def joined_data(spec: MeshSpec) -> RecsysData:
         users=tables.get("users"),
         items=tables.get("items"),
     )
+    return data, prepared
 
 
 def star_centralized(
     spec: MeshSpec, *, run: str, ckpt: Path | None, optim: OptimConfig
 ) -> CentralizedRanker:
     order = domain_order(spec)
+    data, prepared = joined_data(spec)
     return CentralizedRanker(
-        joined_data(spec),
+        data,
         order,
         spec=recsys_spec(spec),
         optim=optim,
@@ -147,4 +163,5 @@ def star_centralized(
         run=run,
         checkpoint_dir=ckpt,
         sides=spec.dimensions,
+        prepared=prepared,
     )
