@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,8 +21,18 @@ app = typer.Typer(
     help="Split learning across the domains of a data mesh.",
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+
+
+def _width(stream) -> int | None:
+    """A terminal's own width; elsewhere (CI logs, pipes, containers) wide enough that no
+    table cell is cut, unless COLUMNS says otherwise."""
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 200
+
+
+console = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 
 # options every use case takes the same way

@@ -55,3 +55,29 @@ def test_hm_sample_mesh_trains_with_customers_the_customers_domain_lacks(tmp_pat
     assert 0 < common["customers"] < users  # PSI: only these buyers are in the customers file
     assert split["metrics"] == central["metrics"]  # the same unknown row in both
     assert split["metrics"]["hr@10"] > 0.1  # above random (99 sampled competitors)
+
+
+def test_synthetic_hm_mesh_example_writes_a_star_that_trains(tmp_path):
+    import subprocess
+    import sys
+
+    script = ROOT / "examples" / "make_synthetic_hm_mesh.py"
+    out = tmp_path / "shm"
+    args = [
+        "--out",
+        str(out),
+        "--transactions",
+        "20000",
+        "--customers",
+        "2000",
+        "--articles",
+        "800",
+    ]
+    p = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    spec = load_mesh(out / "mesh.yaml", ["training.epochs=1", "mode=label-sharing"])
+    assert spec.dimensions == {"customers": "users", "products": "items"}
+    run = train_mesh(spec, tmp_path / "run", progress=False)["runs"][0]
+    common = {s["with"]: s["common"] for s in run["alignment"]["steps"]}
+    assert common["customers"] == run["metrics"]["users"]  # every buyer is a customer here
+    assert 0 < run["metrics"]["ndcg@10"] <= 1
