@@ -98,3 +98,30 @@ def test_node_serve_with_a_bad_node_file_names_it(tmp_path):
     p = splitmesh("node", "serve", "--config", str(bad))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "plaintext not asked for" in p.stderr or "columns" in p.stderr
+
+
+def test_version_prints_the_package_version():
+    from splitmesh import __version__
+
+    p = splitmesh("--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"splitmesh {__version__}"
+
+
+def test_reading_a_catalog_that_is_not_there_creates_nothing(tmp_path):
+    typo = tmp_path / "typo.db"
+    p = splitmesh("catalog", "list", "--catalog", str(typo))
+    assert p.returncode == 12 and "no catalog at" in p.stderr
+    assert not typo.exists()
+
+
+def test_product_init_names_a_pii_column_no_domain_holds(tmp_path):
+    from tests.split.test_star import write_star
+
+    mesh = write_star(tmp_path)
+    p = splitmesh("product", "init", str(mesh), "--out", str(tmp_path / "p"), "--pii", "nope")
+    assert p.returncode == 2 and "'nope' is not a column" in p.stderr
+    p = splitmesh("product", "init", str(mesh), "--out", str(tmp_path / "p"), "--pii", "age")
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in (tmp_path / "p").iterdir()) == ["customers", "products"]
+    assert "pii" in (tmp_path / "p" / "customers" / "input.odcs.yaml").read_text()
+    assert "pii" not in (tmp_path / "p" / "products" / "input.odcs.yaml").read_text()

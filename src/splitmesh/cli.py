@@ -23,6 +23,24 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from splitmesh import __version__
+
+        print(f"splitmesh {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Split learning across the domains of a data mesh."""
+
+
 def _width(stream) -> int | None:
     """A terminal's own width; elsewhere (CI logs, pipes, containers) wide enough that no
     table cell is cut, unless COLUMNS says otherwise."""
@@ -58,11 +76,6 @@ CatalogOption = Annotated[
     str | None,
     typer.Option(help="catalog: SQLite file or postgresql:// URL (default OUT/catalog.db)"),
 ]
-
-
-@app.callback()
-def _root() -> None:
-    """Split learning across the domains of a data mesh."""
 
 
 def _ratio(value: str) -> float | None:
@@ -496,15 +509,24 @@ def product_init(
     from splitmesh.mesh.products import init_product
 
     spec = _mesh_spec(mesh, None, sets=sets)
-    for name in domain or spec.domain_names:
-        table = spec.read_domain(name, predict=True)
+    names = domain or [d for d in spec.embedding_domains if d not in spec.fact_domains]
+    tables = {name: spec.read_domain(name, predict=True) for name in names}
+    held = {c for t in tables.values() for c in [t.key, *t.numeric_names, *t.categorical_names]}
+    unknown = [c for c in pii or () if c not in held]
+    if unknown:
+        raise ConfigError(
+            f"--pii {unknown[0]!r} is not a column of {', '.join(names)}",
+            hint="name a column of the domains' tables",
+        )
+    for name, table in tables.items():
+        columns = {table.key, *table.numeric_names, *table.categorical_names}
         product = init_product(
             out / name,
             table,
             spec.model.bottom[-1],
             version=version,
             owner=owner,
-            pii=tuple(pii or ()),
+            pii=tuple(c for c in pii or () if c in columns),
         )
         console.print(
             f"wrote {product.folder} ({product.descriptor.id} v{version})", highlight=False
@@ -586,7 +608,7 @@ def catalog_list(
 
     from splitmesh.mesh.catalog import Catalog
 
-    cat = Catalog(catalog)
+    cat = Catalog(catalog, create=False)
     views = (
         ("runs", cat.list_runs(), ("id", "job", "mode", "status", "started_at", "policy_version")),
         ("products", cat.list_products(), ("id", "domain", "latest", "runs")),
@@ -612,7 +634,7 @@ def catalog_show(
 
     from splitmesh.mesh.catalog import Catalog
 
-    cat = Catalog(catalog)
+    cat = Catalog(catalog, create=False)
     console.print_json(json.dumps(cat.show(ident), default=str))
     cat.close()
 

@@ -106,7 +106,14 @@ def _body(doc: dict) -> tuple[str, str]:
 
 
 class Catalog:
-    def __init__(self, where: str | Path) -> None:
+    """``create``: make the catalog when it is not there (a run records into it); a
+    command that only reads one refuses a SQLite file that does not exist."""
+
+    def __init__(self, where: str | Path, *, create: bool = True) -> None:
+        if not create and "://" not in str(where) and not Path(where).is_file():
+            raise CatalogError(
+                f"no catalog at {where}", hint="give the catalog.db a run wrote (OUT/catalog.db)"
+            )
         self.url = engine_url(where)
         try:
             self.engine = sa.create_engine(self.url)

@@ -247,6 +247,11 @@ class MeshSpec(_Strict):
         return [d for d in self.domain_names if not (self.label_only and d == self.label.domain)]
 
     @property
+    def fact_domains(self) -> list[str]:
+        """A ranking mesh's fact domain (its ids are no data product); none otherwise."""
+        return [self.fact.domain] if self.fact is not None else []
+
+    @property
     def dimensions(self) -> dict[str, str]:
         """A ranking mesh's dimension domains -> the side (users, items) each describes."""
         return self.fact.dimensions() if self.fact is not None else {}
