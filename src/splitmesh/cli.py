@@ -511,7 +511,7 @@ def product_init(
     spec = _mesh_spec(mesh, None, sets=sets)
     names = domain or [d for d in spec.embedding_domains if d not in spec.fact_domains]
     tables = {name: spec.read_domain(name, predict=True) for name in names}
-    held = {c for t in tables.values() for c in [t.key, *t.numeric_names, *t.categorical_names]}
+    held = {c for t in tables.values() for c in t.columns}
     unknown = [c for c in pii or () if c not in held]
     if unknown:
         raise ConfigError(
@@ -519,14 +519,13 @@ def product_init(
             hint="name a column of the domains' tables",
         )
     for name, table in tables.items():
-        columns = {table.key, *table.numeric_names, *table.categorical_names}
         product = init_product(
             out / name,
             table,
             spec.model.bottom[-1],
             version=version,
             owner=owner,
-            pii=tuple(c for c in pii or () if c in columns),
+            pii=tuple(c for c in pii or () if c in table.columns),
         )
         console.print(
             f"wrote {product.folder} ({product.descriptor.id} v{version})", highlight=False

@@ -270,20 +270,31 @@ def plot_mesh_sweep(results: dict, out: str | Path) -> Path:
     return _plot_per_mode(results, out, draw, legend_size=8)
 
 
+def _sweep_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["mode", "domains", "mean", "sd", "per seed"]
+    rows = [
+        [
+            mode,
+            " + ".join(row["domains"]),
+            f"{row['mean']:.4f}",
+            f"{row['std']:.4f}" if row["std"] is not None else "-",
+            ", ".join(f"{v:.4f}" for v in row["values"]),
+        ]
+        for mode, s in results["summary"].items()
+        for row in s["sets"]
+    ]
+    return head, rows
+
+
 def sweep_markdown(results: dict, plot: str | None) -> str:
     from splitmesh.usecases.sweep import adds_lines
 
     metric = results["metric"]
+    head, rows = _sweep_rows(results)
     lines = [f"# Domains sweep: mesh {results['mesh']} ({results['task']})", ""]
     lines += [f"Test {metric} per domain set over seeds {results['seeds']}.", ""]
-    lines += ["| mode | domains | mean | sd | per seed |", "|---|---|---|---|---|"]
-    for mode, s in results["summary"].items():
-        for row in s["sets"]:
-            sd = f"{row['std']:.4f}" if row["std"] is not None else "-"
-            per = ", ".join(f"{v:.4f}" for v in row["values"])
-            lines.append(
-                f"| {mode} | {' + '.join(row['domains'])} | {row['mean']:.4f} | {sd} | {per} |"
-            )
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "## What each domain adds", "", *(f"- {x}" for x in adds_lines(results))]
     if plot:
         lines += ["", f"![{metric} against domains]({plot})"]
@@ -294,14 +305,12 @@ def print_sweep_report(results: dict, console: Console | None = None) -> None:
     from splitmesh.usecases.sweep import adds_lines
 
     console = console or Console()
+    head, rows = _sweep_rows(results)
     t = Table(title=f"domains sweep: mesh {results['mesh']}, test {results['metric']}")
-    for col in ("mode", "domains", "mean", "sd", "seeds"):
-        t.add_column(col, justify="left" if col in ("mode", "domains") else "right")
-    for mode, s in results["summary"].items():
-        for row in s["sets"]:
-            sd = f"{row['std']:.4f}" if row["std"] is not None else "-"
-            t.add_row(mode, " + ".join(row["domains"]), f"{row['mean']:.4f}", sd,
-                      str(len(row["values"])))  # fmt: skip
+    for i, col in enumerate(head):
+        t.add_column(col, justify="left" if i < 2 else "right")
+    for row in rows:
+        t.add_row(*row)
     console.print(t)
     for line in adds_lines(results):
         console.print(line, highlight=False, soft_wrap=True)

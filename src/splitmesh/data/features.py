@@ -115,6 +115,17 @@ class FeaturePrep:
         return cls(numeric, CategoryVocab(tuple(tuple(v) for v in d["categories"])))
 
 
+def missing_notes(missing: dict[str, dict[str, int]], mean: str) -> list[str]:
+    """One note per domain column with missing values (``missing``: domain -> column ->
+    count): how many, and how its domain filled them; ``mean``: what the mean is of."""
+    return [
+        f"{d}.{col}: {n} missing value(s) among its rows, filled by the domain (numeric: "
+        f"{mean} mean plus a was-missing column; categorical: code 0)"
+        for d, cols in missing.items()
+        for col, n in cols.items()
+    ]
+
+
 def missing_counts(
     numeric: np.ndarray, categorical: np.ndarray, names: list[str], cat_names: list[str]
 ) -> dict[str, int]:

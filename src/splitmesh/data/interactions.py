@@ -301,6 +301,16 @@ class PreparedFeatures:
     missing: dict  # column -> number of missing values
 
 
+def with_unknown_row(f: PreparedFeatures) -> PreparedFeatures:
+    """``f`` plus one row after its own for an entity the table does not hold: every
+    (scaled) numeric feature at its mean (0), every category missing (code 0)."""
+    return dataclasses.replace(
+        f,
+        numeric=np.vstack([f.numeric, np.zeros((1, f.numeric.shape[1]), f.numeric.dtype)]),
+        categorical=np.vstack([f.categorical, np.zeros((1, f.categorical.shape[1]), np.int64)]),
+    )
+
+
 def prepare_features(table: FeatureTable) -> PreparedFeatures:
     """Scale by the whole entity table: entity rows carry no labels, so nothing leaks."""
     x = table.numeric.astype(np.float64)

@@ -157,6 +157,16 @@ class DomainTable:
         return len(self.keys)
 
     @property
+    def features(self) -> list[str]:
+        """Its feature columns (none: a label domain holding labels alone)."""
+        return [*self.numeric_names, *self.categorical_names]
+
+    @property
+    def columns(self) -> list[str]:
+        """What it brings to a run: its key, then its features."""
+        return [self.key, *self.features]
+
+    @property
     def key_type(self) -> str:
         return "integer" if self.keys.dtype.kind in "iu" else "string"
 

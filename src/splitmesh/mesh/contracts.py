@@ -83,12 +83,11 @@ def input_contract(
     minimum, a maximum) goes in: a published contract carries no training value, and new
     rows outside the training range are the model's to score, not the contract's to refuse.
     Ranges that must hold are declared by the domain (``logicalTypeOptions``)."""
-    columns = [table.key, *table.numeric_names, *table.categorical_names]
-    unknown = [c for c in pii if c not in columns]
+    unknown = [c for c in pii if c not in table.columns]
     if unknown:
         raise ContractError(
             f"domain {table.domain!r}: PII column {unknown[0]!r} is not one of its columns "
-            f"({', '.join(columns[:12])})"
+            f"({', '.join(table.columns[:12])})"
         )
     props = [
         {

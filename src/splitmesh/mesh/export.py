@@ -124,7 +124,7 @@ def model_card(facts: dict, meta: dict, *, table, input_width: int, n_categorica
     shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(shown.items())) or "| - | - |"
     data = meta.get("data") or {}
-    columns = [*table.numeric_names, *table.categorical_names]
+    columns = table.features
     return f"""# Model card: {facts["domain"]} bottom model
 
 ## Model details

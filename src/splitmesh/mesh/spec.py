@@ -299,8 +299,7 @@ class MeshSpec(_Strict):
         f = self.fact
         if f is not None and name == f.domain:
             return [c for c in (f.user.column, f.item.column, f.time) if c]
-        t = self.read_domain(name, predict=True)
-        return [t.key, *t.numeric_names, *t.categorical_names]
+        return self.read_domain(name, predict=True).columns
 
     def declared_product(self, name: str):
         """Domain ``name``'s declared product (mesh/products.py), or None without ``products``."""

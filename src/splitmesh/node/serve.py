@@ -129,7 +129,7 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
     product = spec.declared_product(name)  # its input contract is checked at every Hello
     if product is not None:
         what += f", product {product.descriptor.id} v{product.descriptor.version}"
-    guard = _guard(cfg, rules, [*table.numeric_names, *table.categorical_names], audit)
+    guard = _guard(cfg, rules, table.features, audit)
     if guard is not None:
         what += f", policy {cfg.policy.name}"
     common = {"guard": guard, "audit": audit, "limits": cfg.limits.limits(), "state_dir": state}
@@ -148,7 +148,7 @@ def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
                 scores=outputs / f"scores-{hello.run}.csv",
             )
 
-        serves = label_serves(not table.numeric_names and not table.categorical_names)
+        serves = label_serves(not table.features)
         node = Node(cfg.name, make, serves=serves, modes=cfg.modes, **common)
         return node, what + ", with labels"
 
@@ -183,8 +183,7 @@ def _star_node(cfg: NodeConfig, spec, identity: Identity | None, audit, rules) -
     if identity is None:
         raise ConfigError(f"node {cfg.name!r} has no identity to align keys with (tls:)")
     table = spec.read_fact() if name == fact else spec.read_domain(name)
-    columns = spec.plan_columns(fact) if name == fact else [table.key, *table.numeric_names,
-                                                             *table.categorical_names]  # fmt: skip
+    columns = spec.plan_columns(fact) if name == fact else table.columns
     guard = _guard(cfg, rules, columns, audit)
     common = {"audit": audit, "limits": cfg.limits.limits(), "state_dir": state, "guard": guard}
     if name == fact:

@@ -80,7 +80,6 @@ class KeyedDomain(AlignsKeys, DomainParty):
     @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         ack = super().on_hello(msg)
-        self.alignment.run = msg.run
         ack.info.update(key_type=self.source.key_type, notes=list(self.source.notes))
         return ack
 
@@ -197,7 +196,7 @@ class LabelDomain(Party):
         )
         self.side: Party | None = None  # LabelOwner or Scorer, once aligned
         # labels and keys only: no bottom model (its node does not serve one)
-        self.label_only = not table.numeric_names and not table.categorical_names
+        self.label_only = not table.features
 
     def _task(self) -> Task:
         classes = len(self.labels.classes) if self.task_name == "multiclass" else 2

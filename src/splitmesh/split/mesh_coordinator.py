@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from splitmesh.data.features import missing_notes
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
 from splitmesh.nn.aggregators import make_aggregator
@@ -140,12 +141,7 @@ class MeshCoordinator(Coordinator):
         self.cut_widths_ = out["cut_widths"]
         out["alignment"] = self.alignment_
         out["notes"] = [n for info in self.nodes_.values() for n in info.get("notes", [])]
-        for d, cols in out["missing"].items():
-            for col, n in cols.items():
-                out["notes"].append(
-                    f"{d}.{col}: {n} missing value(s) among its rows, filled by the domain "
-                    "(numeric: training mean plus a was-missing column; categorical: code 0)"
-                )
+        out["notes"] += missing_notes(out["missing"], "training")
         return out
 
     # -- scoring new rows -----------------------------------------------------------------

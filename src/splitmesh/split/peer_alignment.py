@@ -22,6 +22,7 @@ from splitmesh.transport.identity import Identity, Signed
 from splitmesh.transport.messages import (
     Ack,
     AlignDone,
+    Hello,
     PsiBlob,
     PsiFinish,
     PsiReply,
@@ -212,6 +213,11 @@ class AlignsKeys:
 
     alignment: SignedAlignment
     rows_: np.ndarray | None = None
+
+    @handles(Hello)
+    def on_hello(self, msg: Hello) -> Ack:
+        self.alignment.run = msg.run  # every PSI message it signs or checks names this run
+        return super().on_hello(msg)
 
     @handles(PsiRequest)
     def on_psi_request(self, msg: PsiRequest) -> PsiBlob:

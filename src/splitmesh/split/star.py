@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splitmesh.data.interactions import FeatureTable, RecsysData, encode_categories
+from splitmesh.data.interactions import (
+    FeatureTable,
+    RecsysData,
+    encode_categories,
+    with_unknown_row,
+)
 from splitmesh.data.sources import DomainTable, FactTable
 from splitmesh.errors import ProtocolError
 from splitmesh.split.entity import EntityDomain
@@ -181,16 +186,9 @@ class DimensionDomain(AlignsKeys, EntityDomain):
             source=table.source,
         )
         self.alignment = SignedAlignment(table.domain, table.key_items(), peers)
-        # the unknown entity's row, after the table's: the mean of every (scaled) numeric
-        # feature, the missing category of every categorical one
-        self.unknown = len(table)
-        self._num = torch.cat([self._num, torch.zeros(1, self._num.shape[1])])
-        self._cat = torch.cat([self._cat, torch.zeros(1, self._cat.shape[1], dtype=torch.int64)])
-
-    @handles(Hello)
-    def on_hello(self, msg: Hello) -> Ack:
-        self.alignment.run = msg.run
-        return super().on_hello(msg)
+        self.unknown = len(table)  # the row an entity it does not hold reads
+        f = with_unknown_row(self.features)
+        self._num, self._cat = torch.from_numpy(f.numeric), torch.from_numpy(f.categorical)
 
     def own_rows(self, partition: str, rows: np.ndarray) -> np.ndarray:
         """Aligned positions (-1: an entity it does not hold) -> its own rows."""

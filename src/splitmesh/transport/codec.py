@@ -136,22 +136,15 @@ def encode_frame(
     return to_envelope(type_name, header, tensors).SerializeToString()
 
 
-def _parse(data: bytes) -> pb.Envelope:
+def read_envelope(data: bytes) -> pb.Envelope:
+    """The envelope a frame holds; a ProtocolError when it is not one."""
     try:
         return pb.Envelope.FromString(data)
     except DecodeError as exc:
         raise ProtocolError(f"malformed message: {exc}") from None
 
 
-def peek_frame_type(data: bytes) -> str:
-    """The type name a frame says it carries ("?" when even that is unreadable)."""
-    try:
-        return _parse(data).type or "?"
-    except ProtocolError:
-        return "?"
-
-
 def decode_frame(
     data: bytes, check: Callable[[str, str, str, tuple[int, ...]], None] | None = None
 ) -> Parts:
-    return from_envelope(_parse(data), check)
+    return from_envelope(read_envelope(data), check)

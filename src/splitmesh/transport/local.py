@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from splitmesh.errors import PartyError, PolicyError, SplitmeshError, TransportError
+from splitmesh.errors import PartyError, PolicyError, ProtocolError, SplitmeshError, TransportError
 from splitmesh.transport.base import Caller, Incoming, Transport
-from splitmesh.transport.messages import ErrorReply, Message, decode, encode, peek_type
+from splitmesh.transport.codec import read_envelope
+from splitmesh.transport.messages import (
+    ErrorReply,
+    Message,
+    decode,
+    encode,
+    open_envelope,
+)
 
 
 class Handler(Protocol):
@@ -64,8 +71,14 @@ def error_reply(exc: Exception) -> ErrorReply:
 
 
 def serve(handler: Handler, data: bytes, caller: Caller) -> bytes:
-    """One frame in, one frame out (errors included)."""
-    incoming = Incoming(peek_type(data), len(data), lambda check: decode(data, check))
+    """One frame in, one frame out (errors included). The frame is parsed once; a frame
+    that does not parse is refused by the handler's decode, and logged as type "?"."""
+    try:
+        env = read_envelope(data)
+    except ProtocolError:
+        incoming = Incoming("?", len(data), lambda check: decode(data, check))
+    else:
+        incoming = Incoming(env.type or "?", len(data), lambda check: open_envelope(env, check))
     return encode(answer(handler, incoming, caller))
 
 

@@ -19,7 +19,6 @@ from splitmesh.transport.codec import (
     decode_frame,
     encode_frame,
     from_envelope,
-    peek_frame_type,
     to_envelope,
 )
 
@@ -130,11 +129,6 @@ def envelope(msg: Message):
 def open_envelope(env, check=None) -> Message:
     """A protobuf envelope -> message; ``check`` as for ``decode``."""
     return from_parts(*from_envelope(env, check))
-
-
-def peek_type(data: bytes) -> str:
-    """The type name a frame says it carries, without decoding it."""
-    return peek_frame_type(data)
 
 
 # --- replies shared by every party -------------------------------------------------------

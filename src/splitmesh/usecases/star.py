@@ -11,12 +11,14 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from splitmesh.data.interactions import (
     FeatureTable,
     PreparedFeatures,
     RecsysData,
     prepare_features,
+    with_unknown_row,
 )
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.neumf import RecsysSpec
@@ -26,7 +28,13 @@ from splitmesh.split.common import OptimConfig
 from splitmesh.split.node import Node, in_process
 from splitmesh.split.ranking import RankingConfig
 from splitmesh.split.ranking_coordinator import RankingCoordinator
-from splitmesh.split.star import DimensionDomain, FactDomain, feature_table, in_process_peers
+from splitmesh.split.star import (
+    DimensionDomain,
+    FactDomain,
+    feature_table,
+    in_process_peers,
+    index_keys,
+)
 from splitmesh.split.trainer import TrainConfig
 from splitmesh.transport.base import Transport
 
@@ -111,8 +119,6 @@ def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]
     the fact domain's indices, row ``u`` of a side's table describing entity ``u`` (every
     feature missing where the dimension does not hold it), and each dimension's rows as
     that domain prepares them (its own scaling; its unknown row where it lacks one)."""
-    from splitmesh.split.star import index_keys
-
     fact = spec.read_fact()
     users, user_index = index_keys(fact.users)
     items, item_index = index_keys(fact.items)
@@ -122,19 +128,18 @@ def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]
         table = spec.read_domain(d)
         full = feature_table(table)
         wanted = users if side == "users" else items
-        own = {str(k): r for r, k in enumerate(table.keys.tolist())}
-        rows = np.array([own.get(str(k), -1) for k in wanted.tolist()], np.int64)
+        # by key text, as PSI matches them (an integer key meets its text in the other)
+        own = pd.Index(table.keys.astype(str))
+        rows = own.get_indexer(wanted.astype(str)).astype(np.int64)  # -1: not held
         known = (rows >= 0)[:, None]
         numeric = np.where(known, full.numeric[rows], np.nan)
         codes = np.where(known, full.categorical[rows], 0)
         tables[side] = FeatureTable(
             numeric, full.numeric_names, codes, full.categorical_names, full.cardinalities
         )
-        f = prepare_features(full)
+        f = with_unknown_row(prepare_features(full))
         at = np.where(rows >= 0, rows, len(full))  # the unknown row comes after the table's
-        num = np.vstack([f.numeric, np.zeros((1, f.numeric.shape[1]), f.numeric.dtype)])
-        cat = np.vstack([f.categorical, np.zeros((1, f.categorical.shape[1]), np.int64)])
-        prepared[d] = dataclasses.replace(f, numeric=num[at], categorical=cat[at])
+        prepared[d] = dataclasses.replace(f, numeric=f.numeric[at], categorical=f.categorical[at])
     data = RecsysData(
         spec.name,
         user_index,

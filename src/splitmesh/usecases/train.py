@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from splitmesh.data.alignment import plain_join_rows
+from splitmesh.data.features import missing_notes
 from splitmesh.data.resampling import ResampleConfig
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError
@@ -297,12 +298,7 @@ def run_mode(
 
 def ranking_prep(prep: dict) -> dict:
     """A ranking run's preparation in the terms of any run: rows are training examples."""
-    notes = [
-        f"{d}.{col}: {n} missing value(s), filled by the domain (numeric: the mean plus a "
-        "was-missing column; categorical: code 0)"
-        for d, cols in prep.get("missing", {}).items()
-        for col, n in cols.items()
-    ]
+    notes = missing_notes(prep.get("missing", {}), "its whole table's")  # entity rows
     rows = {"train": prep["train_examples"], "interactions": prep.get("interactions", {})}
     return {**prep, "rows": rows, "notes": notes}
 
