@@ -23,27 +23,28 @@ MODES = ("centralized", "label-sharing", "label-preserving")
 
 
 def one(mode: str, rows: int, epochs: int, batch_size: int, wire_dtype: str, seed: int) -> dict:
-    """Run one mode in this process and report its figures."""
-    from splitmesh.split.trainer import TrainConfig
-    from splitmesh.usecases.fraud import FraudConfig, run_fraud
+    """Run one mode of the fraud preset in this process and report its figures."""
+    import tempfile
 
-    cfg = FraudConfig(
-        synthetic_rows=rows,
-        modes=(mode,),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, patience=None),
-        wire_dtype=wire_dtype,
-        reference=False,
-    )
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.usecases.fraud import fraud_mesh
+    from splitmesh.usecases.train import run_mode
+
+    work = Path(tempfile.mkdtemp(prefix="splitmesh-bench-"))
+    sets = [f"training.epochs={epochs}", f"training.batch_size={batch_size}",
+            f"training.seed={seed}", "training.patience=null",
+            f"wire_dtype={wire_dtype}"]  # fmt: skip
+    spec = load_mesh(fraud_mesh(work, synthetic_rows=rows, seed=seed), sets)
     t0 = time.perf_counter()
-    run = run_fraud(cfg, progress=False)["runs"][0]
-    cut = sum(16 for _ in run["domains"])  # the default cut width per domain
+    run = run_mode(spec, mode, work / "out", progress=False, checkpoints=False)
+    cut = 16 * len(spec.embedding_domains)  # the example's cut width per domain
     spe = run["seconds_per_epoch"]
     return {
         "mode": mode,
         "wire_dtype": wire_dtype,
         "train_rows": run["rows"]["train"],
         "seconds_per_epoch": spe,
-        "epoch_seconds": run.get("epoch_seconds"),
+        "prepare_seconds": run["prepare_seconds"],  # key alignment (PSI) included
         "examples_per_second": run["rows"]["train"] / spe,
         "wire_bytes_per_example": run["wire_bytes_per_example"] if run["wire_bytes"] else 0.0,
         "raw_payload_per_example": cut * 4 * 2,

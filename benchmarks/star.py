@@ -61,7 +61,7 @@ def main() -> None:
         path, data = mesh_file(work)
         sets = [f"training.epochs={args.epochs}", "training.patience=null"]
         spec = load_mesh(path, sets)
-        roles = {d: ("mesh-domain", MeshRef(file=path, domain=d)) for d in spec.domain_names}
+        roles = {d: MeshRef(file=path, domain=d) for d in spec.domain_names}
         with LocalMesh(work / "nodes", roles) as local:
             net = load_mesh_network(local.mesh_file)
             for mode in MODES:

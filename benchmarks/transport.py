@@ -43,46 +43,39 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
 
-    import dataclasses
-
     from rich.console import Console
     from rich.progress import track
     from rich.table import Table
 
-    from splitmesh.data.datasets.creditcard import synthetic_creditcard, write_creditcard_csv
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.node.config import MeshRef, load_mesh_network
     from splitmesh.node.launcher import LocalMesh
-    from splitmesh.split.trainer import TrainConfig
-    from splitmesh.usecases.fraud import FraudConfig, fraud_nodes, load_table, run_mode
+    from splitmesh.usecases.fraud import fraud_mesh
+    from splitmesh.usecases.train import run_mode
 
     console = Console()
     work = Path(tempfile.mkdtemp(prefix="splitmesh-bench-"))
-    data = work / "creditcard.csv"
-    write_creditcard_csv(data, synthetic_creditcard(args.rows, args.seed))
-    base = FraudConfig(
-        data=str(data),
-        train=TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, patience=None
-        ),
-        reference=False,
-    )
-    table = load_table(base)
+    path = fraud_mesh(work, synthetic_rows=args.rows, seed=args.seed)
+    sets = [f"training.epochs={args.epochs}", f"training.batch_size={args.batch_size}",
+            f"training.seed={args.seed}", "training.patience=null"]  # fmt: skip
+    base = load_mesh(path, sets)
     jobs = [
         (m, *v)
         for m in MODES
         for v in variants(args.wire_dtypes.split(","), pipeline=not args.no_pipeline)
     ]
     results = []
-    with LocalMesh(work / "mesh", fraud_nodes(data)) as mesh:
+    nodes = {d: MeshRef(file=path, domain=d) for d in base.domain_names}
+    with LocalMesh(work / "mesh", nodes) as mesh:
+        network = load_mesh_network(mesh.mesh_file)
         for mode, transport, wire, pipe in track(jobs, description="benchmarking", transient=True):
-            cfg = dataclasses.replace(
-                base,
-                transport=transport,
-                mesh=str(mesh.mesh_file) if transport == "grpc" else None,
-                wire_dtype=wire,
-                pipeline=pipe,
-            )
-            run = run_mode(mode, table if transport == "local" else None, cfg, progress=False)
-            cut = 16 * len(run["domains"])
+            training = base.training.model_copy(update={"pipeline": pipe})
+            update = {"wire_dtype": wire, "training": training}
+            if transport == "grpc":
+                update["transport"] = network
+            spec = base.model_copy(update=update)
+            run = run_mode(spec, mode, work / "out", progress=False, checkpoints=False)
+            cut = 16 * len(spec.embedding_domains)
             results.append(
                 {
                     "mode": mode,
@@ -91,7 +84,6 @@ def main() -> None:
                     "pipeline": pipe,
                     "train_rows": run["rows"]["train"],
                     "seconds_per_epoch": run["seconds_per_epoch"],
-                    "epoch_seconds": run["epoch_seconds"],
                     "wire_bytes_per_example": run["wire_bytes_per_example"],
                     "raw_payload_per_example": cut * 4 * 2,
                     "roc_auc": run["metrics"]["roc_auc"],

@@ -17,21 +17,27 @@ def splitmesh(*args, cwd=None):
     )
 
 
-def test_fraud_writes_results_and_report(tmp_path):
+def test_fraud_writes_its_mesh_results_and_report(tmp_path):
     out = tmp_path / "run"
-    p = splitmesh(
-        "fraud", "--synthetic-rows", "20000", "--epochs", "3", "--patience", "0", "--out", str(out)
-    )
+    p = splitmesh("fraud", "--synthetic-rows", "20000", "--epochs", "3", "--smote-ratio",
+                  "none", "--set", "training.patience=null", "--out", str(out))  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["task"] == "fraud"
+    assert res["mesh"] == "credit-fraud" and res["task"] == "binary"
+    assert (
+        res["config"]["training"]["epochs"] == 3
+        and res["config"]["resample"]["smote_ratio"] is None
+    )
+    assert [r["mode"] for r in res["runs"]] == ["centralized", "label-sharing", "label-preserving"]
     for run in res["runs"]:
         assert {"mode", "domains", "metrics", "train_seconds", "wire_bytes"} <= run.keys()
         assert {"precision_1", "recall_1", "f1_1", "roc_auc", "average_precision"} <= run[
             "metrics"
         ].keys()
     assert "| Precision |" in (out / "report.md").read_text()
-    assert "Class 1" in p.stdout and "AUPRC" in p.stdout
+    assert "Class 1" in p.stdout and "AUPRC" in p.stdout and "linear (reference)" in p.stdout
+    # what ran is a mesh file anyone can run again
+    assert "fraud-labels" in (out / "mesh.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -39,13 +45,9 @@ def test_fraud_writes_results_and_report(tmp_path):
     [
         (["--data", "missing.csv"], 3, "DataError: file missing.csv: no such file"),
         (["--domains", "4", "--synthetic-rows", "1000"], 2, "ConfigError: The 'domains' parameter"),
-        (
-            ["--transport", "grpc", "--mode", "split"],
-            2,
-            "ConfigError: --transport grpc needs --mesh",
-        ),
-        (["--resume", "--synthetic-rows", "1000"], 2, "ConfigError: --resume needs --out"),
-        (["--wire-dtype", "int4", "--synthetic-rows", "1000"], 2, "The 'wire_dtype' parameter"),
+        (["--wire-dtype", "int4", "--synthetic-rows", "1000"], 2, "field 'wire_dtype'"),
+        (["--set", "split.validation=0", "--synthetic-rows", "1000"], 2, "'split.validation'"),
+        (["--set", "training.select_metric=nope", "--synthetic-rows", "1000"], 2, "select_metric"),
         (
             ["--mode", "federated", "--synthetic-rows", "1000"],
             2,
@@ -54,8 +56,8 @@ def test_fraud_writes_results_and_report(tmp_path):
     ],
 )
 def test_bad_input_gives_a_clear_error_and_no_traceback(tmp_path, args, code, pattern):
-    p = splitmesh("fraud", *args, cwd=tmp_path)
-    assert p.returncode == code
+    p = splitmesh("fraud", "--out", str(tmp_path / "o"), *args, cwd=tmp_path)
+    assert p.returncode == code, p.stderr
     assert pattern in p.stderr.splitlines()[0]
     assert "Traceback" not in p.stderr
 
@@ -65,7 +67,7 @@ def test_bad_cell_is_named(tmp_path):
     header = ",".join(["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"])
     row = ",".join(["0"] * 30 + ["0"])
     path.write_text("\n".join([header, row, row.replace("0", "x", 1), row]) + "\n")
-    p = splitmesh("fraud", "--data", str(path))
+    p = splitmesh("fraud", "--data", str(path), "--out", str(tmp_path / "o"))
     assert p.returncode == 3
     assert "column 'Time', row 2: non-numeric value 'x'" in p.stderr.splitlines()[0]
 
@@ -73,12 +75,12 @@ def test_bad_cell_is_named(tmp_path):
 def test_domains_sweep_writes_a_plot(tmp_path):
     out = tmp_path / "sweep"
     p = splitmesh(
-        "fraud", "--domains-sweep", "--mode", "label-sharing", "--synthetic-rows", "20000",
-        "--epochs", "2", "--patience", "0", "--out", str(out),
+        "fraud", "--domains-sweep", "--seeds", "1", "--mode", "label-sharing",
+        "--synthetic-rows", "20000", "--epochs", "2", "--smote-ratio", "none", "--out", str(out),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
-    assert [len(r["domains"]) for r in res["runs"]] == [1, 2, 3]
+    assert [len(r["domains"]) for r in res["runs"]] == [2, 3, 4]  # the labels' domain too
     png = (out / "domains.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -94,10 +96,10 @@ def test_certs_init_prints_fingerprints_and_refuses_to_overwrite(tmp_path):
 
 def test_node_serve_with_a_bad_node_file_names_it(tmp_path):
     bad = tmp_path / "node.yaml"
-    bad.write_text("name: payments\nrole: domain\nlisten: 127.0.0.1:0\ndata: {path: x.csv}\n")
+    bad.write_text("name: payments\nlisten: 127.0.0.1:0\nmesh: {file: x.yaml, domain: p}\n")
     p = splitmesh("node", "serve", "--config", str(bad))
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert "plaintext not asked for" in p.stderr or "columns" in p.stderr
+    assert "plaintext not asked for" in p.stderr or "x.yaml" in p.stderr
 
 
 def test_version_prints_the_package_version():

@@ -21,23 +21,31 @@ NODES = ["payments", "cardholder", "security", "fraud-labels"]
 def deployed(tmp_path) -> Path:
     """deploy/ copied and set up (certificates, node files) in a scratch folder."""
     d = tmp_path / "deploy"
-    shutil.copytree(DEPLOY, d, ignore=shutil.ignore_patterns("certs", "out", "payments.yaml",
-                                                              "cardholder.yaml", "security.yaml",
-                                                              "fraud-labels.yaml"))  # fmt: skip
+    generated = ["certs", "out", "fraud.yaml", "coordinator.yaml", *(f"{n}.yaml" for n in NODES)]
+    shutil.copytree(DEPLOY, d, ignore=shutil.ignore_patterns(*generated))
+    shutil.copytree(DEPLOY.parent / "examples" / "fraud", tmp_path / "examples" / "fraud")
     env = {**os.environ, "SPLITMESH": str(Path(sys.executable).parent / "splitmesh")}
     subprocess.run([str(d / "setup.sh")], check=True, env=env, capture_output=True)
     return d
 
 
 def test_setup_writes_valid_node_files_holding_the_coordinators_fingerprint(deployed):
+    from splitmesh.mesh.spec import load_mesh
+
     prints = yaml.safe_load((deployed / "certs" / "fingerprints.json").read_text())
     for name in NODES:
         cfg = load_node_config(deployed / "nodes" / f"{name}.yaml")
         assert cfg.name == name and cfg.tls is not None and not cfg.insecure
         assert cfg.accept == [prints["coordinator"]]
-        assert cfg.data.path == Path("/data/creditcard.csv")
+        assert cfg.mesh.file == Path("/etc/splitmesh/fraud.yaml") and cfg.mesh.domain == name
     mesh = load_mesh_network(deployed / "mesh.yaml")
     assert [n.name for n in mesh.nodes] == NODES and mesh.tls is not None
+    # the nodes' mesh file reads the mounted CSV; the coordinator's adds the network
+    fraud = load_mesh(deployed / "fraud.yaml")
+    assert sorted(fraud.domain_names) == sorted(NODES)
+    assert all("/data/creditcard.csv" in d.source.sql for d in fraud.domains)
+    coordinator = load_mesh(deployed / "coordinator.yaml")
+    assert [n.name for n in coordinator.transport.nodes] == NODES
 
 
 def test_compose_file_has_one_container_per_party_each_with_its_own_key(deployed):

@@ -106,6 +106,19 @@ def _checkpoints(checkpoint_dir: Path | None, out: Path | None, resume: bool) ->
     return str(checkpoint_dir) if checkpoint_dir else None
 
 
+def _modes(mode: str) -> list[str]:
+    """all: the centralized baseline and both split modes; split: the two split modes."""
+    from splitmesh.split.common import MODES
+
+    modes = {"all": list(MODES), "split": list(MODES[1:])}.get(mode, mode.split(","))
+    return [check_mode(m.strip()) for m in modes]
+
+
+def _option_sets(**options) -> list[str]:
+    """Options given on the command line as mesh-file overrides (``None``: not given)."""
+    return [f"{path}={value}" for path, value in options.items() if value is not None]
+
+
 @app.command()
 def fraud(
     mode: Annotated[
@@ -121,47 +134,32 @@ def fraud(
     ] = None,
     domains: Annotated[int, typer.Option(help="the first N of payments, cardholder, security")] = 3,
     domains_sweep: Annotated[
-        bool, typer.Option(help="run 1, 2, 3 domains and plot what each adds")
+        bool, typer.Option(help="labels with 1, 2, 3 domains, over --seeds seeds; a plot")
     ] = False,
-    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 100,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per domain set (sweep)")] = 3,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs")] = None,
     patience: Annotated[
-        int, typer.Option(help="stop after N epochs without validation gain; 0: no selection")
-    ] = 20,
-    select_metric: Annotated[
-        str, typer.Option(help="validation metric that picks the epoch")
-    ] = "log_loss",
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    bottom: Annotated[
-        str, typer.Option(help="bottom MLP widths; the last is the cut layer")
-    ] = "64,16",
-    top: Annotated[str, typer.Option(help="top MLP widths")] = "32",
-    aggregation: Annotated[str, typer.Option(help="concat | sum | mean")] = "concat",
-    seed: int = 0,
+        int | None, typer.Option(help="stop after N epochs without validation gain")
+    ] = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: Annotated[int, typer.Option(help="training seed (and synthetic rows')")] = 0,
     smote_ratio: Annotated[
-        str, typer.Option(help="minority ratio after SMOTE, or 'none'")
-    ] = "0.015",
+        str | None, typer.Option(help="minority ratio after SMOTE, or 'none'")
+    ] = None,
     under_ratio: Annotated[
-        str, typer.Option(help="minority ratio after undersampling, or 'none'")
-    ] = "0.02",
-    k_neighbors: int = 5,
-    test: float = 0.3,
-    validation: float = 0.15,
+        str | None, typer.Option(help="minority ratio after undersampling, or 'none'")
+    ] = None,
     wire_dtype: Annotated[
-        str, typer.Option(help="float32 | float16 | int8 (per-tensor scale) on the wire")
-    ] = "float32",
+        str | None, typer.Option(help="float32 | float16 | int8 (per-tensor scale) on the wire")
+    ] = None,
     pipeline: Annotated[
         bool, typer.Option(help="send the next batch's Forward during this step (one step stale)")
     ] = False,
-    transport: Annotated[
-        str, typer.Option(help="local (in-process) | grpc (the nodes in --mesh)")
-    ] = "local",
-    mesh: Annotated[
-        Path | None, typer.Option(help="mesh file naming each node's address (for grpc)")
-    ] = None,
-    out: OutOption = None,
-    checkpoint_dir: CheckpointDirOption = None,
+    sets: SetOption = None,
+    out: Annotated[Path, typer.Option(help="the mesh file run, results, models")] = Path(
+        "runs/fraud"
+    ),
     resume: ResumeOption = False,
     policy: PolicyOption = None,
     audit: AuditOption = None,
@@ -169,58 +167,53 @@ def fraud(
     catalog: CatalogOption = None,
     progress: bool = True,
 ) -> None:
-    """Credit-card fraud detection, split across three domains, against a centralized baseline.
-    With --out, each domain publishes its trained bottom models as data products under
-    OUT/products, and every run goes to the audit log, lineage and catalog."""
-    from splitmesh.data.resampling import ResampleConfig
-    from splitmesh.nn.network import NetworkSpec
-    from splitmesh.report import plot_domains_sweep, print_binary_report, write_results
-    from splitmesh.split.common import MODES, OptimConfig
-    from splitmesh.split.trainer import TrainConfig
-    from splitmesh.usecases.fraud import FraudConfig, run_domains_sweep, run_fraud
-
-    cfg = FraudConfig(
-        data=str(data) if data else None,
-        synthetic_rows=synthetic_rows,
-        domains=domains,
-        modes={"all": MODES, "split": MODES[1:]}.get(mode, (mode,)),
-        train=TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            patience=patience or None,
-            select_metric=select_metric,
-        ),
-        optim=OptimConfig(lr=lr, weight_decay=weight_decay),
-        spec=NetworkSpec(
-            bottom=_widths(bottom, "bottom"), top=_widths(top, "top"), aggregation=aggregation
-        ),
-        resample=ResampleConfig(_ratio(smote_ratio), _ratio(under_ratio), k_neighbors),
-        test=test,
-        validation=validation,
-        wire_dtype=wire_dtype,
-        transport=transport,
-        pipeline=pipeline,
-        mesh=str(mesh) if mesh else None,
-        checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
-        models=str(out / "products") if out else None,
+    """Credit-card fraud detection, split across three domains and a label domain, against
+    a centralized baseline of the same network: the mesh file examples/fraud/mesh.yaml with
+    these options as overrides (OUT/mesh.yaml is what ran). Every domain publishes its
+    trained bottom model as a data product under OUT/<domain>/."""
+    spec, modes = _fraud_spec(locals())
+    _train(
+        spec,
+        out=out,
+        compare=False,
+        modes=modes,
+        resume=resume,
+        progress=progress,
+        policy=policy,
+        sweep=seeds if domains_sweep else None,
+        audit=audit,
+        lineage=lineage,
+        catalog=catalog,
     )
-    show = progress and sys.stderr.isatty()
-    run = run_domains_sweep if domains_sweep else run_fraud
-    gov = _governance(out, policy, audit=audit, lineage=lineage, catalog=catalog)
-    try:
-        results = run(cfg, progress=show, resume=resume, governance=gov)
-    finally:
-        if gov is not None:
-            gov.close()
-    if gov is not None:
-        results.update(gov.locations())
-    print_binary_report(results, console)
-    if out:
-        for p in write_results(results, out):
-            console.print(f"wrote {p}")
-        if domains_sweep:
-            console.print(f"wrote {plot_domains_sweep(results, out)}")
+
+
+def _fraud_spec(params: dict, network=None):
+    """The fraud command's mesh (written under --out) and modes, from its parameters."""
+    from splitmesh.usecases.fraud import fraud_mesh
+
+    ratio = {k: params[k] and ("null" if _ratio(params[k]) is None else params[k])
+             for k in ("smote_ratio", "under_ratio")}  # fmt: skip
+    sets = _option_sets(
+        **{
+            "training.epochs": params["epochs"],
+            "training.patience": params["patience"],
+            "training.batch_size": params["batch_size"],
+            "training.lr": params["lr"],
+            "training.seed": params["seed"],
+            "training.pipeline": params["pipeline"] or None,
+            "resample.smote_ratio": ratio["smote_ratio"],
+            "resample.under_ratio": ratio["under_ratio"],
+            "wire_dtype": params["wire_dtype"],
+        }
+    )
+    path = fraud_mesh(
+        params["out"],
+        data=params["data"],
+        synthetic_rows=params["synthetic_rows"],
+        domains=params["domains"],
+        seed=params["seed"],
+    )
+    return _mesh_spec(path, None, network, [*sets, *(params["sets"] or [])]), _modes(params["mode"])
 
 
 def _governance(out: Path | None, policy: Path | None, **where):
@@ -421,6 +414,7 @@ def _train(
     progress: bool,
     policy,
     sweep: int | None = None,
+    modes: list[str] | None = None,
     **where,
 ) -> None:
     from splitmesh.mesh.policy import load_policy
@@ -434,16 +428,18 @@ def _train(
         from splitmesh.usecases.sweep import domains_sweep
 
         results = domains_sweep(
-            spec, out, seeds=sweep, compare=compare, progress=show, policy=rules, **where
-        )
+            spec, out, seeds=sweep, compare=compare, modes=modes, progress=show, policy=rules,
+            **where,
+        )  # fmt: skip
         print_sweep_report(results, console)
         plot = plot_mesh_sweep(results, out)
         for p in [*write_results(results, out, plot=plot.name), plot]:
             console.print(f"wrote {p}")
         return
     results = train_mesh(
-        spec, out, compare=compare, progress=show, resume=resume, policy=rules, **where
-    )
+        spec, out, compare=compare, modes=modes, progress=show, resume=resume, policy=rules,
+        **where,
+    )  # fmt: skip
     print_mesh_report(results, console)
     for p in write_results(results, out):
         console.print(f"wrote {p}")
@@ -752,21 +748,9 @@ def mesh_up(
 ) -> None:
     """Start one node process per domain on 127.0.0.1 (fresh certificates), run the job
     over gRPC, stop the nodes. Options after the job name are the job's own."""
-    from splitmesh.node.launcher import LocalMesh
-
-    if usecase in ("train", "predict"):
-        return _mesh_up_job(usecase, list(ctx.args), Path(workdir), insecure)
-    if usecase != "fraud":
+    if usecase not in ("fraud", "train", "predict"):
         raise ConfigError(f"mesh up runs 'fraud', 'train' or 'predict'. Got {usecase!r}.")
-    params = _fraud_params(list(ctx.args))
-    nodes, params = _fraud_nodes(params, Path(workdir))
-    with LocalMesh(workdir, nodes, insecure=insecure) as local:
-        console.print(
-            f"mesh up: {len(nodes)} nodes on 127.0.0.1 "
-            f"({'plaintext' if insecure else 'mutual TLS'}), files in {workdir}",
-            highlight=False,
-        )
-        fraud(**{**params, "transport": "grpc", "mesh": local.mesh_file})
+    _mesh_up_job(usecase, list(ctx.args), Path(workdir), insecure)
 
 
 def _params(command: str, args: list[str]) -> dict:
@@ -778,26 +762,25 @@ def _params(command: str, args: list[str]) -> dict:
         return dict(ctx.params)
 
 
-def _fraud_params(args: list[str]) -> dict:
-    return _params("fraud", args)
-
-
 def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> None:
-    """``train`` / ``predict`` of a mesh file with one node process per domain; each node
-    reads only its own domain's source and saves its part under the model folder."""
+    """``fraud``, ``train`` or ``predict`` of a mesh file with one node process per domain;
+    each node reads only its own domain's source and saves its part under the model folder."""
     import shutil
 
     from splitmesh.node.config import MeshRef, load_mesh_network
     from splitmesh.node.launcher import LocalMesh
 
     params = _params(job, args)
-    sets = params.pop("sets", None)
     seeds, sweeping = params.pop("seeds", 3), params.pop("domains_sweep", False)
     sweep = seeds if sweeping else None
-    spec = _mesh_spec(params["mesh"], params["mode"], sets=sets)
-    ref = Path(params["mesh"]).resolve()
-    nodes = {d: ("mesh-domain", MeshRef(file=ref, domain=d)) for d in spec.domain_names}
-    models = params["out"] if job == "train" else params["model"]
+    if job == "fraud":
+        spec, modes = _fraud_spec(params)
+        ref = (Path(params["out"]) / "mesh.yaml").resolve()
+    else:
+        spec, modes = _mesh_spec(params["mesh"], params["mode"], sets=params["sets"]), None
+        ref = Path(params["mesh"]).resolve()
+    nodes = {d: MeshRef(file=ref, domain=d) for d in spec.domain_names}
+    models = params["model"] if job == "predict" else params["out"]
     policy = params.get("policy")
     with LocalMesh(workdir, nodes, insecure=insecure, models=models, policy=policy) as local:
         console.print(
@@ -806,13 +789,13 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
             highlight=False,
         )
         network = load_mesh_network(local.mesh_file)
-        if job == "train":
-            spec = _mesh_spec(ref, params["mode"], network, sets)
-            _train(spec, sweep=sweep, **_without(params, "mesh", "mode"))
+        spec = spec.model_copy(update={"transport": network})
+        if job != "predict":
+            kw = _without(params, "mesh", "mode", "sets", *_FRAUD_ONLY)
+            _train(spec, sweep=sweep, modes=modes, **{"compare": False, **kw})
         else:
             from splitmesh.usecases.train import predict_mesh
 
-            spec = _mesh_spec(ref, params["mode"], network, sets)
             done = predict_mesh(spec, params["model"], None)
             # this machine runs every node: hand the label node's output file to --out
             written = local.outputs(spec.label.domain) / done["file"]
@@ -822,29 +805,13 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
             console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
 
 
+# the fraud command's options that become its mesh file's overrides
+_FRAUD_ONLY = ("data", "synthetic_rows", "domains", "epochs", "patience", "batch_size", "lr",
+               "seed", "smote_ratio", "under_ratio", "wire_dtype", "pipeline")  # fmt: skip
+
+
 def _without(d: dict, *keys: str) -> dict:
     return {k: v for k, v in d.items() if k not in keys}
-
-
-def _fraud_nodes(params: dict, workdir: Path) -> tuple[dict, dict]:
-    """The fraud nodes, all reading one CSV; a synthetic table is written to one first."""
-    from splitmesh.data.datasets.creditcard import synthetic_creditcard, write_creditcard_csv
-    from splitmesh.usecases.fraud import REAL_SUBSET, fraud_nodes
-
-    if params.get("synthetic_rows"):
-        path = workdir / f"creditcard-synthetic-{params['synthetic_rows']}-{params['seed']}.csv"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_creditcard_csv(
-                path, synthetic_creditcard(params["synthetic_rows"], params["seed"])
-            )
-        params = {**params, "synthetic_rows": None, "data": path}
-    data = Path(params.get("data") or REAL_SUBSET)
-    if not data.is_file():
-        raise ConfigError(
-            f"no data for the nodes: {data} is not there", hint="pass --data or --synthetic-rows"
-        )
-    return fraud_nodes(data), {**params, "data": data.resolve()}
 
 
 def main() -> None:

@@ -9,29 +9,12 @@ from rich.table import Table
 
 from splitmesh.io import atomic_write_json, atomic_write_text
 
-SUMMARY = [
-    ("precision_1", "P(1)"),
-    ("recall_1", "R(1)"),
-    ("f1_1", "F1(1)"),
-    ("roc_auc", "AUC"),
-    ("average_precision", "AUPRC"),
-]
-
 
 def _class_rows(m: dict) -> list[list[str]]:
     rows = []
     for key, name in (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1-score")):
         rows.append([name, *(f"{m[f'{key}_{c}']:.3f}" for c in ("0", "1", "macro"))])
     rows.append(["Support", *(str(m[f"support_{c}"]) for c in ("0", "1", "macro"))])
-    return rows
-
-
-def _summary_rows(results: dict) -> list[tuple[str, dict, dict]]:
-    sweep = results.get("experiment") == "domains-sweep"
-    rows = []
-    for r in [*results["runs"], *results.get("references", [])]:
-        name = f"{r['mode']} [{len(r['domains'])}]" if sweep else r["mode"]
-        rows.append((name, r["metrics"], r))
     return rows
 
 
@@ -43,69 +26,15 @@ def _fmt_bytes(n: float) -> str:
     return str(n)
 
 
-def print_binary_report(results: dict, console: Console | None = None) -> None:
-    """One table per mode in the layout of the paper's Table 4, then a summary."""
-    console = console or Console()
-    for run in results["runs"]:
-        t = Table(title=f"{run['mode']} — domains: {', '.join(run['domains'])}")
-        for col in ("Metric", "Class 0", "Class 1", "Macro avg"):
-            t.add_column(col, justify="right" if col != "Metric" else "left")
-        for row in _class_rows(run["metrics"]):
-            t.add_row(*row)
-        console.print(t)
-        for note in run.get("resample_notes", []):
-            console.print(f"[yellow]note:[/yellow] {note}")
-    title = "summary: test rows, class-1 threshold chosen on validation rows"
-    if any(r.get("transport") == "grpc" for r in results["runs"]):
-        title += "; split modes over gRPC (mutual TLS unless the mesh file says plaintext)"
-    s = Table(title=title)
-    s.add_column("run", no_wrap=True)
-    for _, name in SUMMARY:
-        s.add_column(name, justify="right")
-    s.add_column("s/ep", justify="right")
-    s.add_column("wire/ex", justify="right")
-    for mode, m, r in _summary_rows(results):
-        spe = f"{r['seconds_per_epoch']:.3f}" if "seconds_per_epoch" in r else "-"
-        wire = _fmt_bytes(r["wire_bytes_per_example"]) if r.get("wire_bytes") else "-"
-        s.add_row(mode, *(f"{m[k]:.3f}" for k, _ in SUMMARY), spe, wire)
-    console.print(s)
-
-
-def markdown_report(results: dict) -> str:
-    lines = [f"# splitmesh {results['task']} report", ""]
-    data = results.get("data", {})
-    if data:
-        lines += [
-            f"Data: {data.get('source')} ({data.get('rows')} rows, {data.get('frauds')} frauds).",
-            "",
-        ]
-    lines += ["## Summary (test rows, threshold chosen on validation rows)", ""]
-    head = ["run", "transport", *(n for _, n in SUMMARY), "s/epoch", "wire bytes/example"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for mode, m, r in _summary_rows(results):
-        spe = f"{r['seconds_per_epoch']:.4f}" if "seconds_per_epoch" in r else "-"
-        wire = f"{r['wire_bytes_per_example']:.0f}" if r.get("wire_bytes") else "-"
-        lines.append(
-            "| "
-            + " | ".join(
-                [mode, r.get("transport", "-"), *(f"{m[k]:.4f}" for k, _ in SUMMARY), spe, wire]
-            )
-            + " |"
-        )
-    for run in results["runs"]:
-        lines += ["", f"## {run['mode']} (domains: {', '.join(run['domains'])})", ""]
-        lines += ["| Metric | Class 0 | Class 1 | Macro avg |", "|---|---|---|---|"]
-        lines += ["| " + " | ".join(row) + " |" for row in _class_rows(run["metrics"])]
-        cm, threshold = run["metrics"]["confusion_matrix"], run["metrics"]["threshold"]
-        lines += ["", f"Confusion matrix [[TN, FP], [FN, TP]]: {cm}; threshold {threshold:.4f}."]
-        for note in run.get("resample_notes", []):
-            lines.append(f"\nNote: {note}.")
-    return "\n".join(lines) + "\n"
-
-
 # the headline metrics of a mesh run (splitmesh train), per task
 MESH_METRICS = {
-    "binary": {"roc_auc": "AUC", "average_precision": "AUPRC", "f1": "F1", "accuracy": "Acc"},
+    "binary": {
+        "precision_1": "P(1)",
+        "recall_1": "R(1)",
+        "f1": "F1(1)",
+        "roc_auc": "AUC",
+        "average_precision": "AUPRC",
+    },
     "multiclass": {"accuracy": "Acc", "macro_f1": "macro F1", "log_loss": "log loss"},
     "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R2"},
 }
@@ -120,18 +49,13 @@ def _mesh_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     names = list(metrics)
     head = ["run", "transport", *metrics.values(), "aligned", "s/epoch", "wire/ex"]
     rows = []
-    for r in results["runs"]:
+    for r in [*results["runs"], *results.get("references", [])]:
         m, a = r["metrics"], r.get("alignment") or {}
         wire = _fmt_bytes(r["wire_bytes_per_example"]) if r.get("wire_bytes") else "-"
+        spe = f"{r['seconds_per_epoch']:.3f}" if "seconds_per_epoch" in r else "-"
+        metrics = (f"{m[k]:.4f}" if k in m else "-" for k in names)
         rows.append(
-            [
-                r["mode"],
-                r.get("transport", "-"),
-                *(f"{m[k]:.4f}" for k in names),
-                str(a.get("aligned", "-")),
-                f"{r['seconds_per_epoch']:.3f}",
-                wire,
-            ]
+            [r["mode"], r.get("transport", "-"), *metrics, str(a.get("aligned", "-")), spe, wire]
         )
     return head, rows
 
@@ -139,8 +63,19 @@ def _mesh_rows(results: dict) -> tuple[list[str], list[list[str]]]:
 def print_mesh_report(results: dict, console: Console | None = None) -> None:
     """One row per run: the task's headline test metrics, alignment, cost."""
     console = console or Console()
+    binary = results["task"] == "binary"
+    for run in results["runs"] if binary else []:  # the paper's Table 4, one per run
+        t = Table(title=f"{run['mode']}: domains {', '.join(run['domains'])}")
+        for col in ("Metric", "Class 0", "Class 1", "Macro avg"):
+            t.add_column(col, justify="right" if col != "Metric" else "left")
+        for row in _class_rows(run["metrics"]):
+            t.add_row(*row)
+        console.print(t)
     head, rows = _mesh_rows(results)
-    t = Table(title=f"mesh {results['mesh']} ({results['task']}): test rows")
+    title = f"mesh {results['mesh']} ({results['task']}): test rows"
+    if binary:
+        title += ", class-1 threshold chosen on validation rows"
+    t = Table(title=title)
     for i, col in enumerate(head):
         t.add_column(col, justify="left" if i < 2 else "right")
     for row in rows:
@@ -156,6 +91,12 @@ def mesh_markdown(results: dict) -> str:
     lines += ["Test rows; model selection on validation rows only.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for r in results["runs"] if results["task"] == "binary" else []:
+        lines += ["", f"## {r['mode']} (domains: {', '.join(r['domains'])})", ""]
+        lines += ["| Metric | Class 0 | Class 1 | Macro avg |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in _class_rows(r["metrics"])]
+        cm, threshold = r["metrics"]["confusion_matrix"], r["metrics"]["threshold"]
+        lines += ["", f"Confusion matrix [[TN, FP], [FN, TP]]: {cm}; threshold {threshold:.4f}."]
     for r in results["runs"]:
         a = r.get("alignment") or {}
         if "rows_per_domain" in a:
@@ -174,10 +115,8 @@ def write_results(results: dict, out: str | Path, *, plot: str | None = None) ->
         text = ranking_markdown(results, plot)
     elif "summary" in results:  # a mesh's domains sweep (fraud's has its own report)
         text = sweep_markdown(results, plot)
-    elif "mesh" in results:
-        text = mesh_markdown(results)
     else:
-        text = markdown_report(results)
+        text = mesh_markdown(results)
     atomic_write_text(paths[1], text + governance_markdown(results))
     return paths
 
@@ -234,21 +173,6 @@ def _plot_per_mode(results: dict, out: str | Path, draw, *, ylim=None, legend_si
     plt.close(fig)
     tmp.replace(path)
     return path
-
-
-def plot_domains_sweep(results: dict, out: str | Path) -> Path:
-    """Class-1 metrics against the number of domains, one line per metric and mode."""
-
-    def draw(ax, mode: str) -> None:
-        runs = [r for r in results["runs"] if r["mode"] == mode]
-        n = [len(r["domains"]) for r in runs]
-        for key, name in SUMMARY:
-            ax.plot(n, [r["metrics"][key] for r in runs], marker="o", label=name)
-        ax.set_xticks(
-            n, [" + ".join(r["domains"][-1:]) if i else r["domains"][0] for i, r in enumerate(runs)]
-        )
-
-    return _plot_per_mode(results, out, draw, ylim=(0, 1.02))
 
 
 def plot_mesh_sweep(results: dict, out: str | Path) -> Path:

@@ -20,21 +20,22 @@ def write(path, text):
 def test_node_file_paths_are_relative_to_the_file(tmp_path):
     f = write(
         tmp_path / "n.yaml",
-        "name: payments\nrole: domain\nlisten: 127.0.0.1:0\n"
-        "data: {path: data.csv, columns: [a]}\ninsecure: true\n",
+        "name: payments\nlisten: 127.0.0.1:0\n"
+        "mesh: {file: mesh.yaml, domain: payments}\ninsecure: true\n",
     )
     cfg = load_node_config(f)
-    assert cfg.data.path == tmp_path / "data.csv"
+    assert cfg.mesh.file == tmp_path / "mesh.yaml" and cfg.role == "mesh-domain"
     assert cfg.threads == 1 and cfg.tls is None
 
 
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        ("name: p\nrole: boss\nlisten: x\ndata: {path: a}\n", "role"),
-        ("name: p\nrole: domain\ndata: {path: a}\n", "listen"),
-        ("name: p\nrole: domain\nlisten: x\ndata: {path: a}\ncolour: red\n", "colour"),
-        ("name: Bad_Name\nrole: domain\nlisten: x\ndata: {path: a}\n", "name"),
+        ("name: p\nrole: boss\nlisten: x\nmesh: {file: a, domain: p}\n", "role"),
+        ("name: p\nmesh: {file: a, domain: p}\n", "listen"),
+        ("name: p\nlisten: x\nmesh: {file: a, domain: p}\ncolour: red\n", "colour"),
+        ("name: Bad_Name\nlisten: x\nmesh: {file: a, domain: p}\n", "name"),
+        ("name: p\nlisten: x\ndata: {path: a}\n", "mesh"),
     ],
 )
 def test_node_file_errors_name_the_file_and_field(tmp_path, text, field):

@@ -60,7 +60,7 @@ def credit_mesh(tmp_path_factory) -> Path:
 def nodes(tmp_path_factory, credit_mesh):
     """One mesh-domain node process per domain on 127.0.0.1, mutual TLS."""
     ref = credit_mesh.resolve()
-    roles = {d: ("mesh-domain", MeshRef(file=ref, domain=d)) for d in DOMAINS}
+    roles = {d: MeshRef(file=ref, domain=d) for d in DOMAINS}
     local = LocalMesh(
         tmp_path_factory.mktemp("nodes"),
         roles,

@@ -144,13 +144,6 @@ def test_settings_are_checked_before_any_data_is_read(tmp_path):
         assert p.returncode == 2 and "Traceback" not in p.stderr
 
 
-def test_fraud_settings_are_checked_at_the_edge():
-    p = splitmesh("fraud", "--validation", "0", "--epochs", "1")
-    assert p.returncode == 2 and "'validation'" in p.stderr
-    p = splitmesh("fraud", "--select-metric", "nope", "--epochs", "1")
-    assert p.returncode == 2 and "select_metric" in p.stderr and "Traceback" not in p.stderr
-
-
 def test_checkpoint_names_come_from_the_node_not_the_wire(tmp_path):
     party = DomainParty("d", np.zeros((8, 2)), ["a", "b"], state_dir=tmp_path / "state")
     party.handle(Hello("e" * 32, "label-sharing"))

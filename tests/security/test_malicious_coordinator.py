@@ -312,7 +312,7 @@ def test_a_node_policy_limit_is_negotiated_at_hello(tmp_path, credit_mesh):
         "version": "1", "participants": [{"name": d} for d in DOMAINS],
         "label_placement": [MODE], "min_batch_size": 128,
     }))  # fmt: skip
-    roles = {d: ("mesh-domain", MeshRef(file=credit_mesh.resolve(), domain=d)) for d in DOMAINS}
+    roles = {d: MeshRef(file=credit_mesh.resolve(), domain=d) for d in DOMAINS}
     with LocalMesh(tmp_path / "wd", roles, policy=policy) as local:
         spec = _network(credit_mesh, local)
         with pytest.raises(PolicyError, match=r"node '\w+': policy rule 'min_batch_size'") as e:

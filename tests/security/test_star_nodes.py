@@ -19,7 +19,7 @@ DOMAINS = ("sales", "customers", "products")
 def star(tmp_path_factory):
     """One mesh-domain node per domain of a star, and a coordinator holding its run."""
     mesh = write_star(tmp_path_factory.mktemp("star"))
-    roles = {d: ("mesh-domain", MeshRef(file=mesh.resolve(), domain=d)) for d in DOMAINS}
+    roles = {d: MeshRef(file=mesh.resolve(), domain=d) for d in DOMAINS}
     with LocalMesh(tmp_path_factory.mktemp("nodes"), roles, deadline_s=30) as local:
         net = load_mesh_network(local.mesh_file)
         spec = load_mesh(mesh).model_copy(update={"transport": net})

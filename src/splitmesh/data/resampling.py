@@ -65,15 +65,18 @@ def under_count(y: np.ndarray, ratio: float | None) -> tuple[int | None, str | N
     return keep, None
 
 
-def neighbours_from_distances(distances: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest other rows of each row, nearest first, from a full squared-distance matrix."""
-    n = distances.shape[0]
+def _enough_minority(n: int, k: int) -> None:
     if n <= k:
         raise DataError(
             f"SMOTE with k_neighbors={k} needs more than {k} minority training rows; got {n}",
             column="label",
-            hint="lower --k-neighbors or turn SMOTE off with --smote-ratio none",
+            hint="lower resample.k_neighbors or turn SMOTE off (resample.smote_ratio: null)",
         )
+
+
+def neighbours_from_distances(distances: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest other rows of each row, nearest first, from a full squared-distance matrix."""
+    _enough_minority(distances.shape[0], k)
     d = np.array(distances, dtype=np.float64, copy=True)
     np.fill_diagonal(d, -np.inf)  # a row is its own 0-th neighbour, as in NearestNeighbors
     return np.argsort(d, axis=1, kind="stable")[:, 1 : k + 1]
@@ -170,6 +173,7 @@ def joined_resample(
     if why:
         notes.append(why)
     if n_new > 0:
+        _enough_minority(int(min(np.bincount(y, minlength=2))), cfg.k_neighbors)
         x, y = SMOTE(
             sampling_strategy=cfg.smote_ratio, k_neighbors=cfg.k_neighbors, random_state=seed
         ).fit_resample(x, y)

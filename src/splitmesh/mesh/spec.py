@@ -101,6 +101,9 @@ class TrainingSpec(_Strict):
     select_metric: str | None = Field(
         default=None, description="validation metric for early stopping; default per task"
     )
+    pipeline: bool = Field(
+        default=False, description="send the next batch's Forward during this step (one step stale)"
+    )
 
 
 class ModelSpec(_Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from splitmesh.errors import ConfigError
 from splitmesh.split.common import MODES
@@ -21,17 +21,11 @@ from splitmesh.yaml_files import Strict as _Strict
 from splitmesh.yaml_files import dump, load_yaml_model
 
 __all__ = [  # the network and file helpers live elsewhere; node files name them here too
-    "DataSource", "MeshNetwork", "MeshRef", "NodeAddress", "NodeConfig", "NodeLimits",
+    "MeshNetwork", "MeshRef", "NodeAddress", "NodeConfig", "NodeLimits",
     "TlsConfig", "dump", "load_mesh_network", "load_node_config",
 ]  # fmt: skip
 
 SPLIT_MODES = [m for m in MODES if m != "centralized"]
-
-
-class DataSource(_Strict):
-    path: Path = Field(description="a CSV file holding this node's columns")
-    columns: list[str] = Field(default_factory=list, description="a domain's feature columns")
-    label: str | None = Field(default=None, description="the label owner's label column")
 
 
 class MeshRef(_Strict):
@@ -65,10 +59,9 @@ class NodeConfig(_Strict):
     """One node: who it is, its data, where it listens, whom it trusts."""
 
     name: str
-    role: Literal["domain", "label-owner", "mesh-domain"]
+    role: Literal["mesh-domain"] = "mesh-domain"  # the one role: a domain of a mesh file
     listen: str = Field(description="host:port, e.g. 0.0.0.0:50051")
-    data: DataSource | None = Field(default=None, description="domain and label-owner roles")
-    mesh: MeshRef | None = Field(default=None, description="mesh-domain role: its mesh file")
+    mesh: MeshRef = Field(description="its mesh file and which of its domains it is")
     state_dir: Path | None = Field(
         default=None,
         description="its checkpoints and access log (its own disk; default: state/<name> "
@@ -98,16 +91,8 @@ class NodeConfig(_Strict):
     )
     modes: list[Literal["label-sharing", "label-preserving"]] = Field(
         default_factory=lambda: list(SPLIT_MODES),
-        description="label owner: the label placements it agrees to",
+        description="label domain: the label placements it agrees to",
     )
-
-    @model_validator(mode="after")
-    def _source(self) -> NodeConfig:
-        if self.role == "mesh-domain" and self.mesh is None:
-            raise ValueError("a mesh-domain node names its mesh file and domain (mesh:)")
-        if self.role != "mesh-domain" and self.data is None:
-            raise ValueError(f"a {self.role} node names its data (data:)")
-        return self
 
     @field_validator("name")
     @classmethod

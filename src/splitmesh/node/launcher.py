@@ -17,7 +17,6 @@ from types import TracebackType
 
 from splitmesh.errors import TransportError
 from splitmesh.node.config import (
-    DataSource,
     MeshNetwork,
     MeshRef,
     NodeAddress,
@@ -39,7 +38,7 @@ def free_port() -> int:
 
 
 class LocalMesh:
-    """Node processes on loopback for ``nodes`` ({name: (role, data source or mesh ref)}).
+    """Node processes on loopback for ``nodes`` ({name: its mesh file and domain}).
 
     ``models``: each node saves its trained part under ``models/<name>`` (default: in its
     state folder).
@@ -48,7 +47,7 @@ class LocalMesh:
     def __init__(
         self,
         workdir: str | Path,
-        nodes: dict[str, tuple[str, DataSource | MeshRef]],
+        nodes: dict[str, MeshRef],
         *,
         insecure: bool = False,
         deadline_s: float = 60.0,
@@ -77,13 +76,11 @@ class LocalMesh:
         }
         tls = {} if self.insecure else ids
         addresses = []
-        for name, (role, source) in self.nodes.items():
+        for name, ref in self.nodes.items():
             cfg = NodeConfig(
                 name=name,
-                role=role,
                 listen=f"127.0.0.1:{free_port()}",
-                data=source if isinstance(source, DataSource) else None,
-                mesh=source if isinstance(source, MeshRef) else None,
+                mesh=ref,
                 models=self.models / name if self.models else None,
                 policy=self.policy,
                 state_dir=self.workdir / "state" / name,

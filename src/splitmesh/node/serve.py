@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from splitmesh.data.tables import check_binary_labels, read_numeric_csv
 from splitmesh.errors import ConfigError
 from splitmesh.node.config import SPLIT_MODES, NodeConfig
 from splitmesh.split import protocol as proto
-from splitmesh.split.domain import DomainParty
-from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.node import Node
 from splitmesh.split.party import Party
 from splitmesh.transport.grpc import PartyServer, fingerprint
@@ -43,41 +40,6 @@ def _access_log(cfg: NodeConfig, identity: Identity | None):
     return AuditLog(_state(cfg) / "audit.jsonl", signer=identity)
 
 
-def build_node(cfg: NodeConfig) -> tuple[Node, str]:
-    """The node's handler and a one-line description of what it holds."""
-    if cfg.role == "mesh-domain":
-        return _mesh_node(cfg)
-    src, state = cfg.data, _state(cfg)
-    audit = _access_log(cfg, _identity(cfg))
-    common = {"audit": audit, "limits": cfg.limits.limits(), "state_dir": state}
-    if cfg.role == "domain":
-        if not src.columns:
-            raise ConfigError(f"node {cfg.name!r}: a domain node lists its data.columns")
-        table = read_numeric_csv(src.path, src.columns).to_numpy()
-        columns = list(src.columns)
-        models = cfg.models or state / "models"
-
-        def make(hello: Hello) -> DomainParty:
-            # one product folder per mode: each mode's run trains its own bottom model
-            return DomainParty(
-                cfg.name, table, columns, state_dir=state, model_dir=models / hello.mode
-            )
-
-        what = f"{len(table)} rows x {len(columns)} columns of {src.path.name}"
-        node = Node(cfg.name, make, serves={proto.BOTTOM}, modes=SPLIT_MODES, **common)
-        return node, what
-    if src.label is None:
-        raise ConfigError(f"node {cfg.name!r}: a label-owner node names its data.label column")
-    df = read_numeric_csv(src.path, [], src.label)
-    y = check_binary_labels(df[src.label].to_numpy(), path=str(src.path), column=src.label)
-
-    def make(hello: Hello) -> LabelOwner:
-        return LabelOwner(cfg.name, y, hello.mode, state_dir=state)
-
-    node = Node(cfg.name, make, serves={proto.LABELS}, modes=cfg.modes, **common)
-    return node, f"{len(y)} labels ({int(y.sum())} positive)"
-
-
 def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
     """Build and start the node's server; returns it with a line saying what it serves."""
     import torch
@@ -101,7 +63,7 @@ def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
     return server, line
 
 
-def _mesh_node(cfg: NodeConfig) -> tuple[Node, str]:
+def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     """A domain of a mesh file: reads only its own block's source (labels too, if it owns
     them); the same node trains (Hello purpose train) and scores (purpose predict)."""
     from splitmesh.mesh.spec import load_mesh

@@ -250,10 +250,9 @@ class LabelDomain(Party):
             reply = Ack() if self.label_only else self.domain.handle(msg)
             self._save_labels(msg)
             return reply
-        if kind == "LoadModel" and self.label_only:
-            return self.side.handle(msg)
-        if kind in _BOTH_SIDES:
-            replies = [self.domain.handle(msg), self.side.handle(msg)]
+        if kind in _BOTH_SIDES:  # a label-only domain has no bottom model to keep
+            halves = [self.side] if self.label_only else [self.domain, self.side]
+            replies = [half.handle(msg) for half in halves]
             return Ack(info={k: v for r in replies for k, v in r.info.items()})
         return self.domain.handle(msg)
 

@@ -126,8 +126,9 @@ TABLE: dict[type[m.Message], Rule] = {
     m.Restore: Rule(m.Ack, MODELS, _stay(TRAIN)),
     m.Checkpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
     m.LoadCheckpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
-    # each saves its part: a bottom, or the label side (task, threshold, head)
-    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY, LABELS}), _stay(TRAIN)),
+    # each saves its part: a bottom, or the label side (task, threshold, head); a label
+    # domain that sharing its labels ended in setup (it trains nothing) saves from there
+    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY, LABELS}), _enter(TRAIN)),
     # the recommender's star: plans sealed for each dimension domain, ranking passes
     m.PlanEpoch: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),
     m.PlanRanking: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),

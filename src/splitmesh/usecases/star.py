@@ -110,6 +110,7 @@ def star_coordinator(
         run=run,
         checkpoint_dir=ckpt,
         train=train,
+        pipeline=spec.training.pipeline,
         star=True,
     )
 

@@ -41,6 +41,7 @@ def domains_sweep(
     *,
     seeds: int = 3,
     compare: bool = False,
+    modes: list[str] | None = None,
     progress: bool = True,
     **governance,
 ) -> dict:
@@ -57,6 +58,7 @@ def domains_sweep(
                 sub.model_copy(update={"training": training}),
                 out / f"{k}-domains" / f"seed-{seed}",
                 compare=compare,
+                modes=modes,
                 progress=progress,
                 **governance,
             )

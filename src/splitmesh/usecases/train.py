@@ -168,6 +168,7 @@ def coordinator(
         task=spec.task,
         embedding_contracts=spec.embedding_contracts(),
         train=train or train_config(spec),
+        pipeline=spec.training.pipeline,
     )
 
 
@@ -285,6 +286,8 @@ def run_mode(
             "wire_bytes_setup": setup_bytes,
             "_products": products,
         }
+        if mode == "centralized" and not ranking:
+            run["reference"] = linear_reference(learner, spec.training.seed)
         if store:
             store.finish(run)
         if transport:  # finished and recorded: the parties may drop its checkpoints
@@ -294,6 +297,42 @@ def run_mode(
         if transport:
             learner.close()
             transport.close()
+
+
+def linear_reference(learner: CentralizedLearner, seed: int) -> dict:
+    """What a user would try first: a linear model (logistic regression, or least squares
+    for regression) on the same joined, prepared, resampled training rows; categorical
+    columns one-hot."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    task = learner.task_
+
+    def columns(p: str) -> list[np.ndarray]:
+        return [learner.x_[p][d][0].numpy() for d in learner.domains]
+
+    codes = {p: [learner.x_[p][d][1].numpy() for d in learner.domains] for p in learner.x_}
+    x = {p: np.hstack(columns(p)) for p in learner.x_}
+    if all(len(c) == len(x["train"]) and c.shape[1] for c in codes["train"]):
+        hot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        hot.fit(np.hstack(codes["train"]))
+        x = {p: np.hstack([x[p], hot.transform(np.hstack(codes[p]))]) for p in x}
+    y = learner.y_
+    if task.name == "regression":
+        predict = LinearRegression().fit(x["train"], y["train"]).predict
+    else:
+        model = LogisticRegression(max_iter=2000, random_state=seed).fit(x["train"], y["train"])
+        binary = task.name == "binary"
+        predict = (lambda a: model.predict_proba(a)[:, 1]) if binary else model.predict_proba
+    scores = {p: predict(x[p]) for p in ("val", "test")}
+    metrics = task.evaluate(y, scores, "val", ["val", "test"])
+    return {
+        "mode": "linear (reference)",
+        "transport": "in-process",
+        "domains": list(learner.domains),
+        "metrics": metrics["test"],
+        "validation_metrics": metrics["val"],
+    }
 
 
 def ranking_prep(prep: dict) -> dict:
@@ -323,6 +362,7 @@ def train_mesh(
     out: str | Path,
     *,
     compare: bool = False,
+    modes: list[str] | None = None,
     progress: bool = True,
     resume: bool = False,
     policy: Policy | None = None,
@@ -330,10 +370,11 @@ def train_mesh(
     lineage: str | Path | None = None,
     catalog: str | None = None,
 ) -> dict:
-    """The mesh's mode (and, with ``compare``, the centralized reference on the same rows),
-    under ``policy`` when given. Every decision and run event goes to the audit log, every
-    run to OpenLineage and the catalog (defaults under ``out``: usecases/governance.py);
-    each domain publishes its trained part as a data product in ``out/<domain>/``."""
+    """The mesh's mode, or each of ``modes`` (and, with ``compare``, the centralized
+    reference on the same rows), under ``policy`` when given. Every decision and run event
+    goes to the audit log, every run to OpenLineage and the catalog (defaults under
+    ``out``: usecases/governance.py); each domain publishes its trained part as a data
+    product in ``out/<domain>/``."""
     out = Path(out)
     gov = Governance(
         out,
@@ -343,8 +384,8 @@ def train_mesh(
         catalog_url=catalog,
     )
     try:
-        modes = [spec.mode]
-        if compare and spec.mode != "centralized":
+        modes = list(modes or [spec.mode])
+        if compare and "centralized" not in modes:
             modes.append("centralized")
         if policy is not None:  # the centralized reference joins the tables: its own placement
             gov.check_modes(spec.plan(), modes, f"mesh {spec.name}")
@@ -380,6 +421,7 @@ def train_mesh(
         "policy": policy.facts() if policy else None,
         **gov.locations(),
         "runs": runs,
+        "references": [r.pop("reference") for r in runs if "reference" in r],
     }
 
 

@@ -38,27 +38,6 @@ class CreditCardTable:
     source: str
     columns: tuple[str, ...] = tuple(FEATURES)
 
-    def domain(self, name: str) -> np.ndarray:
-        idx = [self.columns.index(c) for c in DOMAINS[name]]
-        return self.x[:, idx]
-
-    def domain_table(self, name: str):
-        """Domain ``name``'s columns as its contract sees them: rows keyed by position
-        (every domain reads the same file, so a row number names the same transaction)."""
-        from splitmesh.data.sources import DomainTable
-
-        n = len(self.x)
-        return DomainTable(
-            name,
-            self.source,
-            "row",
-            np.arange(n),
-            list(DOMAINS[name]),
-            self.domain(name),
-            [],
-            np.empty((n, 0), dtype=object),
-        )
-
 
 def domain_names(n: int) -> list[str]:
     if not 1 <= n <= len(DOMAINS):
@@ -122,13 +101,15 @@ def _hour_weights() -> np.ndarray:
 
 
 def write_creditcard_csv(
-    path: str | Path, table: CreditCardTable, *, chunk_rows: int = 100_000
+    path: str | Path, table: CreditCardTable, *, chunk_rows: int = 100_000, index: bool = False
 ) -> None:
-    """Write a table in the Kaggle layout, in chunks so memory stays bounded."""
+    """Write a table in the Kaggle layout, in chunks so memory stays bounded; ``index``:
+    with a leading unnamed row-number column, as the real subset has (its key)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(table.y), chunk_rows):
         stop = start + chunk_rows
-        df = pd.DataFrame(table.x[start:stop], columns=FEATURES)
+        rows = range(start, min(stop, len(table.y)))
+        df = pd.DataFrame(table.x[start:stop], columns=FEATURES, index=rows)
         df[LABEL] = table.y[start:stop]
-        df.to_csv(path, mode="w" if start == 0 else "a", header=start == 0, index=False)
+        df.to_csv(path, mode="w" if start == 0 else "a", header=start == 0, index=index)
