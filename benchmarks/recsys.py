@@ -1,10 +1,10 @@
 """Recommender benchmark: centralized against split (both modes), in process.
 
-Per dataset (MovieLens 100K when present; synthetic H&M sampled with the ``large``
-preset): seconds per training epoch (median) and the ratio to centralized, wire bytes per
-training example, and the time of one evaluation pass, sampled (99 negatives) and full
-(every item). Then the peak memory (max RSS) of generating the synthetic data at full
-size (31.8M transactions) and of loading it, each in its own process.
+Per dataset (the recsys preset's MovieLens 100K mesh when present; synthetic H&M sampled
+with the ``large`` preset): seconds per training epoch (median) and the ratio to
+centralized, preparation (key alignment included), wire bytes per training example, test
+HR@10 / NDCG@10. Then the peak memory (max RSS) of generating the synthetic data at full
+size (31.8M transactions) and of reading its sampled sales table, each in its own process.
 
     python benchmarks/recsys.py --out benchmarks/results
     python benchmarks/recsys.py --scale 0.05 --epochs 1 --out /tmp/b   # quick look
@@ -32,51 +32,30 @@ def child_peak(code: str) -> tuple[float, float]:
     return time.perf_counter() - t0, int(done.stdout.split()[-1]) / 1024
 
 
-def bench_dataset(data, args, console) -> list[dict]:
-    from splitmesh.split.trainer import TrainConfig, fit
-    from splitmesh.usecases.recsys import RecsysConfig, make_learner
+def bench_dataset(path: Path, args, console) -> list[dict]:
+    """Every mode of the recsys preset's mesh file ``path``, in process."""
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.usecases.train import run_mode
 
-    cfg = RecsysConfig(
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, patience=None),
-        reference=False,
-    )
+    sets = [f"training.epochs={args.epochs}", f"training.batch_size={args.batch_size}",
+            "training.patience=null"]  # fmt: skip
+    spec = load_mesh(path, sets)
     rows = []
     for mode in MODES:
-        learner, transport = make_learner(mode, data, cfg)
-        learner.prepare()
-        learner.build()
-        if transport:
-            transport.stats.reset()
-        result = fit(learner, cfg.train, progress=False)
-        wire = transport.stats.by_phase["train"] if transport else 0
-        examples = learner.n_train * len(result.losses)
-        timings = {}
-        for kind, negatives in (("sampled", 99), ("full", None)):
-            # in process, so reach the planner directly: the centralized learner plans its
-            # own passes, in split modes the interactions party does
-            planner = transport._handlers["sales"] if transport else learner
-            planner.task.set_protocol(negatives)
-            t0 = time.perf_counter()
-            metrics = learner.evaluate(["test"])["test"]
-            timings[kind] = (time.perf_counter() - t0, metrics["hr@10"], metrics["ndcg@10"])
-        if transport:
-            transport.close()
-        sorted_s = sorted(result.epoch_seconds)
+        run = run_mode(spec, mode, path.parent / "out", progress=False, checkpoints=False)
         rows.append(
             {
-                "dataset": data.name,
+                "dataset": spec.name,
                 "mode": mode,
-                "train_examples_per_epoch": learner.n_train,
-                "seconds_per_epoch": sorted_s[len(sorted_s) // 2],
-                "wire_bytes_per_example": wire / max(1, examples),
-                "eval_sampled_seconds": timings["sampled"][0],
-                "eval_full_seconds": timings["full"][0],
-                "hr@10_sampled": timings["sampled"][1],
-                "ndcg@10_sampled": timings["sampled"][2],
-                "hr@10_full": timings["full"][1],
+                "train_examples_per_epoch": run["rows"]["train"],
+                "seconds_per_epoch": run["seconds_per_epoch"],
+                "prepare_seconds": run["prepare_seconds"],  # key alignment included
+                "wire_bytes_per_example": run["wire_bytes_per_example"],
+                "hr@10": run["metrics"]["hr@10"],
+                "ndcg@10": run["metrics"]["ndcg@10"],
             }
         )
-        console.print(f"{data.name} {mode}: {rows[-1]['seconds_per_epoch']:.2f} s/epoch")
+        console.print(f"{spec.name} {mode}: {rows[-1]['seconds_per_epoch']:.2f} s/epoch")
     base = rows[0]["seconds_per_epoch"]
     for r in rows:
         r["vs_centralized"] = r["seconds_per_epoch"] / base
@@ -98,24 +77,24 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from splitmesh.data.datasets.hm import load_hm, sampling
     from splitmesh.data.datasets.hm_synthetic import FULL
     from splitmesh.io import atomic_write_json, atomic_write_text
-    from splitmesh.usecases.recsys import ML100K
+    from splitmesh.usecases.recsys import EXAMPLES, SHIPPED, recsys_mesh
 
     console = Console()
     work = args.work or Path(tempfile.mkdtemp(prefix="splitmesh-recsys-"))
     sizes = {k: max(1, round(v * args.scale)) for k, v in FULL.items()}
     gen_code = (
-        "from splitmesh.data.datasets.hm_synthetic import SyntheticHM, generate_hm;"
-        f"generate_hm({str(work)!r}, SyntheticHM(**{sizes!r}))"
+        "from splitmesh.usecases.recsys import recsys_mesh;"
+        f"recsys_mesh({str(work / 'hm')!r}, dataset='hm-synthetic', synthetic={sizes!r},"
+        f" preset={args.preset!r})"
     )
     gen_s, gen_mb = child_peak(gen_code)
     console.print(f"generated {sizes['transactions']:,} transactions in {gen_s:.0f} s")
-    how = sampling(args.preset)
+    hm = work / "hm" / "mesh.yaml"
     load_code = (
-        "from splitmesh.data.datasets.hm import load_hm, sampling;"
-        f"d = load_hm({str(work)!r}, sampling({args.preset!r})); print(d.summary())"
+        "from splitmesh.mesh.spec import load_mesh;"
+        f"s = load_mesh({str(hm)!r}); print(len(s.read_fact()))"
     )
     load_s, load_mb = child_peak(load_code)
     memory = {
@@ -128,13 +107,11 @@ def main() -> None:
     }
 
     rows = []
-    if (ML100K / "u.data").is_file():
-        from splitmesh.data.datasets.movielens import load_movielens
-
-        rows += bench_dataset(load_movielens(ML100K), args, console)
+    ml = EXAMPLES / "movielens" / SHIPPED["ml-100k"][1] / "u.data"
+    if ml.is_file():
+        rows += bench_dataset(recsys_mesh(work / "ml"), args, console)
     else:
-        console.print(f"[yellow]{ML100K} not present: MovieLens rows skipped[/yellow]")
-    hm = load_hm(work, how, name=f"hm-synthetic-{args.preset}")
+        console.print(f"[yellow]{ml.parent} not present: MovieLens rows skipped[/yellow]")
     rows += bench_dataset(hm, args, console)
 
     t = Table(title=f"recsys: {args.epochs} epochs, batch {args.batch_size}, in process")
@@ -145,9 +122,9 @@ def main() -> None:
         "s/epoch",
         "vs central",
         "wire B/ex",
-        "eval 99 s",
-        "eval full s",
-        "HR@10 (99)",
+        "prepare s",
+        "HR@10",
+        "NDCG@10",
     ]
     for c in cols:
         t.add_column(c, justify="left" if c in ("dataset", "mode") else "right")
@@ -160,9 +137,9 @@ def main() -> None:
             f"{r['seconds_per_epoch']:.2f}",
             f"{r['vs_centralized']:.2f}x",
             f"{r['wire_bytes_per_example']:.0f}" if r["mode"] != "centralized" else "-",
-            f"{r['eval_sampled_seconds']:.2f}",
-            f"{r['eval_full_seconds']:.2f}",
-            f"{r['hr@10_sampled']:.4f}",
+            f"{r['prepare_seconds']:.2f}",
+            f"{r['hr@10']:.4f}",
+            f"{r['ndcg@10']:.4f}",
         ]
         t.add_row(*cells)
         md.append("| " + " | ".join(cells) + " |")
@@ -170,13 +147,14 @@ def main() -> None:
     mem = (
         f"synthetic H&M, {memory['transactions']:,} transactions: generation "
         f"{memory['generate_seconds']:.0f} s, peak {memory['generate_peak_mb']:.0f} MB; "
-        f"loading with the {args.preset} preset {memory['load_seconds']:.0f} s, "
+        f"reading its {args.preset} sales table {memory['load_seconds']:.0f} s, "
         f"peak {memory['load_peak_mb']:.0f} MB"
     )
     console.print(mem)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
-        args.out / "recsys.json", {"runs": rows, "memory": memory, "args": vars(args)}
+        args.out / "recsys.json",
+        {"runs": rows, "memory": memory, "args": {k: str(v) for k, v in vars(args).items()}},
     )
     atomic_write_text(
         args.out / "recsys.md", "\n".join(["# recsys benchmark", "", *md, "", mem, ""])

@@ -17,9 +17,19 @@ def splitmesh(*args, cwd=None):
     )
 
 
-def test_fraud_writes_its_mesh_results_and_report(tmp_path):
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    """A small creditcard.csv with 5 % fraud: every split holds both classes."""
+    from splitmesh.data.datasets.creditcard import synthetic_creditcard, write_creditcard_csv
+
+    path = tmp_path_factory.mktemp("data") / "creditcard.csv"
+    write_creditcard_csv(path, synthetic_creditcard(2000, 0, fraud_rate=0.05))
+    return str(path)
+
+
+def test_fraud_writes_its_mesh_results_and_report(tmp_path, small_csv):
     out = tmp_path / "run"
-    p = splitmesh("fraud", "--synthetic-rows", "20000", "--epochs", "3", "--smote-ratio",
+    p = splitmesh("fraud", "--data", small_csv, "--epochs", "3", "--smote-ratio",
                   "none", "--set", "training.patience=null", "--out", str(out))  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
@@ -72,11 +82,11 @@ def test_bad_cell_is_named(tmp_path):
     assert "column 'Time', row 2: non-numeric value 'x'" in p.stderr.splitlines()[0]
 
 
-def test_domains_sweep_writes_a_plot(tmp_path):
+def test_domains_sweep_writes_a_plot(tmp_path, small_csv):
     out = tmp_path / "sweep"
     p = splitmesh(
         "fraud", "--domains-sweep", "--seeds", "1", "--mode", "label-sharing",
-        "--synthetic-rows", "20000", "--epochs", "2", "--smote-ratio", "none", "--out", str(out),
+        "--data", small_csv, "--epochs", "2", "--smote-ratio", "none", "--out", str(out),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())

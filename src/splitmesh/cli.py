@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -54,10 +53,6 @@ err = Console(stderr=True, width=_width(sys.stderr))
 
 
 # options every use case takes the same way
-OutOption = Annotated[Path | None, typer.Option(help="write results.json and report.md here")]
-CheckpointDirOption = Annotated[
-    Path | None, typer.Option(help="per-epoch checkpoints (default: OUT/checkpoints)")
-]
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from the last checkpoint of the same settings")
 ]
@@ -87,23 +82,6 @@ def _ratio(value: str) -> float | None:
         raise ConfigError(
             f"A resampling ratio must be a number or 'none'. Got {value!r}."
         ) from None
-
-
-def _widths(value: str, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(w) for w in value.split(",") if w.strip())
-    except ValueError:
-        raise ConfigError(
-            f"The '{name}' parameter must be comma-separated widths like 64,16. Got {value!r}."
-        ) from None
-
-
-def _checkpoints(checkpoint_dir: Path | None, out: Path | None, resume: bool) -> str | None:
-    if checkpoint_dir is None and out is not None:
-        checkpoint_dir = out / "checkpoints"
-    if resume and checkpoint_dir is None:
-        raise ConfigError("--resume needs --out (or --checkpoint-dir) to find the checkpoints")
-    return str(checkpoint_dir) if checkpoint_dir else None
 
 
 def _modes(mode: str) -> list[str]:
@@ -216,42 +194,21 @@ def _fraud_spec(params: dict, network=None):
     return _mesh_spec(path, None, network, [*sets, *(params["sets"] or [])]), _modes(params["mode"])
 
 
-def _governance(out: Path | None, policy: Path | None, **where):
-    """The run's policy, audit log, lineage and catalog (usecases/governance.py); they live
-    under --out unless pointed elsewhere, so a policy needs --out or all three locations."""
-    if out is None and policy is None:
-        return None
-    from splitmesh.mesh.policy import load_policy
-    from splitmesh.usecases.governance import Governance
-
-    if out is None and not all(where.values()):
-        raise ConfigError("--policy needs --out (for the audit log, lineage and catalog)")
-    return Governance(
-        out or Path("."),
-        load_policy(policy) if policy else None,
-        audit_path=where["audit"],
-        lineage_path=where["lineage"],
-        catalog_url=where["catalog"],
-    )
-
-
 @app.command()
 def recsys(
     dataset: Annotated[
         str, typer.Option(help="ml-100k | hm (the Kaggle files in --data) | hm-synthetic")
     ] = "ml-100k",
     data: Annotated[Path | None, typer.Option(help="the dataset's folder")] = None,
-    preset: Annotated[
-        str | None, typer.Option(help="H&M sampling, one or more of small,medium,large")
-    ] = None,
+    preset: Annotated[str | None, typer.Option(help="H&M sampling: small | medium | large")] = None,
     fraction: Annotated[float | None, typer.Option(help="H&M: share of customers")] = None,
-    min_user: Annotated[int | None, typer.Option(help="H&M k-core: per customer")] = None,
-    min_item: Annotated[int | None, typer.Option(help="H&M k-core: per article")] = None,
+    min_user: Annotated[int | None, typer.Option(help="H&M: purchases per customer")] = None,
+    min_item: Annotated[int | None, typer.Option(help="H&M: purchases per article")] = None,
     synthetic_transactions: Annotated[
-        int, typer.Option(help="hm-synthetic: transactions to generate")
-    ] = 400_000,
-    synthetic_customers: int = 20_000,
-    synthetic_articles: int = 5_000,
+        int | None, typer.Option(help="hm-synthetic: transactions to generate")
+    ] = None,
+    synthetic_customers: int | None = None,
+    synthetic_articles: int | None = None,
     mode: Annotated[
         str,
         typer.Option(
@@ -259,35 +216,27 @@ def recsys(
         ),
     ] = "all",
     domains: Annotated[int, typer.Option(help="1: sales, 2: + customers, 3: + products")] = 3,
-    diversity: Annotated[
-        bool, typer.Option(help="run 1, 2, 3 domains and plot the metrics against them")
+    domains_sweep: Annotated[
+        bool, typer.Option(help="sales, + customers, + products over --seeds seeds; a plot")
     ] = False,
-    holdout: Annotated[int, typer.Option(help="latest interactions per user held out")] = 1,
-    negatives: Annotated[int, typer.Option(help="training negatives per positive")] = 4,
-    eval: Annotated[
-        str, typer.Option(help="sampled (against --eval-negatives items) | full (all items)")
-    ] = "sampled",
-    eval_negatives: int = 99,
-    k: Annotated[str, typer.Option(help="cut-offs K, comma-separated")] = "10",
-    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 30,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per domain set (sweep)")] = 3,
+    negatives: Annotated[int | None, typer.Option(help="training negatives per positive")] = None,
+    eval_negatives: Annotated[
+        str | None, typer.Option(help="sampled competitors per user, or 'full' (all items)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs")] = None,
     patience: Annotated[
-        int, typer.Option(help="stop after N epochs without validation NDCG@10 gain; 0: never")
-    ] = 5,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    gmf: Annotated[int, typer.Option(help="GMF factor")] = 16,
-    mlp: Annotated[int, typer.Option(help="MLP id embedding width per side")] = 32,
-    top: Annotated[str, typer.Option(help="the MLP tower's widths")] = "64,32,16",
-    features: Annotated[str, typer.Option(help="a feature domain's bottom widths")] = "32,16",
-    seed: int = 0,
-    wire_dtype: Annotated[str, typer.Option(help="float32 | float16 | int8")] = "float32",
+        int | None, typer.Option(help="stop after N epochs without validation NDCG gain")
+    ] = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: Annotated[int, typer.Option(help="training seed (and synthetic data's)")] = 0,
+    wire_dtype: Annotated[str | None, typer.Option(help="float32 | float16 | int8")] = None,
     pipeline: bool = False,
-    reference: Annotated[
-        bool, typer.Option(help="also train the centralized id-only NeuMF reference")
-    ] = True,
-    out: OutOption = None,
-    checkpoint_dir: CheckpointDirOption = None,
+    sets: SetOption = None,
+    out: Annotated[Path, typer.Option(help="the mesh file run, results, models")] = Path(
+        "runs/recsys"
+    ),
     resume: ResumeOption = False,
     policy: PolicyOption = None,
     audit: AuditOption = None,
@@ -296,73 +245,60 @@ def recsys(
     progress: bool = True,
 ) -> None:
     """A recommender (NeuMF) across sales, customers and products, against a centralized
-    baseline, random, ItemPop and the id-only NeuMF. With --out, the customers and products
-    bottoms are published as data products under OUT/products, and every run goes to the
-    audit log, lineage and catalog."""
-    from splitmesh.nn.neumf import RecsysSpec
-    from splitmesh.report import plot_ranking_domains, print_ranking_report, write_results
-    from splitmesh.split.common import MODES, OptimConfig
-    from splitmesh.split.ranking import RankingConfig
-    from splitmesh.split.trainer import TrainConfig
-    from splitmesh.usecases.recsys import RecsysConfig, run_diversity, run_presets, run_recsys
-
-    if eval not in ("sampled", "full"):
-        raise ConfigError(f"The 'eval' parameter must be 'sampled' or 'full'. Got {eval!r}.")
-    ks = _widths(k, "k")
-    cfg = RecsysConfig(
-        dataset=dataset,
-        data=str(data) if data else None,
-        fraction=fraction,
-        min_user=min_user,
-        min_item=min_item,
-        synthetic={
-            "customers": synthetic_customers,
-            "articles": synthetic_articles,
-            "transactions": synthetic_transactions,
-            "seed": seed,
-        },
-        domains=domains,
-        modes={"all": MODES, "split": MODES[1:]}.get(mode, tuple(mode.split(","))),
-        ranking=RankingConfig(holdout, negatives, None if eval == "full" else eval_negatives, ks),
-        train=TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            patience=patience or None,
-            select_metric="ndcg@10",
-        ),
-        optim=OptimConfig(lr=lr, weight_decay=weight_decay),
-        spec=RecsysSpec(
-            gmf=gmf, mlp=mlp, top=_widths(top, "top"), features=_widths(features, "features")
-        ),
-        wire_dtype=wire_dtype,
-        pipeline=pipeline,
-        reference=reference,
-        checkpoint_dir=_checkpoints(checkpoint_dir, out, resume),
-        models=str(out / "products") if out else None,
+    baseline of the same network, random and ItemPop: a star mesh shipped in examples/
+    (movielens, hm) or written for synthetic H&M, with these options as overrides
+    (OUT/mesh.yaml is what ran). The customers and products bottoms are published as data
+    products under OUT/<domain>/."""
+    spec, modes = _recsys_spec(locals())
+    _train(
+        spec,
+        out=out,
+        compare=False,
+        modes=modes,
+        resume=resume,
+        progress=progress,
+        policy=policy,
+        sweep=seeds if domains_sweep else None,
+        audit=audit,
+        lineage=lineage,
+        catalog=catalog,
     )
-    show = progress and sys.stderr.isatty()
-    presets = [p.strip() for p in preset.split(",") if p.strip()] if preset else []
-    gov = _governance(out, policy, audit=audit, lineage=lineage, catalog=catalog)
-    kw = {"progress": show, "resume": resume, "governance": gov}
-    try:
-        if len(presets) > 1:
-            results = run_presets(cfg, presets, diversity=diversity, **kw)
-        else:
-            cfg = dataclasses.replace(cfg, preset=presets[0] if presets else None)
-            results = (run_diversity if diversity else run_recsys)(cfg, **kw)
-    finally:
-        if gov is not None:
-            gov.close()
-    if gov is not None:
-        results.update(gov.locations())
-    print_ranking_report(results, console)
-    if out:
-        plot = plot_ranking_domains(results, out) if diversity else None
-        for p in write_results(results, out, plot=plot.name if plot else None):
-            console.print(f"wrote {p}")
-        if plot:
-            console.print(f"wrote {plot}")
+
+
+def _recsys_spec(params: dict, network=None):
+    """The recsys command's mesh (written under --out) and modes, from its parameters."""
+    from splitmesh.usecases.recsys import recsys_mesh
+
+    full = params["eval_negatives"] in ("full", "none")
+    sets = _option_sets(
+        **{
+            "ranking.negatives": params["negatives"],
+            "ranking.eval_negatives": "null" if full else params["eval_negatives"],
+            "training.epochs": params["epochs"],
+            "training.patience": params["patience"],
+            "training.batch_size": params["batch_size"],
+            "training.lr": params["lr"],
+            "training.seed": params["seed"],
+            "training.pipeline": params["pipeline"] or None,
+            "wire_dtype": params["wire_dtype"],
+        }
+    )
+    synthetic = {
+        k: params[f"synthetic_{k}"]
+        for k in ("transactions", "customers", "articles")
+        if params[f"synthetic_{k}"] is not None
+    }
+    path = recsys_mesh(
+        params["out"],
+        dataset=params["dataset"],
+        data=params["data"],
+        synthetic=synthetic,
+        preset=params["preset"],
+        sampling={k: params[k] for k in ("fraction", "min_user", "min_item")},
+        domains=params["domains"],
+        seed=params["seed"],
+    )
+    return _mesh_spec(path, None, network, [*sets, *(params["sets"] or [])]), _modes(params["mode"])
 
 
 @app.command()
@@ -737,7 +673,7 @@ def certs_init(
 def mesh_up(
     ctx: typer.Context,
     usecase: Annotated[
-        str, typer.Argument(help="the job to run on the mesh: fraud | train | predict")
+        str, typer.Argument(help="the job to run on the mesh: fraud | recsys | train | predict")
     ],
     workdir: Annotated[
         Path, typer.Option(help="certificates, node files, node logs and node state")
@@ -747,9 +683,10 @@ def mesh_up(
     ] = False,
 ) -> None:
     """Start one node process per domain on 127.0.0.1 (fresh certificates), run the job
-    over gRPC, stop the nodes. Options after the job name are the job's own."""
-    if usecase not in ("fraud", "train", "predict"):
-        raise ConfigError(f"mesh up runs 'fraud', 'train' or 'predict'. Got {usecase!r}.")
+    (fraud, recsys, train MESH, predict MESH) over gRPC, stop the nodes. Options after the
+    job name are the job's own."""
+    if usecase not in ("fraud", "recsys", "train", "predict"):
+        raise ConfigError(f"mesh up runs 'fraud', 'recsys', 'train' or 'predict'. Got {usecase!r}.")
     _mesh_up_job(usecase, list(ctx.args), Path(workdir), insecure)
 
 
@@ -773,8 +710,8 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
     params = _params(job, args)
     seeds, sweeping = params.pop("seeds", 3), params.pop("domains_sweep", False)
     sweep = seeds if sweeping else None
-    if job == "fraud":
-        spec, modes = _fraud_spec(params)
+    if job in _PRESETS:
+        spec, modes = _PRESETS[job](params)
         ref = (Path(params["out"]) / "mesh.yaml").resolve()
     else:
         spec, modes = _mesh_spec(params["mesh"], params["mode"], sets=params["sets"]), None
@@ -791,7 +728,7 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
         network = load_mesh_network(local.mesh_file)
         spec = spec.model_copy(update={"transport": network})
         if job != "predict":
-            kw = _without(params, "mesh", "mode", "sets", *_FRAUD_ONLY)
+            kw = {k: params[k] for k in _RUN_OPTIONS if k in params}
             _train(spec, sweep=sweep, modes=modes, **{"compare": False, **kw})
         else:
             from splitmesh.usecases.train import predict_mesh
@@ -805,13 +742,9 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
             console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
 
 
-# the fraud command's options that become its mesh file's overrides
-_FRAUD_ONLY = ("data", "synthetic_rows", "domains", "epochs", "patience", "batch_size", "lr",
-               "seed", "smote_ratio", "under_ratio", "wire_dtype", "pipeline")  # fmt: skip
-
-
-def _without(d: dict, *keys: str) -> dict:
-    return {k: v for k, v in d.items() if k not in keys}
+# the presets' own options become mesh-file overrides; these reach the run itself
+_PRESETS = {"fraud": lambda p: _fraud_spec(p), "recsys": lambda p: _recsys_spec(p)}
+_RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
 
 
 def main() -> None:

@@ -1,63 +1,45 @@
-import numpy as np
+"""H&M data: the synthetic generator of the Kaggle schema, and the recsys preset's mesh
+over the real sample or generated tables (sampling done in the sales domain's SQL)."""
+
+import duckdb
 import pandas as pd
 import pytest
 
-from splitmesh.data.datasets.hm import HMSampling, load_hm, sampling
 from splitmesh.data.datasets.hm_synthetic import SyntheticHM, generate_hm
-from splitmesh.errors import ConfigError, DataError
+from splitmesh.errors import ConfigError
+from splitmesh.mesh.spec import load_mesh
+from splitmesh.usecases.recsys import hm_sales_sql, recsys_mesh
 
 
-def test_reads_the_real_csv_sample_with_its_extra_index_column(hm_sample_path):
-    d = load_hm(hm_sample_path)
-    assert len(d) > 0 and d.users is not None and d.items is not None
-    assert len(d.users) == d.n_users and len(d.items) == d.n_items
-    # hashed customer ids joined to customers.csv; ages are real numbers or missing
-    assert np.nanmax(d.users.numeric[:, 0]) < 120
+def test_the_real_sample_reads_as_a_star(hm_sample_path, tmp_path):
+    spec = load_mesh(recsys_mesh(tmp_path, dataset="hm", data=hm_sample_path))
+    assert spec.domain_names == ["sales", "customers", "products"]
+    fact = spec.read_fact()
+    counts = pd.Series(fact.users).value_counts()
+    assert len(fact) > 0 and counts.min() >= 3  # leave-latest-out needs three
+    assert "age" in spec.read_domain("customers").numeric_names
 
 
-def test_reads_the_real_parquet_sample(hm_sample_path, tmp_path):
-    for stem in ("transactions", "customers", "articles"):
-        target = tmp_path / ("transactions_train" if stem == "transactions" else stem)
-        target.with_suffix(".parquet").symlink_to(hm_sample_path / f"{stem}_sample.parquet")
-    d = load_hm(tmp_path)
-    assert len(d) > 4_000  # the parquet sample is fully joinable
-    pairs = set(zip(d.user.tolist(), d.item.tolist(), strict=True))
-    assert len(pairs) == len(d)  # duplicate (customer, article) pairs dropped
-
-
-def test_a_missing_column_names_the_file_and_column(tmp_path):
-    generate_hm(tmp_path, SyntheticHM(customers=50, articles=20, transactions=300))
-    pd.read_parquet(tmp_path / "articles.parquet").drop(columns=["section_no"]).to_csv(
-        tmp_path / "articles.csv", index=False
-    )
-    (tmp_path / "articles.parquet").unlink()
-    with pytest.raises(DataError, match=r"articles\.csv.*section_no"):
-        load_hm(tmp_path)
-
-
-def test_duplicate_article_keys_are_refused(tmp_path):
-    generate_hm(tmp_path, SyntheticHM(customers=50, articles=20, transactions=300))
-    a = pd.read_parquet(tmp_path / "articles.parquet")
-    pd.concat([a, a.iloc[:1]]).to_parquet(tmp_path / "articles.parquet")
-    with pytest.raises(DataError, match="appears more than once"):
-        load_hm(tmp_path)
-
-
-def test_synthetic_data_samples_customers_and_keeps_a_kcore(tmp_path):
+def test_synthetic_sales_keep_a_share_of_customers_and_the_minimums(tmp_path):
     generate_hm(
         tmp_path, SyntheticHM(customers=3_000, articles=500, transactions=60_000, chunk=7_000)
     )
     tx = pd.read_parquet(tmp_path / "transactions_train.parquet")
     assert len(tx) == 60_000 and tx["customer_id"].str.len().eq(64).all()
-    d = load_hm(tmp_path, HMSampling(fraction=0.5, min_user=10, min_item=5, seed=1))
-    assert np.bincount(d.user).min() >= 10 and np.bincount(d.item).min() >= 5
-    assert d.n_users < 0.5 * 3_000 + 1
-    again = load_hm(tmp_path, HMSampling(fraction=0.5, min_user=10, min_item=5, seed=1))
-    assert np.array_equal(d.user, again.user) and np.array_equal(d.item, again.item)
+    path = str(tmp_path / "transactions_train.parquet")
+    sql = hm_sales_sql(f"'{path}'", fraction=0.5, min_user=10, min_item=5)
+    kept = duckdb.sql(sql).df()
+    assert kept.groupby("customer_id").size().min() >= 10
+    assert 0 < kept["customer_id"].nunique() < 0.6 * tx["customer_id"].nunique()  # half drawn
+    assert kept.equals(duckdb.sql(sql).df())  # stable: md5 of the id, file order
 
 
-def test_presets_and_overrides():
-    assert sampling("small").min_user == sampling("small", fraction=None).min_user
-    assert sampling("large", fraction=0.5).fraction == 0.5
+def test_presets_and_bad_options_are_named(tmp_path):
     with pytest.raises(ConfigError, match="preset"):
-        sampling("huge")
+        recsys_mesh(tmp_path, dataset="hm-synthetic", preset="huge")
+    with pytest.raises(ConfigError, match="'fraction'"):
+        hm_sales_sql("t", fraction=1.5)
+    with pytest.raises(ConfigError, match="'dataset'"):
+        recsys_mesh(tmp_path, dataset="netflix")
+    with pytest.raises(ConfigError, match="data not found at"):
+        recsys_mesh(tmp_path, dataset="ml-100k", data=tmp_path / "nowhere")

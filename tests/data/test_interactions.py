@@ -6,7 +6,6 @@ from splitmesh.data.interactions import (
     RecsysData,
     SeenPairs,
     epoch_examples,
-    kcore,
     leave_latest_out,
     prepare_features,
     ranking_candidates,
@@ -38,16 +37,6 @@ def test_leave_latest_out_refuses_users_with_too_few_interactions():
     d = toy(per_user=3)
     with pytest.raises(DataError, match="fewer than 4 interactions"):
         leave_latest_out(d, holdout=2)
-
-
-def test_kcore_is_iterated_until_every_row_meets_both_minimums():
-    user = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-    item = np.array([0, 1, 2, 0, 3, 0, 1, 2])
-    keep = kcore(user, item, 2, 2)
-    # item 3 has one interaction -> dropped -> user 1 has one left -> dropped
-    assert np.all(np.bincount(user[keep])[np.unique(user[keep])] >= 2)
-    assert np.all(np.bincount(item[keep])[np.unique(item[keep])] >= 2)
-    assert 1 not in user[keep] and 3 not in item[keep]
 
 
 def test_negatives_are_unseen_and_fresh_every_epoch():

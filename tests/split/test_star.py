@@ -75,7 +75,7 @@ def test_a_star_mesh_aligns_each_dimension_and_trains_every_mode(tmp_path):
         assert run["metrics"]["users"] == 40
         assert 0 <= run["metrics"]["hr@10"] <= 1
     # the dimensions publish their feature bottoms as data products; the ids are none
-    assert (tmp_path / "out" / "customers" / "bottom.onnx").is_file()
+    assert (tmp_path / "out" / "customers" / split["mode"] / "bottom.onnx").is_file()
     assert not (tmp_path / "out" / "sales").exists()
 
 

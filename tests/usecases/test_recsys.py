@@ -1,3 +1,5 @@
+"""The recsys preset end to end through the command line (synthetic H&M, MovieLens)."""
+
 import json
 
 import pytest
@@ -12,48 +14,36 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_diversity_on_synthetic_hm_writes_results_report_and_plot(tmp_path):
+def test_a_domains_sweep_on_synthetic_hm_writes_results_report_and_plot(tmp_path):
     out = tmp_path / "out"
-    p = splitmesh("recsys", *TINY, "--data", str(tmp_path / "hm"), "--diversity", "--out", str(out))
+    p = splitmesh("recsys", *TINY, "--domains-sweep", "--seeds", "2", "--out", str(out))
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["task"] == "recsys" and res["experiment"] == "domains-sweep"
-    assert {(len(r["domains"]), r["mode"]) for r in res["runs"]} == {
-        (n, m) for n in (1, 2, 3) for m in ("centralized", "label-sharing", "label-preserving")
+    assert res["task"] == "ranking" and res["experiment"] == "domains-sweep"
+    assert {(len(r["domains"]), r["mode"], r["seed"]) for r in res["runs"]} == {
+        (n, m, s)
+        for n in (1, 2, 3)
+        for m in ("centralized", "label-sharing", "label-preserving")
+        for s in (0, 1)
     }
     for run in res["runs"]:
-        assert {
-            "mode",
-            "dataset",
-            "domains",
-            "metrics",
-            "train_seconds",
-            "wire_bytes",
-        } <= run.keys()
+        assert {"mode", "domains", "metrics", "train_seconds", "wire_bytes"} <= run.keys()
         assert {"hr@10", "ndcg@10", "recall@10"} <= run["metrics"].keys()
         assert (run["wire_bytes"] > 0) == (run["mode"] != "centralized")
-    assert [r["mode"] for r in res["references"]] == ["random", "ItemPop", "NeuMF ids-only"]
-    # one seed, same examples: every split run equals its centralized twin
-    by = {(len(r["domains"]), r["mode"]): r["metrics"]["ndcg@10"] for r in res["runs"]}
-    for n in (1, 2, 3):
-        assert by[(n, "label-sharing")] == pytest.approx(by[(n, "centralized")], rel=1e-5)
-        assert by[(n, "label-preserving")] == pytest.approx(by[(n, "centralized")], rel=1e-5)
+    # same seed, same examples: every split run equals its centralized twin
+    by = {(len(r["domains"]), r["mode"], r["seed"]): r["metrics"]["ndcg@10"] for r in res["runs"]}
+    for (n, mode, seed), v in by.items():
+        assert v == pytest.approx(by[(n, "centralized", seed)], rel=1e-5), (n, mode, seed)
     report = (out / "report.md").read_text()
-    assert "What each domain adds" in report and "domains.png" in report
+    assert "domains.png" in report and "+ customers" in report
     assert (out / "domains.png").stat().st_size > 1000
-    assert "HR@10" in p.stdout and "NDCG@10" in p.stdout
     # every run recorded; the customers and products bottoms published as data products
     from splitmesh.mesh.audit import verify
-    from splitmesh.mesh.catalog import Catalog
 
-    runs = Catalog(out / "catalog.db").list_runs()
-    assert len(runs) == 9 and {r["status"] for r in runs} == {"complete"}
-    assert verify(out / "audit.jsonl")["records"] == 18
-    assert len((out / "lineage.jsonl").read_text().splitlines()) == 18
-    for n, domains in ((2, ["customers"]), (3, ["customers", "products"])):
-        for mode in ("label-sharing", "label-preserving"):
-            for d in domains:
-                assert (out / "products" / f"{n}-domains" / mode / d / "bottom.onnx").is_file()
+    assert verify(out / "3-domains" / "seed-0" / "audit.jsonl")["records"] == 6  # 3 runs
+    for mode in ("label-sharing", "label-preserving"):
+        for d in ("customers", "products"):
+            assert (out / "3-domains" / "seed-0" / d / mode / "bottom.onnx").is_file()
 
 
 def test_a_policy_forbidding_a_customer_column_refuses_the_recommender(tmp_path):
@@ -63,8 +53,8 @@ def test_a_policy_forbidding_a_customer_column_refuses_the_recommender(tmp_path)
         "[age]}, {name: products}]\nlabel_placement: [label-sharing]\n"
     )
     out = tmp_path / "out"
-    p = splitmesh("recsys", *TINY, "--data", str(tmp_path / "hm"), "--mode", "label-sharing",
-                  "--out", str(out), "--policy", str(policy))  # fmt: skip
+    p = splitmesh("recsys", *TINY, "--mode", "label-sharing", "--out", str(out),
+                  "--policy", str(policy))  # fmt: skip
     assert p.returncode == 10, p.stderr
     assert "policy rule 'columns' refuses: domain 'customers' uses forbidden column(s) ['age']" in (
         p.stderr
@@ -77,29 +67,30 @@ def test_a_policy_forbidding_a_customer_column_refuses_the_recommender(tmp_path)
 def test_movielens_split_beats_item_popularity(ml100k_path, tmp_path):
     out = tmp_path / "out"
     p = splitmesh(
-        "recsys", "--data", str(ml100k_path), "--mode", "label-sharing", "--epochs", "2",
-        "--patience", "2", "--no-reference", "--no-progress", "--out", str(out),
+        "recsys", "--data", str(ml100k_path), "--mode", "centralized,label-sharing",
+        "--epochs", "2", "--no-progress", "--out", str(out),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
-    run, refs = res["runs"][0], {r["mode"]: r["metrics"] for r in res["references"]}
+    run, refs = res["runs"][1], {r["mode"]: r["metrics"] for r in res["references"]}
     assert run["metrics"]["users"] == 943
     assert refs["random"]["hr@10"] < 0.15  # 1 in 100 candidates: about 0.10
     assert run["metrics"]["hr@10"] > refs["ItemPop"]["hr@10"] + 0.05
     assert run["metrics"]["ndcg@10"] > refs["ItemPop"]["ndcg@10"] + 0.03
+    assert "ItemPop" in p.stdout and "NDCG@10" in p.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "code", "pattern"),
     [
-        (["--dataset", "hm"], 2, "--dataset hm needs --data"),
-        (["--dataset", "ml-100k", "--data", "nowhere"], 2, "MovieLens 100K not found at nowhere"),
+        (["--dataset", "netflix"], 2, "'dataset' parameter must be one of"),
+        (["--dataset", "ml-100k", "--data", "nowhere"], 2, "ml-100k data not found at"),
         (["--domains", "4"], 2, "'domains' parameter must be 1 to 3"),
-        (["--eval", "half"], 2, "'eval' parameter must be 'sampled' or 'full'"),
+        (["--eval-negatives", "half"], 2, "'ranking.eval_negatives'"),
     ],
 )
-def test_bad_options_are_named(args, code, pattern):
-    p = splitmesh("recsys", *args, "--no-progress")
+def test_bad_options_are_named(tmp_path, args, code, pattern):
+    p = splitmesh("recsys", *args, "--no-progress", "--out", str(tmp_path / "o"))
     assert p.returncode == code, p.stderr
     assert pattern in p.stderr
     assert "Traceback" not in p.stderr

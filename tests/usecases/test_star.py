@@ -1,11 +1,10 @@
 """The recommender as a mesh file (a star schema, task: ranking): the same figures as the
-recommender command in process, and exactly those over gRPC with one node per domain."""
+recsys preset in process, and exactly those over gRPC with one node per domain."""
 
 import json
 
 from splitmesh.mesh.spec import load_mesh
-from splitmesh.split.trainer import TrainConfig
-from splitmesh.usecases.recsys import RecsysConfig, run_recsys
+from splitmesh.usecases.recsys import recsys_mesh
 from splitmesh.usecases.train import train_mesh
 from tests.conftest import ROOT
 from tests.test_cli import splitmesh
@@ -23,12 +22,9 @@ def test_movielens_mesh_matches_the_recommender_in_process_and_over_grpc(tmp_pat
     mesh = movielens_mesh(tmp_path, ml100k_path)
     local = train_mesh(load_mesh(mesh, ["training.epochs=1"]), tmp_path / "local", progress=False)
     local = local["runs"][0]
-    train = TrainConfig(epochs=1, batch_size=256, patience=5, select_metric="ndcg@10")
-    cfg = RecsysConfig(
-        data=str(ml100k_path), modes=("label-preserving",), reference=False, train=train
-    )
-    before = run_recsys(cfg, progress=False)["runs"][0]
-    assert local["metrics"] == before["metrics"]  # same seed, same examples: same figures
+    preset = load_mesh(recsys_mesh(tmp_path / "preset", data=ml100k_path), ["training.epochs=1"])
+    before = train_mesh(preset, tmp_path / "preset", progress=False)["runs"][0]
+    assert local["metrics"] == before["metrics"]  # the recsys preset is this mesh file
     assert local["metrics"]["hr@10"] > 0.3  # far above random (about 0.1)
 
     out = tmp_path / "grpc"

@@ -118,19 +118,6 @@ class RecsysData:
         }
 
 
-def kcore(user: np.ndarray, item: np.ndarray, k_user: int, k_item: int) -> np.ndarray:
-    """Mask of interactions left once every user has >= k_user and every item >= k_item,
-    iterated until stable (dropping an item can push a user under its minimum)."""
-    keep = np.ones(len(user), bool)
-    while True:
-        u_count = np.bincount(user[keep], minlength=user.max() + 1 if len(user) else 0)
-        i_count = np.bincount(item[keep], minlength=item.max() + 1 if len(item) else 0)
-        new = keep & (u_count[user] >= k_user) & (i_count[item] >= k_item)
-        if new.sum() == keep.sum():
-            return new
-        keep = new
-
-
 # --- leave-latest-out -------------------------------------------------------------------
 
 

@@ -16,15 +16,8 @@ from splitmesh.split.centralized import OneProcessLearner
 from splitmesh.split.common import OptimConfig, binary_loss
 from splitmesh.split.ranking import RankingConfig, RankingTask, chunk_rows, pair_chunks, pairs_input
 
-# The three domains of the recommender star, in the order --domains adds them.
-RECSYS_DOMAINS = ("sales", "customers", "products")
-SIDE = {"customers": "users", "products": "items"}  # which entity a dimension domain describes
-
-
-def recsys_domains(n: int) -> list[str]:
-    if not 1 <= n <= len(RECSYS_DOMAINS):
-        raise ConfigError(f"The 'domains' parameter must be 1 to 3. Got {n} instead.")
-    return list(RECSYS_DOMAINS[:n])
+# the recommender's usual dimensions (a star mesh names its own: MeshSpec.dimensions)
+SIDE = {"customers": "users", "products": "items"}
 
 
 class CentralizedRanker(OneProcessLearner):

@@ -1,336 +1,131 @@
-"""The recommender: neural collaborative filtering across sales (interactions),
-customers and products, against a centralized baseline of the same network.
+"""``splitmesh recsys``: a recommender star mesh (sales, customers, products) shipped in
+examples/ (MovieLens 100K, H&M) or written for synthetic H&M, with the command's options
+as overrides, trained by the one engine (usecases/train.py).
 
-``run_recsys`` loads a dataset, gives each domain only its own table, and trains every
-requested mode on the same examples, negatives and ranking candidates.
+The mesh file actually run is written to ``OUT/mesh.yaml``: each domain's source reads the
+chosen folder; the H&M sales table is sampled in its SQL (a share of the customers, then
+articles and customers with too few purchases left out, one pass each).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import time
 from pathlib import Path
 
-import numpy as np
-
-from splitmesh.data.interactions import RecsysData
 from splitmesh.errors import ConfigError
-from splitmesh.nn.neumf import RecsysSpec
-from splitmesh.split.centralized_ranker import SIDE, CentralizedRanker, recsys_domains
-from splitmesh.split.common import MODES, OptimConfig, check_mode, check_wire_dtype
-from splitmesh.split.entity import EntityDomain
-from splitmesh.split.interactions import InteractionsParty
-from splitmesh.split.ranking import RankingConfig, RankingTask
-from splitmesh.split.ranking_coordinator import RankingCoordinator
-from splitmesh.split.trainer import TrainConfig, fit
-from splitmesh.transport.local import LocalTransport
+from splitmesh.io import atomic_write_text
+from splitmesh.yaml_files import read_yaml_mapping
 
-ML100K = Path("../shared/data/ml-100k")
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+# each shipped example and the data folder its SQL names (relative to the mesh file)
+SHIPPED = {
+    "ml-100k": ("movielens", "../../../shared/data/ml-100k"),
+    "hm": ("hm", "../../../shared/data/hm-sample"),
+}
 DATASETS = ("ml-100k", "hm", "hm-synthetic")
+# H&M sizes as the source paper samples them: a share of the customers, then a k-core
+PRESETS = {
+    "small": {"fraction": 0.02, "min_user": 40, "min_item": 10},
+    "medium": {"fraction": 0.07, "min_user": 40, "min_item": 10},
+    "large": {"fraction": 0.18, "min_user": 40, "min_item": 10},
+}
 
 
-@dataclasses.dataclass(frozen=True)
-class RecsysConfig:
-    dataset: str = "ml-100k"  # ml-100k | hm (a folder of the Kaggle files) | hm-synthetic
-    data: str | None = None  # the dataset's folder (ml-100k default: ../shared/data/ml-100k)
-    preset: str | None = None  # H&M sampling: small | medium | large
-    fraction: float | None = None  # H&M: share of customers (overrides the preset's)
-    min_user: int | None = None  # H&M k-core minimums (override the preset's)
-    min_item: int | None = None
-    synthetic: dict | None = None  # SyntheticHM sizes for hm-synthetic
-    domains: int = 3
-    modes: tuple[str, ...] = MODES
-    ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            epochs=30, batch_size=256, patience=5, select_metric="ndcg@10"
-        )
+def hm_sales_sql(table: str, fraction: float = 1.0, min_user: int = 3, min_item: int = 1) -> str:
+    """The H&M fact table in file order: customers drawn by a stable hash of their id (md5,
+    the same on every DuckDB), articles bought at least ``min_item`` times, then customers
+    with at least ``min_user`` purchases (leave-latest-out needs three)."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"The 'fraction' parameter must be in (0, 1]. Got {fraction}.")
+    cut = f"{min(int(fraction * 16**8), 16**8 - 1):08x}" if fraction < 1 else "g"
+    return (
+        "SELECT customer_id, article_id, t_dat FROM ("
+        " SELECT * FROM ("
+        "  SELECT customer_id, CAST(article_id AS BIGINT) AS article_id,"
+        "   CAST(t_dat AS DATE) AS t_dat, row_number() OVER () AS line"
+        f"  FROM {table} WHERE substr(md5(customer_id), 1, 8) < '{cut}')"
+        f" QUALIFY count(*) OVER (PARTITION BY article_id) >= {int(min_item)})"
+        f" QUALIFY count(*) OVER (PARTITION BY customer_id) >= {max(3, int(min_user))}"
+        " ORDER BY line"
     )
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    spec: RecsysSpec = dataclasses.field(
-        default_factory=lambda: RecsysSpec(gmf=16, mlp=32, top=(64, 32, 16), features=(32, 16))
-    )
-    wire_dtype: str = "float32"
-    pipeline: bool = False
-    reference: bool = True  # also train the centralized id-only NeuMF (random, ItemPop: always)
-    checkpoint_dir: str | None = None
-    # publish the customers / products feature bottoms as data products under
-    # models/<domains>-domains/<mode>/<domain> (the sales ids are not a product)
-    models: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(
-                f"The 'dataset' parameter must be one of {DATASETS}. Got {self.dataset!r}."
-            )
-        for m in self.modes:
-            check_mode(m)
-        check_wire_dtype(self.wire_dtype)
-        recsys_domains(self.domains)
-        if self.dataset == "hm" and self.data is None:
-            raise ConfigError("--dataset hm needs --data FOLDER holding the Kaggle files")
 
 
-def load_dataset(cfg: RecsysConfig) -> RecsysData:
-    from splitmesh.data.datasets.hm import load_hm, sampling
-
-    how = sampling(cfg.preset, fraction=cfg.fraction, min_user=cfg.min_user, min_item=cfg.min_item)
-    if cfg.dataset == "ml-100k":
-        from splitmesh.data.datasets.movielens import load_movielens
-
-        folder = Path(cfg.data) if cfg.data else ML100K
-        if not folder.exists():
-            raise ConfigError(
-                f"MovieLens 100K not found at {folder}",
-                hint="give --data FOLDER with u.data, u.user, u.item (grouplens.org), "
-                "or --dataset hm-synthetic",
-            )
-        return load_movielens(folder)
-    if cfg.dataset == "hm":
-        return load_hm(cfg.data, how, name=f"hm-{cfg.preset}" if cfg.preset else "hm")
+def _synthetic(out: Path, sizes: dict, seed: int) -> Path:
+    """Kaggle-schema parquet tables from the generator, written once per size and seed."""
     from splitmesh.data.datasets.hm_synthetic import SyntheticHM, generate_hm
 
-    syn = SyntheticHM(**(cfg.synthetic or {}))
-    folder = (
-        Path(cfg.data)
-        if cfg.data
-        else Path("runs") / "synthetic-hm" / _digest(dataclasses.asdict(syn))
-    )
-    if not (folder / "transactions_train.parquet").exists():
-        generate_hm(folder, syn)
-    return load_hm(folder, how, name=f"hm-synthetic-{cfg.preset}" if cfg.preset else "hm-synthetic")
+    cfg = SyntheticHM(**sizes, seed=seed)
+    folder = out / "data" / f"synthetic-hm-{cfg.transactions}-{cfg.customers}-{cfg.articles}-{seed}"
+    if not (folder / "transactions_train.parquet").is_file():
+        generate_hm(folder, cfg)
+    return folder.resolve()
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _read_as(sql: str, folder: Path, parquet: bool) -> str:
+    """An H&M example SQL reading ``folder``'s tables (parquet when generated)."""
+    for stem in ("transactions_train", "customers", "articles"):
+        csv = f"read_csv('{SHIPPED['hm'][1]}/{stem}.csv', header=true)"
+        sql = sql.replace(csv, f"'{folder / stem}.parquet'" if parquet else csv)
+    return sql.replace(SHIPPED["hm"][1], str(folder))
 
 
-def run_id(cfg: RecsysConfig, mode: str, data: RecsysData) -> str:
-    d = _config_dict(cfg)
-    for k in ("modes", "reference", "checkpoint_dir"):
-        d.pop(k)
-    return f"recsys-{mode}-{_digest([mode, d, data.summary()])}"
-
-
-def make_learner(mode: str, data: RecsysData, cfg: RecsysConfig):
-    """The learner for one mode; in split modes each party holds only its own table."""
-    names = recsys_domains(cfg.domains)
-    run = run_id(cfg, mode, data)
-    ckpt = Path(cfg.checkpoint_dir) / run if cfg.checkpoint_dir else None
-    common = dict(spec=cfg.spec, optim=cfg.optim, seed=cfg.train.seed, ranking=cfg.ranking)
-    if mode == "centralized":
-        return CentralizedRanker(data, names, run=run, checkpoint_dir=ckpt, **common), None
-    state = Path(cfg.checkpoint_dir) / "parties" if cfg.checkpoint_dir else None
-    parties = {
-        names[0]: InteractionsParty(names[0], data, mode, state_dir=state and state / names[0])
-    }
-    for d in names[1:]:
-        table = getattr(data, SIDE[d])
-        if table is None:
-            raise ConfigError(f"dataset {data.name!r} has no {SIDE[d]} table for domain {d!r}")
-        models = Path(cfg.models) / f"{cfg.domains}-domains" / mode / d if cfg.models else None
-        parties[d] = EntityDomain(
-            d, table, SIDE[d], state_dir=state and state / d, model_dir=models, source=data.name
-        )
-    transport = LocalTransport(parties)
-    learner = RankingCoordinator(
-        transport,
-        names,
-        mode=mode,
-        wire_dtype=cfg.wire_dtype,
-        run=run,
-        checkpoint_dir=ckpt,
-        pipeline=cfg.pipeline,
-        train=cfg.train,
-        **common,
-    )
-    return learner, transport
-
-
-def run_mode(
-    mode: str,
-    data: RecsysData,
-    cfg: RecsysConfig,
+def recsys_mesh(
+    out: str | Path,
     *,
-    progress: bool = True,
-    resume: bool = False,
-    meta: dict | None = None,
-) -> dict:
-    learner, transport = make_learner(mode, data, cfg)
-    store = learner.checkpoints
-    finished = store.finished() if (resume and store) else None
-    if finished is not None:
-        return {**finished, "resumed_from": "finished run"}
-    try:
-        prep = learner.prepare(resume=resume)
-        learner.build()
-        if transport:
-            transport.stats.reset()
-        t0 = time.perf_counter()
-        result = fit(
-            learner, cfg.train, progress=progress, label=f"{data.name} {mode}", resume=resume
+    dataset: str = "ml-100k",
+    data: str | Path | None = None,
+    synthetic: dict | None = None,
+    preset: str | None = None,
+    sampling: dict | None = None,
+    domains: int = 3,
+    seed: int = 0,
+) -> Path:
+    """Write ``out/mesh.yaml`` for ``dataset`` read from ``data`` (default: the shipped
+    example's folder) with its first ``domains`` domains; returns its path. ``sampling``
+    (``fraction``, ``min_user``, ``min_item``) overrides the H&M ``preset``'s."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"The 'dataset' parameter must be one of {DATASETS}. Got {dataset!r}.")
+    if not 1 <= domains <= 3:
+        raise ConfigError(f"The 'domains' parameter must be 1 to 3. Got {domains} instead.")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(
+            f"The 'preset' parameter must be one of {sorted(PRESETS)}. Got {preset!r}."
         )
-        train_seconds = time.perf_counter() - t0
-        train_bytes = transport.stats.by_phase["train"] if transport else 0
-        t1 = time.perf_counter()
-        metrics = learner.evaluate(["val", "test"])
-        eval_seconds = time.perf_counter() - t1
-        products = []
-        if transport and cfg.models and len(learner.domains) > 1:
-            facts = {"mesh": f"recsys {data.name}", "metrics": metrics["test"], **(meta or {})}
-            products = list(learner.publish_products(facts, learner.domains[1:]).values())
-    finally:
-        if transport:
-            transport.close()
-    examples = learner.n_train * len(result.losses)
-    run = {
-        "mode": mode,
-        "dataset": data.name,
-        "domains": recsys_domains(cfg.domains),
-        "metrics": metrics["test"],
-        "validation_metrics": metrics["val"],
-        "train_seconds": train_seconds,
-        "seconds_per_epoch": float(np.median(result.epoch_seconds)),
-        "eval_seconds": eval_seconds,
-        "epochs_run": len(result.losses),
-        "best_epoch": result.best_epoch,
-        "epoch_losses": result.losses,
-        "validation_history": result.validation,
-        "train_examples_per_epoch": learner.n_train,
-        "wire_bytes": train_bytes,
-        "wire_bytes_per_example": train_bytes / max(1, examples),
-        "missing_values": prep.get("missing", {}),
-    }
-    if store:
-        store.finish(run)
-    return {**run, "_products": products}
-
-
-def references(
-    data: RecsysData, cfg: RecsysConfig, runs: list[dict], *, progress: bool = True
-) -> list[dict]:
-    """Random, ItemPop (training popularity) and the centralized id-only NeuMF (reused
-    from ``runs`` when one of them is exactly that)."""
-    task = RankingTask(data, cfg.ranking, cfg.train.seed)
-    refs = [
-        {
-            "mode": name,
-            "dataset": data.name,
-            "domains": ["sales"],
-            "metrics": task.reference(kind, "test"),
-        }
-        for kind, name in (("random", "random"), ("itempop", "ItemPop"))
-    ]
-    if not cfg.reference:
-        return refs
-    done = [r for r in runs if r["mode"] == "centralized" and r["domains"] == ["sales"]]
-    neumf = (
-        done[0]
-        if done
-        else run_mode("centralized", data, dataclasses.replace(cfg, domains=1), progress=progress)
-    )
-    neumf = {k: v for k, v in neumf.items() if k != "_products"}
-    refs.append({**neumf, "mode": "NeuMF ids-only"})
-    return refs
-
-
-def plan(cfg: RecsysConfig, data: RecsysData, mode: str) -> dict:
-    """What a governance policy judges: each domain's columns, mode, wire, limits."""
-    domains = {"sales": ["user", "item", "time"]}
-    for d in recsys_domains(cfg.domains)[1:]:
-        t = getattr(data, SIDE[d])
-        domains[d] = [*t.numeric_names, *t.categorical_names] if t is not None else []
-    return {
-        "mode": mode,
-        "domains": domains,
-        "transport": "local",
-        "batch_size": cfg.train.batch_size,
-        "epochs": cfg.train.epochs,
-    }
-
-
-def governed_modes(
-    data: RecsysData, cfg: RecsysConfig, *, governance=None, progress: bool, resume: bool
-) -> list[dict]:
-    """Every mode of ``cfg``, each judged by the policy first and recorded (audit log,
-    lineage, catalog) when ``governance`` is given."""
-    from splitmesh.mesh.lineage import dataset
-    from splitmesh.usecases.governance import governed
-
-    gov = governance
-    if gov is not None and gov.policy is not None:
-        gov.check_modes(plan(cfg, data, "-"), cfg.modes, f"recsys {data.name}")
-    meta = gov.product_meta() if gov is not None else {}
-    inputs = [
-        dataset("splitmesh.recsys", f"{data.name}/{d}", [(c, "") for c in cols])
-        for d, cols in plan(cfg, data, "-")["domains"].items()
-    ]
-    return [
-        governed(
-            gov,
-            "recsys",
-            run_id(cfg, m, data),
-            m,
-            inputs=inputs,
-            config=_config_dict(cfg),
-            train=lambda m=m: run_mode(m, data, cfg, progress=progress, resume=resume, meta=meta),
+    out = Path(out)
+    example, folder_in_sql = SHIPPED["hm" if dataset.startswith("hm") else dataset]
+    mesh = read_yaml_mapping(EXAMPLES / example / "mesh.yaml", "mesh file")
+    here = EXAMPLES / example
+    if dataset == "hm-synthetic":
+        folder = _synthetic(out, synthetic or {}, seed)
+    elif data is not None:
+        folder = Path(data).resolve()
+    else:
+        folder = (here / folder_in_sql).resolve()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{dataset} data not found at {folder}",
+            hint="give --data FOLDER (MovieLens: u.data, u.user, u.item; H&M: the Kaggle "
+            "CSVs), or --dataset hm-synthetic",
         )
-        for m in cfg.modes
-    ]
+    how = {**PRESETS.get(preset, {}), **{k: v for k, v in (sampling or {}).items() if v}}
+    for d in mesh["domains"]:
+        sql = d["source"]["sql"]
+        if dataset.startswith("hm"):
+            if d["name"] == mesh["fact"]["domain"]:
+                table = f"read_csv('{SHIPPED['hm'][1]}/transactions_train.csv', header=true)"
+                sql = hm_sales_sql(table, **how)
+            sql = _read_as(sql, folder, parquet=dataset == "hm-synthetic")
+        else:
+            sql = sql.replace(folder_in_sql, str(folder))
+        d["source"] = {"sql": sql}
+        d["data_dirs"] = [str(folder)]
+    keep = [d["name"] for d in mesh["domains"]][:domains]  # sales, customers, products
+    mesh["domains"] = [d for d in mesh["domains"] if d["name"] in keep]
+    for side in ("user", "item"):  # a dimension left out: the fact's key into it stays ids
+        if mesh["fact"][side].get("domain") not in keep:
+            mesh["fact"][side]["domain"] = None
+    mesh["name"] = "-".join(filter(None, [dataset, preset]))
+    import yaml
 
-
-def run_recsys(
-    cfg: RecsysConfig, *, progress: bool = True, resume: bool = False, governance=None
-) -> dict:
-    data = load_dataset(cfg)
-    runs = governed_modes(data, cfg, governance=governance, progress=progress, resume=resume)
-    refs = references(data, cfg, runs, progress=progress)
-    return {
-        "task": "recsys",
-        "data": [data.summary()],
-        "config": _config_dict(cfg),
-        "runs": runs,
-        "references": refs,
-    }
-
-
-def run_diversity(
-    cfg: RecsysConfig, *, progress: bool = True, resume: bool = False, governance=None
-) -> dict:
-    """The domains experiment: sales alone, + customers, + products; same examples and seed."""
-    data = load_dataset(cfg)
-    runs = []
-    for n in range(1, 4):
-        sub = dataclasses.replace(cfg, domains=n)
-        runs += governed_modes(data, sub, governance=governance, progress=progress, resume=resume)
-    refs = references(data, cfg, runs, progress=progress)
-    return {
-        "task": "recsys",
-        "experiment": "domains-sweep",
-        "data": [data.summary()],
-        "config": _config_dict(cfg),
-        "runs": runs,
-        "references": refs,
-    }
-
-
-def run_presets(cfg: RecsysConfig, presets: list[str], *, diversity: bool = False, **kw) -> dict:
-    """One results document over several H&M sizes (the paper's Table 3 columns)."""
-    parts = [
-        (run_diversity if diversity else run_recsys)(dataclasses.replace(cfg, preset=p), **kw)
-        for p in presets
-    ]
-    merged = {**parts[0], "data": [], "runs": [], "references": []}
-    for part in parts:
-        for key in ("data", "runs", "references"):
-            merged[key] += part[key]
-    merged["config"]["preset"] = list(presets)
-    return merged
-
-
-def _config_dict(cfg: RecsysConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["modes"] = list(cfg.modes)
-    return d
+    path = out / "mesh.yaml"
+    atomic_write_text(path, yaml.safe_dump(mesh, sort_keys=False))
+    return path

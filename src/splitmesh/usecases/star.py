@@ -82,7 +82,7 @@ def star_parties(
             side,
             peers=peers[d][d],
             state_dir=state_dir and state_dir / d,
-            model_dir=model_dir and model_dir / d,
+            model_dir=model_dir and model_dir / d / mode,  # as its node saves them
         )
         nodes[d] = in_process(party, DIMENSION_SERVES, modes=[mode])
     return nodes

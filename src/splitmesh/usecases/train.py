@@ -286,8 +286,12 @@ def run_mode(
             "wire_bytes_setup": setup_bytes,
             "_products": products,
         }
-        if mode == "centralized" and not ranking:
-            run["reference"] = linear_reference(learner, spec.training.seed)
+        if mode == "centralized":  # what the model must beat, on the same rows
+            run["references"] = (
+                ranking_references(learner)
+                if ranking
+                else [linear_reference(learner, spec.training.seed)]
+            )
         if store:
             store.finish(run)
         if transport:  # finished and recorded: the parties may drop its checkpoints
@@ -333,6 +337,20 @@ def linear_reference(learner: CentralizedLearner, seed: int) -> dict:
         "metrics": metrics["test"],
         "validation_metrics": metrics["val"],
     }
+
+
+def ranking_references(learner) -> list[dict]:
+    """Model-free rankings of the same test candidates: random, and ItemPop (training
+    popularity)."""
+    return [
+        {
+            "mode": name,
+            "transport": "in-process",
+            "domains": learner.domains[:1],
+            "metrics": learner.task.reference(kind, "test"),
+        }
+        for kind, name in (("random", "random"), ("itempop", "ItemPop"))
+    ]
 
 
 def ranking_prep(prep: dict) -> dict:
@@ -421,7 +439,7 @@ def train_mesh(
         "policy": policy.facts() if policy else None,
         **gov.locations(),
         "runs": runs,
-        "references": [r.pop("reference") for r in runs if "reference" in r],
+        "references": [ref for r in runs for ref in r.pop("references", [])],
     }
 
 
