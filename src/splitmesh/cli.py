@@ -48,7 +48,7 @@ def _width(stream) -> int | None:
     return 200
 
 
-console = Console(width=_width(sys.stdout))
+console = Console(width=_width(sys.stdout), soft_wrap=True)  # paths are never broken
 err = Console(stderr=True, width=_width(sys.stderr))
 
 

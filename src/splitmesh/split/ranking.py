@@ -178,11 +178,6 @@ class RankingTask:
             self._plans[partition] = plan_ranking(cands, self.data.n_items, self.seed, partition)
         return self._plans[partition]
 
-    def set_protocol(self, eval_negatives: int | None) -> None:
-        """Rank against this many sampled items (None: all) from now on."""
-        self.cfg = dataclasses.replace(self.cfg, eval_negatives=eval_negatives)
-        self._plans = {}
-
     def book(self, partition: str) -> RankBook:
         return RankBook(self.plan(partition), self.all_seen)
 

@@ -30,17 +30,6 @@ SELECT_METRICS = {
 }
 
 
-def check_select_metric(task: str, metric: str) -> str:
-    """A validation metric the task reports; checked when a configuration is read."""
-    allowed = SELECT_METRICS[check_task(task)]
-    if metric not in allowed:
-        raise ConfigError(
-            f"The 'select_metric' parameter of a {task} task must be one of {list(allowed)}. "
-            f"Got {metric!r} instead."
-        )
-    return metric
-
-
 def check_task(name: str) -> str:
     if name not in TASKS:
         raise ConfigError(f"The 'task' parameter must be one of {TASKS}. Got {name!r} instead.")
