@@ -137,3 +137,27 @@ def test_product_init_names_a_pii_column_no_domain_holds(tmp_path):
     assert sorted(x.name for x in (tmp_path / "p").iterdir()) == ["customers", "products"]
     assert "pii" in (tmp_path / "p" / "customers" / "input.odcs.yaml").read_text()
     assert "pii" not in (tmp_path / "p" / "products" / "input.odcs.yaml").read_text()
+
+
+def test_ctrl_c_stops_a_run_with_a_resume_hint_and_records_it(tmp_path, small_csv):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "splitmesh.cli", "fraud", "--data", small_csv, "--mode",
+            "label-sharing", "--epochs", "500", "--set", "training.patience=null",
+            "--set", "training.batch_size=16", "--out", str(out), "--no-progress"]  # fmt: skip
+    # a shell's background jobs ignore SIGINT, and children inherit that: not this one
+    reset = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=reset)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("checkpoints/*/checkpoint.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (stdout[-2000:], stderr[-2000:])
+    assert stderr.startswith("Stopped: stopped by Ctrl-C") and "--resume" in stderr
+    assert "Traceback" not in stderr
+    events = [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "run.fail" and "Ctrl-C" in events[-1]["reason"]

@@ -747,7 +747,18 @@ _PRESETS = {"fraud": lambda p: _fraud_spec(p), "recsys": lambda p: _recsys_spec(
 _RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
 
 
+def _stop(signum, frame) -> None:
+    # a SplitmeshError, not KeyboardInterrupt (which typer turns into a silent exit 130)
+    from splitmesh.errors import Stopped
+
+    raise Stopped()
+
+
 def main() -> None:
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+        signal.signal(signal.SIGINT, _stop)
     try:
         app()
     except SplitmeshError as exc:

@@ -147,6 +147,19 @@ class CatalogError(SplitmeshError):
     exit_code = 12
 
 
+class Stopped(SplitmeshError):
+    """The user stopped the command (Ctrl-C); what was written is consistent."""
+
+    exit_code = 130  # the shell's code for a SIGINT
+
+    def __init__(self) -> None:
+        super().__init__(
+            "stopped by Ctrl-C; checkpoints, catalog and audit log are as of the last finished "
+            "epoch",
+            hint="run the same command with --resume to continue from there",
+        )
+
+
 def error_table() -> dict[int, type[SplitmeshError]]:
     """Exit code -> the class that defines it (a subclass may share its parent's)."""
     out, todo = {}, [SplitmeshError]

@@ -273,7 +273,11 @@ def run_mode(
             "validation_metrics": metrics["val"],
             "alignment": alignment,
             "rows": prep["rows"],
-            "notes": prep.get("notes", []) + list(prep.get("resample_notes", [])),
+            "notes": [
+                *prep.get("notes", []),
+                *prep.get("resample_notes", []),
+                *_still_learning(result, cfg, mode),
+            ],
             "prepare_seconds": prep_seconds,
             "train_seconds": train_seconds,
             "seconds_per_epoch": float(np.median(result.epoch_seconds))
@@ -301,6 +305,17 @@ def run_mode(
         if transport:
             learner.close()
             transport.close()
+
+
+def _still_learning(result, cfg: TrainConfig, mode: str) -> list[str]:
+    """A note when the kept epoch is the last one allowed: more epochs may still help."""
+    ran = len(result.losses)
+    if cfg.patience is None or ran < cfg.epochs or result.best_epoch != ran:
+        return []
+    return [
+        f"{mode}: the best validation epoch was the last one allowed ({ran}); the model may "
+        f"still be learning (more epochs: --set training.epochs={2 * ran})"
+    ]
 
 
 def linear_reference(learner: CentralizedLearner, seed: int) -> dict:
