@@ -8,9 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# the process's umask, read once: a published file gets the permissions open() would give
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+    ``private``: owner-only (0600: keys, checkpoints); else as the umask allows, so that
+    reports, contracts and models are readable by the team that publishes them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -19,6 +25,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            if not private:  # mkstemp creates 0600
+                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

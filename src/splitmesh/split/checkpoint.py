@@ -57,7 +57,7 @@ def unpack_state(objs: Stateful, payload: dict[str, Any]) -> dict[str, dict]:
 def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), private=True)  # a party's own weights
 
 
 def read_checkpoint(path: Path, who: str) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def create_certificates(
     prints = {}
     for party, (pem, key) in issued.items():
         atomic_write_bytes(out / f"{party}.crt", pem)
-        atomic_write_bytes(out / f"{party}.key", key)
+        atomic_write_bytes(out / f"{party}.key", key, private=True)
         os.chmod(out / f"{party}.key", 0o600)
         prints[party] = fingerprint(pem)
     atomic_write_json(out / "fingerprints.json", prints)
