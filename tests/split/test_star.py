@@ -121,6 +121,17 @@ def test_the_fact_domain_seals_plans_by_its_own_mesh_file_not_the_relays_word(tm
     assert set(fact._sealed(right, "ctx", users, items)) == {"customers", "products"}
 
 
+def test_the_fact_domain_aligns_only_with_its_own_dimensions(tmp_path):
+    from splitmesh.transport.messages import Hello, PsiRequest
+
+    fact, _ = _parties(tmp_path)
+    fact.handle(Hello("r" * 32, "label-sharing"))
+    for peer in ("insurer", "sales", ["customers"]):  # unknown, itself, not a name
+        with pytest.raises(ProtocolError, match=r"aligns keys with \['customers', 'products'\]"):
+            fact.handle(PsiRequest(peer))
+    assert fact.handle(PsiRequest("customers")).size > 0  # its own dimension: served
+
+
 def test_a_dimension_resolves_aligned_positions_and_refuses_others(tmp_path):
     _, dim = _parties(tmp_path)
     with pytest.raises(ProtocolError, match="before its keys were aligned"):
