@@ -165,7 +165,7 @@ def fraud(
     )
 
 
-def _fraud_spec(params: dict, network=None):
+def _fraud_spec(params: dict):
     """The fraud command's mesh (written under --out) and modes, from its parameters."""
     from splitmesh.usecases.fraud import fraud_mesh
 
@@ -191,7 +191,7 @@ def _fraud_spec(params: dict, network=None):
         domains=params["domains"],
         seed=params["seed"],
     )
-    return _mesh_spec(path, None, network, [*sets, *(params["sets"] or [])]), _modes(params["mode"])
+    return _mesh_spec(path, None, sets=[*sets, *(params["sets"] or [])]), _modes(params["mode"])
 
 
 @app.command()
@@ -265,7 +265,7 @@ def recsys(
     )
 
 
-def _recsys_spec(params: dict, network=None):
+def _recsys_spec(params: dict):
     """The recsys command's mesh (written under --out) and modes, from its parameters."""
     from splitmesh.usecases.recsys import recsys_mesh
 
@@ -298,7 +298,7 @@ def _recsys_spec(params: dict, network=None):
         domains=params["domains"],
         seed=params["seed"],
     )
-    return _mesh_spec(path, None, network, [*sets, *(params["sets"] or [])]), _modes(params["mode"])
+    return _mesh_spec(path, None, sets=[*sets, *(params["sets"] or [])]), _modes(params["mode"])
 
 
 @app.command()
@@ -743,7 +743,7 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
 
 
 # the presets' own options become mesh-file overrides; these reach the run itself
-_PRESETS = {"fraud": lambda p: _fraud_spec(p), "recsys": lambda p: _recsys_spec(p)}
+_PRESETS = {"fraud": _fraud_spec, "recsys": _recsys_spec}
 _RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
 
 

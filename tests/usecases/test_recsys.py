@@ -94,3 +94,15 @@ def test_bad_options_are_named(tmp_path, args, code, pattern):
     assert p.returncode == code, p.stderr
     assert pattern in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_mesh_up_recsys_gives_the_in_process_figures(tmp_path):
+    args = [*TINY, "--mode", "label-preserving"]
+    local = splitmesh("recsys", *args, "--out", str(tmp_path / "local"))
+    grpc = splitmesh("mesh", "up", "recsys", "--workdir", str(tmp_path / "mesh"), *args,
+                     "--out", str(tmp_path / "grpc"))  # fmt: skip
+    assert local.returncode == 0 and grpc.returncode == 0, grpc.stderr[-2000:]
+    a, b = (json.loads((tmp_path / d / "results.json").read_text())["runs"][0]
+            for d in ("local", "grpc"))  # fmt: skip
+    assert (a["transport"], b["transport"]) == ("in-process", "grpc")
+    assert a["metrics"] == b["metrics"] and a["wire_bytes"] == b["wire_bytes"]
