@@ -747,11 +747,13 @@ _PRESETS = {"fraud": _fraud_spec, "recsys": _recsys_spec}
 _RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
 
 
-def _stop(signum, frame) -> None:
-    # a SplitmeshError, not KeyboardInterrupt (which typer turns into a silent exit 130)
-    from splitmesh.errors import Stopped
+class _CtrlC(BaseException):
+    """Raised by the SIGINT handler. Not an Exception, so no party (in process) turns it
+    into an error reply; not KeyboardInterrupt, which typer turns into a silent exit."""
 
-    raise Stopped()
+
+def _stop(signum, frame) -> None:
+    raise _CtrlC("stopped by Ctrl-C")
 
 
 def main() -> None:
@@ -760,7 +762,12 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
         signal.signal(signal.SIGINT, _stop)
     try:
-        app()
+        try:
+            app()
+        except _CtrlC:
+            from splitmesh.errors import Stopped
+
+            raise Stopped() from None
     except SplitmeshError as exc:
         # soft_wrap: never break an error line (paths, values) at the terminal's width
         err.print(f"[bold red]{type(exc).__name__}[/bold red]: {escape(str(exc))}", soft_wrap=True)
