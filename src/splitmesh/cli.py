@@ -97,6 +97,16 @@ def _option_sets(**options) -> list[str]:
     return [f"{path}={value}" for path, value in options.items() if value is not None]
 
 
+def _training_sets(params: dict) -> dict:
+    """The presets' shared training options, by the mesh-file field each overrides."""
+    fields = ("epochs", "patience", "batch_size", "lr", "seed")
+    return {
+        **{f"training.{f}": params[f] for f in fields},
+        "training.pipeline": params["pipeline"] or None,  # a flag: given only when set
+        "wire_dtype": params["wire_dtype"],
+    }
+
+
 @app.command()
 def fraud(
     mode: Annotated[
@@ -149,41 +159,19 @@ def fraud(
     a centralized baseline of the same network: the mesh file examples/fraud/mesh.yaml with
     these options as overrides (OUT/mesh.yaml is what ran). Every domain publishes its
     trained bottom model as a data product under OUT/<domain>/."""
-    spec, modes = _fraud_spec(locals())
-    _train(
-        spec,
-        out=out,
-        compare=False,
-        modes=modes,
-        resume=resume,
-        progress=progress,
-        policy=policy,
-        sweep=seeds if domains_sweep else None,
-        audit=audit,
-        lineage=lineage,
-        catalog=catalog,
-    )
+    params = locals()
+    _run(*_fraud_spec(params), params)
 
 
 def _fraud_spec(params: dict):
     """The fraud command's mesh (written under --out) and modes, from its parameters."""
     from splitmesh.usecases.fraud import fraud_mesh
 
-    ratio = {k: params[k] and ("null" if _ratio(params[k]) is None else params[k])
-             for k in ("smote_ratio", "under_ratio")}  # fmt: skip
-    sets = _option_sets(
-        **{
-            "training.epochs": params["epochs"],
-            "training.patience": params["patience"],
-            "training.batch_size": params["batch_size"],
-            "training.lr": params["lr"],
-            "training.seed": params["seed"],
-            "training.pipeline": params["pipeline"] or None,
-            "resample.smote_ratio": ratio["smote_ratio"],
-            "resample.under_ratio": ratio["under_ratio"],
-            "wire_dtype": params["wire_dtype"],
-        }
-    )
+    resample = {  # a ratio, or 'none' for the step off
+        f"resample.{k}": params[k] and ("null" if _ratio(params[k]) is None else params[k])
+        for k in ("smote_ratio", "under_ratio")
+    }
+    sets = _option_sets(**_training_sets(params), **resample)
     path = fraud_mesh(
         params["out"],
         data=params["data"],
@@ -249,20 +237,8 @@ def recsys(
     (movielens, hm) or written for synthetic H&M, with these options as overrides
     (OUT/mesh.yaml is what ran). The customers and products bottoms are published as data
     products under OUT/<domain>/."""
-    spec, modes = _recsys_spec(locals())
-    _train(
-        spec,
-        out=out,
-        compare=False,
-        modes=modes,
-        resume=resume,
-        progress=progress,
-        policy=policy,
-        sweep=seeds if domains_sweep else None,
-        audit=audit,
-        lineage=lineage,
-        catalog=catalog,
-    )
+    params = locals()
+    _run(*_recsys_spec(params), params)
 
 
 def _recsys_spec(params: dict):
@@ -271,17 +247,11 @@ def _recsys_spec(params: dict):
 
     full = params["eval_negatives"] in ("full", "none")
     sets = _option_sets(
+        **_training_sets(params),
         **{
             "ranking.negatives": params["negatives"],
             "ranking.eval_negatives": "null" if full else params["eval_negatives"],
-            "training.epochs": params["epochs"],
-            "training.patience": params["patience"],
-            "training.batch_size": params["batch_size"],
-            "training.lr": params["lr"],
-            "training.seed": params["seed"],
-            "training.pipeline": params["pipeline"] or None,
-            "wire_dtype": params["wire_dtype"],
-        }
+        },
     )
     synthetic = {
         k: params[f"synthetic_{k}"]
@@ -327,18 +297,19 @@ def train(
 ) -> None:
     """Align the domains' keys (PSI), train, evaluate; every domain publishes its trained part
     as a data product under OUT/<domain>/ (ONNX, contracts, model card)."""
-    _train(
-        _mesh_spec(mesh, mode, sets=sets),
-        out=out,
-        compare=compare,
-        resume=resume,
-        progress=progress,
-        policy=policy,
-        audit=audit,
-        lineage=lineage,
-        catalog=catalog,
-        sweep=seeds if domains_sweep else None,
-    )
+    _run(_mesh_spec(mesh, mode, sets=sets), None, locals())
+
+
+# what a command's parameters pass on to the run itself (the rest shape the mesh)
+_RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
+
+
+def _run(spec, modes: list[str] | None, params: dict) -> None:
+    """Train ``spec`` (each of ``modes``; default its own) as a command's ``params`` ask:
+    where to, under which policy, and a domains sweep when asked."""
+    sweep = params["seeds"] if params.get("domains_sweep") else None
+    run = {"compare": False, **{k: params[k] for k in _RUN_OPTIONS if k in params}}
+    _train(spec, modes=modes, sweep=sweep, **run)
 
 
 def _train(
@@ -700,7 +671,7 @@ def _params(command: str, args: list[str]) -> dict:
 
 
 def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> None:
-    """``fraud``, ``train`` or ``predict`` of a mesh file with one node process per domain;
+    """``fraud``, ``recsys``, ``train`` or ``predict`` with one node process per domain;
     each node reads only its own domain's source and saves its part under the model folder."""
     import shutil
 
@@ -708,8 +679,6 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
     from splitmesh.node.launcher import LocalMesh
 
     params = _params(job, args)
-    seeds, sweeping = params.pop("seeds", 3), params.pop("domains_sweep", False)
-    sweep = seeds if sweeping else None
     if job in _PRESETS:
         spec, modes = _PRESETS[job](params)
         ref = (Path(params["out"]) / "mesh.yaml").resolve()
@@ -728,8 +697,7 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
         network = load_mesh_network(local.mesh_file)
         spec = spec.model_copy(update={"transport": network})
         if job != "predict":
-            kw = {k: params[k] for k in _RUN_OPTIONS if k in params}
-            _train(spec, sweep=sweep, modes=modes, **{"compare": False, **kw})
+            _run(spec, modes, params)
         else:
             from splitmesh.usecases.train import predict_mesh
 
@@ -742,9 +710,8 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
             console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
 
 
-# the presets' own options become mesh-file overrides; these reach the run itself
+# the presets: their own options become mesh-file overrides (what _run passes on aside)
 _PRESETS = {"fraud": _fraud_spec, "recsys": _recsys_spec}
-_RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
 
 
 class _CtrlC(BaseException):

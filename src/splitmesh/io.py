@@ -39,3 +39,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_yaml(path: str | Path, obj: Any) -> None:
+    """``obj`` as YAML, keys in the order given."""
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))

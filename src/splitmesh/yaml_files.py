@@ -120,8 +120,8 @@ def read_yaml_mapping(
 
 
 def dump(model: BaseModel, path: str | Path) -> Path:
-    from splitmesh.io import atomic_write_text
+    from splitmesh.io import atomic_write_yaml
 
     data = model.model_dump(mode="json", exclude_none=True)
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_yaml(path, data)
     return Path(path)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from splitmesh.errors import ContractError
 
@@ -203,10 +202,10 @@ def output_contract(
 
 
 def write_contract(path: str | Path, doc: dict) -> Path:
-    from splitmesh.io import atomic_write_text
+    from splitmesh.io import atomic_write_yaml
 
     validate(doc, f"contract {doc.get('id')}")
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_yaml(path, doc)
     return Path(path)
 
 

@@ -17,7 +17,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from splitmesh.mesh.contracts import (
@@ -28,6 +27,7 @@ from splitmesh.mesh.contracts import (
     read_contract,
     write_contract,
 )
+from splitmesh.yaml_files import dump, load_yaml_model
 
 DESCRIPTOR = "product.odps.yaml"
 INPUT = "input.odcs.yaml"
@@ -187,15 +187,10 @@ def publish_composite(
 
 
 def write_descriptor(path: str | Path, d: Descriptor) -> Path:
-    from splitmesh.io import atomic_write_text
-
-    body = d.model_dump(mode="json", exclude_none=True)
-    atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
-    return Path(path)
+    return dump(d, path)
 
 
 def read_descriptor(path: str | Path) -> Descriptor:
-    from splitmesh.yaml_files import load_yaml_model
 
     return load_yaml_model(
         path, Descriptor, f"ODPS {ODPS_VERSION} descriptor", path_keys=(), error=ContractError

@@ -18,7 +18,7 @@ from splitmesh.data.datasets.creditcard import (
     write_creditcard_csv,
 )
 from splitmesh.errors import ConfigError
-from splitmesh.io import atomic_write_text
+from splitmesh.io import atomic_write_yaml
 from splitmesh.yaml_files import read_yaml_mapping
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fraud" / "mesh.yaml"
@@ -72,10 +72,8 @@ def fraud_mesh(
     for d in mesh["domains"]:
         d["source"]["sql"] = d["source"]["sql"].replace(SUBSET, str(csv))
         d["data_dirs"] = [str(csv.parent)]
-    import yaml
-
     path = out / "mesh.yaml"
-    atomic_write_text(path, yaml.safe_dump(mesh, sort_keys=False))
+    atomic_write_yaml(path, mesh)
     return path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmesh.errors import ConfigError
-from splitmesh.io import atomic_write_text
+from splitmesh.io import atomic_write_yaml
 from splitmesh.yaml_files import read_yaml_mapping
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -124,8 +124,6 @@ def recsys_mesh(
         if mesh["fact"][side].get("domain") not in keep:
             mesh["fact"][side]["domain"] = None
     mesh["name"] = "-".join(filter(None, [dataset, preset]))
-    import yaml
-
     path = out / "mesh.yaml"
-    atomic_write_text(path, yaml.safe_dump(mesh, sort_keys=False))
+    atomic_write_yaml(path, mesh)
     return path

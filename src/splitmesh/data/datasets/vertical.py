@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from splitmesh.io import atomic_write_text
+from splitmesh.io import atomic_write_yaml
 
 
 def write_vertical_mesh(
@@ -68,5 +67,5 @@ def write_vertical_mesh(
         **(extra or {}),
     }
     path = folder / "mesh.yaml"
-    atomic_write_text(path, yaml.safe_dump(mesh, sort_keys=False))
+    atomic_write_yaml(path, mesh)
     return path
