@@ -206,3 +206,31 @@ def test_over_grpc_nodes_give_the_in_process_model(tmp_path, fraud_mesh):
     predict_mesh(load_mesh(fraud_mesh), local, tmp_path / "local.csv")
     a, b = (pd.read_csv(tmp_path / f) for f in ("local.csv", "grpc.csv"))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_linear_reference_reads_the_categories_of_any_domain_that_has_them():
+    """One domain with a telling category, another with numbers only: the reference one-hots
+    the category (it used to be dropped unless every domain had one)."""
+    from splitmesh.data.resampling import ResampleConfig
+    from splitmesh.nn.network import NetworkSpec
+    from splitmesh.split.centralized import CentralizedLearner
+    from splitmesh.split.common import OptimConfig
+    from splitmesh.split.tasks import Task
+    from splitmesh.usecases.train import linear_reference
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    colour = np.array(["red", "green", "blue"], dtype=object)[y][:, None]
+    learner = CentralizedLearner(
+        {"shop": np.zeros((600, 0)), "bank": rng.normal(size=(600, 2))},
+        y,
+        categorical={"shop": colour},
+        task=Task("multiclass", n_classes=3),
+        spec=NetworkSpec(bottom=(8, 4), top=(8,)),
+        optim=OptimConfig(),
+        seed=0,
+    )
+    learner.prepare(test=0.2, validation=0.2, resample=ResampleConfig(None, None))
+    learner.build()
+    ref = linear_reference(learner, 0)
+    assert ref["mode"] == "linear (reference)" and ref["metrics"]["accuracy"] > 0.95

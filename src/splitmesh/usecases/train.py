@@ -325,17 +325,13 @@ def linear_reference(learner: CentralizedLearner, seed: int) -> dict:
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.preprocessing import OneHotEncoder
 
-    task = learner.task_
-
-    def columns(p: str) -> list[np.ndarray]:
-        return [learner.x_[p][d][0].numpy() for d in learner.domains]
-
-    codes = {p: [learner.x_[p][d][1].numpy() for d in learner.domains] for p in learner.x_}
-    x = {p: np.hstack(columns(p)) for p in learner.x_}
-    if all(len(c) == len(x["train"]) and c.shape[1] for c in codes["train"]):
-        hot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-        hot.fit(np.hstack(codes["train"]))
-        x = {p: np.hstack([x[p], hot.transform(np.hstack(codes[p]))]) for p in x}
+    task, parts = learner.task_, learner.x_  # per partition, per domain: (numeric, codes)
+    x = {p: np.hstack([num.numpy() for num, _ in parts[p].values()]) for p in parts}
+    codes = {p: np.hstack([c.numpy() for _, c in parts[p].values()]) for p in parts}
+    # resampled training rows carry no codes (resampling refuses categorical columns)
+    if codes["train"].shape[1] and len(codes["train"]) == len(x["train"]):
+        hot = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(codes["train"])
+        x = {p: np.hstack([x[p], hot.transform(codes[p])]) for p in x}
     y = learner.y_
     if task.name == "regression":
         predict = LinearRegression().fit(x["train"], y["train"]).predict
