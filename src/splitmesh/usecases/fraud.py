@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmesh.data.datasets.creditcard import (
-    DOMAINS,
     domain_names,
     load_creditcard,
     synthetic_creditcard,
@@ -75,6 +74,3 @@ def fraud_mesh(
     path = out / "mesh.yaml"
     atomic_write_yaml(path, mesh)
     return path
-
-
-__all__ = ["DOMAINS", "EXAMPLE", "LABELS", "fraud_mesh"]

@@ -92,8 +92,8 @@ def recsys_mesh(
         )
     out = Path(out)
     example, folder_in_sql = SHIPPED["hm" if dataset.startswith("hm") else dataset]
-    mesh = read_yaml_mapping(EXAMPLES / example / "mesh.yaml", "mesh file")
     here = EXAMPLES / example
+    mesh = read_yaml_mapping(here / "mesh.yaml", "mesh file")
     if dataset == "hm-synthetic":
         folder = _synthetic(out, synthetic or {}, seed)
     elif data is not None:
