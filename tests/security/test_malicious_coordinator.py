@@ -29,6 +29,7 @@ from splitmesh.transport.messages import (
     PsiFinish,
     PsiRequest,
     PsiServe,
+    SaveModel,
 )
 from splitmesh.usecases.train import (
     _transport,
@@ -71,6 +72,10 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
     try:
         coord.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
         coord.build()
+        # not even the run's own session can have a domain publish its untrained bottom
+        with pytest.raises(PartyError, match=r"phase 'setup' .*SaveModel belongs to: train"):
+            transport.request("cardholder", SaveModel({"mesh": "early"}))
+        assert refused(nodes, "cardholder", "SaveModel")
         for d in DOMAINS:  # a second run is refused, naming the one in progress
             _refused(attacker.send(d, Hello(uuid.uuid4().hex, MODE)), f"serves run {coord.run_id}")
             assert refused(nodes, d, "Hello")

@@ -101,7 +101,9 @@ TABLE: dict[type[m.Message], Rule] = {
             "order": ("rows2",),
         },
     ),
-    m.GetLabels: Rule(m.Labels, frozenset({LABELS}), _stay(SETUP, TRAIN)),
+    # labels handed over for training end the holder's setup (a label-only domain that
+    # shares its labels gets no other training message, yet saves its part afterwards)
+    m.GetLabels: Rule(m.Labels, frozenset({LABELS}), _enter(TRAIN)),
     m.SetupHead: Rule(m.Ack, frozenset({LABELS}), _stay(SETUP)),
     m.SetupRanking: Rule(m.Ack, frozenset({FACT}), _stay(SETUP)),
     m.SetupEntity: Rule(m.Ack, frozenset({ENTITY}), _stay(SETUP)),
@@ -126,9 +128,8 @@ TABLE: dict[type[m.Message], Rule] = {
     m.Restore: Rule(m.Ack, MODELS, _stay(TRAIN)),
     m.Checkpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
     m.LoadCheckpoint: Rule(m.Ack, MODELS, _enter(TRAIN)),
-    # each saves its part: a bottom, or the label side (task, threshold, head); a label
-    # domain that sharing its labels ended in setup (it trains nothing) saves from there
-    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY, LABELS}), _enter(TRAIN)),
+    # each saves its part: a bottom, or the label side (task, threshold, head)
+    m.SaveModel: Rule(m.Ack, frozenset({BOTTOM, ENTITY, LABELS}), _stay(TRAIN)),
     # the recommender's star: plans sealed for each dimension domain, ranking passes
     m.PlanEpoch: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),
     m.PlanRanking: Rule(m.Plans, frozenset({FACT}), _enter(TRAIN)),
