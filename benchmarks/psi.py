@@ -43,8 +43,9 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
     from splitmesh.data.sources import DomainTable
     from splitmesh.nn.network import NetworkSpec
     from splitmesh.split.common import OptimConfig
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain
-    from splitmesh.split.mesh_coordinator import MeshCoordinator
+    from splitmesh.split.coordinator import Coordinator
+    from splitmesh.split.domain import Domain
+    from splitmesh.split.keyed import KeyedDomain
     from splitmesh.split.peer_alignment import Peers
     from splitmesh.transport.local import LocalTransport
 
@@ -65,11 +66,13 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
 
     peers = Peers.in_process("a", ["a", "b"])
     parties = {
-        "a": LabelDomain(table("a", a, True), "label-preserving", "binary", peers=peers["a"]),
+        "a": Domain.keyed(
+            table("a", a, True), mode="label-preserving", task="binary", peers=peers["a"]
+        ),
         "b": KeyedDomain(table("b", b, False), peers=peers["b"]),
     }
     transport = LocalTransport(parties)
-    coord = MeshCoordinator(
+    coord = Coordinator(
         transport, ["a", "b"], "a", mode="label-preserving", spec=NetworkSpec(),
         optim=OptimConfig(), seed=0,
     )  # fmt: skip

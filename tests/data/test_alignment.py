@@ -12,8 +12,9 @@ from splitmesh.data.sources import Source, load_domain_table
 from splitmesh.errors import ConfigError, DataError
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain
-from splitmesh.split.mesh_coordinator import MeshCoordinator
+from splitmesh.split.coordinator import Coordinator
+from splitmesh.split.domain import Domain
+from splitmesh.split.keyed import KeyedDomain
 from splitmesh.split.peer_alignment import Peers
 from splitmesh.transport import messages
 from splitmesh.transport.codec import decode_frame
@@ -37,7 +38,7 @@ def _keys(rng, universe, share, as_str):
 
 def _coordinator(transport, mode):
     """The coordinator of these parties; "bank" holds the labels."""
-    return MeshCoordinator(
+    return Coordinator(
         transport,
         transport.parties,
         "bank",
@@ -73,7 +74,9 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
     }
     peers = Peers.in_process("bank", list(tables))
     parties = {
-        "bank": LabelDomain(tables["bank"], "label-preserving", "binary", peers=peers["bank"]),
+        "bank": Domain.keyed(
+            tables["bank"], mode="label-preserving", task="binary", peers=peers["bank"]
+        ),
         "insurer": KeyedDomain(tables["insurer"], peers=peers["insurer"]),
         "telco": KeyedDomain(tables["telco"], peers=peers["telco"]),
     }
@@ -83,7 +86,7 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
     coord.align()
     join = plain_join_rows({d: t.key_items() for d, t in tables.items()})
     assert coord.alignment_["aligned"] == len(join["bank"]) > 0
-    np.testing.assert_array_equal(parties["bank"].domain.rows_, join["bank"])
+    np.testing.assert_array_equal(parties["bank"].rows.rows_, join["bank"])
     for d in ("insurer", "telco"):
         np.testing.assert_array_equal(parties[d].rows_, join[d])
         # the same entity at every position
@@ -119,7 +122,7 @@ def test_key_type_mismatch_is_reported(tmp_path):
     other = _table(tmp_path, "insurer", ["a1", "a2", "a3"])
     peers = Peers.in_process("bank", ["bank", "insurer"])
     parties = {
-        "bank": LabelDomain(bank, "label-sharing", "binary", peers=peers["bank"]),
+        "bank": Domain.keyed(bank, mode="label-sharing", task="binary", peers=peers["bank"]),
         "insurer": KeyedDomain(other, peers=peers["insurer"]),
     }
     coord = _coordinator(LocalTransport(parties), "label-sharing")

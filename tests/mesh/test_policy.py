@@ -10,7 +10,7 @@ from splitmesh.data.datasets.vertical import write_vertical_mesh
 from splitmesh.mesh.audit import verify
 from splitmesh.mesh.policy import Policy, PolicyError, PolicyGuard, check_run, load_policy
 from splitmesh.mesh.spec import load_mesh
-from splitmesh.split.domain import DomainParty
+from splitmesh.split.columns import ColumnsParty
 from splitmesh.split.node import Node
 from splitmesh.transport.messages import Forward, Hello
 from splitmesh.usecases.train import train_mesh
@@ -108,7 +108,7 @@ def test_a_node_enforces_its_own_copy():
     policy = Policy(**POLICY)
 
     def make(hello):
-        return DomainParty("insurer", np.zeros((40, 1)), ["x1"])
+        return ColumnsParty("insurer", np.zeros((40, 1)), ["x1"])
 
     guard = PolicyGuard(policy, "insurer", ["id", "x1"], wire="tls")
     node = Node(

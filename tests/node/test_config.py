@@ -5,7 +5,7 @@ import pytest
 
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.node.config import load_mesh_network, load_node_config
-from splitmesh.split.domain import DomainParty
+from splitmesh.split.columns import ColumnsParty
 from splitmesh.split.node import Node
 from splitmesh.transport.messages import Ack, Bye, Forward, Hello, SetupHead
 
@@ -58,7 +58,7 @@ def test_node_starts_a_fresh_party_per_run_and_refuses_unagreed_modes():
 
     def make(hello):
         made.append(hello.mode)
-        return DomainParty("payments", np.zeros((4, 2)), ["a", "b"])
+        return ColumnsParty("payments", np.zeros((4, 2)), ["a", "b"])
 
     node = Node("payments", make, serves={"bottom"}, modes=["label-preserving"])
     with pytest.raises(ProtocolError, match=r"no open run \(Hello first\)"):

@@ -14,8 +14,9 @@ import yaml
 from splitmesh.data.sources import Source, read_frame
 from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.mesh.spec import load_mesh
-from splitmesh.split.domain import DomainParty
-from splitmesh.split.keyed import KeyedDomain, LabelDomain
+from splitmesh.split.columns import ColumnsParty
+from splitmesh.split.domain import Domain
+from splitmesh.split.keyed import KeyedDomain
 from splitmesh.split.peer_alignment import Peers
 from splitmesh.split.saved import wire_meta
 from splitmesh.transport.messages import Checkpoint, Hello
@@ -145,7 +146,7 @@ def test_settings_are_checked_before_any_data_is_read(tmp_path):
 
 
 def test_checkpoint_names_come_from_the_node_not_the_wire(tmp_path):
-    party = DomainParty("d", np.zeros((8, 2)), ["a", "b"], state_dir=tmp_path / "state")
+    party = ColumnsParty("d", np.zeros((8, 2)), ["a", "b"], state_dir=tmp_path / "state")
     party.handle(Hello("e" * 32, "label-sharing"))
     for bad in (Checkpoint(-1), Checkpoint(10**9), Checkpoint(1, keep=["../../etc"])):
         with pytest.raises(ProtocolError, match="an epoch is an integer"):
@@ -195,7 +196,9 @@ def test_a_psi_request_larger_than_its_signed_size_is_refused(tmp_path):
     serve = PsiServe(request, 10, signed.claim, signed.cert, np.frombuffer(signed.signature, "u1"))
     with pytest.raises(ProtocolError, match="of 5000 keys from 'bank', which declared 10"):
         telco.handle(serve)
-    LabelDomain(table("bank", 40, label=True), "label-preserving", "binary", peers=peers["bank"])
+    Domain.keyed(
+        table("bank", 40, label=True), mode="label-preserving", task="binary", peers=peers["bank"]
+    )
     assert json.loads(signed.claim)["size"] == 10
 
 
@@ -204,7 +207,7 @@ def test_the_coordinator_cannot_size_a_domains_model_at_will():
     from splitmesh.split.tasks import Task
     from splitmesh.transport.messages import SetupDomain, SetupHead
 
-    party = DomainParty("d", np.zeros((8, 2)), ["a", "b"])
+    party = ColumnsParty("d", np.zeros((8, 2)), ["a", "b"])
     parts = {"train": np.arange(4), "val": np.arange(4, 6), "test": np.arange(6, 8)}
     for hidden in ([10**9], [], [8] * 40, ["8"], [True]):
         with pytest.raises(ProtocolError, match="a bottom model is 1 to 16 layers"):

@@ -67,7 +67,7 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
     nodes, attacker, credit_mesh, tmp_path
 ):
     spec = _network(credit_mesh, nodes)
-    transport = _transport(spec, MODE, tmp_path / "grpc", "train", True)
+    transport = _transport(spec, MODE, tmp_path / "grpc", True)
     coord = coordinator(spec, transport, MODE, tmp_path / "ckpt")
     try:
         coord.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
@@ -103,7 +103,7 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
     state = nodes.workdir / "state"
     mine = sorted(state.glob(f"*/**/runs/{run_id}/epoch-*.pt"))
     assert len(mine) >= len(DOMAINS)
-    transport = _transport(spec, MODE, tmp_path / "other", "train", True)
+    transport = _transport(spec, MODE, tmp_path / "other", True)
     other = coordinator(spec, transport, MODE, tmp_path / "ckpt2")
     try:
         other.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
@@ -165,7 +165,7 @@ def test_a_signed_psi_message_cannot_be_replayed_redirected_or_faked(nodes, cred
     """Even inside its own run, the coordinator cannot serve a domain's request twice,
     send it to another domain, or hand the label domain a reply of its own making."""
     spec = _network(credit_mesh, nodes)
-    transport = _transport(spec, MODE, tmp_path, "train", False)
+    transport = _transport(spec, MODE, tmp_path, False)
     coord = coordinator(spec, transport, MODE, None)
     files = load_mesh_network(nodes.mesh_file).tls
     me = Identity.from_files(files.ca, files.cert, files.key)

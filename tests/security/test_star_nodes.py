@@ -34,17 +34,17 @@ def star(tmp_path_factory):
 def test_the_fact_node_will_not_seal_plans_for_sides_the_relay_invents(star):
     coord, t = star
     swapped = {d: ["items" if side == "users" else "users", key] for d, (side, key) in
-               coord.peers.items()}  # fmt: skip
+               coord.steps.peers.items()}  # fmt: skip
     with pytest.raises(PartyError, match="seals row plans for its dimensions"):
         t.request("sales", PlanEpoch(0, swapped))
-    one = {"customers": coord.peers["customers"]}  # leaving a dimension out: refused too
+    one = {"customers": coord.steps.peers["customers"]}  # leaving a dimension out: refused too
     with pytest.raises(PartyError, match="seals row plans"):
         t.request("sales", PlanEpoch(0, one))
 
 
 def test_a_plan_sealed_for_one_dimension_opens_for_no_other(star):
     coord, t = star
-    plans = t.request("sales", PlanEpoch(0, coord.peers))
+    plans = t.request("sales", PlanEpoch(0, coord.steps.peers))
     assert isinstance(plans, Plans) and plans.recipients == ["customers", "products"]
     cut = np.cumsum([0, *plans.sizes])
     blob = {d: plans.sealed[cut[k] : cut[k + 1]] for k, d in enumerate(plans.recipients)}

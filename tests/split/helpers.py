@@ -5,9 +5,9 @@ import numpy as np
 from splitmesh.data.resampling import ResampleConfig
 from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
+from splitmesh.split.columns import ColumnsParty
 from splitmesh.split.common import OptimConfig
 from splitmesh.split.coordinator import Coordinator
-from splitmesh.split.domain import DomainParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.transport.local import LocalTransport
 
@@ -26,7 +26,7 @@ def make_pair(mode, tables, y, *, spec=None, optim=None, seed=0, resample=NO_RES
     spec = spec or NetworkSpec(bottom=(8, 4), top=(6,))
     optim = optim or OptimConfig()
     parties = {
-        d: DomainParty(d, t, [f"{d}_{j}" for j in range(t.shape[1])]) for d, t in tables.items()
+        d: ColumnsParty(d, t, [f"{d}_{j}" for j in range(t.shape[1])]) for d, t in tables.items()
     }
     parties["labels"] = LabelOwner("labels", y, mode)
     transport = LocalTransport(parties)

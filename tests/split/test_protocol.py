@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from splitmesh.errors import NotFittedError, PartyError
-from splitmesh.split.domain import DomainParty
+from splitmesh.split.columns import ColumnsParty
 from splitmesh.transport.local import LocalTransport
 from splitmesh.transport.messages import Backward, Forward, GetLabels
 
@@ -44,7 +44,7 @@ def test_domain_refuses_positions_outside_its_rows():
 
 
 def test_forward_before_setup_is_a_clear_error():
-    t = LocalTransport({"d": DomainParty("d", np.zeros((3, 2)), ["a", "b"])})
+    t = LocalTransport({"d": ColumnsParty("d", np.zeros((3, 2)), ["a", "b"])})
     with pytest.raises(PartyError, match="before SetupDomain") as info:
         t.request("d", Forward("train", np.arange(2), 0, True))
     assert info.value.kind == NotFittedError.__name__

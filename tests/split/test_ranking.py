@@ -9,10 +9,10 @@ from splitmesh.errors import PartyError, ProtocolError
 from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.centralized_ranker import CentralizedRanker
 from splitmesh.split.common import OptimConfig
+from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.entity import EntityDomain
 from splitmesh.split.interactions import InteractionsParty
 from splitmesh.split.ranking import RankingConfig
-from splitmesh.split.ranking_coordinator import RankingCoordinator
 from splitmesh.split.sealing import SealBox
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.local import LocalTransport
@@ -78,9 +78,10 @@ def split(mode, data, ranking=DEFAULT, transport_cls=LocalTransport, **kw):
             "products": EntityDomain("products", data.items, "items"),
         }
     )
-    c = RankingCoordinator(
-        t, DOMAINS, mode=mode, spec=SPEC, optim=OPTIM, seed=0, ranking=ranking, **kw
-    )
+    c = Coordinator(
+        t, DOMAINS, "sales", mode=mode, task="ranking", spec=SPEC, optim=OPTIM, seed=0,
+        ranking=ranking, **kw,
+    )  # fmt: skip
     c.prepare()
     c.build()
     return c, t
@@ -177,10 +178,12 @@ def test_split_training_resumes_to_the_same_result(tmp_path):
                 "products": EntityDomain("products", data.items, "items", state_dir=run_dir / "p"),
             }
         )
-        c = RankingCoordinator(
+        c = Coordinator(
             t,
             DOMAINS,
+            "sales",
             mode="label-preserving",
+            task="ranking",
             spec=SPEC,
             optim=OPTIM,
             seed=0,

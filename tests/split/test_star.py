@@ -9,7 +9,8 @@ import yaml
 from splitmesh.data.sources import Source, load_fact_table
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.mesh.spec import load_mesh
-from splitmesh.split.star import DimensionDomain, FactDomain, in_process_peers
+from splitmesh.split.star import DimensionDomain, FactDomain, star_peers
+from splitmesh.transport.identity import Identity
 from splitmesh.usecases.train import train_mesh
 
 
@@ -95,11 +96,11 @@ def test_split_equals_centralized_when_every_entity_has_its_row(tmp_path):
 
 def _parties(tmp_path):
     spec = load_mesh(write_star(tmp_path))
-    peers = in_process_peers("sales", ["customers", "products"])
-    fact = FactDomain(spec.read_fact(), "label-sharing", spec.dimensions, peers=peers["sales"])
-    dim = DimensionDomain(
-        spec.read_domain("customers"), "users", peers=peers["customers"]["customers"]
-    )
+    ids = Identity.ephemeral(["sales", "customers", "products"])
+    peers = star_peers("sales", ["customers", "products"], ids["sales"])
+    fact = FactDomain(spec.read_fact(), "label-sharing", spec.dimensions, peers=peers)
+    customers = star_peers("sales", ["customers"], ids["customers"])["customers"]
+    dim = DimensionDomain(spec.read_domain("customers"), "users", peers=customers)
     return fact, dim
 
 
@@ -190,22 +191,14 @@ def test_set_overrides_fields_lists_by_name_and_names_a_bad_one(tmp_path):
 def test_a_star_run_resumes_from_its_checkpoints_to_the_same_result(tmp_path):
     from splitmesh.split.trainer import TrainConfig, fit
     from splitmesh.transport.local import LocalTransport
-    from splitmesh.usecases.star import star_coordinator, star_parties
-    from splitmesh.usecases.train import optim_config
+    from splitmesh.usecases.train import coordinator, local_domains
 
     spec = load_mesh(write_star(tmp_path), ["mode=label-preserving"])
 
     def make(run_dir, resume=False):
-        parties = star_parties(spec, spec.mode, model_dir=None, state_dir=run_dir / "parties")
-        c = star_coordinator(
-            spec,
-            LocalTransport(parties),
-            spec.mode,
-            run="r",
-            ckpt=run_dir / "coord",
-            optim=optim_config(spec),
-            train=TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5"),
-        )
+        parties = local_domains(spec, spec.mode, model_dir=None, state_dir=run_dir / "parties")
+        train = TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5")
+        c = coordinator(spec, LocalTransport(parties), spec.mode, run_dir / "coord", train)
         c.prepare(resume=resume)  # PSI again: alignment is per run, and the data the same
         c.build()
         return c

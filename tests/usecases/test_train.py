@@ -101,10 +101,9 @@ def test_a_label_only_domain_holds_the_labels_and_no_bottom(tmp_path, creditcard
     assert len(scores) == res["runs"][0]["alignment"]["aligned"]
     # its node serves no bottom model: a coordinator cannot make it embed anything
     from splitmesh.split import protocol as proto
-    from splitmesh.usecases.train import make_parties
+    from splitmesh.usecases.train import local_domains
 
-    tables = {d.name: spec.read_domain(d.name) for d in spec.domains}
-    nodes = make_parties(spec, tables, "label-preserving", model_dir=None, state_dir=None)
+    nodes = local_domains(spec, "label-preserving", model_dir=None, state_dir=None)
     assert proto.BOTTOM not in nodes["labels"].serves
 
 

@@ -13,10 +13,8 @@ from splitmesh.errors import ConfigError
 from splitmesh.node.config import SPLIT_MODES, NodeConfig
 from splitmesh.split import protocol as proto
 from splitmesh.split.node import Node
-from splitmesh.split.party import Party
 from splitmesh.transport.grpc import PartyServer, fingerprint
 from splitmesh.transport.identity import Identity
-from splitmesh.transport.messages import Hello
 
 
 def _state(cfg: NodeConfig) -> Path:
@@ -64,11 +62,11 @@ def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
 
 
 def build_node(cfg: NodeConfig) -> tuple[Node, str]:
-    """A domain of a mesh file: reads only its own block's source (labels too, if it owns
-    them); the same node trains (Hello purpose train) and scores (purpose predict)."""
+    """A domain of a mesh file (split/domain.py): reads only its own block's source
+    (labels too, if it owns them); the same node trains (Hello purpose train) and scores
+    (purpose predict)."""
     from splitmesh.mesh.spec import load_mesh
-    from splitmesh.split.keyed import KeyedDomain, LabelDomain, label_serves
-    from splitmesh.split.peer_alignment import Peers
+    from splitmesh.split.domain import mesh_domain
 
     spec = load_mesh(cfg.mesh.file)
     name = cfg.mesh.domain
@@ -76,49 +74,50 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     state = _state(cfg)
     identity = _identity(cfg)
     audit = _access_log(cfg, identity)
-    peers = Peers(spec.label.domain, tuple(spec.domain_names), identity) if identity else None
     rules = None
     if cfg.policy is not None:  # checked before any data is read
         from splitmesh.mesh.policy import load_policy
 
         rules = load_policy(cfg.policy)
-    if spec.task == "ranking":
-        return _star_node(cfg, spec, identity, audit, rules)
-    table = spec.read_domain(name, predict=True)  # a scoring-only table may lack labels
-    models = cfg.models or state / "models"
+    if spec.task == "ranking" and identity is None:
+        raise ConfigError(f"node {cfg.name!r} has no identity to align keys with (tls:)")
     outputs = cfg.outputs or state / "outputs"
-    what = f"{len(table)} rows of {table.source} (key {table.key})"
-    product = spec.declared_product(name)  # its input contract is checked at every Hello
-    if product is not None:
-        what += f", product {product.descriptor.id} v{product.descriptor.version}"
-    guard = _guard(cfg, rules, table.features, audit)
+    domain = mesh_domain(
+        spec,
+        name,
+        identity=identity,
+        state_dir=state,
+        model_dir=cfg.models or state / "models",
+        scores=lambda hello: outputs / f"scores-{hello.run}.csv",
+    )
+    table = domain.table
+    ranking = spec.task == "ranking"
+    fact = spec.fact is not None and name == spec.fact.domain
+    if ranking and fact:
+        what, columns = f"{len(table)} interactions of {table.source}", spec.plan_columns(name)
+    elif ranking:
+        what = f"{len(table)} {spec.dimensions[name]} of {table.source} (key {table.key})"
+        columns = table.columns
+    else:
+        what, columns = f"{len(table)} rows of {table.source} (key {table.key})", table.features
+        product = spec.declared_product(name)  # its input contract is checked at every Hello
+        if product is not None:
+            what += f", product {product.descriptor.id} v{product.descriptor.version}"
+    guard = _guard(cfg, rules, columns, audit)
     if guard is not None:
         what += f", policy {cfg.policy.name}"
-    common = {"guard": guard, "audit": audit, "limits": cfg.limits.limits(), "state_dir": state}
-    if name == spec.label.domain:
-
-        def make(hello: Hello) -> Party:
-            return LabelDomain(
-                table,
-                hello.mode,
-                spec.task,
-                purpose=hello.purpose,
-                peers=peers,
-                state_dir=state,
-                model_dir=models,
-                product=product,
-                scores=outputs / f"scores-{hello.run}.csv",
-            )
-
-        serves = label_serves(not table.features)
-        node = Node(cfg.name, make, serves=serves, modes=cfg.modes, **common)
-        return node, what + ", with labels"
-
-    def make_domain(hello: Hello) -> Party:
-        return KeyedDomain(table, peers=peers, state_dir=state, model_dir=models, product=product)
-
+    labels = proto.LABELS in domain.serves  # the run's mode is the label owner's to allow
+    if labels and not ranking:
+        what += ", with labels"
     node = Node(
-        cfg.name, make_domain, serves={proto.BOTTOM, proto.KEYS}, modes=SPLIT_MODES, **common
+        cfg.name,
+        domain.make,
+        serves=domain.serves,
+        modes=cfg.modes if labels else SPLIT_MODES,
+        guard=guard,
+        audit=audit,
+        limits=cfg.limits.limits(),
+        state_dir=state,
     )
     return node, what
 
@@ -132,38 +131,3 @@ def _guard(cfg: NodeConfig, rules, columns: list[str], audit):
     wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
     own = fingerprint(cfg.tls.cert.read_bytes()) if cfg.tls is not None else None
     return PolicyGuard(rules, cfg.mesh.domain, columns, wire=wire, audit=audit, fingerprint=own)
-
-
-def _star_node(cfg: NodeConfig, spec, identity: Identity | None, audit, rules) -> tuple[Node, str]:
-    """A domain of a ranking mesh (split/star.py): the fact domain, or a dimension; it
-    reads only its own table and aligns keys with the fact domain under its identity."""
-    from splitmesh.split.star import DimensionDomain, FactDomain, star_peers
-    from splitmesh.usecases.star import DIMENSION_SERVES, FACT_SERVES
-
-    name, state, dims = cfg.mesh.domain, _state(cfg), spec.dimensions
-    fact = spec.fact.domain
-    if identity is None:
-        raise ConfigError(f"node {cfg.name!r} has no identity to align keys with (tls:)")
-    table = spec.read_fact() if name == fact else spec.read_domain(name)
-    columns = spec.plan_columns(fact) if name == fact else table.columns
-    guard = _guard(cfg, rules, columns, audit)
-    common = {"audit": audit, "limits": cfg.limits.limits(), "state_dir": state, "guard": guard}
-    if name == fact:
-        peers = star_peers(fact, list(dims), identity)
-
-        def make(hello: Hello) -> Party:
-            return FactDomain(table, hello.mode, dims, peers=peers, state_dir=state)
-
-        what = f"{len(table)} interactions of {table.source}"
-        return Node(cfg.name, make, serves=FACT_SERVES, modes=cfg.modes, **common), what
-    peers = star_peers(fact, [name], identity)[name]
-    models = cfg.models or state / "models"
-
-    def make_dimension(hello: Hello) -> Party:
-        return DimensionDomain(
-            table, dims[name], peers=peers, state_dir=state, model_dir=models / hello.mode
-        )
-
-    what = f"{len(table)} {dims[name]} of {table.source} (key {table.key})"
-    node = Node(cfg.name, make_dimension, serves=DIMENSION_SERVES, modes=SPLIT_MODES, **common)
-    return node, what

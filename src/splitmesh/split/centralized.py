@@ -69,7 +69,7 @@ class CentralizedLearner(OneProcessLearner):
 
     ``tables``: each domain's numeric columns (NaN where missing); ``categorical``: each
     domain's categorical columns, raw. Each domain's preparation is fitted on its own
-    columns exactly as its DomainParty does, so both modes train the same network.
+    columns exactly as its ColumnsParty does, so both modes train the same network.
     """
 
     mode = "centralized"

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from splitmesh.data.resampling import ResampleConfig
-from splitmesh.errors import NotFittedError, ProtocolError, SplitmeshError
-from splitmesh.nn.aggregators import make_aggregator
+from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
 from splitmesh.nn.network import NetworkSpec
+from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     check_same_data,
@@ -26,48 +25,32 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import (
-    PARTITIONS,
-    OptimConfig,
-    check_mode,
-    eval_batches,
-    from_wire,
-    to_wire,
-)
-from splitmesh.split.head import ScoreBook
-from splitmesh.split.tasks import Task, check_task
+from splitmesh.split.common import OptimConfig, check_mode, from_wire, to_wire
+from splitmesh.split.keyed_steps import KeyedSteps
+from splitmesh.split.ranking import RankingConfig
+from splitmesh.split.relay import expect
+from splitmesh.split.star_steps import StarSteps
+from splitmesh.split.tasks import check_task
 from splitmesh.split.trainer import TrainConfig
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.messages import (
     Ack,
-    Augment,
     Backward,
     Bye,
     Checkpoint,
-    Distances,
     Embedding,
-    Evaluate,
-    FinishResample,
     Forward,
-    GetLabels,
     Head,
     HeadReply,
     Hello,
-    Labels,
     LoadCheckpoint,
     Message,
-    Metrics,
-    PartialDistances,
-    PlanResample,
-    PlanSplit,
-    ResampleNeeds,
     Restore,
     SaveModel,
-    SetupDomain,
-    SetupHead,
     Snapshot,
-    SplitPlan,
 )
+
+RANKING = "ranking"  # the task of a star mesh: examples planned by its fact domain
 
 
 class Outbox(Transport):
@@ -102,7 +85,7 @@ class Outbox(Transport):
         if due:
             replies = self.t.request_many({p: Backward(s, g) for p, (s, g) in due.items()})
             for p, r in replies.items():
-                _expect(r, Ack, p)
+                expect(r, Ack, p)
 
     def _carry(self, requests: Mapping[str, Message]) -> dict[str, Message]:
         out = {}
@@ -127,14 +110,14 @@ class Outbox(Transport):
         self.t.close()
 
 
-def _expect(reply, cls, party: str):
-    if not isinstance(reply, cls):
-        raise ProtocolError(f"{party!r} answered {type(reply).__name__}, expected {cls.__name__}")
-    return reply
-
-
 class Coordinator:
-    """Split learning from the coordinator's seat."""
+    """Split learning from the coordinator's seat, for every task: one step protocol,
+    checkpoints and snapshots; what differs by task (how rows are aligned, split and
+    planned each epoch, how a model is evaluated and saved) is its steps: ``KeyedSteps``
+    (binary, multiclass, regression) or ``StarSteps`` (ranking).
+
+    ``domains``: the parties with a bottom model (a ranking mesh's fact domain first);
+    ``label_owner``: who holds the labels (a ranking mesh's fact domain)."""
 
     def __init__(
         self,
@@ -143,21 +126,22 @@ class Coordinator:
         label_owner: str,
         *,
         mode: str,
-        spec: NetworkSpec,
+        spec: NetworkSpec | RecsysSpec,
         optim: OptimConfig,
         seed: int,
+        task: str = "binary",
+        ranking: RankingConfig | None = None,
         wire_dtype: str = "float32",
         pos_weight: float | None = None,
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
-        task: str = "binary",
         embedding_contracts: dict | None = None,
         train: TrainConfig | None = None,
-        eval_batch: int = 4096,
+        eval_batch: int | None = None,
     ) -> None:
         self.mode = check_mode(mode)
-        self.task = check_task(task)
+        self.task = task if task == RANKING else check_task(task)
         if mode == "centralized":
             raise ProtocolError("the coordinator runs split modes; use CentralizedLearner")
         self.t, self.domains, self.label_owner = Outbox(transport), list(domains), label_owner
@@ -167,17 +151,25 @@ class Coordinator:
         self.run = run  # the run's name: what its settings are (its checkpoint folder)
         self.run_id: str | None = None  # this run's fresh id, sent in Hello; kept on resume
         self.train = train or TrainConfig()  # the plan every node judges at Hello
-        self.eval_batch = eval_batch
         self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
         self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
+        self.alignment_: dict | None = None
+        self.products_: dict[str, dict] = {}
         self._snapshots: dict[str, dict] = {}
         # pipelining: the next step's Forward, already sent (one step of staleness)
         self.pipeline = pipeline
         self._ahead: tuple[int, Pending] | None = None
         # each domain's output contract (mesh/contracts.py), checked on every embedding
         self.embedding_contracts = dict(embedding_contracts or {})
+        if self.task == RANKING:
+            self.steps: KeyedSteps | StarSteps = StarSteps(self, ranking or RankingConfig())
+            # pairs per ranking chunk: a node's default batch limit
+            self.eval_batch = eval_batch or 65_536
+        else:
+            self.steps = KeyedSteps(self)
+            self.eval_batch = eval_batch or 4096
 
-    # -- preparation: split, scaling (in each domain), resampling across the boundary -------
+    # -- preparation ------------------------------------------------------------------------
     def hello(self, purpose: str = "train", *, resume: bool = False) -> dict[str, dict]:
         """Open the run on every party; each answers with its name, role and data fingerprint.
         ``purpose``: train, or predict (score new rows with a saved model). ``resume``: reopen
@@ -199,92 +191,33 @@ class Coordinator:
         )
         parties = list(dict.fromkeys([*self.domains, self.label_owner]))
         replies = self.t.request_many(dict.fromkeys(parties, hello))
-        self.nodes_ = {p: _expect(r, Ack, p).info for p, r in replies.items()}
+        self.nodes_ = {p: expect(r, Ack, p).info for p, r in replies.items()}
         for p, info in self.nodes_.items():
             if info.get("name", p) != p:
                 raise ProtocolError(f"the node reached as {p!r} says it is {info.get('name')!r}")
         return self.nodes_
 
-    def prepare(
-        self, *, test: float, validation: float, resample: ResampleConfig, resume: bool = False
-    ) -> dict:
-        """Open the run, split, scale, resample; with ``resume``, first check that every
-        node still holds the data its checkpoint was trained on."""
+    def prepare(self, *, resume: bool = False, **split: Any) -> dict:
+        """Open the run, align keys, then the task's preparation (a keyed mesh: ``test``,
+        ``validation``, ``resample``); with ``resume``, first check that every node still
+        holds the data its checkpoint was trained on."""
         self.hello(resume=resume)
         if resume:
             self._check_same_data()
         self.align()
-        lo = self.label_owner
-        plan = _expect(self.t.request(lo, PlanSplit(test, validation, self.seed)), SplitPlan, lo)
-        setup = {
-            d: SetupDomain(
-                train=plan.train,
-                val=plan.val,
-                test=plan.test,
-                model=self.spec.bottom_dict(),
-                optim=vars(self.optim),
-                seed=self.seed,
-                wire_dtype=self.wire_dtype,
-            )
-            for d in self.domains
-        }
-        infos = {d: _expect(r, Ack, d).info for d, r in self.t.request_many(setup).items()}
-        needs = _expect(
-            self.t.request(
-                lo,
-                PlanResample(
-                    resample.smote_ratio, resample.under_ratio, resample.k_neighbors, self.seed
-                ),
-            ),
-            ResampleNeeds,
-            lo,
-        )
-        total = np.zeros((0, 0))
-        if needs.positions.size:
-            asks = {d: PartialDistances("train", needs.positions) for d in self.domains}
-            parts = [_expect(r, Distances, d).values for d, r in self.t.request_many(asks).items()]
-            total = np.sum(parts, axis=0)  # squared distances add up across disjoint columns
-        aug = _expect(self.t.request(lo, FinishResample(total)), Augment, lo)
-        self.t.request_many({d: aug for d in self.domains})
-        self.sizes_ = {"train": len(aug.order), "val": len(plan.val), "test": len(plan.test)}
-        widths = [infos[d]["cut_width"] for d in self.domains]
-        return {
-            "rows": {"original": {p: len(getattr(plan, p)) for p in PARTITIONS}, **self.sizes_},
-            "resample_notes": list(aug.notes),
-            "cut_widths": dict(zip(self.domains, widths, strict=True)),
-            "missing": {d: infos[d].get("missing", {}) for d in self.domains},
-        }
+        return {**self.steps.prepare(**split), "alignment": self.alignment_}
 
-    def align(self) -> None:
-        """Parties whose rows are already aligned need nothing (MeshCoordinator runs PSI)."""
+    def align(self) -> dict | None:
+        """Align the parties' keys by signed PSI, relayed; what the coordinator learned
+        (counts). None when the parties hold aligned rows already."""
+        self.alignment_ = self.steps.align()
+        return self.alignment_
 
     def build(self) -> None:
         """Top model (and, with label sharing, head and labels) once preparation is done."""
         if self.sizes_ is None:
             raise NotFittedError("call prepare() before build()")
-        n = len(self.domains)
-        self.aggregator = make_aggregator(self.spec.aggregation)
-        self.top_ = self.spec.build_top(n, self.seed)
-        params = list(self.top_.parameters())
-        head_in = self.spec.head_in(n)
-        if self.mode == "label-sharing":
-            lo = self.label_owner
-            self.labels_ = {
-                p: _expect(self.t.request(lo, GetLabels(p)), Labels, lo).values for p in PARTITIONS
-            }
-            classes = self.nodes_.get(lo, {}).get("data", {}).get("classes", 2)
-            self.task_ = Task(self.task, n_classes=classes).fit(self.labels_["train"])
-            spec = dataclasses.replace(self.spec, out_features=self.task_.out_features)
-            self.head_ = spec.build_head(head_in, self.seed)
-            params += list(self.head_.parameters())
-            self._y_train = self.task_.target(self.labels_["train"])
-            self.book = ScoreBook(self.task_)
-        else:
-            setup = SetupHead(
-                head_in, vars(self.optim), self.seed, self.wire_dtype, self.pos_weight, self.task
-            )
-            _expect(self.t.request(self.label_owner, setup), Ack, self.label_owner)
-        self.optimizer_ = self.optim.build(params)
+        self.optimizer_ = self.optim.build(self.steps.build())
 
     @property
     def n_train(self) -> int:
@@ -306,22 +239,23 @@ class Coordinator:
         asked = self.domains if domains is None else domains
         own = meta_for or {}
         replies = self.t.request_many({d: SaveModel(own.get(d, meta)) for d in asked})
-        infos = {d: _expect(r, Ack, d).info for d, r in replies.items()}
+        infos = {d: expect(r, Ack, d).info for d, r in replies.items()}
         return {d: info["product"] for d, info in infos.items() if info.get("product")}
 
     def _embeddings(self, replies: dict) -> list[torch.Tensor]:
         out = []
         for d in self.domains:
-            values = _expect(replies[d], Embedding, d).values
+            values = expect(replies[d], Embedding, d).values
             contract = self.embedding_contracts.get(d)
             if contract is not None:
                 contract.check(values, wire=self.wire_dtype)
             out.append(from_wire(values))
         return out
 
-    def _embed(self, partition: str, positions: np.ndarray, step: int, train: bool):
+    def embed(self, partition: str, positions: np.ndarray, step: int) -> list[torch.Tensor]:
+        """Every domain's embedding of these rows, for evaluation (no gradient follows)."""
         return self._embeddings(
-            self.t.request_many(self._forwards(partition, positions, step, train))
+            self.t.request_many(self._forwards(partition, positions, step, False))
         )
 
     def _train_embeddings(self, positions: np.ndarray, step: int, upcoming: np.ndarray | None):
@@ -354,7 +288,7 @@ class Coordinator:
             loss = loss_t.item()
         else:  # label-preserving: the label owner runs head and loss, returns d loss / d out
             lo = self.label_owner
-            rep = _expect(
+            rep = expect(
                 self.t.request(
                     lo, Head("train", positions, step, True, to_wire(out, self.wire_dtype))
                 ),
@@ -375,7 +309,7 @@ class Coordinator:
         return loss
 
     def start_epoch(self, epoch: int) -> None:
-        """Every epoch trains on the same rows; nothing to plan."""
+        self.steps.start_epoch(epoch)
 
     def flush(self) -> None:
         """Deliver owed gradients now (the outbox delivers them before any other message
@@ -389,26 +323,22 @@ class Coordinator:
     def evaluate(self, partitions: list[str], *, select_on: str = "val") -> dict:
         """Metrics per partition, with the decision threshold chosen on ``select_on``."""
         with self.t.stats.phase("eval"):
-            return self._evaluate(partitions, self.eval_batch, select_on)
+            return self._evaluate(partitions, select_on)
 
-    def _evaluate(self, partitions: list[str], batch_size: int, select_on: str) -> dict:
-        self.top_.eval()
-        for p in dict.fromkeys([select_on, *partitions]):
-            for i, pos in enumerate(eval_batches(self.sizes_[p], batch_size)):
-                hs = self._embed(p, pos, i, False)
-                with torch.no_grad():
-                    out = self.top_(self.aggregator(hs))
-                    if self.mode == "label-sharing":
-                        if i == 0:
-                            self.book.start(p, self.sizes_[p])
-                        self.book.record(p, pos, self.head_(out))
-                if self.mode == "label-preserving":
-                    msg = Head(p, pos, i, False, to_wire(out, self.wire_dtype))
-                    _expect(self.t.request(self.label_owner, msg), HeadReply, self.label_owner)
-        if self.mode == "label-sharing":
-            return self.book.evaluate(self.labels_, select_on, list(partitions))
-        reply = self.t.request(self.label_owner, Evaluate(select_on, list(partitions)))
-        return _expect(reply, Metrics, self.label_owner).values
+    def _evaluate(self, partitions: list[str], select_on: str) -> dict:
+        return self.steps.evaluate(partitions, select_on)
+
+    # -- the trained model --------------------------------------------------------------------
+    def save_model(self, folder: str | Path, meta: dict | None = None) -> dict[str, dict]:
+        """Every party saves its own part on its own disk; what each domain published."""
+        self.products_ = self.steps.save_model(folder, dict(meta or {}))
+        return self.products_
+
+    def predict(self, folder: str | Path) -> dict:
+        """Score new rows with the model saved under ``folder`` (keyed meshes)."""
+        if not isinstance(self.steps, KeyedSteps):
+            raise ConfigError("a ranking mesh ranks in its training run; it has no predict")
+        return self.steps.predict(folder)
 
     # -- snapshots: every party keeps its own copy, nothing travels but the tag -------------
     def _parties_with_models(self) -> list[str]:

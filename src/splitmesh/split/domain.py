@@ -1,237 +1,297 @@
-"""A domain party: its own columns, its own scaler, bottom model and optimizer.
+"""A domain of a mesh as its node hosts it: one party for every kind of mesh entry.
 
-It hands out embeddings of its own rows and partial distances between them, never a
-column. Rows are addressed by aligned positions within a partition.
+A domain is made of the parts its own mesh entry gives it, each with its own state:
+- its **rows**: a ``KeyedDomain`` (a keyed mesh: its columns over rows aligned by PSI),
+  a ``FactDomain`` (a star's fact table: it plans examples and holds their labels) or a
+  ``DimensionDomain`` (a star's dimension: its columns over rows a sealed plan names);
+- its **labels**, when it owns a keyed mesh's label column: a ``LabelOwner`` (training) or
+  a ``Scorer`` (prediction), made once its keys are aligned.
+
+``mesh_domain`` builds the domain a mesh file describes, the same way in process and on a
+node; what its node serves (split/protocol.py) follows from the same entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from splitmesh.data.features import FeaturePrep, missing_counts
-from splitmesh.data.resampling import apply_plan, squared_distances
-from splitmesh.data.sources import DomainTable
-from splitmesh.errors import ConfigError, DataError, NotFittedError, ProtocolError
+from splitmesh.data.sources import DomainTable, FactTable
+from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
-from splitmesh.nn.network import NetworkSpec
-from splitmesh.split.bottom import BottomParty
+from splitmesh.split import protocol as proto
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import PARTITIONS, OptimConfig
-from splitmesh.split.party import handles
-from splitmesh.split.saved import save_module, wire_meta
-from splitmesh.transport.messages import (
-    Ack,
-    Augment,
-    Distances,
-    Hello,
-    PartialDistances,
-    SaveModel,
-    SetupDomain,
-)
+from splitmesh.split.common import check_mode
+from splitmesh.split.keyed import KeyedDomain, Scorer, labeled_rows
+from splitmesh.split.label_owner import LabelOwner
+from splitmesh.split.party import Party, handles
+from splitmesh.split.peer_alignment import Peers
+from splitmesh.split.saved import save_module
+from splitmesh.split.star import DimensionDomain, FactDomain, star_peers
+from splitmesh.split.tasks import Labels, Task
+from splitmesh.transport.identity import Identity
+from splitmesh.transport.messages import Ack, AlignDone, Hello, Message, SaveModel
 
-MAX_WIDTH, MAX_LAYERS = 65_536, 16  # a bottom model the coordinator may ask a domain for
+if TYPE_CHECKING:
+    from splitmesh.mesh.spec import MeshSpec
 
-
-def bottom_widths(model: dict, who: str) -> tuple[int, ...]:
-    """SetupDomain's hidden widths, bounded: the coordinator may not make a domain
-    allocate a model of any size it likes."""
-    hidden = model.get("hidden")
-    ok = (
-        isinstance(hidden, list)
-        and 1 <= len(hidden) <= MAX_LAYERS
-        and all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH
-                for w in hidden)
-    )  # fmt: skip
-    if not ok:
-        raise ProtocolError(
-            f"{who}: a bottom model is 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} units; "
-            f"got {str(hidden)[:60]}"
-        )
-    return tuple(hidden)
+# messages a keyed label domain's labels serve; the rest go to its rows
+_LABEL_SIDE = {
+    "PlanSplit",
+    "PlanResample",
+    "FinishResample",
+    "GetLabels",
+    "SetupHead",
+    "Head",
+    "Evaluate",
+    "Scores",
+    "WriteScores",
+}
+_BOTH_SIDES = {"Snapshot", "Restore", "Checkpoint", "LoadCheckpoint", "SaveModel", "LoadModel"}
 
 
-class DomainParty(BottomParty):
-    """One domain's node logic. ``table`` holds only this domain's numeric columns (NaN
-    where missing), ``categorical`` its categorical ones (raw values), in aligned order.
+class Domain(Party):
+    """One domain: its rows' part and, for a keyed mesh's label domain, its labels' part.
+    ``task`` and ``labels``: the label task and its encoded labels (training) when it owns
+    a keyed mesh's label column; ``scores``: where a scoring run writes its scores."""
 
-    ``product``: the domain's declared data product (mesh/products.py); its input contract is
-    checked against the data at every Hello, and a trained model is published under its
-    contracts. ``model_dir``: where SaveModel writes the trained part and its product."""
-
-    setup_message = "SetupDomain"
+    role = "domain"
+    routes = frozenset(_LABEL_SIDE | _BOTH_SIDES)  # what it hands its labels' part
 
     def __init__(
         self,
-        name: str,
-        table: np.ndarray,
-        columns: list[str],
+        rows: KeyedDomain | FactDomain | DimensionDomain,
         *,
-        categorical: np.ndarray | None = None,
-        categorical_names: list[str] | None = None,
-        state_dir: str | None = None,
-        model_dir: str | Path | None = None,
-        product=None,
-        source: DomainTable | None = None,
+        mode: str,
+        purpose: str = "train",
+        task: str | None = None,
+        labels: Labels | None = None,
+        state_dir: str | Path | None = None,
+        scores: Path | None = None,
     ) -> None:
-        super().__init__(name, state_dir=state_dir)
-        self.model_dir = Path(model_dir) if model_dir is not None else None
-        self.product = product
-        self._model_cfg: dict | None = None
-        table = np.asarray(table, dtype=np.float64)
-        if table.ndim != 2 or table.shape[1] != len(columns):
-            raise DataError(
-                f"domain {name!r}: table of shape {table.shape} does not match "
-                f"{len(columns)} columns"
-            )
-        self.categorical_names = list(categorical_names or [])
-        if categorical is None:
-            categorical = np.empty((len(table), 0), dtype=object)
-        if categorical.shape != (len(table), len(self.categorical_names)):
-            raise DataError(
-                f"domain {name!r}: categorical columns of shape {categorical.shape} do not "
-                f"match {len(self.categorical_names)} names and {len(table)} rows"
-            )
-        self.table, self.columns, self.categorical = table, list(columns), categorical
-        self._x64: dict[str, np.ndarray] = {}  # prepared numeric rows per partition
-        self._x: dict[str, torch.Tensor] = {}  # float32 copies fed to the model
-        self._codes: dict[str, torch.Tensor] = {}  # category codes per partition
-        # the table as its contract sees it; rows aligned by position when there is no key
-        self.source = source or DomainTable(
-            name, "(in memory)", "row", np.arange(len(table)), self.columns, table,
-            self.categorical_names, categorical,
+        super().__init__(rows.name)
+        self.rows, self.mode, self.purpose = rows, check_mode(mode), purpose
+        self.task_name, self.labels, self.scores_path = task, labels, scores
+        self._state = Path(state_dir) if state_dir is not None else None
+        self.side: LabelOwner | Scorer | None = None  # its labels' part, once aligned
+        self.notes = list(getattr(getattr(rows, "source", None), "notes", ()))
+        if labels is not None:
+            self.notes += labels.notes
+        if task is not None:
+            self.role = "label domain"
+        # labels and keys only: no bottom model (its node does not serve one)
+        self.label_only = isinstance(rows, KeyedDomain) and not rows.source.features
+
+    @classmethod
+    def keyed(
+        cls,
+        table: DomainTable,
+        *,
+        mode: str,
+        task: str | None = None,
+        purpose: str = "train",
+        peers: Peers | None = None,
+        state_dir: Path | None = None,
+        model_dir: Path | None = None,
+        product=None,
+        scores: Path | None = None,
+    ) -> Domain:
+        """A keyed mesh's domain over its table; ``task``: it owns the table's label column
+        (training drops the rows without a label)."""
+        labels = None
+        if task is not None and purpose == "train":
+            table, labels = labeled_rows(table, task)
+        rows = KeyedDomain(
+            table,
+            peers=peers,
+            state_dir=(state_dir / "domain") if (state_dir and task) else state_dir,
+            model_dir=model_dir,
+            product=product,
+        )
+        return cls(
+            rows, mode=mode, purpose=purpose, task=task, labels=labels, state_dir=state_dir,
+            scores=scores,
         )  # fmt: skip
+
+    def _task(self) -> Task:
+        classes = len(self.labels.classes) if self.task_name == "multiclass" else 2
+        return Task(self.task_name, n_classes=classes)
+
+    def fingerprint(self) -> dict:
+        fp = dict(self.rows.fingerprint())
+        if self.labels is not None:
+            fp.update(task=self.task_name, label_sha256=digest(self.labels.y))
+            if self.task_name == "multiclass":
+                fp["classes"] = len(self.labels.classes)
+        return fp
 
     @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
-        if self.product is not None:
-            from splitmesh.mesh.contracts import check_table
+        self.run_id = msg.run
+        info = self.rows.handle(msg).info
+        if self.task_name is not None:
+            info.update(role=self.role, data=self.fingerprint(), notes=self.notes)
+        return Ack(info=info)
 
-            check_table(self.product.input, self.source, rows=msg.purpose == "train")
-        return super().on_hello(msg)
+    @handles(AlignDone)
+    def on_align_done(self, msg: AlignDone) -> Ack:
+        reply = self.rows.handle(msg)
+        if self.task_name is None:
+            return reply
+        rows, state = self.rows.rows_, self._state
+        if self.purpose == "train":
+            self.side = LabelOwner(
+                self.name,
+                self.labels.y[rows],
+                self.mode,
+                task=self._task(),
+                state_dir=state and state / "labels",
+            )
+        else:
+            keys = self.rows.source.keys[rows]
+            self.side = Scorer(
+                self.name, keys, self.rows.source.key, self.mode, self.rows.model_dir,
+                scores=self.scores_path,
+            )  # fmt: skip
+        self.side.run_id = self.run_id
+        return reply
 
-    # -- setup ---------------------------------------------------------------------------
-    @handles(SetupDomain)
-    def on_setup_domain(self, msg: SetupDomain) -> Ack:
-        widths = bottom_widths(msg.model, f"domain {self.name!r}")  # before any work
-        parts = {p: np.asarray(getattr(msg, p), dtype=np.int64) for p in PARTITIONS}
-        for p, pos in parts.items():
-            self.check_positions(p, pos, len(self.table))
-        # fitted on training rows only: validation and test rows must not leak into scaling
-        train = parts["train"]
-        self.prep_ = FeaturePrep.fit(self.table[train], self.categorical[train])
-        for p, pos in parts.items():
-            self._set_partition(p, *self.prep_.transform(self.table[pos], self.categorical[pos]))
-        spec = NetworkSpec(
-            bottom=widths,
-            activation=msg.model.get("activation", "relu"),
-            dropout=msg.model.get("dropout", 0.0),
-        )
-        cards = self.prep_.categorical.cardinalities
-        self.bottom_ = spec.build_bottom(self.name, self.prep_.numeric.width, msg.seed, cards)
-        self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
-        self.wire_dtype = msg.wire_dtype
-        self._model_cfg = dict(msg.model)
-        missing = missing_counts(self.table, self.categorical, self.columns, self.categorical_names)
-        return Ack(
-            info={
-                "n_features": len(self.columns) + len(self.categorical_names),
-                "cut_width": spec.bottom[-1],
-                "rows": {p: len(v) for p, v in parts.items()},
-                "missing": missing,
-            }
-        )
+    def handle(self, msg: Message) -> Message:
+        kind = type(msg).__name__
+        if kind in ("Hello", "AlignDone"):
+            return super().handle(msg)
+        if self.task_name is None:
+            return self.rows.handle(msg)
+        if (kind in _LABEL_SIDE or kind in _BOTH_SIDES) and self.side is None:
+            raise ProtocolError(f"domain {self.name!r} got {kind} before its keys were aligned")
+        if kind in _LABEL_SIDE:
+            return self.side.handle(msg)
+        if kind == "SaveModel":
+            reply = Ack() if self.label_only else self.rows.handle(msg)
+            self._save_labels(msg)
+            return reply
+        if kind in _BOTH_SIDES:  # a label-only domain has no bottom model to keep
+            parts = [self.side] if self.label_only else [self.rows, self.side]
+            replies = [part.handle(msg) for part in parts]
+            return Ack(info={k: v for r in replies for k, v in r.info.items()})
+        return self.rows.handle(msg)
 
-    # -- the trained bottom model, published as this domain's data product ------------------
-    def _folder(self) -> Path:
-        if self.model_dir is None:
-            raise ConfigError(f"domain {self.name!r} has no model folder", hint="give --out DIR")
-        return self.model_dir
+    def forget_run(self) -> None:
+        self.rows.forget_run()
+        if self.side is not None:
+            self.side.forget_run()
 
-    def model_facts(self, msg: SaveModel) -> dict:
-        """What model.json records beside the weights (subclasses add their key); the
-        coordinator's ``meta`` is checked and cannot overwrite the domain's own facts."""
-        return {
-            **wire_meta(msg.meta, f"domain {self.name!r}"),
-            "domain": self.name,
-            "run": self.run_id,
-            "numeric": self.columns,
-            "categorical": self.categorical_names,
-            "bottom": self._model_cfg,
-            "input_width": self.prep_.numeric.width,
-            "cardinalities": list(self.prep_.categorical.cardinalities),
-            "cut_width": self._model_cfg["hidden"][-1],
-            "data": self.fingerprint(),
+    def _save_labels(self, msg: SaveModel) -> None:
+        """What scoring needs on the label side: the task, class values, the threshold
+        chosen on validation rows, and (label preserving) the head."""
+        owner = self.side
+        assert isinstance(owner, LabelOwner)
+        folder = self.rows._folder()
+        # label sharing: the coordinator held the head, so it says how scores read
+        task = msg.meta.get("label_task") or owner.book.task.as_dict()
+        threshold = msg.meta.get("threshold", owner.book.threshold_)
+        label = {
+            "task": task,
+            "classes": [_jsonable(c) for c in self.labels.classes],
+            "threshold": threshold,
+            "mode": self.mode,
+            "key": self.rows.source.key,
+            "label_column": self.rows.source.label_name,
         }
+        if owner.head_ is not None:
+            label["head_in"] = owner.head_.head.in_features
+            save_module(folder / "head.pt", owner.head_.head)
+        atomic_write_json(folder / "labels.json", label)
 
-    @handles(SaveModel)
-    def on_save_model(self, msg: SaveModel) -> Ack:
-        from splitmesh.mesh.products import publish
 
-        if self.bottom_ is None or self._model_cfg is None:
-            raise NotFittedError(f"domain {self.name!r} has no trained model to save")
-        folder, facts = self._folder(), self.model_facts(msg)
-        save_module(folder / "bottom.pt", self.bottom_)
-        prep = self.prep_.to_dict()
-        atomic_write_json(folder / "prep.json", prep)
-        atomic_write_json(folder / "model.json", facts)
-        product = publish(
-            folder,
-            table=self.source,
-            bottom=self.bottom_,
-            input_width=facts["input_width"],
-            n_categorical=len(facts["cardinalities"]),
-            cut_width=facts["cut_width"],
-            prep=prep,
-            meta=facts,
-            declared=self.product,
+def _jsonable(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshDomain:
+    """Domain ``name`` of a mesh, its table read once: what its node serves, and the
+    ``Domain`` made for each run (its Hello names the mode and the purpose)."""
+
+    name: str
+    table: DomainTable | FactTable
+    serves: frozenset[str]
+    make: Callable[[Hello], Domain]
+
+
+def mesh_domain(
+    spec: MeshSpec,
+    name: str,
+    *,
+    identity: Identity | None,
+    state_dir: Path | None = None,
+    model_dir: Path | None = None,
+    scores: Callable[[Hello], Path | None] | None = None,
+) -> MeshDomain:
+    """Domain ``name`` of the mesh file, the same in process and on a node: it reads only
+    its own block's source. ``identity`` signs its PSI messages (a node's own, or one of
+    ``Identity.ephemeral`` for the domains of one process). ``model_dir``: where its
+    trained parts go; ``scores``: where a scoring run of the label domain writes."""
+    if spec.task == "ranking":
+        return _star_domain(spec, name, identity, state_dir, model_dir)
+    label = name == spec.label.domain
+    table = spec.read_domain(name, predict=True)  # a scoring-only table may lack labels
+    peers = Peers(spec.label.domain, tuple(spec.domain_names), identity) if identity else None
+    product = spec.declared_product(name)  # its input contract is checked at every Hello
+    serves = {proto.BOTTOM, proto.KEYS}
+    if label:
+        serves = {proto.KEYS, proto.LABELS} | (set() if spec.label_only else {proto.BOTTOM})
+
+    def make(hello: Hello) -> Domain:
+        return Domain.keyed(
+            table,
+            mode=hello.mode,
+            task=spec.task if label else None,
+            purpose=hello.purpose,
+            peers=peers,
+            state_dir=state_dir,
+            model_dir=model_dir,
+            product=product,
+            scores=scores(hello) if (scores and label) else None,
         )
-        return Ack(info={"folder": str(folder), "product": product})
 
-    def _set_partition(self, partition: str, x64: np.ndarray, codes: np.ndarray) -> None:
-        self._x64[partition] = x64
-        self._x[partition] = torch.from_numpy(x64.astype(np.float32))
-        self._codes[partition] = torch.from_numpy(codes)
+    return MeshDomain(name, table, frozenset(serves), make)
 
-    def _rows(self, partition: str) -> np.ndarray:
-        if partition not in self._x64:
-            raise NotFittedError(
-                f"domain {self.name!r} has no partition {partition!r}; set up first"
-            )
-        return self._x64[partition]
 
-    def fingerprint(self) -> dict:
-        columns = [*self.columns, *self.categorical_names]
-        data = [self.table] + ([self.categorical.astype(str)] if self.categorical.size else [])
-        return {"rows": len(self.table), "columns": columns, "sha256": digest(*data)}
+def _star_domain(
+    spec: MeshSpec,
+    name: str,
+    identity: Identity | None,
+    state_dir: Path | None,
+    model_dir: Path | None,
+) -> MeshDomain:
+    """A domain of a ranking mesh (split/star.py): the fact domain, or a dimension; it
+    aligns keys with the fact domain under its identity."""
+    fact, dims = spec.fact.domain, spec.dimensions
+    if identity is None:
+        raise ConfigError(f"domain {name!r} has no identity to align keys with (tls:)")
+    if name == fact:
+        table, peers = spec.read_fact(), star_peers(fact, list(dims), identity)
 
-    # -- resampling across the boundary ----------------------------------------------------
-    @handles(PartialDistances)
-    def on_partial_distances(self, msg: PartialDistances) -> Distances:
-        x = self._rows(msg.partition)
-        self.check_positions(msg.partition, msg.positions, len(x))
-        return Distances(values=squared_distances(x[msg.positions]))
+        def make_fact(hello: Hello) -> Domain:
+            rows = FactDomain(table, hello.mode, dims, peers=peers, state_dir=state_dir)
+            return Domain(rows, mode=hello.mode, purpose=hello.purpose)
 
-    @handles(Augment)
-    def on_augment(self, msg: Augment) -> Ack:
-        x = self._rows(msg.partition)
-        self.check_positions(msg.partition, msg.base, len(x))
-        if self.categorical_names and len(msg.order) != len(x):
-            raise ProtocolError(
-                f"domain {self.name!r} has categorical columns, which SMOTE cannot interpolate"
-            )
-        new = apply_plan(x, msg.base, msg.rows, msg.neighbours, msg.gaps, msg.order)
-        codes = self._codes[msg.partition].numpy()  # no categorical columns: (n, 0)
-        codes = np.concatenate([codes, codes[msg.base[msg.rows]]])[msg.order]
-        self._set_partition(msg.partition, new, codes)
-        return Ack(info={"rows": len(new)})
+        return MeshDomain(name, table, frozenset({proto.KEYS, proto.LABELS, proto.FACT}), make_fact)
+    table, peer = spec.read_domain(name), star_peers(fact, [name], identity)[name]
 
-    def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
-        x = self._x.get(partition)
-        if x is None:
-            raise ProtocolError(f"domain {self.name!r} has no partition {partition!r}")
-        self.check_positions(partition, positions, len(x))
-        idx = torch.from_numpy(positions)
-        return x[idx], self._codes[partition][idx]
+    def make_dimension(hello: Hello) -> Domain:
+        rows = DimensionDomain(
+            table,
+            dims[name],
+            peers=peer,
+            state_dir=state_dir,
+            model_dir=model_dir and model_dir / hello.mode,  # one product per mode
+        )
+        return Domain(rows, mode=hello.mode, purpose=hello.purpose)
+
+    return MeshDomain(name, table, frozenset({proto.KEYS, proto.ENTITY}), make_dimension)

@@ -1,8 +1,7 @@
 """Mesh parties: domains that hold their own keyed tables and align them by PSI.
 
 ``KeyedDomain``: a domain with its own row order and its own subset of the entities.
-``LabelDomain``: the domain that also owns the label column; it is a domain and the label
-owner at once, each half with its own state. ``Scorer``: the label domain's side when a
+``Scorer``: the label domain's side (split/domain.py) when a
 saved model scores new rows (it alone can name the rows by key).
 """
 
@@ -17,25 +16,20 @@ import pandas as pd
 from splitmesh.data.features import FeaturePrep
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError, DataError, ProtocolError
-from splitmesh.io import atomic_write_json, atomic_write_text
-from splitmesh.split import protocol as proto
-from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import check_mode, from_wire
-from splitmesh.split.domain import DomainParty
+from splitmesh.io import atomic_write_text
+from splitmesh.split.columns import ColumnsParty
+from splitmesh.split.common import from_wire
 from splitmesh.split.head import HeadHolder, ScoreBook
-from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.party import Party, handles
 from splitmesh.split.peer_alignment import AlignsKeys, Peers, SignedAlignment
-from splitmesh.split.saved import load_bottom, load_module, read_json, save_module
+from splitmesh.split.saved import load_bottom, load_module, read_json
 from splitmesh.split.tasks import Labels, Task, encode_labels
 from splitmesh.transport.messages import (
     Ack,
-    AlignDone,
     Head,
     HeadReply,
     Hello,
     LoadModel,
-    Message,
     SaveModel,
     Scores,
     SetupDomain,
@@ -46,7 +40,7 @@ from splitmesh.transport.messages import (
 PREDICT = "predict"  # the partition a saved model scores: every aligned row
 
 
-class KeyedDomain(AlignsKeys, DomainParty):
+class KeyedDomain(AlignsKeys, ColumnsParty):
     """A domain over its own keyed table; rows become aligned positions after PSI between
     domains (split/peer_alignment.py), which the coordinator relays but cannot drive."""
 
@@ -120,26 +114,6 @@ class KeyedDomain(AlignsKeys, DomainParty):
         return Ack(info={"rows": len(self.table), "cut_width": meta["cut_width"]})
 
 
-# messages the label domain's label-owner half serves; the rest go to its domain half
-_LABEL_SIDE = {
-    "PlanSplit",
-    "PlanResample",
-    "FinishResample",
-    "GetLabels",
-    "SetupHead",
-    "Head",
-    "Evaluate",
-    "Scores",
-    "WriteScores",
-}
-_BOTH_SIDES = {"Snapshot", "Restore", "Checkpoint", "LoadCheckpoint", "SaveModel", "LoadModel"}
-
-
-def label_serves(label_only: bool) -> set[str]:
-    """What the label domain's node serves: no bottom model when it holds labels alone."""
-    return {proto.KEYS, proto.LABELS} | (set() if label_only else {proto.BOTTOM})
-
-
 def labeled_rows(table: DomainTable, task: str) -> tuple[DomainTable, Labels]:
     """The label domain's rows that carry a label, and their encoded labels (what the
     label domain trains on, and the centralized reference too)."""
@@ -156,136 +130,6 @@ def labeled_rows(table: DomainTable, task: str) -> tuple[DomainTable, Labels]:
     where = f"domain {table.domain!r}, label column {table.label_name!r}"
     labels = encode_labels(task, table.label, where=where)
     return table, dataclasses.replace(labels, notes=(*notes, *labels.notes))
-
-
-class LabelDomain(Party):
-    """The domain that owns the label column: a ``KeyedDomain`` for its features and, once
-    aligned, a ``LabelOwner`` (training) or a ``Scorer`` (prediction) for its labels."""
-
-    role = "label domain"
-
-    def __init__(
-        self,
-        table: DomainTable,
-        mode: str,
-        task: str,
-        *,
-        purpose: str = "train",
-        peers: Peers | None = None,
-        state_dir: str | Path | None = None,
-        model_dir: str | Path | None = None,
-        product=None,
-        scores: Path | None = None,
-    ) -> None:
-        super().__init__(table.domain)
-        self.mode, self.task_name, self.purpose = check_mode(mode), task, purpose
-        self.model_dir = Path(model_dir) if model_dir is not None else None
-        self._state = Path(state_dir) if state_dir is not None else None
-        self.notes = list(table.notes)
-        self.labels = None
-        if purpose == "train":
-            table, self.labels = labeled_rows(table, task)
-            self.notes += self.labels.notes
-        self.scores_path = scores  # where a scoring run writes: its owner's choice
-        self.domain = KeyedDomain(
-            table,
-            peers=peers,
-            state_dir=self._state and self._state / "domain",
-            model_dir=model_dir,
-            product=product,
-        )
-        self.side: Party | None = None  # LabelOwner or Scorer, once aligned
-        # labels and keys only: no bottom model (its node does not serve one)
-        self.label_only = not table.features
-
-    def _task(self) -> Task:
-        classes = len(self.labels.classes) if self.task_name == "multiclass" else 2
-        return Task(self.task_name, n_classes=classes)
-
-    def fingerprint(self) -> dict:
-        fp = dict(self.domain.fingerprint())
-        if self.labels is not None:
-            fp.update(task=self.task_name, label_sha256=digest(self.labels.y))
-            if self.task_name == "multiclass":
-                fp["classes"] = len(self.labels.classes)
-        return fp
-
-    @handles(Hello)
-    def on_hello(self, msg: Hello) -> Ack:
-        self.run_id = msg.run
-        info = self.domain.on_hello(msg).info
-        info.update(role=self.role, data=self.fingerprint(), notes=self.notes)
-        return Ack(info=info)
-
-    @handles(AlignDone)
-    def on_align_done(self, msg: AlignDone) -> Ack:
-        reply = self.domain.handle(msg)
-        rows = self.domain.rows_
-        if self.purpose == "train":
-            self.side = LabelOwner(
-                self.name,
-                self.labels.y[rows],
-                self.mode,
-                task=self._task(),
-                state_dir=self._state and self._state / "labels",
-            )
-        else:
-            keys = self.domain.source.keys[rows]
-            self.side = Scorer(
-                self.name, keys, self.domain.source.key, self.mode, self.model_dir,
-                scores=self.scores_path,
-            )  # fmt: skip
-        self.side.run_id = self.run_id
-        return reply
-
-    def handle(self, msg: Message) -> Message:
-        kind = type(msg).__name__
-        if kind in ("Hello", "AlignDone"):
-            return super().handle(msg)
-        if (kind in _LABEL_SIDE or kind in _BOTH_SIDES) and self.side is None:
-            raise ProtocolError(f"domain {self.name!r} got {kind} before its keys were aligned")
-        if kind in _LABEL_SIDE:
-            return self.side.handle(msg)
-        if kind == "SaveModel":
-            reply = Ack() if self.label_only else self.domain.handle(msg)
-            self._save_labels(msg)
-            return reply
-        if kind in _BOTH_SIDES:  # a label-only domain has no bottom model to keep
-            halves = [self.side] if self.label_only else [self.domain, self.side]
-            replies = [half.handle(msg) for half in halves]
-            return Ack(info={k: v for r in replies for k, v in r.info.items()})
-        return self.domain.handle(msg)
-
-    def forget_run(self) -> None:
-        self.domain.forget_run()
-        if self.side is not None:
-            self.side.forget_run()
-
-    def _save_labels(self, msg: SaveModel) -> None:
-        """What scoring needs on the label side: the task, class values, the threshold
-        chosen on validation rows, and (label preserving) the head."""
-        owner = self.side
-        assert isinstance(owner, LabelOwner)
-        folder = self.domain._folder()
-        # label sharing: the coordinator held the head, so it says how scores read
-        task = msg.meta.get("label_task") or owner.book.task.as_dict()
-        threshold = msg.meta.get("threshold", owner.book.threshold_)
-        label = {
-            "task": task,
-            "classes": [_jsonable(c) for c in self.labels.classes],
-            "threshold": threshold,
-            "mode": self.mode,
-            "key": self.domain.source.key,
-            "label_column": self.domain.source.label_name,
-        }
-        if owner.head_ is not None:
-            label["head_in"] = owner.head_.head.in_features
-            save_module(folder / "head.pt", owner.head_.head)
-        atomic_write_json(folder / "labels.json", label)
-
-
-def _jsonable(v):
-    return v.item() if isinstance(v, np.generic) else v
 
 
 class Scorer(Party):

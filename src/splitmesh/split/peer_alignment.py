@@ -217,7 +217,9 @@ class AlignsKeys:
     @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
         self.alignment.run = msg.run  # every PSI message it signs or checks names this run
-        return super().on_hello(msg)
+        ack = super().on_hello(msg)
+        ack.info["aligns_keys"] = True  # the coordinator relays PSI before any setup
+        return ack
 
     @handles(PsiRequest)
     def on_psi_request(self, msg: PsiRequest) -> PsiBlob:

@@ -46,15 +46,6 @@ def star_peers(fact: str, dimensions: list[str], identity: Identity) -> dict[str
     return {d: Peers(fact, (fact, d), identity) for d in dimensions}
 
 
-def in_process_peers(fact: str, dimensions: list[str]) -> dict[str, dict[str, Peers]]:
-    """Every party's peers (by party, then by dimension), with throwaway identities."""
-    ids = Identity.ephemeral([fact, *dimensions])
-    out = {fact: star_peers(fact, dimensions, ids[fact])}
-    for d in dimensions:
-        out[d] = star_peers(fact, [d], ids[d])
-    return out
-
-
 def feature_table(table: DomainTable) -> FeatureTable:
     """A dimension's keyed table as its bottom model reads it: categories coded 1..k
     (0: missing) in sorted order of their values."""
@@ -108,7 +99,9 @@ class FactDomain(InteractionsParty):
     def on_hello(self, msg: Hello) -> Ack:
         for a in self.alignments.values():
             a.run = msg.run
-        return super().on_hello(msg)
+        ack = super().on_hello(msg)
+        ack.info["aligns_keys"] = True
+        return ack
 
     # -- alignment, one signed PSI per dimension --------------------------------------------
     def _alignment(self, peer: object) -> SignedAlignment:

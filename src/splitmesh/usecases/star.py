@@ -22,24 +22,13 @@ from splitmesh.data.interactions import (
 )
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.neumf import RecsysSpec
-from splitmesh.split import protocol as proto
 from splitmesh.split.centralized_ranker import CentralizedRanker
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.node import Node, in_process
 from splitmesh.split.ranking import RankingConfig
-from splitmesh.split.ranking_coordinator import RankingCoordinator
 from splitmesh.split.star import (
-    DimensionDomain,
-    FactDomain,
     feature_table,
-    in_process_peers,
     index_keys,
 )
-from splitmesh.split.trainer import TrainConfig
-from splitmesh.transport.base import Transport
-
-FACT_SERVES = frozenset({proto.KEYS, proto.LABELS, proto.FACT})
-DIMENSION_SERVES = frozenset({proto.KEYS, proto.ENTITY})
 
 
 def domain_order(spec: MeshSpec) -> list[str]:
@@ -63,56 +52,6 @@ def recsys_spec(spec: MeshSpec) -> RecsysSpec:
 def ranking_config(spec: MeshSpec) -> RankingConfig:
     r = spec.ranking
     return RankingConfig(r.holdout, r.negatives, r.eval_negatives, tuple(r.ks))
-
-
-def star_parties(
-    spec: MeshSpec, mode: str, *, model_dir: Path | None, state_dir: Path | None
-) -> dict[str, Node]:
-    """In-process parties, each reading only its own table, served by a node's state
-    machine and signing its PSI messages with a throwaway identity."""
-    fact, dims = spec.fact.domain, spec.dimensions
-    peers = in_process_peers(fact, list(dims))
-    party = FactDomain(
-        spec.read_fact(), mode, dims, peers=peers[fact], state_dir=state_dir and state_dir / fact
-    )
-    nodes = {fact: in_process(party, FACT_SERVES, modes=[mode])}
-    for d, side in dims.items():
-        party = DimensionDomain(
-            spec.read_domain(d),
-            side,
-            peers=peers[d][d],
-            state_dir=state_dir and state_dir / d,
-            model_dir=model_dir and model_dir / d / mode,  # as its node saves them
-        )
-        nodes[d] = in_process(party, DIMENSION_SERVES, modes=[mode])
-    return nodes
-
-
-def star_coordinator(
-    spec: MeshSpec,
-    transport: Transport,
-    mode: str,
-    *,
-    run: str,
-    ckpt: Path | None,
-    optim: OptimConfig,
-    train: TrainConfig,
-) -> RankingCoordinator:
-    return RankingCoordinator(
-        transport,
-        domain_order(spec),
-        mode=mode,
-        spec=recsys_spec(spec),
-        optim=optim,
-        seed=spec.training.seed,
-        ranking=ranking_config(spec),
-        wire_dtype=spec.wire_dtype,
-        run=run,
-        checkpoint_dir=ckpt,
-        train=train,
-        pipeline=spec.training.pipeline,
-        star=True,
-    )
 
 
 def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]]:

@@ -25,20 +25,25 @@ from splitmesh.mesh.lineage import dataset
 from splitmesh.mesh.policy import Policy
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.nn.network import NetworkSpec
-from splitmesh.split import protocol as proto
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.common import OptimConfig
-from splitmesh.split.keyed import KeyedDomain, LabelDomain, label_serves, labeled_rows
-from splitmesh.split.mesh_coordinator import MeshCoordinator
-from splitmesh.split.node import Node, in_process
-from splitmesh.split.peer_alignment import Peers
+from splitmesh.split.coordinator import Coordinator
+from splitmesh.split.domain import mesh_domain
+from splitmesh.split.keyed import labeled_rows
+from splitmesh.split.node import Node
 from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import Task
 from splitmesh.split.trainer import TrainConfig, fit
 from splitmesh.transport.base import Transport
+from splitmesh.transport.identity import Identity
 from splitmesh.transport.local import LocalTransport
 from splitmesh.usecases.governance import Governance, governed
-from splitmesh.usecases.star import star_centralized, star_coordinator, star_parties
+from splitmesh.usecases.star import (
+    domain_order,
+    ranking_config,
+    recsys_spec,
+    star_centralized,
+)
 
 CENTRALIZED = "centralized"  # the centralized model's folder
 
@@ -86,33 +91,29 @@ def run_id(spec: MeshSpec, mode: str) -> str:
     return f"{spec.name}-{mode}-{digest[:12]}"
 
 
-def make_parties(
+def local_domains(
     spec: MeshSpec,
-    tables: dict[str, DomainTable],
     mode: str,
     *,
     model_dir: Path | None,
     state_dir: Path | None,
-    purpose: str = "train",
     scores: Path | None = None,
 ) -> dict[str, Node]:
-    """In-process parties, each holding only its own table, each served by the state
-    machine a node runs and signing its PSI messages with a throwaway identity."""
-    peers = Peers.in_process(spec.label.domain, spec.domain_names)
+    """The mesh's domains in this process, made as their nodes make them (split/domain.py):
+    each reads only its own table, is served by the state machine a node runs and signs its
+    PSI messages with a throwaway identity."""
+    ids = Identity.ephemeral(spec.domain_names)
     nodes = {}
-    for name, table in tables.items():
-        kw = {
-            "peers": peers[name],
-            "state_dir": state_dir and state_dir / name,
-            "model_dir": model_dir and model_dir / name,
-            "product": spec.declared_product(name),
-        }
-        if name == spec.label.domain:
-            party = LabelDomain(table, mode, spec.task, purpose=purpose, scores=scores, **kw)
-            serves = label_serves(spec.label_only)
-        else:
-            party, serves = KeyedDomain(table, **kw), {proto.BOTTOM, proto.KEYS}
-        nodes[name] = in_process(party, serves, modes=[mode])
+    for name in spec.domain_names:
+        domain = mesh_domain(
+            spec,
+            name,
+            identity=ids[name],
+            state_dir=state_dir and state_dir / name,
+            model_dir=model_dir and model_dir / name,
+            scores=(lambda hello: scores) if scores else None,
+        )
+        nodes[name] = Node(name, domain.make, serves=domain.serves, modes=[mode])
     return nodes
 
 
@@ -120,21 +121,13 @@ def _transport(
     spec: MeshSpec,
     mode: str,
     out: Path | None,
-    purpose: str,
     ckpt: bool,
     scores: Path | None = None,
 ) -> Transport:
     if spec.transport != "local":
         return spec.transport.connect(spec.domain_names, f"mesh {spec.name!r}: transport")
     state = out / "checkpoints" / "parties" if (out and ckpt) else None
-    if spec.task == "ranking":
-        return LocalTransport(star_parties(spec, mode, model_dir=out, state_dir=state))
-    tables = {d.name: spec.read_domain(d.name, predict=purpose == "predict") for d in spec.domains}
-    return LocalTransport(
-        make_parties(
-            spec, tables, mode, model_dir=out, state_dir=state, purpose=purpose, scores=scores
-        )
-    )
+    return LocalTransport(local_domains(spec, mode, model_dir=out, state_dir=state, scores=scores))
 
 
 def coordinator(
@@ -143,30 +136,23 @@ def coordinator(
     mode: str,
     ckpt: Path | None,
     train: TrainConfig | None = None,
-):
-    if spec.task == "ranking":
-        return star_coordinator(
-            spec,
-            transport,
-            mode,
-            run=run_id(spec, mode),
-            ckpt=ckpt,
-            optim=optim_config(spec),
-            train=train or train_config(spec),
-        )
-    return MeshCoordinator(
+) -> Coordinator:
+    ranking = spec.task == "ranking"
+    domains = domain_order(spec) if ranking else spec.embedding_domains
+    return Coordinator(
         transport,
-        spec.embedding_domains,
-        spec.label.domain,
+        domains,
+        domains[0] if ranking else spec.label.domain,
         mode=mode,
-        spec=network_spec(spec),
+        task=spec.task,
+        spec=recsys_spec(spec) if ranking else network_spec(spec),
+        ranking=ranking_config(spec) if ranking else None,
         optim=optim_config(spec),
         seed=spec.training.seed,
         wire_dtype=spec.wire_dtype,
         run=run_id(spec, mode),
         checkpoint_dir=ckpt,
-        task=spec.task,
-        embedding_contracts=spec.embedding_contracts(),
+        embedding_contracts=None if ranking else spec.embedding_contracts(),
         train=train or train_config(spec),
         pipeline=spec.training.pipeline,
     )
@@ -223,7 +209,7 @@ def run_mode(
     elif mode == "centralized":
         learner, alignment = centralized_learner(spec, ckpt)
     else:
-        transport = _transport(spec, mode, out, "train", checkpoints)
+        transport = _transport(spec, mode, out, checkpoints)
         learner, alignment = coordinator(spec, transport, mode, ckpt, cfg), None
     store = learner.checkpoints
     try:
@@ -252,17 +238,11 @@ def run_mode(
         metrics = learner.evaluate(["val", "test"])
         meta = {"mesh": spec.name, "metrics": metrics["test"]}
         products = []
-        if ranking:  # the dimensions publish their feature bottoms; ids are no product
-            if mode != "centralized":
-                meta.update(product_meta or {})
-                products = list(learner.publish_products(meta, learner.domains[1:]).values())
-                alignment = prep.get("alignment")
-        elif mode == "centralized":
-            _save_centralized(learner, out / CENTRALIZED, alignment.pop("classes"), meta)
-        else:
-            learner.save_model(out, {**meta, **(product_meta or {})})
-            products = list(learner.products_.values())
+        if mode != "centralized":  # each party saves its part; the products they published
+            products = list(learner.save_model(out, {**meta, **(product_meta or {})}).values())
             alignment = prep.get("alignment")
+        elif not ranking:
+            _save_centralized(learner, out / CENTRALIZED, alignment.pop("classes"), meta)
         n_train = prep["rows"]["train"]
         run = {
             "mode": mode,
@@ -468,7 +448,7 @@ def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path | None) 
     if spec.mode == "centralized":
         return _predict_centralized(spec, model_dir, Path(out))
     scores = Path(out).resolve() if out is not None else None
-    transport = _transport(spec, spec.mode, model_dir, "predict", ckpt=False, scores=scores)
+    transport = _transport(spec, spec.mode, model_dir, ckpt=False, scores=scores)
     coord = coordinator(spec, transport, spec.mode, None)
     try:
         return coord.predict(model_dir)
@@ -536,7 +516,6 @@ def export_domain(model: str | Path, out: str | Path, spec: MeshSpec | None = No
     """Re-publish a trained domain part (``OUT/<domain>`` of splitmesh train) as a product in
     ``out``: its contracts (those beside it, else derived from the domain's table through
     ``spec``), ONNX, model card; checks ONNX against PyTorch on random prepared rows."""
-    from splitmesh.data.sources import DomainTable
     from splitmesh.mesh.export import max_difference
     from splitmesh.mesh.products import DESCRIPTOR, Product, publish
     from splitmesh.split.saved import load_bottom, read_json

@@ -1,0 +1,273 @@
+"""The coordinator's steps for a mesh of keyed tables (binary, multiclass, regression):
+rows aligned by PSI between the domains, split and resampled by the label domain, every
+epoch over the same training rows. Its trained model is saved part by part, each on its
+owner's disk, and scores new rows through the same parties."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from splitmesh.data.features import missing_notes
+from splitmesh.data.resampling import ResampleConfig
+from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.io import atomic_write_json
+from splitmesh.nn.aggregators import make_aggregator
+from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
+from splitmesh.split.head import ScoreBook
+from splitmesh.split.keyed import PREDICT
+from splitmesh.split.relay import expect, relay_psi, relayed
+from splitmesh.split.saved import load_module, read_json, save_module
+from splitmesh.split.tasks import Task
+from splitmesh.transport.messages import (
+    Ack,
+    AlignDone,
+    Augment,
+    Distances,
+    Evaluate,
+    FinishResample,
+    GetLabels,
+    Head,
+    HeadReply,
+    Labels,
+    LoadModel,
+    Metrics,
+    PartialDistances,
+    PlanResample,
+    PlanSplit,
+    PsiBlob,
+    PsiFinish,
+    PsiReply,
+    PsiRequest,
+    PsiServe,
+    ResampleNeeds,
+    Scores,
+    SetupDomain,
+    SetupHead,
+    SplitPlan,
+    WriteScores,
+)
+
+if TYPE_CHECKING:
+    from splitmesh.split.coordinator import Coordinator
+
+COORDINATOR = "coordinator"  # the coordinator's folder among the saved parts
+
+
+class KeyedSteps:
+    """``c.label_owner`` is the label domain (one of ``c.domains`` unless it holds labels
+    alone)."""
+
+    def __init__(self, c: Coordinator) -> None:
+        self.c = c
+
+    # -- alignment -------------------------------------------------------------------------
+    def align(self) -> dict | None:
+        """PSI (data/alignment.py): the label domain shrinks to the keys every domain holds,
+        then shares the result with each; the coordinator relays blinded points and learns
+        counts. Parties that announce no key are aligned already (in-process tables)."""
+        c = self.c
+        if not any(info.get("aligns_keys") for info in c.nodes_.values()):
+            return None
+        types = {p: info.get("key_type") for p, info in c.nodes_.items()}
+        if len(set(types.values())) > 1:
+            listed = ", ".join(f"{p!r} has {t} keys" for p, t in types.items())
+            raise ConfigError(
+                f"the domains' keys are of different types: {listed}",
+                hint="cast the key in a {sql: ...} source, e.g. CAST(id AS VARCHAR) AS id",
+            )
+        t, lo = c.t, c.label_owner
+        others = [d for d in c.domains if d != lo]
+        sizes = {p: info.get("data", {}).get("rows") for p, info in c.nodes_.items()}
+        steps = [{"with": d, "left": relay_psi(t, lo, d)} for d in others]  # shrink
+        common = steps[-1]["left"] if steps else sizes.get(lo)
+        blobs = {
+            d: expect(r, PsiBlob, d)
+            for d, r in t.request_many({d: PsiRequest(lo) for d in others}).items()
+        }
+        finish = {}
+        for d in others:  # share: each domain learns which of its rows are in the final set
+            rep = expect(t.request(lo, relayed(PsiServe, blobs[d])), PsiReply, lo)
+            finish[d] = relayed(PsiFinish, rep)
+        for d, r in t.request_many(finish).items():
+            got = expect(r, Ack, d).info["size"]
+            if got != common:
+                raise ProtocolError(
+                    f"domain {d!r} found {got} common keys, the label domain {common}"
+                )
+        done = t.request_many(dict.fromkeys([lo, *others], AlignDone()))
+        rows = {p: expect(r, Ack, p).info["rows"] for p, r in done.items()}
+        if not common:
+            raise ConfigError(
+                "the domains have no key in common: nothing to train on",
+                hint="check that every domain's key column names the same entities",
+            )
+        return {"rows_per_domain": sizes, "aligned": rows[lo], "steps": steps}
+
+    # -- preparation: split, scaling (in each domain), resampling across the boundary -------
+    def prepare(
+        self, *, test: float, validation: float, resample: ResampleConfig | None = None
+    ) -> dict:
+        c, lo = self.c, self.c.label_owner
+        resample = resample or ResampleConfig(None, None)
+        plan = expect(c.t.request(lo, PlanSplit(test, validation, c.seed)), SplitPlan, lo)
+        setup = SetupDomain(
+            train=plan.train,
+            val=plan.val,
+            test=plan.test,
+            model=c.spec.bottom_dict(),
+            optim=vars(c.optim),
+            seed=c.seed,
+            wire_dtype=c.wire_dtype,
+        )
+        replies = c.t.request_many(dict.fromkeys(c.domains, setup))
+        infos = {d: expect(r, Ack, d).info for d, r in replies.items()}
+        ask = PlanResample(resample.smote_ratio, resample.under_ratio, resample.k_neighbors, c.seed)
+        needs = expect(c.t.request(lo, ask), ResampleNeeds, lo)
+        total = np.zeros((0, 0))
+        if needs.positions.size:
+            asks = {d: PartialDistances("train", needs.positions) for d in c.domains}
+            parts = [expect(r, Distances, d).values for d, r in c.t.request_many(asks).items()]
+            total = np.sum(parts, axis=0)  # squared distances add up across disjoint columns
+        aug = expect(c.t.request(lo, FinishResample(total)), Augment, lo)
+        c.t.request_many({d: aug for d in c.domains})
+        c.sizes_ = {"train": len(aug.order), "val": len(plan.val), "test": len(plan.test)}
+        self.cut_widths = {d: infos[d]["cut_width"] for d in c.domains}
+        missing = {d: infos[d].get("missing", {}) for d in c.domains}
+        notes = [n for info in c.nodes_.values() for n in info.get("notes", [])]
+        return {
+            "rows": {"original": {p: len(getattr(plan, p)) for p in PARTITIONS}, **c.sizes_},
+            "resample_notes": list(aug.notes),
+            "cut_widths": self.cut_widths,
+            "missing": missing,
+            "notes": notes + missing_notes(missing, "training"),
+        }
+
+    def build(self) -> list[torch.nn.Parameter]:
+        """Top model; with label sharing, the head and the labels too."""
+        c, n = self.c, len(self.c.domains)
+        c.aggregator = make_aggregator(c.spec.aggregation)
+        c.top_ = c.spec.build_top(n, c.seed)
+        params = list(c.top_.parameters())
+        head_in = c.spec.head_in(n)
+        lo = c.label_owner
+        if c.mode == "label-sharing":
+            asks = {p: c.t.request(lo, GetLabels(p)) for p in PARTITIONS}
+            self.labels = labels = {p: expect(r, Labels, lo).values for p, r in asks.items()}
+            classes = c.nodes_.get(lo, {}).get("data", {}).get("classes", 2)
+            c.task_ = Task(c.task, n_classes=classes).fit(labels["train"])
+            spec = dataclasses.replace(c.spec, out_features=c.task_.out_features)
+            c.head_ = spec.build_head(head_in, c.seed)
+            params += list(c.head_.parameters())
+            c._y_train = c.task_.target(labels["train"])
+            self.book = ScoreBook(c.task_)
+        else:
+            setup = SetupHead(head_in, vars(c.optim), c.seed, c.wire_dtype, c.pos_weight, c.task)
+            expect(c.t.request(lo, setup), Ack, lo)
+        return params
+
+    def start_epoch(self, epoch: int) -> None:
+        """Every epoch trains on the same rows; nothing to plan."""
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, partitions: list[str], select_on: str) -> dict:
+        c, lo = self.c, self.c.label_owner
+        c.top_.eval()
+        for p in dict.fromkeys([select_on, *partitions]):
+            for i, pos in enumerate(eval_batches(c.sizes_[p], c.eval_batch)):
+                hs = c.embed(p, pos, i)
+                with torch.no_grad():
+                    out = c.top_(c.aggregator(hs))
+                    if c.mode == "label-sharing":
+                        if i == 0:
+                            self.book.start(p, c.sizes_[p])
+                        self.book.record(p, pos, c.head_(out))
+                if c.mode == "label-preserving":
+                    msg = Head(p, pos, i, False, to_wire(out, c.wire_dtype))
+                    expect(c.t.request(lo, msg), HeadReply, lo)
+        if c.mode == "label-sharing":
+            return self.book.evaluate(self.labels, select_on, list(partitions))
+        reply = c.t.request(lo, Evaluate(select_on, list(partitions)))
+        return expect(reply, Metrics, lo).values
+
+    # -- the trained model, each part on its owner's disk -------------------------------------
+    def save_model(self, folder: str | Path, meta: dict) -> dict[str, dict]:
+        """Every party saves its own part (where its node keeps models); the coordinator
+        writes only its top (and, with label sharing, the head) under ``folder/coordinator``.
+        What each domain published, by domain."""
+        c = self.c
+        label_meta = dict(meta)
+        if c.mode == "label-sharing":
+            label_meta.update(label_task=c.task_.as_dict(), threshold=self.book.threshold_)
+        # the label domain saves its labels' side too (a label-only one nothing else)
+        parties = list(dict.fromkeys([*c.domains, c.label_owner]))
+        products = c.publish_products(meta, parties, meta_for={c.label_owner: label_meta})
+        out = Path(folder) / COORDINATOR
+        save_module(out / "top.pt", c.top_)
+        if c.mode == "label-sharing":
+            save_module(out / "head.pt", c.head_)
+        if len(products) == len(c.domains):  # every part it needs is a product
+            from splitmesh.mesh.export import sha256_file
+            from splitmesh.mesh.products import publish_composite
+
+            facts = {"runId": c.run_id, "mode": c.mode, "topSha256": sha256_file(out / "top.pt")}
+            publish_composite(out, meta.get("mesh", c.run), products, facts)
+        atomic_write_json(
+            out / "model.json",
+            {
+                "run": c.run,
+                "mode": c.mode,
+                "task": c.task_.as_dict() if c.mode == "label-sharing" else c.task,
+                "domains": c.domains,
+                "label_owner": c.label_owner,
+                "spec": dataclasses.asdict(c.spec),
+                "cut_widths": self.cut_widths,
+                **meta,
+            },
+        )
+        return products
+
+    # -- scoring new rows -----------------------------------------------------------------
+    def predict(self, folder: str | Path) -> dict:
+        """Align the parties' (new) tables, load every part, score every common row; the
+        label domain writes the scores, keyed by its key, to its own output file."""
+        c, lo = self.c, self.c.label_owner
+        folder = Path(folder) / COORDINATOR
+        meta = read_json(folder / "model.json", "the coordinator")
+        if meta["mode"] != c.mode:
+            raise ConfigError(f"the model in {folder} was trained in {meta['mode']} mode")
+        if meta["domains"] != c.domains:
+            raise ConfigError(f"the model in {folder} was trained on domains {meta['domains']}")
+        c.hello("predict")
+        c.align()
+        loaded = c.t.request_many(dict.fromkeys([*c.domains, lo], LoadModel()))
+        n = expect(loaded[lo], Ack, lo).info["rows"]
+        widths = [meta["cut_widths"][d] for d in c.domains]
+        spec = c.spec
+        if widths != [spec.bottom[-1]] * len(widths):
+            raise ConfigError(f"the saved cut widths {widths} do not match the model settings")
+        c.aggregator = make_aggregator(spec.aggregation)
+        top = spec.build_top(len(c.domains), 0)
+        c.top_ = load_module(folder / "top.pt", top, "the coordinator").eval()
+        task = None
+        if c.mode == "label-sharing":
+            task = Task(**meta["task"])
+            head_spec = dataclasses.replace(spec, out_features=task.out_features)
+            head = head_spec.build_head(spec.head_in(len(c.domains)), 0)
+            c.head_ = load_module(folder / "head.pt", head, "the coordinator").eval()
+        for i, pos in enumerate(eval_batches(n, c.eval_batch)):
+            hs = c.embed(PREDICT, pos, i)
+            with torch.no_grad():
+                act = c.top_(c.aggregator(hs))
+                if task is not None:
+                    logits = c.head_(act)
+                    expect(c.t.request(lo, Scores(PREDICT, pos, logits.numpy())), Ack, lo)
+            if task is None:
+                msg = Head(PREDICT, pos, i, False, to_wire(act, c.wire_dtype))
+                expect(c.t.request(lo, msg), HeadReply, lo)
+        done = expect(c.t.request(lo, WriteScores(PREDICT)), Ack, lo)
+        return {"rows": n, "alignment": c.alignment_, **done.info}

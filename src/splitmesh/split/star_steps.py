@@ -1,0 +1,188 @@
+"""The coordinator's steps for a ranking mesh (a star schema, split/star.py): each
+dimension aligns its keys with the fact domain, the fact domain plans every epoch's
+examples and every ranking pass, and the coordinator relays its sealed row plans; in a
+ranking pass each domain embeds each user and item once.
+
+The coordinator never learns which user or item an example is about: examples are
+positions, ranking candidates are slots in an order drawn for that pass, and row plans
+are sealed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from splitmesh.errors import ProtocolError
+from splitmesh.nn.aggregators import make_aggregator
+from splitmesh.split.common import from_wire, to_wire
+from splitmesh.split.ranking import RankingConfig, chunk_rows, pair_chunks, pairs_input
+from splitmesh.split.relay import expect, relay_psi
+from splitmesh.split.tasks import Task
+from splitmesh.transport.messages import (
+    Ack,
+    AlignDone,
+    AssignRows,
+    EmbedSlots,
+    Evaluate,
+    GetLabels,
+    Head,
+    HeadReply,
+    Labels,
+    Metrics,
+    PlanEpoch,
+    PlanRanking,
+    Plans,
+    Scores,
+    SetupEntity,
+    SetupHead,
+    SetupRanking,
+    SlotEmbeddings,
+)
+
+if TYPE_CHECKING:
+    from splitmesh.split.coordinator import Coordinator
+
+
+class StarSteps:
+    """``c.domains[0]`` is the fact domain (the interactions and their labels); the others
+    describe users or items."""
+
+    def __init__(self, c: Coordinator, ranking: RankingConfig) -> None:
+        self.c, self.ranking = c, ranking
+        self.owner = c.domains[0]
+        self.dimensions = c.domains[1:]
+
+    def align(self) -> dict | None:
+        """Each dimension and the fact domain intersect their keys by signed PSI, both ways;
+        the coordinator relays and learns the counts. Dimensions that announce no key hold
+        one row per entity already (in-process tables)."""
+        c, fact, steps = self.c, self.owner, []
+        if not any(info.get("aligns_keys") for info in c.nodes_.values()):
+            return None
+        for d in self.dimensions:
+            held = relay_psi(c.t, fact, d)  # the fact's keys the dimension holds
+            got = relay_psi(c.t, d, fact)  # the dimension's rows among them
+            if got != held:
+                raise ProtocolError(f"domain {d!r} found {got} common keys, {fact!r} {held}")
+            steps.append({"with": d, "common": held})
+        for p, r in c.t.request_many(dict.fromkeys(c.domains, AlignDone())).items():
+            expect(r, Ack, p)
+        common = " / ".join(str(s["common"]) for s in steps)  # keys held by each dimension
+        return {"steps": steps, "aligned": common or "-"}
+
+    def prepare(self) -> dict:
+        c, r = self.c, self.ranking
+        model = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(c.spec).items()}
+        optim = vars(c.optim)
+        fact = SetupRanking(
+            r.holdout, r.negatives, r.eval_negatives, list(r.ks), model, optim, c.seed,
+            c.wire_dtype,
+        )  # fmt: skip
+        setup = {
+            self.owner: fact,
+            **{d: SetupEntity(model, optim, c.seed, c.wire_dtype) for d in self.dimensions},
+        }
+        infos = {d: expect(rep, Ack, d).info for d, rep in c.t.request_many(setup).items()}
+        self.peers = {}
+        for d in self.dimensions:
+            side, key = infos[d]["side"], c.nodes_[d].get("seal_key")
+            if not key:
+                raise ProtocolError(f"domain {d!r} announced no sealing key in its Hello")
+            self.peers[d] = [side, key]
+        self.layout = [tuple(infos[self.owner]["widths"])]
+        for d in self.dimensions:
+            w = infos[d]["cut_width"]
+            self.layout.append((w, 0) if infos[d]["side"] == "users" else (0, w))
+        c.sizes_ = {"train": infos[self.owner]["train_examples"]}
+        return {
+            "interactions": infos[self.owner]["interactions"],
+            "train_examples": c.sizes_["train"],
+            "missing": {d: infos[d].get("missing", {}) for d in self.dimensions},
+        }
+
+    def build(self) -> list[torch.nn.Parameter]:
+        c = self.c
+        c.aggregator = make_aggregator("concat")
+        c.top_ = c.spec.build_top(self.layout, c.seed)
+        params = list(c.top_.parameters())
+        if c.mode == "label-sharing":
+            c.head_ = c.spec.build_head(c.seed)
+            c.task_ = Task()  # a purchase or not
+            params += list(c.head_.parameters())
+        else:
+            setup = SetupHead(c.spec.head_in(), vars(c.optim), c.seed, c.wire_dtype)
+            expect(c.t.request(self.owner, setup), Ack, self.owner)
+        return params
+
+    # -- relaying sealed row plans -----------------------------------------------------
+    def _relay(self, plans: Plans, partition: str, context: str) -> None:
+        c = self.c
+        key = c.nodes_[self.owner].get("seal_key", "")
+        offsets = np.cumsum([0, *plans.sizes])
+        asks = {
+            d: AssignRows(
+                partition, context, self.owner, key, plans.sealed[offsets[k] : offsets[k + 1]]
+            )
+            for k, d in enumerate(plans.recipients)
+        }
+        if set(asks) != set(self.dimensions):
+            raise ProtocolError(
+                f"{self.owner!r} sealed plans for {sorted(asks)}, not {self.dimensions}"
+            )
+        for d, rep in c.t.request_many(asks).items():
+            expect(rep, Ack, d)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Fresh negatives: the owner plans the epoch, each domain gets its sealed rows."""
+        c, owner = self.c, self.owner
+        plans = expect(c.t.request(owner, PlanEpoch(epoch, self.peers)), Plans, owner)
+        if plans.examples != c.n_train:
+            raise ProtocolError(f"{owner!r} planned {plans.examples} examples, not {c.n_train}")
+        self._relay(plans, "train", f"{c.run_id}/train/epoch-{epoch}")
+        if c.mode == "label-sharing":
+            labels = expect(c.t.request(owner, GetLabels("train")), Labels, owner)
+            c._y_train = torch.from_numpy(np.asarray(labels.values, dtype=np.float32))
+
+    # -- ranking passes -----------------------------------------------------------------
+    def evaluate(self, partitions: list[str], select_on: str) -> dict:
+        c = self.c
+        c.top_.eval()
+        wanted = list(dict.fromkeys([select_on, *partitions]))
+        for p in wanted:
+            self._rank(p)
+        reply = c.t.request(self.owner, Evaluate(select_on, wanted))
+        values = expect(reply, Metrics, self.owner).values
+        return {p: values[p] for p in partitions}
+
+    def _rank(self, partition: str) -> None:
+        c, owner = self.c, self.owner
+        plans = expect(c.t.request(owner, PlanRanking(partition, self.peers)), Plans, owner)
+        self._relay(plans, partition, f"{c.run_id}/{partition}")
+        replies = c.t.request_many({d: EmbedSlots(partition) for d in c.domains})
+        user_parts, item_parts = [], []
+        for d in c.domains:
+            rep = expect(replies[d], SlotEmbeddings, d)
+            user_parts.append(None if rep.users is None else from_wire(rep.users))
+            item_parts.append(None if rep.items is None else from_wire(rep.items))
+        cands = None if plans.candidates is None else plans.candidates.astype(np.int64)
+        width = plans.item_slots if cands is None else cands.shape[1]
+        # chunks of at most eval_batch pairs (one user's row at least): what the nodes accept
+        chunks = pair_chunks((plans.examples, width), chunk_rows(width, c.eval_batch))
+        sharing = c.mode == "label-sharing"
+        for step, rows in enumerate(chunks):
+            x = pairs_input(user_parts, item_parts, cands, plans.item_slots, rows)
+            with torch.no_grad():
+                out = c.top_(x)
+                if sharing:
+                    msg = Scores(partition, rows, c.head_(out).numpy().reshape(len(rows), width))
+                else:
+                    msg = Head(partition, rows, step, False, to_wire(out, c.wire_dtype))
+            expect(c.t.request(owner, msg), Ack if sharing else HeadReply, owner)
+
+    def save_model(self, folder: str | Path, meta: dict) -> dict[str, dict]:
+        """The dimensions publish their feature bottoms as data products; ids are none."""
+        return self.c.publish_products(meta, self.dimensions)
