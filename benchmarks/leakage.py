@@ -76,9 +76,9 @@ def main() -> None:
         finally:
             train_case.LocalTransport = original
         coord = train_case.coordinator(spec, transport, spec.mode, None)
-        coord.prepare(test=0.2, validation=0.1, resample=train_case.resample_config(spec))
+        coord.prepare(test=0.2, validation=0.1, resample=spec.resample)
         coord.build()
-        train_case.fit(coord, train_case.train_config(spec), progress=False)
+        train_case.fit(coord, spec.training, progress=False)
         labels = transport._handlers[spec.label.domain].party.side._y["train"]
 
     # the coordinator's seat: HeadReply.grad for each training Head

@@ -40,9 +40,8 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
     """The full alignment of two domains through the protocol (in process)."""
     import numpy as np
 
+    from splitmesh.config import Model, Optim
     from splitmesh.data.sources import DomainTable
-    from splitmesh.nn.network import NetworkSpec
-    from splitmesh.split.common import OptimConfig
     from splitmesh.split.coordinator import Coordinator
     from splitmesh.split.domain import Domain
     from splitmesh.split.keyed import KeyedDomain
@@ -73,8 +72,8 @@ def mesh_align(a: list[str], b: list[str]) -> tuple[float, int, int]:
     }
     transport = LocalTransport(parties)
     coord = Coordinator(
-        transport, ["a", "b"], "a", mode="label-preserving", spec=NetworkSpec(),
-        optim=OptimConfig(), seed=0,
+        transport, ["a", "b"], "a", mode="label-preserving", spec=Model(),
+        optim=Optim(), seed=0,
     )  # fmt: skip
     coord.hello()
     transport.stats.reset()

@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from splitmesh.config import Model, Optim
 from splitmesh.data.alignment import KeyAligner, plain_join_rows
 from splitmesh.data.sources import Source, load_domain_table
 from splitmesh.errors import ConfigError, DataError
-from splitmesh.nn.network import NetworkSpec
-from splitmesh.split.common import OptimConfig
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import Domain
 from splitmesh.split.keyed import KeyedDomain
@@ -43,8 +42,8 @@ def _coordinator(transport, mode):
         transport.parties,
         "bank",
         mode=mode,
-        spec=NetworkSpec(),
-        optim=OptimConfig(),
+        spec=Model(),
+        optim=Optim(),
         seed=0,
     )
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
+from splitmesh.config import Resample
 from splitmesh.data.datasets.creditcard import (
     DOMAINS,
     FEATURES,
@@ -11,7 +12,6 @@ from splitmesh.data.datasets.creditcard import (
     synthetic_creditcard,
 )
 from splitmesh.data.resampling import (
-    ResampleConfig,
     apply_plan,
     joined_resample,
     minority_positions,
@@ -20,7 +20,7 @@ from splitmesh.data.resampling import (
 )
 
 
-def federated(parts: list[np.ndarray], y: np.ndarray, cfg: ResampleConfig, seed: int):
+def federated(parts: list[np.ndarray], y: np.ndarray, cfg: Resample, seed: int):
     """What the parties do: partial distances per domain, planned by the label owner."""
     base = minority_positions(y)
     distances = sum(squared_distances(x[base]) for x in parts)
@@ -39,7 +39,7 @@ def domain_parts(x: np.ndarray) -> list[np.ndarray]:
 def test_split_plan_equals_imblearn_at_the_papers_ratios(seed):
     t = synthetic_creditcard(60_000, seed)
     x = StandardScaler().fit_transform(t.x)
-    cfg = ResampleConfig(0.015, 0.02)
+    cfg = Resample(smote_ratio=0.015, under_ratio=0.02)
     ref_x, ref_y, notes = joined_resample(x, t.y, cfg, seed)
     got_x, plan = federated(domain_parts(x), t.y, cfg, seed)
     assert notes == () and plan.notes == ()
@@ -51,7 +51,7 @@ def test_split_plan_equals_imblearn_at_the_papers_ratios(seed):
 def test_split_plan_equals_imblearn_on_real_rows_with_other_ratios(creditcard_path):
     t = load_creditcard(creditcard_path)
     x = StandardScaler().fit_transform(t.x)
-    cfg = ResampleConfig(smote_ratio=0.8, under_ratio=0.9)
+    cfg = Resample(smote_ratio=0.8, under_ratio=0.9)
     ref_x, ref_y, _ = joined_resample(x, t.y, cfg, 3)
     got_x, plan = federated(domain_parts(x), t.y, cfg, 3)
     np.testing.assert_array_equal(plan.labels, ref_y)
@@ -64,7 +64,7 @@ def test_split_plan_equals_imblearn_on_real_rows_with_other_ratios(creditcard_pa
 
 def test_papers_ratios_do_not_apply_to_the_real_subset_and_say_so(creditcard_path):
     t = load_creditcard(creditcard_path)
-    plan = plan_resample(t.y, None, ResampleConfig(0.015, 0.02), 0)
+    plan = plan_resample(t.y, None, Resample(smote_ratio=0.015, under_ratio=0.02), 0)
     assert len(plan.notes) == 2
     assert "SMOTE" in plan.notes[0] and "does not apply" in plan.notes[0]
     assert "undersampling" in plan.notes[1]
@@ -76,7 +76,7 @@ def test_synthetic_rows_lie_between_a_minority_row_and_a_neighbour():
     x = rng.normal(size=(500, 3))
     y = (rng.random(500) < 0.1).astype(int)
     x[y == 1] += 5
-    got, plan = federated([x[:, :1], x[:, 1:]], y, ResampleConfig(0.5, None), 0)
+    got, plan = federated([x[:, :1], x[:, 1:]], y, Resample(smote_ratio=0.5), 0)
     synth = got[len(y) :]
     a, b = x[plan.base[plan.rows]], x[plan.base[plan.neighbours]]
     np.testing.assert_allclose(synth, a + plan.gaps[:, None] * (b - a))
@@ -85,5 +85,5 @@ def test_synthetic_rows_lie_between_a_minority_row_and_a_neighbour():
 
 def test_undersampling_only_keeps_every_minority_row():
     y = np.array([0] * 90 + [1] * 10)
-    plan = plan_resample(y, None, ResampleConfig(None, 0.5), 0)
+    plan = plan_resample(y, None, Resample(under_ratio=0.5), 0)
     assert (plan.labels == 1).sum() == 10 and (plan.labels == 0).sum() == 20

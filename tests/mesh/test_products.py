@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from splitmesh.config import Model
 from splitmesh.data.datasets.vertical import write_vertical_mesh
 from splitmesh.errors import PartyError
 from splitmesh.mesh.contracts import ContractError
@@ -15,6 +16,7 @@ from splitmesh.mesh.export import onnx_metadata, run_onnx
 from splitmesh.mesh.policy import load_policy
 from splitmesh.mesh.products import CARD, DESCRIPTOR, ONNX, OUTPUT, Product, find_products
 from splitmesh.mesh.spec import load_mesh
+from splitmesh.nn.network import build_bottom
 from splitmesh.usecases.train import export_domain, train_mesh
 from tests.test_cli import splitmesh
 
@@ -95,7 +97,6 @@ def test_a_governed_run_publishes_onnx_products_equal_to_pytorch(tmp_path, mesh)
         done = export_domain(folder, tmp_path / "export" / domain)
         assert done["max_difference"] < 1e-5
     from splitmesh.data.features import FeaturePrep
-    from splitmesh.nn.network import NetworkSpec
     from splitmesh.split.saved import load_module
 
     spec = load_mesh(mesh)
@@ -103,7 +104,7 @@ def test_a_governed_run_publishes_onnx_products_equal_to_pytorch(tmp_path, mesh)
     prep = FeaturePrep.from_dict(json.loads((out / "bank" / "prep.json").read_text()))
     num, codes = prep.transform(table.numeric, table.categorical)
     model = json.loads((out / "bank" / "model.json").read_text())
-    bottom = NetworkSpec(bottom=(32, 16)).build_bottom("bank", model["input_width"], 0,
+    bottom = build_bottom(Model(bottom=[32, 16]), "bank", model["input_width"], 0,
                                                        tuple(model["cardinalities"]))  # fmt: skip
     load_module(out / "bank" / "bottom.pt", bottom, "bank")
     import torch

@@ -210,7 +210,7 @@ def test_the_coordinator_cannot_size_a_domains_model_at_will():
     party = ColumnsParty("d", np.zeros((8, 2)), ["a", "b"])
     parts = {"train": np.arange(4), "val": np.arange(4, 6), "test": np.arange(6, 8)}
     for hidden in ([10**9], [], [8] * 40, ["8"], [True]):
-        with pytest.raises(ProtocolError, match="a bottom model is 1 to 16 layers"):
+        with pytest.raises(ProtocolError, match="domain 'd': Model field 'bottom"):
             party.handle(SetupDomain(**parts, model={"hidden": hidden}, optim={}, seed=0))
     with pytest.raises(ProtocolError, match="at most 1048576"):
         HeadHolder("labels", SetupHead(10**10, {}, 0), Task())

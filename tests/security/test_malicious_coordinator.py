@@ -34,9 +34,7 @@ from splitmesh.transport.messages import (
 from splitmesh.usecases.train import (
     _transport,
     coordinator,
-    resample_config,
     run_mode,
-    train_config,
     train_mesh,
 )
 
@@ -70,7 +68,7 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
     transport = _transport(spec, MODE, tmp_path / "grpc", True)
     coord = coordinator(spec, transport, MODE, tmp_path / "ckpt")
     try:
-        coord.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
+        coord.prepare(test=0.2, validation=0.1, resample=spec.resample)
         coord.build()
         # not even the run's own session can have a domain publish its untrained bottom
         with pytest.raises(PartyError, match=r"phase 'setup' .*SaveModel belongs to: train"):
@@ -86,7 +84,7 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
         _refused(attacker.send("cardholder", Hello(uuid.uuid4().hex, MODE, resume=True)),
                  f"serves run {coord.run_id}")  # fmt: skip
         # the legitimate run trains on undisturbed, to the in-process metrics
-        fit(coord, train_config(spec), progress=False)
+        fit(coord, spec.training, progress=False)
         metrics = coord.evaluate(["test"])["test"]
         run_id = coord.run_id
     finally:
@@ -106,7 +104,7 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
     transport = _transport(spec, MODE, tmp_path / "other", True)
     other = coordinator(spec, transport, MODE, tmp_path / "ckpt2")
     try:
-        other.prepare(test=0.2, validation=0.1, resample=resample_config(spec))
+        other.prepare(test=0.2, validation=0.1, resample=spec.resample)
         other.build()
         transport.request_many({d: Checkpoint(0, keep=[]) for d in DOMAINS})
     finally:

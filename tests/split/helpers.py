@@ -2,16 +2,14 @@
 
 import numpy as np
 
-from splitmesh.data.resampling import ResampleConfig
-from splitmesh.nn.network import NetworkSpec
+from splitmesh.config import Model, Optim, Resample
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.columns import ColumnsParty
-from splitmesh.split.common import OptimConfig
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.transport.local import LocalTransport
 
-NO_RESAMPLING = ResampleConfig(None, None)
+NO_RESAMPLING = Resample()
 
 
 def toy_tables(n=400, widths=(3, 4, 2), seed=0):
@@ -23,8 +21,8 @@ def toy_tables(n=400, widths=(3, 4, 2), seed=0):
 
 
 def make_pair(mode, tables, y, *, spec=None, optim=None, seed=0, resample=NO_RESAMPLING):
-    spec = spec or NetworkSpec(bottom=(8, 4), top=(6,))
-    optim = optim or OptimConfig()
+    spec = spec or Model(bottom=(8, 4), top=(6,))
+    optim = optim or Optim()
     parties = {
         d: ColumnsParty(d, t, [f"{d}_{j}" for j in range(t.shape[1])]) for d, t in tables.items()
     }

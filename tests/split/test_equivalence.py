@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from splitmesh.nn.network import NetworkSpec
-from splitmesh.split.common import OptimConfig
+from splitmesh.config import Model, Optim
 
 from .helpers import central_params, make_pair, split_params, toy_tables
 
@@ -14,9 +13,9 @@ from .helpers import central_params, make_pair, split_params, toy_tables
 @pytest.mark.parametrize("aggregation", ["concat", "sum", "mean"])
 def test_one_split_step_equals_one_centralized_step(mode, optimizer, aggregation):
     tables, y = toy_tables()
-    spec = NetworkSpec(bottom=(8, 4), top=(6,), aggregation=aggregation)
+    spec = Model(bottom=(8, 4), top=(6,), aggregation=aggregation)
     coord, central, transport = make_pair(
-        mode, tables, y, spec=spec, optim=OptimConfig(optimizer, lr=0.05)
+        mode, tables, y, spec=spec, optim=Optim(optimizer=optimizer, lr=0.05)
     )
     before = central_params(central)
     split_before = split_params(coord, transport)

@@ -4,22 +4,20 @@ gets to see."""
 import numpy as np
 import pytest
 
+from splitmesh.config import Model, Optim, Ranking, Training
 from splitmesh.data.interactions import FeatureTable, RecsysData
 from splitmesh.errors import PartyError, ProtocolError
-from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.centralized_ranker import CentralizedRanker
-from splitmesh.split.common import OptimConfig
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.entity import EntityDomain
 from splitmesh.split.interactions import InteractionsParty
-from splitmesh.split.ranking import RankingConfig
 from splitmesh.split.sealing import SealBox
-from splitmesh.split.trainer import TrainConfig, fit
+from splitmesh.split.trainer import fit
 from splitmesh.transport.local import LocalTransport
 from splitmesh.transport.messages import AssignRows, GetLabels, Plans, decode
 
-SPEC = RecsysSpec(gmf=4, mlp=8, top=(16, 8), features=(8, 4))
-TRAIN = TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@10")
+SPEC = Model(gmf=4, mlp=8, top=[16, 8], bottom=[8, 4])
+TRAIN = Training(epochs=3, batch_size=64, patience=3, select_metric="ndcg@10")
 DOMAINS = ["sales", "customers", "products"]
 
 
@@ -66,8 +64,8 @@ class Recording(LocalTransport):
         return reply
 
 
-OPTIM = OptimConfig(lr=0.02)
-DEFAULT = RankingConfig()
+OPTIM = Optim(lr=0.02)
+DEFAULT = Ranking()
 
 
 def split(mode, data, ranking=DEFAULT, transport_cls=LocalTransport, **kw):
@@ -98,7 +96,7 @@ def central(data, ranking=DEFAULT):
 @pytest.mark.parametrize("eval_negatives", [99, None])
 def test_split_equals_centralized(mode, eval_negatives):
     data = star()
-    ranking = RankingConfig(eval_negatives=eval_negatives, ks=(5, 10))
+    ranking = Ranking(eval_negatives=eval_negatives, ks=(5, 10))
     ref = central(data, ranking)
     r0 = fit(ref, TRAIN, progress=False)
     learner, _ = split(mode, data, ranking)
@@ -115,7 +113,7 @@ def test_the_coordinator_never_sees_rows_in_the_clear():
     learner, t = split("label-preserving", data, transport_cls=Recording)
     fit(
         learner,
-        TrainConfig(epochs=1, batch_size=128, patience=1, select_metric="ndcg@10"),
+        Training(epochs=1, batch_size=128, patience=1, select_metric="ndcg@10"),
         progress=False,
     )
     learner.evaluate(["test"])
@@ -164,7 +162,7 @@ def test_a_dimension_domain_refuses_a_plan_of_another_run():
 
 def test_split_training_resumes_to_the_same_result(tmp_path):
     data = star()
-    cfg = TrainConfig(epochs=3, batch_size=128, patience=3, select_metric="ndcg@10")
+    cfg = Training(epochs=3, batch_size=128, patience=3, select_metric="ndcg@10")
 
     def make(run_dir, resume=False):
         t = LocalTransport(
@@ -187,7 +185,7 @@ def test_split_training_resumes_to_the_same_result(tmp_path):
             spec=SPEC,
             optim=OPTIM,
             seed=0,
-            ranking=RankingConfig(),
+            ranking=Ranking(),
             run="r",
             checkpoint_dir=run_dir / "coord",
         )
@@ -199,7 +197,7 @@ def test_split_training_resumes_to_the_same_result(tmp_path):
     first = make(tmp_path / "b")
     fit(
         first,
-        TrainConfig(epochs=1, batch_size=128, patience=3, select_metric="ndcg@10"),
+        Training(epochs=1, batch_size=128, patience=3, select_metric="ndcg@10"),
         progress=False,
     )
     resumed = fit(make(tmp_path / "b", resume=True), cfg, progress=False, resume=True)

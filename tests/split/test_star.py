@@ -189,7 +189,8 @@ def test_set_overrides_fields_lists_by_name_and_names_a_bad_one(tmp_path):
 
 
 def test_a_star_run_resumes_from_its_checkpoints_to_the_same_result(tmp_path):
-    from splitmesh.split.trainer import TrainConfig, fit
+    from splitmesh.config import Training
+    from splitmesh.split.trainer import fit
     from splitmesh.transport.local import LocalTransport
     from splitmesh.usecases.train import coordinator, local_domains
 
@@ -197,15 +198,15 @@ def test_a_star_run_resumes_from_its_checkpoints_to_the_same_result(tmp_path):
 
     def make(run_dir, resume=False):
         parties = local_domains(spec, spec.mode, model_dir=None, state_dir=run_dir / "parties")
-        train = TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5")
+        train = Training(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5")
         c = coordinator(spec, LocalTransport(parties), spec.mode, run_dir / "coord", train)
         c.prepare(resume=resume)  # PSI again: alignment is per run, and the data the same
         c.build()
         return c
 
-    cfg = TrainConfig(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5")
+    cfg = Training(epochs=3, batch_size=64, patience=3, select_metric="ndcg@5")
     whole = fit(make(tmp_path / "a"), cfg, progress=False)
-    one = TrainConfig(epochs=1, batch_size=64, patience=3, select_metric="ndcg@5")
+    one = Training(epochs=1, batch_size=64, patience=3, select_metric="ndcg@5")
     fit(make(tmp_path / "b"), one, progress=False)
     resumed = fit(make(tmp_path / "b", resume=True), cfg, progress=False, resume=True)
     assert resumed.losses == pytest.approx(whole.losses, rel=1e-6)

@@ -185,12 +185,13 @@ def test_fraud_under_a_policy_publishes_products_and_records_every_run(creditcar
 
 
 def test_a_run_whose_best_epoch_is_the_last_one_allowed_says_so():
-    from splitmesh.split.trainer import FitResult, TrainConfig
+    from splitmesh.config import Training
+    from splitmesh.split.trainer import FitResult
     from splitmesh.usecases.train import _still_learning
 
-    cfg = TrainConfig(epochs=3, patience=2)
+    cfg = Training(epochs=3, patience=2)
     [note] = _still_learning(FitResult([0.5, 0.4, 0.3], [1.0] * 3, 30, 3, []), cfg, "m")
     assert "last one allowed (3)" in note and "training.epochs=6" in note
     assert _still_learning(FitResult([0.5, 0.4, 0.3], [1.0] * 3, 30, 2, []), cfg, "m") == []
-    no_selection = TrainConfig(epochs=3, patience=None)  # the last epoch is kept by design
+    no_selection = Training(epochs=3, patience=None)  # the last epoch is kept by design
     assert _still_learning(FitResult([0.5] * 3, [1.0] * 3, 30, 3, []), no_selection, "m") == []

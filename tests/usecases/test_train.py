@@ -210,10 +210,8 @@ def test_over_grpc_nodes_give_the_in_process_model(tmp_path, fraud_mesh):
 def test_the_linear_reference_reads_the_categories_of_any_domain_that_has_them():
     """One domain with a telling category, another with numbers only: the reference one-hots
     the category (it used to be dropped unless every domain had one)."""
-    from splitmesh.data.resampling import ResampleConfig
-    from splitmesh.nn.network import NetworkSpec
+    from splitmesh.config import Model, Optim, Resample
     from splitmesh.split.centralized import CentralizedLearner
-    from splitmesh.split.common import OptimConfig
     from splitmesh.split.tasks import Task
     from splitmesh.usecases.train import linear_reference
 
@@ -225,11 +223,11 @@ def test_the_linear_reference_reads_the_categories_of_any_domain_that_has_them()
         y,
         categorical={"shop": colour},
         task=Task("multiclass", n_classes=3),
-        spec=NetworkSpec(bottom=(8, 4), top=(8,)),
-        optim=OptimConfig(),
+        spec=Model(bottom=(8, 4), top=(8,)),
+        optim=Optim(),
         seed=0,
     )
-    learner.prepare(test=0.2, validation=0.2, resample=ResampleConfig(None, None))
+    learner.prepare(test=0.2, validation=0.2, resample=Resample())
     learner.build()
     ref = linear_reference(learner, 0)
     assert ref["mode"] == "linear (reference)" and ref["metrics"]["accuracy"] > 0.95

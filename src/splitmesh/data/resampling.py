@@ -19,22 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from splitmesh.config import Resample
 from splitmesh.errors import ConfigError, DataError
-
-
-@dataclasses.dataclass(frozen=True)
-class ResampleConfig:
-    smote_ratio: float | None = 0.015  # minority / majority after SMOTE (None: no SMOTE)
-    under_ratio: float | None = 0.02  # minority / majority after undersampling (None: none)
-    k_neighbors: int = 5
-
-    def __post_init__(self) -> None:
-        for name in ("smote_ratio", "under_ratio"):
-            v = getattr(self, name)
-            if v is not None and not 0 < v <= 1:
-                raise ConfigError(f"The '{name}' parameter must be in (0, 1]. Got {v} instead.")
-        if self.k_neighbors < 1:
-            raise ConfigError(f"The 'k_neighbors' parameter must be >= 1. Got {self.k_neighbors}.")
 
 
 def smote_count(y: np.ndarray, ratio: float | None) -> tuple[int, str | None]:
@@ -100,7 +86,7 @@ def minority_positions(y: np.ndarray) -> np.ndarray:
 
 
 def plan_resample(
-    y: np.ndarray, distances: np.ndarray | None, cfg: ResampleConfig, seed: int
+    y: np.ndarray, distances: np.ndarray | None, cfg: Resample, seed: int
 ) -> ResamplePlan:
     """The resampling plan, given the squared distances between ``minority_positions(y)``."""
     y = np.asarray(y).astype(np.int64)
@@ -162,7 +148,7 @@ def squared_distances(x: np.ndarray) -> np.ndarray:
 
 
 def joined_resample(
-    x: np.ndarray, y: np.ndarray, cfg: ResampleConfig, seed: int
+    x: np.ndarray, y: np.ndarray, cfg: Resample, seed: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """imbalanced-learn on a joined table (the centralized mode), skipping what does not apply."""
     from imblearn.over_sampling import SMOTE

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from splitmesh.config import Model, Ranking, Resample, Split, Training
 from splitmesh.data.sources import (
     DomainTable,
     FactTable,
@@ -81,65 +82,6 @@ class FactSpec(_Strict):
         return {d: side for side, d in pairs if d is not None}
 
 
-class RankingSpec(_Strict):
-    holdout: int = Field(default=1, ge=1, description="latest interactions per user held out")
-    negatives: int = Field(default=4, ge=1, description="training negatives per positive")
-    eval_negatives: int | None = Field(
-        default=99, ge=1, description="sampled competitors per user; null: full ranking"
-    )
-    ks: list[int] = Field(default_factory=lambda: [10], min_length=1)
-
-
-class TrainingSpec(_Strict):
-    epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    weight_decay: float = Field(default=0.0, ge=0)
-    seed: int = 0
-    patience: int | None = Field(default=5, ge=1, description="null: keep the last epoch")
-    select_metric: str | None = Field(
-        default=None, description="validation metric for early stopping; default per task"
-    )
-    pipeline: bool = Field(
-        default=False, description="send the next batch's Forward during this step (one step stale)"
-    )
-
-
-class ModelSpec(_Strict):
-    bottom: list[int] = Field(default_factory=lambda: [32, 16], min_length=1)
-    top: list[int] = Field(default_factory=lambda: [32])
-    aggregation: Literal["concat", "sum", "mean"] = "concat"
-    activation: Literal["relu", "tanh", "gelu"] = "relu"
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    gmf: int = Field(default=16, ge=1, description="ranking: the fact's GMF factor")
-    mlp: int = Field(default=32, ge=1, description="ranking: the fact's MLP id embedding")
-
-
-class SplitSpec(_Strict):
-    test: float = Field(default=0.2, gt=0, lt=1)
-    validation: float = Field(
-        default=0.1,
-        gt=0,
-        lt=1,
-        description="validation rows pick the kept epoch and the binary decision threshold",
-    )
-
-    @model_validator(mode="after")
-    def _sum(self) -> SplitSpec:
-        if self.test + self.validation >= 1:
-            raise ValueError("test + validation must be below 1")
-        return self
-
-
-class ResampleSpec(_Strict):
-    """Binary tasks only: SMOTE then random undersampling of the training rows."""
-
-    smote_ratio: float | None = Field(default=None, gt=0)
-    under_ratio: float | None = Field(default=None, gt=0)
-    k_neighbors: int = Field(default=5, ge=1)
-
-
 class MeshSpec(_Strict):
     name: str
     task: Literal["binary", "multiclass", "regression", "ranking"] = "binary"
@@ -147,11 +89,13 @@ class MeshSpec(_Strict):
     label: LabelSpec
     domains: list[DomainSpec] = Field(min_length=1)
     fact: FactSpec | None = Field(default=None, description="ranking: the star schema")
-    ranking: RankingSpec = RankingSpec()
-    training: TrainingSpec = TrainingSpec()
-    model: ModelSpec = ModelSpec()
-    split: SplitSpec = SplitSpec()
-    resample: ResampleSpec | None = None
+    ranking: Ranking = Ranking()
+    training: Training = Training()
+    model: Model = Model()
+    split: Split = Split()
+    resample: Resample | None = Field(
+        default=None, description="binary tasks: SMOTE then undersampling of training rows"
+    )
     wire_dtype: Literal["float32", "float16", "int8"] = "float32"
     products: str | None = Field(
         default=None,

@@ -2,12 +2,11 @@
 
 from splitmesh.nn.aggregators import AGGREGATORS, Aggregator, make_aggregator
 from splitmesh.nn.mlp import make_mlp
-from splitmesh.nn.network import NetworkSpec, SplitNetwork, part_seed
+from splitmesh.nn.network import SplitNetwork, part_seed
 
 __all__ = [
     "AGGREGATORS",
     "Aggregator",
-    "NetworkSpec",
     "SplitNetwork",
     "make_aggregator",
     "make_mlp",

@@ -7,13 +7,13 @@ in one module: same network, same initial weights, same seed.
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 
 import torch
 from torch import nn
 
-from splitmesh.errors import ConfigError
+from splitmesh.config import Model, from_message
+from splitmesh.errors import ProtocolError
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.nn.mlp import make_mlp
 from splitmesh.nn.tabular import TabularBottom
@@ -31,56 +31,64 @@ def seeded(seed: int, part: str, build):
         return build()
 
 
-@dataclasses.dataclass(frozen=True)
-class NetworkSpec:
-    """Widths of every part. ``bottom[-1]`` is the cut layer's width."""
+def bottom_wire(model: Model) -> dict:
+    """A bottom model's settings as SetupDomain carries them and model.json records them."""
+    return {"hidden": list(model.bottom), "activation": model.activation, "dropout": model.dropout}
 
-    bottom: tuple[int, ...] = (32, 16)
-    top: tuple[int, ...] = (32,)
-    out_features: int = 1  # 1 logit for binary tasks
-    aggregation: str = "concat"
-    activation: str = "relu"
-    dropout: float = 0.0
 
-    def __post_init__(self) -> None:
-        if not self.bottom:
-            raise ConfigError("The 'bottom' widths must name at least the cut layer. Got ().")
-        make_aggregator(self.aggregation)  # validates the name
+def bottom_model(wire: dict, who: str) -> Model:
+    """The bottom settings of a SetupDomain (or a saved model.json), validated as a mesh
+    file's ``model:`` block would be."""
+    if not isinstance(wire, dict):
+        raise ProtocolError(f"{who}: a bottom model's settings are a mapping")
+    keys = {"hidden": "bottom", "activation": "activation", "dropout": "dropout"}
+    unknown = sorted(set(wire) - set(keys))
+    if unknown:
+        raise ProtocolError(f"{who}: a bottom model has no setting {str(unknown[0])[:40]!r}")
+    return from_message(Model, {keys[k]: v for k, v in wire.items()}, who)
 
-    def bottom_dict(self) -> dict:
-        return {"hidden": list(self.bottom), "activation": self.activation, "dropout": self.dropout}
 
-    def build_bottom(
-        self, domain: str, in_features: int, seed: int, cardinalities: tuple[int, ...] = ()
-    ) -> nn.Module:
-        """Numeric inputs as they are, categorical codes through embeddings, up to the cut."""
-        kw = self.bottom_dict()
-        return seeded(
-            seed,
-            f"bottom/{domain}",
-            lambda: TabularBottom(in_features, cardinalities, kw.pop("hidden"), **kw),
-        )
+def build_bottom(
+    model: Model, domain: str, in_features: int, seed: int, cardinalities: tuple[int, ...] = ()
+) -> nn.Module:
+    """Numeric inputs as they are, categorical codes through embeddings, up to the cut."""
+    return seeded(
+        seed,
+        f"bottom/{domain}",
+        lambda: TabularBottom(
+            in_features,
+            cardinalities,
+            list(model.bottom),
+            activation=model.activation,
+            dropout=model.dropout,
+        ),
+    )
 
-    def top_in(self, n_domains: int) -> int:
-        return make_aggregator(self.aggregation).out_width([self.bottom[-1]] * n_domains)
 
-    def build_top(self, n_domains: int, seed: int) -> nn.Module:
-        return seeded(
-            seed,
-            "top",
-            lambda: make_mlp(
-                self.top_in(n_domains),
-                list(self.top),
-                activation=self.activation,
-                dropout=self.dropout,
-            ),
-        )
+def top_in(model: Model, n_domains: int) -> int:
+    return make_aggregator(model.aggregation).out_width([model.bottom[-1]] * n_domains)
 
-    def head_in(self, n_domains: int) -> int:
-        return self.top[-1] if self.top else self.top_in(n_domains)
 
-    def build_head(self, in_features: int, seed: int) -> nn.Module:
-        return seeded(seed, "head", lambda: nn.Linear(in_features, self.out_features))
+def build_top(model: Model, n_domains: int, seed: int) -> nn.Module:
+    return seeded(
+        seed,
+        "top",
+        lambda: make_mlp(
+            top_in(model, n_domains),
+            list(model.top),
+            activation=model.activation,
+            dropout=model.dropout,
+        ),
+    )
+
+
+def head_in(model: Model, n_domains: int) -> int:
+    return model.top[-1] if model.top else top_in(model, n_domains)
+
+
+def build_head(in_features: int, out_features: int, seed: int) -> nn.Module:
+    """The last layer: 1 logit (binary, regression) or one per class."""
+    return seeded(seed, "head", lambda: nn.Linear(in_features, out_features))
 
 
 class SplitNetwork(nn.Module):
@@ -89,16 +97,22 @@ class SplitNetwork(nn.Module):
     ``in_features``: per domain, its numeric input width, or (width, category cardinalities).
     """
 
-    def __init__(self, spec: NetworkSpec, in_features: dict[str, int | tuple], seed: int) -> None:
+    def __init__(
+        self,
+        model: Model,
+        in_features: dict[str, int | tuple],
+        seed: int,
+        out_features: int = 1,
+    ) -> None:
         super().__init__()
         self.domains = list(in_features)
         shapes = {d: v if isinstance(v, tuple) else (v, ()) for d, v in in_features.items()}
         self.bottoms = nn.ModuleDict(
-            {d: spec.build_bottom(d, n, seed, tuple(c)) for d, (n, c) in shapes.items()}
+            {d: build_bottom(model, d, n, seed, tuple(c)) for d, (n, c) in shapes.items()}
         )
-        self.aggregator = make_aggregator(spec.aggregation)
-        self.top = spec.build_top(len(in_features), seed)
-        self.head = spec.build_head(spec.head_in(len(in_features)), seed)
+        self.aggregator = make_aggregator(model.aggregation)
+        self.top = build_top(model, len(in_features), seed)
+        self.head = build_head(head_in(model, len(in_features)), out_features, seed)
 
     def forward(self, xs: dict[str, tuple[torch.Tensor, ...]]) -> torch.Tensor:
         """``xs``: per domain, its bottom model's inputs (numeric, category codes)."""

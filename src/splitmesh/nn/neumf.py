@@ -13,11 +13,10 @@ example) and ranking (each user and each item embedded once, pairs assembled her
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 
+from splitmesh.config import Model
 from splitmesh.errors import ConfigError
 from splitmesh.nn.mlp import make_mlp
 from splitmesh.nn.network import seeded
@@ -27,49 +26,49 @@ from splitmesh.nn.tabular import TabularBottom
 Layout = list[tuple[int, int]]
 
 
-@dataclasses.dataclass(frozen=True)
-class RecsysSpec:
-    gmf: int = 8  # GMF factor
-    mlp: int = 32  # MLP embedding per side (the MLP tower's input is 2 x mlp + features)
-    top: tuple[int, ...] = (32, 16, 8)  # the MLP tower
-    features: tuple[int, ...] = (16, 8)  # a dimension domain's bottom; [-1] is its cut width
-    activation: str = "relu"
-    dropout: float = 0.0
+def build_ids(model: Model, domain: str, n_users: int, n_items: int, seed: int) -> IdEmbeddings:
+    """The fact domain's bottom: user and item ids (``model.gmf``, ``model.mlp`` wide)."""
+    return seeded(
+        seed, f"bottom/{domain}", lambda: IdEmbeddings(n_users, n_items, model.gmf, model.mlp)
+    )
 
-    def __post_init__(self) -> None:
-        if self.gmf < 1 or self.mlp < 1 or not self.top or not self.features:
-            raise ConfigError(f"RecsysSpec widths must be positive and non-empty. Got {self}.")
 
-    def build_ids(self, domain: str, n_users: int, n_items: int, seed: int) -> IdEmbeddings:
-        return seeded(
-            seed, f"bottom/{domain}", lambda: IdEmbeddings(n_users, n_items, self.gmf, self.mlp)
-        )
+def build_features(
+    model: Model, domain: str, n_numeric: int, cardinalities: tuple[int, ...], seed: int
+) -> TabularBottom:
+    """A dimension domain's bottom over its own features (``model.bottom`` wide)."""
+    return seeded(
+        seed,
+        f"bottom/{domain}",
+        lambda: TabularBottom(
+            n_numeric,
+            cardinalities,
+            list(model.bottom),
+            activation=model.activation,
+            dropout=model.dropout,
+        ),
+    )
 
-    def build_features(
-        self, domain: str, n_numeric: int, cardinalities: tuple[int, ...], seed: int
-    ) -> TabularBottom:
-        return seeded(
-            seed,
-            f"bottom/{domain}",
-            lambda: TabularBottom(
-                n_numeric,
-                cardinalities,
-                list(self.features),
-                activation=self.activation,
-                dropout=self.dropout,
-            ),
-        )
 
-    def build_top(self, layout: Layout, seed: int) -> NeuMFTop:
-        return seeded(
-            seed, "top", lambda: NeuMFTop(layout, self.gmf, self.top, self.activation, self.dropout)
-        )
+def _tower(model: Model) -> tuple[int, ...]:
+    if not model.top:
+        raise ConfigError("a ranking model needs a top tower: model.top names its widths")
+    return tuple(model.top)
 
-    def head_in(self) -> int:
-        return self.gmf + self.top[-1]
 
-    def build_head(self, seed: int) -> nn.Module:
-        return seeded(seed, "head", lambda: nn.Linear(self.head_in(), 1))
+def build_top(model: Model, layout: Layout, seed: int) -> NeuMFTop:
+    tower = _tower(model)
+    return seeded(
+        seed, "top", lambda: NeuMFTop(layout, model.gmf, tower, model.activation, model.dropout)
+    )
+
+
+def head_in(model: Model) -> int:
+    return model.gmf + _tower(model)[-1]
+
+
+def build_head(model: Model, seed: int) -> nn.Module:
+    return seeded(seed, "head", lambda: nn.Linear(head_in(model), 1))
 
 
 class IdEmbeddings(nn.Module):

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from splitmesh.config import Model, Optim, Resample
 from splitmesh.data.features import FeaturePrep
-from splitmesh.data.resampling import ResampleConfig, joined_resample
+from splitmesh.data.resampling import joined_resample
 from splitmesh.errors import ConfigError, NotFittedError
-from splitmesh.nn.network import NetworkSpec, SplitNetwork
+from splitmesh.nn.network import SplitNetwork
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     epoch_tag,
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import PARTITIONS, OptimConfig, eval_batches
+from splitmesh.split.common import PARTITIONS, eval_batches
 from splitmesh.split.head import ScoreBook
-from splitmesh.split.tasks import Task
+from splitmesh.split.tasks import DEFAULT_SELECT, Task
 
 
 class OneProcessLearner:
@@ -79,8 +79,8 @@ class CentralizedLearner(OneProcessLearner):
         tables: dict[str, np.ndarray],
         labels: np.ndarray,
         *,
-        spec: NetworkSpec,
-        optim: OptimConfig,
+        spec: Model,
+        optim: Optim,
         seed: int,
         pos_weight: float | None = None,
         run: str = "run",
@@ -101,8 +101,17 @@ class CentralizedLearner(OneProcessLearner):
         self.spec, self.optim, self.seed, self.pos_weight = spec, optim, seed, pos_weight
         self.x_: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
 
+    @property
+    def default_metric(self) -> str:
+        return DEFAULT_SELECT[self.task.name]
+
     def prepare(
-        self, *, test: float, validation: float, resample: ResampleConfig, resume: bool = False
+        self,
+        *,
+        test: float,
+        validation: float,
+        resample: Resample | None = None,
+        resume: bool = False,
     ) -> dict:
         parts = self.task.split(self.labels, test=test, validation=validation, seed=self.seed)
         train = parts["train"]
@@ -123,7 +132,7 @@ class CentralizedLearner(OneProcessLearner):
         if self.task.name == "binary":
             n_train = len(y["train"])
             numeric["train"], y["train"], notes = joined_resample(
-                numeric["train"], y["train"].astype(np.int64), resample, self.seed
+                numeric["train"], y["train"].astype(np.int64), resample or Resample(), self.seed
             )
             if len(y["train"]) != n_train and any(c.shape[1] for c in codes["train"].values()):
                 raise ConfigError(
@@ -156,8 +165,8 @@ class CentralizedLearner(OneProcessLearner):
             for d in self.domains
         }
         self.task_ = self.task.fit(self.y_["train"])
-        spec = dataclasses.replace(self.spec, out_features=self.task_.out_features)
-        self.net_ = SplitNetwork(spec, in_features, self.seed)
+        out = self.task_.out_features
+        self.net_ = SplitNetwork(self.spec, in_features, self.seed, out_features=out)
         self.optimizer_ = self.optim.build(self.net_.parameters())
         self._y_train = self.task_.target(self.y_["train"])
         self.book = ScoreBook(self.task_)

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from splitmesh.config import Model, Optim, Ranking
 from splitmesh.data.interactions import PreparedFeatures, RecsysData, prepare_features
 from splitmesh.errors import ConfigError, NotFittedError
-from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.nn import neumf
 from splitmesh.split.centralized import OneProcessLearner
-from splitmesh.split.common import OptimConfig, binary_loss
-from splitmesh.split.ranking import RankingConfig, RankingTask, chunk_rows, pair_chunks, pairs_input
+from splitmesh.split.common import binary_loss
+from splitmesh.split.ranking import RankingTask, chunk_rows, pair_chunks, pairs_input
 
 # the recommender's usual dimensions (a star mesh names its own: MeshSpec.dimensions)
 SIDE = {"customers": "users", "products": "items"}
@@ -28,10 +29,10 @@ class CentralizedRanker(OneProcessLearner):
         data: RecsysData,
         domains: list[str],
         *,
-        spec: RecsysSpec,
-        optim: OptimConfig,
+        spec: Model,
+        optim: Optim,
         seed: int,
-        ranking: RankingConfig,
+        ranking: Ranking,
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
         sides: dict[str, str] | None = None,
@@ -45,6 +46,10 @@ class CentralizedRanker(OneProcessLearner):
         self.spec, self.optim, self.seed, self.ranking = spec, optim, seed, ranking
         super().__init__(run, checkpoint_dir)
         self.task: RankingTask | None = None
+
+    @property
+    def default_metric(self) -> str:
+        return f"ndcg@{self.ranking.ks[0]}"
 
     def prepare(self, resume: bool = False) -> dict:
         self.task = RankingTask(self.data, self.ranking, self.seed)
@@ -62,18 +67,18 @@ class CentralizedRanker(OneProcessLearner):
             raise NotFittedError("call prepare() before build()")
         s, seed, layout = self.spec, self.seed, []
         ids = self.domains[0]
-        parts = {ids: s.build_ids(ids, self.data.n_users, self.data.n_items, seed)}
+        parts = {ids: neumf.build_ids(s, ids, self.data.n_users, self.data.n_items, seed)}
         layout.append(parts[ids].widths)
         for d in self.domains[1:]:
             f = self.features[d][2]
-            parts[d] = s.build_features(d, f.numeric.shape[1], f.cardinalities, seed)
+            parts[d] = neumf.build_features(s, d, f.numeric.shape[1], f.cardinalities, seed)
             w = parts[d].out_features
             layout.append((w, 0) if self.sides[d] == "users" else (0, w))
         self.net_ = nn.ModuleDict(
             {
                 "bottoms": nn.ModuleDict(parts),
-                "top": s.build_top(layout, seed),
-                "head": s.build_head(seed),
+                "top": neumf.build_top(s, layout, seed),
+                "head": neumf.build_head(s, seed),
             }
         )
         self.optimizer_ = self.optim.build(self.net_.parameters())

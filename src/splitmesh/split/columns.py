@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splitmesh.config import Optim, from_message
 from splitmesh.data.features import FeaturePrep, missing_counts
 from splitmesh.data.resampling import apply_plan, squared_distances
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError, DataError, NotFittedError, ProtocolError
 from splitmesh.io import atomic_write_json
-from splitmesh.nn.network import NetworkSpec
+from splitmesh.nn.network import bottom_model, bottom_wire, build_bottom
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import PARTITIONS, OptimConfig
+from splitmesh.split.common import PARTITIONS
 from splitmesh.split.party import handles
 from splitmesh.split.saved import save_module, wire_meta
 from splitmesh.transport.messages import (
@@ -31,26 +32,6 @@ from splitmesh.transport.messages import (
     SaveModel,
     SetupDomain,
 )
-
-MAX_WIDTH, MAX_LAYERS = 65_536, 16  # a bottom model the coordinator may ask a domain for
-
-
-def bottom_widths(model: dict, who: str) -> tuple[int, ...]:
-    """SetupDomain's hidden widths, bounded: the coordinator may not make a domain
-    allocate a model of any size it likes."""
-    hidden = model.get("hidden")
-    ok = (
-        isinstance(hidden, list)
-        and 1 <= len(hidden) <= MAX_LAYERS
-        and all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH
-                for w in hidden)
-    )  # fmt: skip
-    if not ok:
-        raise ProtocolError(
-            f"{who}: a bottom model is 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} units; "
-            f"got {str(hidden)[:60]}"
-        )
-    return tuple(hidden)
 
 
 class ColumnsParty(BottomParty):
@@ -115,7 +96,9 @@ class ColumnsParty(BottomParty):
     # -- setup ---------------------------------------------------------------------------
     @handles(SetupDomain)
     def on_setup_domain(self, msg: SetupDomain) -> Ack:
-        widths = bottom_widths(msg.model, f"domain {self.name!r}")  # before any work
+        who = f"domain {self.name!r}"
+        model = bottom_model(msg.model, who)  # validated before any work
+        optim = from_message(Optim, msg.optim, who)
         parts = {p: np.asarray(getattr(msg, p), dtype=np.int64) for p in PARTITIONS}
         for p, pos in parts.items():
             self.check_positions(p, pos, len(self.table))
@@ -124,21 +107,16 @@ class ColumnsParty(BottomParty):
         self.prep_ = FeaturePrep.fit(self.table[train], self.categorical[train])
         for p, pos in parts.items():
             self._set_partition(p, *self.prep_.transform(self.table[pos], self.categorical[pos]))
-        spec = NetworkSpec(
-            bottom=widths,
-            activation=msg.model.get("activation", "relu"),
-            dropout=msg.model.get("dropout", 0.0),
-        )
         cards = self.prep_.categorical.cardinalities
-        self.bottom_ = spec.build_bottom(self.name, self.prep_.numeric.width, msg.seed, cards)
-        self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
+        self.bottom_ = build_bottom(model, self.name, self.prep_.numeric.width, msg.seed, cards)
+        self.optimizer_ = optim.build(self.bottom_.parameters())
         self.wire_dtype = msg.wire_dtype
-        self._model_cfg = dict(msg.model)
+        self._model_cfg = bottom_wire(model)
         missing = missing_counts(self.table, self.categorical, self.columns, self.categorical_names)
         return Ack(
             info={
                 "n_features": len(self.columns) + len(self.categorical_names),
-                "cut_width": spec.bottom[-1],
+                "cut_width": model.bottom[-1],
                 "rows": {p: len(v) for p, v in parts.items()},
                 "missing": missing,
             }

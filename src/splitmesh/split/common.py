@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -16,29 +15,6 @@ MODES = ("centralized", "label-sharing", "label-preserving")
 PARTITIONS = ("train", "val", "test")
 # How embeddings and gradients travel: int8 is quantized with one scale per tensor.
 WIRE_DTYPES = ("float32", "float16", "int8")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    name: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.name not in ("adam", "sgd"):
-            raise ConfigError(
-                f"The 'optimizer' parameter must be 'adam' or 'sgd'. Got {self.name!r} instead."
-            )
-        if not self.lr > 0:
-            raise ConfigError(f"The 'lr' parameter must be > 0. Got {self.lr} instead.")
-
-    def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        params = list(params)
-        # fused: one kernel call per step instead of a dozen ops per parameter; every mode uses it,
-        # so the split and centralized runs still follow the same arithmetic
-        if self.name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=True)
 
 
 def check_mode(mode: str) -> str:

@@ -10,14 +10,13 @@ import dataclasses
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from splitmesh.config import Model, Optim, Ranking, Training
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
-from splitmesh.nn.network import NetworkSpec
-from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     check_same_data,
@@ -25,13 +24,11 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import OptimConfig, check_mode, from_wire, to_wire
+from splitmesh.split.common import check_mode, from_wire, to_wire
 from splitmesh.split.keyed_steps import KeyedSteps
-from splitmesh.split.ranking import RankingConfig
 from splitmesh.split.relay import expect
 from splitmesh.split.star_steps import StarSteps
-from splitmesh.split.tasks import check_task
-from splitmesh.split.trainer import TrainConfig
+from splitmesh.split.tasks import DEFAULT_SELECT, check_task
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.messages import (
     Ack,
@@ -51,6 +48,30 @@ from splitmesh.transport.messages import (
 )
 
 RANKING = "ranking"  # the task of a star mesh: examples planned by its fact domain
+
+
+class TaskSteps(Protocol):
+    """What differs by task, from the coordinator's seat (KeyedSteps, StarSteps): how
+    keys are aligned, how examples are split and planned each epoch, how a model is
+    evaluated and saved. Everything else (the step, snapshots, checkpoints) is shared."""
+
+    def align(self) -> dict | None:
+        """Relay the domains' key alignment; what the coordinator learned (counts)."""
+
+    def prepare(self, **split: Any) -> dict:
+        """Split and set every party up; sets the coordinator's ``sizes_``."""
+
+    def build(self) -> list[torch.nn.Parameter]:
+        """The coordinator's own parts (top, and head with label sharing)."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before an epoch's first step (a ranking mesh draws fresh negatives)."""
+
+    def evaluate(self, partitions: list[str], select_on: str) -> dict:
+        """Metrics per partition."""
+
+    def save_model(self, folder: str | Path, meta: dict) -> dict[str, dict]:
+        """Every party saves its part; the products they published."""
 
 
 class Outbox(Transport):
@@ -126,18 +147,18 @@ class Coordinator:
         label_owner: str,
         *,
         mode: str,
-        spec: NetworkSpec | RecsysSpec,
-        optim: OptimConfig,
+        spec: Model,
+        optim: Optim,
         seed: int,
         task: str = "binary",
-        ranking: RankingConfig | None = None,
+        ranking: Ranking | None = None,
         wire_dtype: str = "float32",
         pos_weight: float | None = None,
         run: str = "run",
         checkpoint_dir: str | Path | None = None,
         pipeline: bool = False,
         embedding_contracts: dict | None = None,
-        train: TrainConfig | None = None,
+        train: Training | None = None,
         eval_batch: int | None = None,
     ) -> None:
         self.mode = check_mode(mode)
@@ -150,7 +171,7 @@ class Coordinator:
         self.sizes_: dict[str, int] | None = None
         self.run = run  # the run's name: what its settings are (its checkpoint folder)
         self.run_id: str | None = None  # this run's fresh id, sent in Hello; kept on resume
-        self.train = train or TrainConfig()  # the plan every node judges at Hello
+        self.train = train or Training()  # the plan every node judges at Hello
         self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
         self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
         self.alignment_: dict | None = None
@@ -162,7 +183,7 @@ class Coordinator:
         # each domain's output contract (mesh/contracts.py), checked on every embedding
         self.embedding_contracts = dict(embedding_contracts or {})
         if self.task == RANKING:
-            self.steps: KeyedSteps | StarSteps = StarSteps(self, ranking or RankingConfig())
+            self.steps: TaskSteps = StarSteps(self, ranking or Ranking())
             # pairs per ranking chunk: a node's default batch limit
             self.eval_batch = eval_batch or 65_536
         else:
@@ -218,6 +239,12 @@ class Coordinator:
         if self.sizes_ is None:
             raise NotFittedError("call prepare() before build()")
         self.optimizer_ = self.optim.build(self.steps.build())
+
+    @property
+    def default_metric(self) -> str:
+        if isinstance(self.steps, StarSteps):
+            return f"ndcg@{self.steps.ranking.ks[0]}"
+        return DEFAULT_SELECT[self.task]
 
     @property
     def n_train(self) -> int:

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splitmesh.config import Model, Optim, from_message
 from splitmesh.data.interactions import FeatureTable, prepare_features
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError
-from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.nn import neumf
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import OptimConfig, to_wire
+from splitmesh.split.common import to_wire
 from splitmesh.split.party import handles
 from splitmesh.split.sealing import SealBox
 from splitmesh.transport.messages import (
@@ -74,12 +75,13 @@ class EntityDomain(BottomParty):
 
     @handles(SetupEntity)
     def on_setup_entity(self, msg: SetupEntity) -> Ack:
-        spec = RecsysSpec(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in msg.model.items()}
-        )
+        who = f"domain {self.name!r}"
+        model, optim = from_message(Model, msg.model, who), from_message(Optim, msg.optim, who)
         f = self.features
-        self.bottom_ = spec.build_features(self.name, f.numeric.shape[1], f.cardinalities, msg.seed)
-        self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
+        self.bottom_ = neumf.build_features(
+            model, self.name, f.numeric.shape[1], f.cardinalities, msg.seed
+        )
+        self.optimizer_ = optim.build(self.bottom_.parameters())
         self.wire_dtype = msg.wire_dtype
         return Ack(
             info={

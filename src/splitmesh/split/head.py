@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from splitmesh.config import Optim, from_message
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.nn.network import NetworkSpec
-from splitmesh.split.common import OptimConfig, from_wire, to_wire
+from splitmesh.nn.network import build_head
+from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import HeadReply, SetupHead
 
@@ -72,9 +73,8 @@ class HeadHolder:
             raise ProtocolError(
                 f"{owner!r}: a head of {msg.in_features} inputs; at most {MAX_HEAD_IN}"
             )
-        spec = NetworkSpec(out_features=task.out_features)
-        self.head = spec.build_head(msg.in_features, msg.seed)
-        self.optimizer = OptimConfig(**msg.optim).build(self.head.parameters())
+        self.head = build_head(msg.in_features, task.out_features, msg.seed)
+        self.optimizer = from_message(Optim, msg.optim, owner).build(self.head.parameters())
         self.wire_dtype, self.pos_weight = msg.wire_dtype, msg.pos_weight
 
     def train(self, activations: np.ndarray, y: np.ndarray) -> HeadReply:

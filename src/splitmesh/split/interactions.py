@@ -13,15 +13,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from splitmesh.config import Model, Optim, Ranking, from_message
 from splitmesh.data.interactions import RecsysData
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.nn.neumf import RecsysSpec
+from splitmesh.nn import neumf
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import OptimConfig, check_mode, to_wire
+from splitmesh.split.common import check_mode, to_wire
 from splitmesh.split.head import HeadHolder
 from splitmesh.split.party import handles
-from splitmesh.split.ranking import RankBook, RankingConfig, RankingPlan, RankingTask
+from splitmesh.split.ranking import RankBook, RankingPlan, RankingTask
 from splitmesh.split.sealing import SealBox
 from splitmesh.transport.messages import (
     Ack,
@@ -94,13 +95,14 @@ class InteractionsParty(BottomParty):
     # -- setup -----------------------------------------------------------------------------
     @handles(SetupRanking)
     def on_setup_ranking(self, msg: SetupRanking) -> Ack:
-        cfg = RankingConfig(msg.holdout, msg.negatives, msg.eval_negatives, tuple(msg.ks))
+        who = f"{self.role} {self.name!r}"
+        ranking = {k: getattr(msg, k) for k in ("holdout", "negatives", "eval_negatives", "ks")}
+        cfg = from_message(Ranking, ranking, who)  # bounded: it sizes what this party draws
+        model, optim = from_message(Model, msg.model, who), from_message(Optim, msg.optim, who)
         self.task = RankingTask(self.data, cfg, msg.seed)
-        spec = RecsysSpec(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in msg.model.items()}
-        )
-        self.bottom_ = spec.build_ids(self.name, self.data.n_users, self.data.n_items, msg.seed)
-        self.optimizer_ = OptimConfig(**msg.optim).build(self.bottom_.parameters())
+        d = self.data
+        self.bottom_ = neumf.build_ids(model, self.name, d.n_users, d.n_items, msg.seed)
+        self.optimizer_ = optim.build(self.bottom_.parameters())
         self.wire_dtype = msg.wire_dtype
         split = self.task.split
         return Ack(

@@ -5,17 +5,17 @@ owner's disk, and scores new rows through the same parties."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from splitmesh.config import Resample
 from splitmesh.data.features import missing_notes
-from splitmesh.data.resampling import ResampleConfig
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
+from splitmesh.nn import network
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
 from splitmesh.split.head import ScoreBook
@@ -109,18 +109,16 @@ class KeyedSteps:
         return {"rows_per_domain": sizes, "aligned": rows[lo], "steps": steps}
 
     # -- preparation: split, scaling (in each domain), resampling across the boundary -------
-    def prepare(
-        self, *, test: float, validation: float, resample: ResampleConfig | None = None
-    ) -> dict:
+    def prepare(self, *, test: float, validation: float, resample: Resample | None = None) -> dict:
         c, lo = self.c, self.c.label_owner
-        resample = resample or ResampleConfig(None, None)
+        resample = resample or Resample()
         plan = expect(c.t.request(lo, PlanSplit(test, validation, c.seed)), SplitPlan, lo)
         setup = SetupDomain(
             train=plan.train,
             val=plan.val,
             test=plan.test,
-            model=c.spec.bottom_dict(),
-            optim=vars(c.optim),
+            model=network.bottom_wire(c.spec),
+            optim=c.optim.wire(),
             seed=c.seed,
             wire_dtype=c.wire_dtype,
         )
@@ -151,22 +149,21 @@ class KeyedSteps:
         """Top model; with label sharing, the head and the labels too."""
         c, n = self.c, len(self.c.domains)
         c.aggregator = make_aggregator(c.spec.aggregation)
-        c.top_ = c.spec.build_top(n, c.seed)
+        c.top_ = network.build_top(c.spec, n, c.seed)
         params = list(c.top_.parameters())
-        head_in = c.spec.head_in(n)
+        head_in = network.head_in(c.spec, n)
         lo = c.label_owner
         if c.mode == "label-sharing":
             asks = {p: c.t.request(lo, GetLabels(p)) for p in PARTITIONS}
             self.labels = labels = {p: expect(r, Labels, lo).values for p, r in asks.items()}
             classes = c.nodes_.get(lo, {}).get("data", {}).get("classes", 2)
             c.task_ = Task(c.task, n_classes=classes).fit(labels["train"])
-            spec = dataclasses.replace(c.spec, out_features=c.task_.out_features)
-            c.head_ = spec.build_head(head_in, c.seed)
+            c.head_ = network.build_head(head_in, c.task_.out_features, c.seed)
             params += list(c.head_.parameters())
             c._y_train = c.task_.target(labels["train"])
             self.book = ScoreBook(c.task_)
         else:
-            setup = SetupHead(head_in, vars(c.optim), c.seed, c.wire_dtype, c.pos_weight, c.task)
+            setup = SetupHead(head_in, c.optim.wire(), c.seed, c.wire_dtype, c.pos_weight, c.task)
             expect(c.t.request(lo, setup), Ack, lo)
         return params
 
@@ -224,7 +221,7 @@ class KeyedSteps:
                 "task": c.task_.as_dict() if c.mode == "label-sharing" else c.task,
                 "domains": c.domains,
                 "label_owner": c.label_owner,
-                "spec": dataclasses.asdict(c.spec),
+                "spec": c.spec.model_dump(),
                 "cut_widths": self.cut_widths,
                 **meta,
             },
@@ -251,13 +248,12 @@ class KeyedSteps:
         if widths != [spec.bottom[-1]] * len(widths):
             raise ConfigError(f"the saved cut widths {widths} do not match the model settings")
         c.aggregator = make_aggregator(spec.aggregation)
-        top = spec.build_top(len(c.domains), 0)
+        top = network.build_top(spec, len(c.domains), 0)
         c.top_ = load_module(folder / "top.pt", top, "the coordinator").eval()
         task = None
         if c.mode == "label-sharing":
             task = Task(**meta["task"])
-            head_spec = dataclasses.replace(spec, out_features=task.out_features)
-            head = head_spec.build_head(spec.head_in(len(c.domains)), 0)
+            head = network.build_head(network.head_in(spec, len(c.domains)), task.out_features, 0)
             c.head_ = load_module(folder / "head.pt", head, "the coordinator").eval()
         for i, pos in enumerate(eval_batches(n, c.eval_batch)):
             hs = c.embed(PREDICT, pos, i)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitmesh.config import Resample, Split, from_message
 from splitmesh.data.resampling import (
-    ResampleConfig,
     minority_positions,
     plan_resample,
     smote_count,
@@ -55,7 +55,7 @@ class LabelOwner(Party):
         self.labels = np.asarray(labels).astype(dtype)
         self.mode = check_mode(mode)
         self._y: dict[str, np.ndarray] = {}
-        self._resample: tuple[ResampleConfig, int] | None = None
+        self._resample: tuple[Resample, int] | None = None
         self.head_: HeadHolder | None = None
         self.book = ScoreBook(self.task)
 
@@ -74,17 +74,20 @@ class LabelOwner(Party):
 
     @handles(PlanSplit)
     def on_plan_split(self, msg: PlanSplit) -> SplitPlan:
+        asked = {"test": msg.test, "validation": msg.validation}
+        split = from_message(Split, asked, f"label owner {self.name!r}")
         parts = self.task.split(
-            self.labels, test=msg.test, validation=msg.validation, seed=msg.seed
+            self.labels, test=split.test, validation=split.validation, seed=msg.seed
         )
         self._y = {p: self.labels[pos] for p, pos in parts.items()}
         return SplitPlan(**parts)
 
     @handles(PlanResample)
     def on_plan_resample(self, msg: PlanResample) -> ResampleNeeds:
-        cfg = ResampleConfig(msg.smote_ratio, msg.under_ratio, msg.k_neighbors)
-        if self.task.name != "binary":
-            cfg = ResampleConfig(None, None, msg.k_neighbors)  # rebalancing is for two classes
+        asked = {k: getattr(msg, k) for k in ("smote_ratio", "under_ratio", "k_neighbors")}
+        cfg = from_message(Resample, asked, f"label owner {self.name!r}")
+        if self.task.name != "binary":  # rebalancing is for two classes
+            cfg = Resample(k_neighbors=cfg.k_neighbors)
         self._resample = (cfg, msg.seed)
         y = self._partition("train")
         n_new, why = smote_count(y, cfg.smote_ratio)

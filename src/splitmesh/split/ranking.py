@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from splitmesh.config import Ranking
 from splitmesh.data.interactions import (
     Candidates,
     RecsysData,
@@ -133,20 +134,12 @@ class RankBook:
         return ranking_report(self.ranks(), ks)
 
 
-@dataclasses.dataclass(frozen=True)
-class RankingConfig:
-    holdout: int = 1  # latest interactions per user held out for testing
-    negatives: int = 4  # training negatives per positive, drawn afresh every epoch
-    eval_negatives: int | None = 99  # sampled competitors per user; None: full ranking
-    ks: tuple[int, ...] = (10,)
-
-
 class RankingTask:
     """What the owner of the interactions knows and plans: the leave-latest-out split,
     every epoch's examples (fresh negatives) and the ranking passes. Used by the split
     interactions party and the centralized baseline alike, so both see the same examples."""
 
-    def __init__(self, data: RecsysData, cfg: RankingConfig, seed: int) -> None:
+    def __init__(self, data: RecsysData, cfg: Ranking, seed: int) -> None:
         self.data, self.cfg, self.seed = data, cfg, seed
         self.split = leave_latest_out(data, cfg.holdout)
         tr = self.split.train
@@ -198,4 +191,4 @@ class RankingTask:
             book.record(np.arange(len(plan.users)), scores)
         else:
             raise ProtocolError(f"unknown reference ranking {kind!r}")
-        return book.report(self.cfg.ks)
+        return book.report(tuple(self.cfg.ks))

@@ -33,15 +33,11 @@ def read_json(path: Path, who: str) -> dict:
 
 def load_bottom(folder: Path, meta: dict, who: str) -> torch.nn.Module:
     """A domain's trained bottom model from its folder, as its model.json (``meta``) describes."""
-    from splitmesh.nn.network import NetworkSpec
+    from splitmesh.nn.network import bottom_model, build_bottom
 
-    spec = NetworkSpec(
-        bottom=tuple(meta["bottom"]["hidden"]),
-        activation=meta["bottom"].get("activation", "relu"),
-        dropout=meta["bottom"].get("dropout", 0.0),
-    )
+    model = bottom_model(meta["bottom"], who)
     cards = tuple(meta["cardinalities"])
-    bottom = spec.build_bottom(meta["domain"], meta["input_width"], 0, cards)
+    bottom = build_bottom(model, meta["domain"], meta["input_width"], 0, cards)
     return load_module(Path(folder) / "bottom.pt", bottom, who)
 
 

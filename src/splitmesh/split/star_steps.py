@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from splitmesh.config import Ranking
 from splitmesh.errors import ProtocolError
+from splitmesh.nn import neumf
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import from_wire, to_wire
-from splitmesh.split.ranking import RankingConfig, chunk_rows, pair_chunks, pairs_input
+from splitmesh.split.ranking import chunk_rows, pair_chunks, pairs_input
 from splitmesh.split.relay import expect, relay_psi
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -51,7 +53,7 @@ class StarSteps:
     """``c.domains[0]`` is the fact domain (the interactions and their labels); the others
     describe users or items."""
 
-    def __init__(self, c: Coordinator, ranking: RankingConfig) -> None:
+    def __init__(self, c: Coordinator, ranking: Ranking) -> None:
         self.c, self.ranking = c, ranking
         self.owner = c.domains[0]
         self.dimensions = c.domains[1:]
@@ -76,8 +78,8 @@ class StarSteps:
 
     def prepare(self) -> dict:
         c, r = self.c, self.ranking
-        model = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(c.spec).items()}
-        optim = vars(c.optim)
+        model = c.spec.model_dump()
+        optim = c.optim.wire()
         fact = SetupRanking(
             r.holdout, r.negatives, r.eval_negatives, list(r.ks), model, optim, c.seed,
             c.wire_dtype,
@@ -107,14 +109,14 @@ class StarSteps:
     def build(self) -> list[torch.nn.Parameter]:
         c = self.c
         c.aggregator = make_aggregator("concat")
-        c.top_ = c.spec.build_top(self.layout, c.seed)
+        c.top_ = neumf.build_top(c.spec, self.layout, c.seed)
         params = list(c.top_.parameters())
         if c.mode == "label-sharing":
-            c.head_ = c.spec.build_head(c.seed)
+            c.head_ = neumf.build_head(c.spec, c.seed)
             c.task_ = Task()  # a purchase or not
             params += list(c.head_.parameters())
         else:
-            setup = SetupHead(c.spec.head_in(), vars(c.optim), c.seed, c.wire_dtype)
+            setup = SetupHead(neumf.head_in(c.spec), c.optim.wire(), c.seed, c.wire_dtype)
             expect(c.t.request(self.owner, setup), Ack, self.owner)
         return params
 

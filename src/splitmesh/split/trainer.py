@@ -9,7 +9,8 @@ from typing import Any, Protocol
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from splitmesh.errors import ConfigError, PartyError, RunInterrupted, TransportError
+from splitmesh.config import Training
+from splitmesh.errors import PartyError, RunInterrupted, TransportError
 from splitmesh.metrics import LOWER_IS_BETTER
 from splitmesh.split.common import BatchPlan
 
@@ -18,6 +19,7 @@ class Learner(Protocol):
     """What the loop drives: the Coordinator (split modes) or the CentralizedLearner."""
 
     mode: str
+    default_metric: str  # what model selection watches unless told otherwise
 
     @property
     def n_train(self) -> int: ...
@@ -40,29 +42,6 @@ class Learner(Protocol):
     def load_checkpoint(self) -> dict[str, Any] | None: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 100  # an upper bound when patience is set
-    batch_size: int = 256
-    seed: int = 0
-    shuffle: bool = True  # one party plans the shuffle; every party follows its positions
-    # Model selection on validation rows only: keep the epoch with the best validation
-    # ``select_metric`` and stop after ``patience`` epochs without a gain (None: no selection).
-    patience: int | None = 10
-    select_metric: str = "average_precision"
-    min_batch: int = 1  # governance: no training batch smaller (the last one is merged)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"The 'epochs' parameter must be >= 1. Got {self.epochs} instead.")
-        if self.batch_size < 1:
-            raise ConfigError(
-                f"The 'batch_size' parameter must be >= 1. Got {self.batch_size} instead."
-            )
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"The 'patience' parameter must be >= 1. Got {self.patience}.")
-
-
 @dataclasses.dataclass
 class FitResult:
     losses: list[float]  # mean training loss per epoch
@@ -74,21 +53,21 @@ class FitResult:
 
 def fit(
     learner: Learner,
-    cfg: TrainConfig,
+    cfg: Training,
     *,
     progress: bool = True,
     label: str = "",
     resume: bool = False,
 ) -> FitResult:
-    """Train for ``cfg.epochs`` epochs over the same batch plan in every mode.
+    """Train for ``cfg.epochs`` epochs over the same batch plan in every mode, keeping the
+    epoch with the best validation ``cfg.select_metric`` (the task's default when unset).
 
     After every epoch the learner checkpoints (each party on its own disk, when it has a
     checkpoint directory); ``resume`` continues from the last checkpoint, which gives the
     same result as a run that was never interrupted.
     """
-    plan = BatchPlan(
-        learner.n_train, cfg.batch_size, cfg.seed, shuffle=cfg.shuffle, min_batch=cfg.min_batch
-    )
+    plan = BatchPlan(learner.n_train, cfg.batch_size, cfg.seed, min_batch=cfg.min_batch)
+    metric = cfg.select_metric or learner.default_metric
     st = {"epoch": 0, "step": 0, "losses": [], "seconds": [], "history": []}
     st.update(best=-float("inf"), best_epoch=cfg.epochs, stopped=False)
     if resume:
@@ -111,7 +90,7 @@ def fit(
         )
         try:
             while st["epoch"] < cfg.epochs and not st["stopped"]:
-                _epoch(learner, cfg, plan, st, lambda: bar.advance(task))
+                _epoch(learner, cfg, metric, plan, st, lambda: bar.advance(task))
                 bar.update(task, epoch=st["epoch"], loss=f"{st['losses'][-1]:.4f}")
                 learner.save_checkpoint(st)
         except (TransportError, PartyError) as exc:
@@ -127,7 +106,9 @@ def _committed(learner: Learner) -> dict[str, Any] | None:
     return store.committed() if store is not None else None
 
 
-def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advance) -> None:
+def _epoch(
+    learner: Learner, cfg: Training, metric: str, plan: BatchPlan, st: dict, advance
+) -> None:
     """One epoch, then validation and the keep-or-stop decision; updates ``st`` in place."""
     t0, total, n = time.perf_counter(), 0.0, 0
     learner.start_epoch(st["epoch"])
@@ -143,8 +124,8 @@ def _epoch(learner: Learner, cfg: TrainConfig, plan: BatchPlan, st: dict, advanc
     st["epoch"] += 1
     if cfg.patience is None:
         return
-    st["history"].append(learner.evaluate(["val"])["val"][cfg.select_metric])
-    gain = -st["history"][-1] if cfg.select_metric in LOWER_IS_BETTER else st["history"][-1]
+    st["history"].append(learner.evaluate(["val"])["val"][metric])
+    gain = -st["history"][-1] if metric in LOWER_IS_BETTER else st["history"][-1]
     if gain > st["best"]:
         st["best"], st["best_epoch"] = gain, st["epoch"]
         learner.snapshot("best")

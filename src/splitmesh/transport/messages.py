@@ -401,7 +401,7 @@ class SetupRanking(Message):
     negatives: int  # training negatives per positive, fresh every epoch
     eval_negatives: int | None  # sampled competitors per user; None: full ranking
     ks: list
-    model: dict  # RecsysSpec fields
+    model: dict  # a mesh file's model: block (config.Model)
     optim: dict
     seed: int
     wire_dtype: str = "float32"

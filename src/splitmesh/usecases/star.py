@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from splitmesh.config import Optim
 from splitmesh.data.interactions import (
     FeatureTable,
     PreparedFeatures,
@@ -21,10 +22,7 @@ from splitmesh.data.interactions import (
     with_unknown_row,
 )
 from splitmesh.mesh.spec import MeshSpec
-from splitmesh.nn.neumf import RecsysSpec
 from splitmesh.split.centralized_ranker import CentralizedRanker
-from splitmesh.split.common import OptimConfig
-from splitmesh.split.ranking import RankingConfig
 from splitmesh.split.star import (
     feature_table,
     index_keys,
@@ -35,23 +33,6 @@ def domain_order(spec: MeshSpec) -> list[str]:
     """The fact domain first (it holds the ids), then its dimensions in mesh order."""
     dims = spec.dimensions
     return [spec.fact.domain, *[d.name for d in spec.domains if d.name in dims]]
-
-
-def recsys_spec(spec: MeshSpec) -> RecsysSpec:
-    m = spec.model
-    return RecsysSpec(
-        gmf=m.gmf,
-        mlp=m.mlp,
-        top=tuple(m.top),
-        features=tuple(m.bottom),
-        activation=m.activation,
-        dropout=m.dropout,
-    )
-
-
-def ranking_config(spec: MeshSpec) -> RankingConfig:
-    r = spec.ranking
-    return RankingConfig(r.holdout, r.negatives, r.eval_negatives, tuple(r.ks))
 
 
 def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]]:
@@ -94,17 +75,17 @@ def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]
 
 
 def star_centralized(
-    spec: MeshSpec, *, run: str, ckpt: Path | None, optim: OptimConfig
+    spec: MeshSpec, *, run: str, ckpt: Path | None, optim: Optim
 ) -> CentralizedRanker:
     order = domain_order(spec)
     data, prepared = joined_data(spec)
     return CentralizedRanker(
         data,
         order,
-        spec=recsys_spec(spec),
+        spec=spec.model,
         optim=optim,
         seed=spec.training.seed,
-        ranking=ranking_config(spec),
+        ranking=spec.ranking,
         run=run,
         checkpoint_dir=ckpt,
         sides=spec.dimensions,

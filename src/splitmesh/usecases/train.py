@@ -7,7 +7,6 @@ this process, on the same rows, split and seed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -15,73 +14,33 @@ from pathlib import Path
 
 import numpy as np
 
+from splitmesh.config import Training
 from splitmesh.data.alignment import plain_join_rows
 from splitmesh.data.features import missing_notes
-from splitmesh.data.resampling import ResampleConfig
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_json
 from splitmesh.mesh.lineage import dataset
 from splitmesh.mesh.policy import Policy
 from splitmesh.mesh.spec import MeshSpec
-from splitmesh.nn.network import NetworkSpec
 from splitmesh.split.centralized import CentralizedLearner
-from splitmesh.split.common import OptimConfig
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import mesh_domain
 from splitmesh.split.keyed import labeled_rows
 from splitmesh.split.node import Node
 from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import Task
-from splitmesh.split.trainer import TrainConfig, fit
+from splitmesh.split.trainer import fit
 from splitmesh.transport.base import Transport
 from splitmesh.transport.identity import Identity
 from splitmesh.transport.local import LocalTransport
 from splitmesh.usecases.governance import Governance, governed
 from splitmesh.usecases.star import (
     domain_order,
-    ranking_config,
-    recsys_spec,
     star_centralized,
 )
 
 CENTRALIZED = "centralized"  # the centralized model's folder
-
-
-def network_spec(spec: MeshSpec) -> NetworkSpec:
-    m = spec.model
-    return NetworkSpec(
-        bottom=tuple(m.bottom),
-        top=tuple(m.top),
-        aggregation=m.aggregation,
-        activation=m.activation,
-        dropout=m.dropout,
-    )
-
-
-def train_config(spec: MeshSpec) -> TrainConfig:
-    t = spec.training
-    return TrainConfig(
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        seed=t.seed,
-        patience=t.patience,
-        select_metric=spec.select_metric(),
-    )
-
-
-def optim_config(spec: MeshSpec) -> OptimConfig:
-    t = spec.training
-    return OptimConfig(name=t.optimizer, lr=t.lr, weight_decay=t.weight_decay)
-
-
-def resample_config(spec: MeshSpec) -> ResampleConfig:
-    r = spec.resample
-    return (
-        ResampleConfig(None, None)
-        if r is None
-        else ResampleConfig(r.smote_ratio, r.under_ratio, r.k_neighbors)
-    )
 
 
 def run_id(spec: MeshSpec, mode: str) -> str:
@@ -135,7 +94,7 @@ def coordinator(
     transport: Transport,
     mode: str,
     ckpt: Path | None,
-    train: TrainConfig | None = None,
+    train: Training | None = None,
 ) -> Coordinator:
     ranking = spec.task == "ranking"
     domains = domain_order(spec) if ranking else spec.embedding_domains
@@ -145,15 +104,15 @@ def coordinator(
         domains[0] if ranking else spec.label.domain,
         mode=mode,
         task=spec.task,
-        spec=recsys_spec(spec) if ranking else network_spec(spec),
-        ranking=ranking_config(spec) if ranking else None,
-        optim=optim_config(spec),
+        spec=spec.model,
+        ranking=spec.ranking,
+        optim=spec.training,
         seed=spec.training.seed,
         wire_dtype=spec.wire_dtype,
         run=run_id(spec, mode),
         checkpoint_dir=ckpt,
         embedding_contracts=None if ranking else spec.embedding_contracts(),
-        train=train or train_config(spec),
+        train=train or spec.training,
         pipeline=spec.training.pipeline,
     )
 
@@ -175,8 +134,8 @@ def centralized_learner(spec: MeshSpec, ckpt: Path | None) -> tuple[CentralizedL
         labels.y[rows[spec.label.domain]],
         categorical={d: tables[d].categorical[rows[d]] for d in embed},
         task=Task(spec.task, n_classes=classes),
-        spec=network_spec(spec),
-        optim=optim_config(spec),
+        spec=spec.model,
+        optim=spec.training,
         seed=spec.training.seed,
         run=run_id(spec, "centralized"),
         checkpoint_dir=ckpt,
@@ -200,11 +159,12 @@ def run_mode(
 ) -> dict:
     ckpt_root = out / "checkpoints" if checkpoints else None
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
-    cfg = dataclasses.replace(train_config(spec), min_batch=min_batch)
+    # the policy's minimum batch, if it asks for more than the mesh file
+    cfg = spec.training.model_copy(update={"min_batch": max(min_batch, spec.training.min_batch)})
     transport = None
     ranking = spec.task == "ranking"
     if mode == "centralized" and ranking:
-        run, optim = run_id(spec, mode), optim_config(spec)
+        run, optim = run_id(spec, mode), spec.training
         learner, alignment = star_centralized(spec, run=run, ckpt=ckpt, optim=optim), {}
     elif mode == "centralized":
         learner, alignment = centralized_learner(spec, ckpt)
@@ -223,7 +183,7 @@ def run_mode(
             prep = learner.prepare(
                 test=spec.split.test,
                 validation=spec.split.validation,
-                resample=resample_config(spec),
+                resample=spec.resample,
                 resume=resume,
             )
         prep_seconds = time.perf_counter() - t0
@@ -287,7 +247,7 @@ def run_mode(
             transport.close()
 
 
-def _still_learning(result, cfg: TrainConfig, mode: str) -> list[str]:
+def _still_learning(result, cfg: Training, mode: str) -> list[str]:
     """A note when the kept epoch is the last one allowed: more epochs may still help."""
     ran = len(result.losses)
     if cfg.patience is None or ran < cfg.epochs or result.best_epoch != ran:
@@ -499,8 +459,8 @@ def _predict_centralized(spec: MeshSpec, model_dir: Path, out: Path) -> dict:
         num, codes = preps[d].transform(t.numeric[rows[d]], t.categorical[rows[d]])
         xs[d] = (torch.from_numpy(num.astype(np.float32)), torch.from_numpy(codes))
     in_features = {d: (w, tuple(c)) for d, (w, c) in meta["in_features"].items()}
-    spec_net = dataclasses.replace(network_spec(spec), out_features=task.out_features)
-    net = load_module(folder / "net.pt", SplitNetwork(spec_net, in_features, 0), "centralized")
+    net = SplitNetwork(spec.model, in_features, 0, out_features=task.out_features)
+    net = load_module(folder / "net.pt", net, "centralized")
     with torch.no_grad():
         scores = task.scores(net.eval()(xs))
     lo = tables[spec.label.domain]

@@ -1,0 +1,132 @@
+"""What a run is configured with, as the mesh file spells it (mesh/spec.py): pydantic
+models the library takes as they are, so each setting and its default is written once.
+
+A party that gets a setting over the wire validates it with the same model
+(``from_message``): a coordinator cannot ask for what a mesh file could not say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+
+from splitmesh.errors import ProtocolError
+from splitmesh.yaml_files import Strict
+
+MAX_WIDTH, MAX_LAYERS = 65_536, 16  # a model part anyone may ask a party for
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Widths = Annotated[list[Width], Field(max_length=MAX_LAYERS)]
+
+M = TypeVar("M", bound=Strict)
+
+
+def from_message(cls: type[M], value: Any, who: str) -> M:
+    """A setting that arrived in a message, validated as a mesh file's would be; a
+    ProtocolError naming the party and the first field at fault otherwise."""
+    try:
+        return cls.model_validate(value, strict=True)  # "8" is no width on the wire
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or cls.__name__
+        raise ProtocolError(f"{who}: {cls.__name__} field {field!r}: {err['msg']}") from None
+
+
+class Optim(Strict):
+    """The optimizer every party builds for its own part."""
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+    def wire(self) -> dict:
+        """Only the optimizer's settings: what travels in a setup message."""
+        return {"optimizer": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay}
+
+    def build(self, params: Iterable[Any]):
+        import torch
+
+        params = list(params)
+        # fused: one kernel call per step instead of a dozen ops per parameter; every mode
+        # uses it, so the split and centralized runs still follow the same arithmetic
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=True)
+
+
+class Training(Optim):
+    epochs: int = Field(default=20, ge=1, description="an upper bound when patience is set")
+    batch_size: int = Field(default=256, ge=1)
+    seed: int = 0
+    patience: int | None = Field(
+        default=5, ge=1, description="epochs without a validation gain before stopping; "
+        "null: keep the last epoch"
+    )  # fmt: skip
+    select_metric: str | None = Field(
+        default=None, description="validation metric for early stopping; default per task"
+    )
+    pipeline: bool = Field(
+        default=False, description="send the next batch's Forward during this step (one step stale)"
+    )
+    min_batch: int = Field(
+        default=1, ge=1, description="no training batch smaller (the last one is merged); "
+        "a node's policy may ask for more"
+    )  # fmt: skip
+
+
+class Model(Strict):
+    """Widths of every part. ``bottom[-1]`` is the cut layer's width."""
+
+    bottom: Widths = Field(default_factory=lambda: [32, 16], min_length=1)
+    top: Widths = Field(default_factory=lambda: [32])
+    aggregation: Literal["concat", "sum", "mean"] = "concat"
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    gmf: Width = Field(default=16, description="ranking: the fact's GMF factor")
+    mlp: Width = Field(default=32, description="ranking: the fact's MLP id embedding")
+
+
+class Split(Strict):
+    test: float = Field(default=0.2, gt=0, lt=1)
+    validation: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="validation rows pick the kept epoch and the binary decision threshold",
+    )
+
+    @model_validator(mode="after")
+    def _sum(self) -> Split:
+        if self.test + self.validation >= 1:
+            raise ValueError("test + validation must be below 1")
+        return self
+
+
+class Resample(Strict):
+    """Binary tasks only: SMOTE then random undersampling of the training rows."""
+
+    smote_ratio: float | None = Field(
+        default=None, gt=0, le=1, description="minority / majority after SMOTE; null: none"
+    )
+    under_ratio: float | None = Field(
+        default=None, gt=0, le=1, description="minority / majority after undersampling"
+    )
+    k_neighbors: int = Field(default=5, ge=1, le=1000)
+
+
+class Ranking(Strict):
+    """Bounded: a fact domain allocates what these ask for."""
+
+    holdout: int = Field(
+        default=1, ge=1, le=100, description="latest interactions per user held out"
+    )
+    negatives: int = Field(
+        default=4, ge=1, le=1000, description="training negatives per positive, drawn each epoch"
+    )
+    eval_negatives: int | None = Field(
+        default=99, ge=1, le=100_000, description="sampled competitors per user; null: full ranking"
+    )
+    ks: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=lambda: [10], min_length=1, max_length=16
+    )
