@@ -145,6 +145,47 @@ def test_a_dimension_resolves_aligned_positions_and_refuses_others(tmp_path):
             dim.own_rows("train", np.array(bad))
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("negatives", 10**9, "negatives"),  # it would draw that many per positive
+        ("eval_negatives", 10**9, "eval_negatives"),
+        ("ks", [10] * 100, "ks"),
+        ("holdout", "1", "holdout"),  # no coercion on the wire
+        ("model", {"gmf": 10**9}, "gmf"),
+        ("model", {"bottom": [8], "layers": 3}, "layers"),
+        ("optim", {"optimizer": "lbfgs"}, "optimizer"),
+    ],
+)
+def test_the_fact_domain_checks_its_setup_as_a_mesh_file_would_be(tmp_path, field, value, message):
+    from splitmesh.transport.messages import SetupRanking
+
+    fact, _ = _parties(tmp_path)
+    ok = {"holdout": 1, "negatives": 4, "eval_negatives": 99, "ks": [10], "model": {},
+          "optim": {}, "seed": 0}  # fmt: skip
+    with pytest.raises(ProtocolError, match=f"fact domain 'sales'.*{message}"):
+        fact.handle(SetupRanking(**{**ok, field: value}))
+    assert fact.handle(SetupRanking(**ok)).info["train_examples"] > 0
+
+
+def test_every_mesh_entry_is_one_domain_party_in_process_and_on_a_node(tmp_path):
+    from splitmesh.split import protocol as proto
+    from splitmesh.split.domain import Domain, mesh_domain
+    from splitmesh.transport.messages import Hello
+
+    spec = load_mesh(write_star(tmp_path))
+    ids = Identity.ephemeral(spec.domain_names)
+    hello = Hello("f" * 32, "label-sharing", "train")
+    kinds = {}
+    for name in spec.domain_names:
+        made = mesh_domain(spec, name, identity=ids[name])
+        party = made.make(hello)
+        assert isinstance(party, Domain) and party.name == name
+        kinds[name] = (type(party.rows).__name__, made.serves)
+    assert kinds["sales"] == ("FactDomain", {proto.KEYS, proto.LABELS, proto.FACT})
+    assert kinds["customers"] == ("DimensionDomain", {proto.KEYS, proto.ENTITY})
+
+
 def test_a_fact_table_names_a_missing_column_or_key(tmp_path):
     (tmp_path / "f.csv").write_text("u,i\n1,2\n,3\n")
     src = Source(path=tmp_path / "f.csv")

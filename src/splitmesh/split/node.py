@@ -305,10 +305,3 @@ class Node:
 
 
 _TYPES: dict[str, type[Message]] = {cls.__name__: cls for cls in proto.TABLE}
-
-
-def in_process(
-    party: Party, serves: Iterable[str], modes: Sequence[str] = proto.SPLIT_MODES
-) -> Node:
-    """A party served in this process by the same state machine a node runs."""
-    return Node(party.name, lambda hello: party, serves=serves, modes=modes)
