@@ -72,7 +72,7 @@ def main() -> None:
         original = train_case.LocalTransport
         train_case.LocalTransport = Recording
         try:
-            transport = train_case._transport(spec, spec.mode, None, "train", False)
+            transport = train_case._transport(spec, spec.mode, None, False)
         finally:
             train_case.LocalTransport = original
         coord = train_case.coordinator(spec, transport, spec.mode, None)

@@ -130,3 +130,42 @@ class Ranking(Strict):
     ks: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
         default_factory=lambda: [10], min_length=1, max_length=16
     )
+
+
+class LabelDP(Strict):
+    """Label differential privacy by randomized response: the label owner keeps each
+    training label with probability e^ε / (e^ε + k - 1), else draws another class."""
+
+    epsilon: float = Field(gt=0, le=50)
+
+
+class GradientNoise(Strict):
+    """What the label side returns for the activations (d loss / d activations): each
+    example's gradient clipped to ``max_norm``, Gaussian noise of ``sigma`` x ``max_norm``
+    added (against the norm and direction attacks on labels)."""
+
+    max_norm: float = Field(default=1.0, gt=0)
+    sigma: float = Field(ge=0, le=1000)
+
+
+class EmbeddingDP(Strict):
+    """Each domain's released embeddings: clipped to ``clip`` per example, Gaussian noise
+    of ``noise_multiplier`` x ``clip`` added; the privacy spent per training row (one
+    release per epoch) is accounted by Opacus's RDP accountant."""
+
+    clip: float = Field(default=1.0, gt=0)
+    noise_multiplier: float = Field(gt=0, le=1000)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+
+
+class Privacy(Strict):
+    """Protections of what crosses the boundary, each applied by the party that owns what
+    it protects, from its own copy of the mesh file."""
+
+    labels: LabelDP | None = Field(default=None, description="label owner: randomized response")
+    gradients: GradientNoise | None = Field(
+        default=None, description="label side: clipped, noised gradients it returns"
+    )
+    embeddings: EmbeddingDP | None = Field(
+        default=None, description="every domain: clipped, noised embeddings it releases"
+    )

@@ -161,3 +161,30 @@ def test_the_centralized_reference_needs_its_own_placement(tmp_path, mesh):
     policy = load_policy(_write(tmp_path))  # label-preserving only
     with pytest.raises(PolicyError, match="'label_placement' refuses: mode centralized"):
         train_mesh(load_mesh(mesh), tmp_path / "out", policy=policy, compare=True, progress=False)
+
+
+def test_a_policy_requires_protections_and_each_node_checks_the_ones_it_applies():
+    rules = {"labels_max_epsilon": 2.0, "embeddings_max_epsilon": 20.0}
+    participants = [{"name": "bank"}, {"name": "insurer", "embeddings_max_epsilon": 10.0}]
+    policy = Policy(**{**POLICY, "participants": participants, "privacy": rules})
+    plan = {"mode": "label-preserving", "domains": {"bank": ["x"], "insurer": ["y"]},
+            "transport": "local", "batch_size": 32, "epochs": 10}  # fmt: skip
+    bare = {d.rule: d.allowed for d in check_run(policy, plan)}
+    assert bare["privacy.labels"] is False and bare["privacy.embeddings"] is False
+    strong = {"labels": {"epsilon": 1.0}, "embeddings": {"noise_multiplier": 2.0}}
+    decided = check_run(policy, {**plan, "privacy": strong})
+    got = [(d.rule, d.allowed) for d in decided if d.rule.startswith("privacy")]
+    # sigma 2 over 10 epochs spends epsilon 8.08: within 20 for bank, within 10 for insurer
+    assert got == [("privacy.labels", True)] + [("privacy.embeddings", True)] * 2
+    weak = {"labels": {"epsilon": 1.0}, "embeddings": {"noise_multiplier": 1.0}}  # eps 19
+    refused = [d for d in check_run(policy, {**plan, "privacy": weak}) if not d.allowed]
+    assert [d.reason[:17] for d in refused] == ["domain 'insurer' "]
+    # a node judges only what it applies, from its own mesh file, at every Hello
+    hello = Hello(RUN, "label-preserving", batch_size=32, min_batch=16, epochs=10)
+    node = PolicyGuard(policy, "insurer", ["x1"], wire="tls", privacy=weak)
+    with pytest.raises(PolicyError, match=r"node 'insurer': policy rule 'privacy.embeddings'"):
+        node(hello)
+    PolicyGuard(policy, "insurer", ["x1"], wire="tls", privacy=strong)(hello)
+    label_node = PolicyGuard(policy, "bank", ["x"], wire="tls", privacy={}, labels=True)
+    with pytest.raises(PolicyError, match=r"privacy\.labels"):
+        label_node(hello)

@@ -73,6 +73,46 @@ def test_training_over_grpc_equals_in_process(mesh, fraud, tmp_path, mode):
     assert remote["wire_bytes"] == local["wire_bytes"] > 0  # one wire format
 
 
+def test_protected_run_over_grpc_equals_in_process(tmp_path, fraud):
+    """Each node applies the protections of its own mesh file, drawing the same noise as
+    the in-process run (the run's seed, the party, the step)."""
+    import yaml
+
+    raw = yaml.safe_load(fraud.read_text())
+    raw["privacy"] = {
+        "labels": {"epsilon": 2.0},
+        "gradients": {"max_norm": 0.05, "sigma": 0.5},
+        "embeddings": {"clip": 2.0, "noise_multiplier": 0.3},
+    }
+    protected = fraud.with_name("protected.yaml")
+    protected.write_text(yaml.safe_dump(raw, sort_keys=False))
+    spec = load_mesh(protected)
+    nodes = {d: MeshRef(file=protected, domain=d) for d in spec.domain_names}
+    mode = "label-preserving"
+    with LocalMesh(tmp_path / "nodes", nodes, deadline_s=20) as local:
+        remote = run_mode(config(protected, local), mode, tmp_path / "grpc", progress=False)
+    plain = run_mode(config(fraud, None), mode, tmp_path / "plain", progress=False)
+    same_run(remote, run_mode(config(protected, None), mode, tmp_path / "local", progress=False))
+    assert remote["metrics"]["log_loss"] != plain["metrics"]["log_loss"]  # it did protect
+    # what each node said it applied, from its own mesh file
+    eps = remote["privacy"]["epsilon"]
+    assert eps[spec.label.domain]["labels"] == 2.0
+    assert all(eps[d]["embeddings"] > 0 for d in spec.embedding_domains)
+    assert "gradients" in remote["privacy"]["applied"][spec.label.domain]
+    assert not remote["privacy"]["notes"]
+
+
+def test_a_protection_only_the_coordinator_asks_for_is_reported_as_not_applied(
+    mesh, fraud, tmp_path
+):
+    """Nodes apply their own mesh file's protections: a coordinator's --set cannot make a
+    run claim one the domains did not apply."""
+    sets = ("privacy.embeddings.noise_multiplier=1.0",)
+    run = run_mode(config(fraud, mesh, *sets), "label-preserving", tmp_path, progress=False)
+    assert run["privacy"]["applied"] == {}
+    assert any("applies none (its own file)" in n for n in run["notes"])
+
+
 def test_pipelined_int8_run_over_grpc_equals_in_process(mesh, fraud, tmp_path):
     """Compression and pipelining change the arithmetic the same way on either transport."""
     sets = ("wire_dtype=int8", "training.pipeline=true")

@@ -172,7 +172,8 @@ on training rows only.
 ## Ethical considerations
 Embeddings can leak information about the inputs (model inversion, attribute inference).
 They are shared only with the run's coordinator over mutual TLS; the governance policy decides
-who takes part and which columns may be used.
+who takes part and which columns may be used. Protection of the released embeddings:
+{facts.get("embedding_protection", "none")} (`splitmesh privacy audit` measures what leaks).
 
 ## Caveats and recommendations
 Retrain when the input contract changes version. Check new data against `input.odcs.yaml`

@@ -28,6 +28,27 @@ class Participant(_Strict):
         default=None, description="SHA-256 of its node certificate (what nodes `accept`)"
     )
     forbidden_columns: list[str] = Field(default_factory=list)
+    embeddings_max_epsilon: float | None = Field(
+        default=None, gt=0, description="stricter than the policy's, for this domain only"
+    )
+
+
+class PrivacyRules(_Strict):
+    """Protections a run must apply (privacy/protections.py), each at a minimum strength;
+    every node checks the ones it applies, from its own mesh file, at Hello."""
+
+    labels_max_epsilon: float | None = Field(
+        default=None, gt=0, description="randomized response on the labels, epsilon at most"
+    )
+    embeddings_max_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        description="embedding DP on every domain, epsilon accounted over the run's planned "
+        "epochs at most",
+    )
+    gradients_min_sigma: float | None = Field(
+        default=None, ge=0, description="noise on the gradients the label side returns"
+    )
 
 
 class Policy(_Strict):
@@ -44,8 +65,8 @@ class Policy(_Strict):
     require_tls: bool = True
     min_batch_size: int = Field(default=1, ge=1)
     max_epochs: int | None = Field(default=None, ge=1)
-    embedding_protections: list[str] = Field(
-        default_factory=list, description="required on embeddings (none implemented yet)"
+    privacy: PrivacyRules = Field(
+        default=PrivacyRules(), description="protections required, at a minimum strength"
     )
 
     @property
@@ -134,12 +155,57 @@ def check_run(policy: Policy, plan: dict) -> list[Decision]:
                 f"{plan['epochs']} epochs, maximum {policy.max_epochs}",
             )
         )
-    if policy.embedding_protections:
+    out += privacy_decisions(policy, plan)
+    return out
+
+
+def privacy_decisions(policy: Policy, plan: dict, *, labels: bool = True) -> list[Decision]:
+    """The privacy rules on a plan's ``privacy`` block (its mesh file's); ``labels``: judge
+    the label side's rules too (a node that holds no labels applies none of them)."""
+    from splitmesh.config import Privacy
+    from splitmesh.privacy.protections import embedding_epsilon
+
+    rules, out = policy.privacy, []
+    have = Privacy.model_validate(plan.get("privacy") or {})
+    if labels and rules.labels_max_epsilon is not None:
+        eps = have.labels.epsilon if have.labels else None
+        ok = eps is not None and eps <= rules.labels_max_epsilon
+        got = "no randomized response" if eps is None else f"randomized response at epsilon {eps}"
         out.append(
             Decision(
-                "embedding_protections",
-                False,
-                f"required {policy.embedding_protections}, but splitmesh implements none yet",
+                "privacy.labels",
+                ok,
+                f"labels: {got}; the policy requires epsilon <= {rules.labels_max_epsilon}",
+            )
+        )
+    if labels and rules.gradients_min_sigma is not None:
+        sigma = have.gradients.sigma if have.gradients else None
+        ok = sigma is not None and sigma >= rules.gradients_min_sigma
+        got = "no gradient noise" if sigma is None else f"gradient noise sigma {sigma}"
+        out.append(
+            Decision(
+                "privacy.gradients",
+                ok,
+                f"gradients: {got}; the policy requires sigma >= {rules.gradients_min_sigma}",
+            )
+        )
+    for d in plan["domains"]:
+        p = policy.participant(d)
+        limits = [rules.embeddings_max_epsilon, p.embeddings_max_epsilon if p else None]
+        limits = [v for v in limits if v is not None]
+        if not limits:
+            continue
+        limit = min(limits)
+        eps = embedding_epsilon(have.embeddings, plan["epochs"]) if have.embeddings else None
+        ok = eps is not None and eps <= limit
+        got = (
+            "no embedding DP" if eps is None else f"epsilon {eps:.3g} over {plan['epochs']} epochs"
+        )
+        out.append(
+            Decision(
+                "privacy.embeddings",
+                ok,
+                f"domain {d!r} embeddings: {got}; the policy requires epsilon <= {limit}",
             )
         )
     return out
@@ -166,8 +232,12 @@ class PolicyGuard:
         wire: str,
         audit=None,
         fingerprint: str | None = None,
+        privacy: dict | None = None,
+        labels: bool = False,
     ) -> None:
         self.policy, self.domain, self.columns, self.wire = policy, domain, columns, wire
+        # the protections this node applies (its own mesh file), judged at every Hello
+        self.privacy, self.labels = privacy or {}, labels
         self.audit = audit
         self.fingerprint = fingerprint  # SHA-256 of this node's own certificate, if any
 
@@ -182,8 +252,11 @@ class PolicyGuard:
                 "transport": self.wire,
                 "batch_size": msg.batch_size,
                 "epochs": msg.epochs,
+                "privacy": self.privacy,
             }
-            decisions = check_run(self.policy, plan)
+            decisions = [d for d in check_run(self.policy, plan) if d.rule[:8] != "privacy."]
+            if msg.purpose == "train":
+                decisions += privacy_decisions(self.policy, plan, labels=self.labels)
             if msg.purpose == "train":
                 ok = msg.min_batch >= self.policy.min_batch_size
                 decisions.append(

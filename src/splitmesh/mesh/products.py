@@ -14,6 +14,7 @@ One folder per product::
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -317,6 +318,10 @@ def publish(
         "policy_hash": str(policy.get("hash", "")),
         "training_data_sha256": meta.get("data", {}).get("sha256", ""),
         "mesh": str(meta.get("mesh", "")),
+        # what it released was clipped and noised (privacy/protections.py), or not
+        "embedding_protection": json.dumps(meta["protection"])
+        if meta.get("protection")
+        else "none",
     }
     export_onnx(bottom, input_width, n_categorical, folder / ONNX, {**facts, "prep": prep})
     facts["onnx_sha256"] = sha256_file(folder / ONNX)

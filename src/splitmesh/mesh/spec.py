@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from splitmesh.config import Model, Ranking, Resample, Split, Training
+from splitmesh.config import Model, Privacy, Ranking, Resample, Split, Training
 from splitmesh.data.sources import (
     DomainTable,
     FactTable,
@@ -97,6 +97,9 @@ class MeshSpec(_Strict):
         default=None, description="binary tasks: SMOTE then undersampling of training rows"
     )
     wire_dtype: Literal["float32", "float16", "int8"] = "float32"
+    privacy: Privacy = Field(
+        default=Privacy(), description="protections of what crosses the boundary (issue 15)"
+    )
     products: str | None = Field(
         default=None,
         description="folder of declared data products, one <domain>/ each (product init); "
@@ -148,6 +151,8 @@ class MeshSpec(_Strict):
                 raise ValueError("a label-only domain needs at least one domain with features")
         if self.resample is not None and self.task != "binary":
             raise ValueError("resample applies to binary tasks only")
+        if self.privacy.labels is not None and self.task not in ("binary", "multiclass"):
+            raise ValueError("privacy.labels (randomized response) applies to class labels only")
         metric, allowed = self.training.select_metric, self.select_metrics()
         if metric is not None and metric not in allowed:
             raise ValueError(
@@ -239,6 +244,7 @@ class MeshSpec(_Strict):
             "transport": self.wire(),
             "batch_size": self.training.batch_size,
             "epochs": self.training.epochs,
+            "privacy": self.privacy.model_dump(exclude_none=True),
         }
 
     def plan_columns(self, name: str) -> list[str]:

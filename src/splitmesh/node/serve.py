@@ -103,7 +103,8 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
         product = spec.declared_product(name)  # its input contract is checked at every Hello
         if product is not None:
             what += f", product {product.descriptor.id} v{product.descriptor.version}"
-    guard = _guard(cfg, rules, columns, audit)
+    holds_labels = name == spec.label.domain
+    guard = _guard(cfg, rules, columns, audit, spec.privacy, holds_labels)
     if guard is not None:
         what += f", policy {cfg.policy.name}"
     labels = proto.LABELS in domain.serves  # the run's mode is the label owner's to allow
@@ -122,7 +123,7 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     return node, what
 
 
-def _guard(cfg: NodeConfig, rules, columns: list[str], audit):
+def _guard(cfg: NodeConfig, rules, columns: list[str], audit, privacy, labels: bool):
     """The node's own governance check of every Hello and message (None: no policy)."""
     if rules is None:
         return None
@@ -130,4 +131,7 @@ def _guard(cfg: NodeConfig, rules, columns: list[str], audit):
 
     wire = "plaintext" if cfg.insecure or cfg.tls is None else "tls"
     own = fingerprint(cfg.tls.cert.read_bytes()) if cfg.tls is not None else None
-    return PolicyGuard(rules, cfg.mesh.domain, columns, wire=wire, audit=audit, fingerprint=own)
+    return PolicyGuard(
+        rules, cfg.mesh.domain, columns, wire=wire, audit=audit, fingerprint=own,
+        privacy=privacy.model_dump(exclude_none=True), labels=labels,
+    )  # fmt: skip

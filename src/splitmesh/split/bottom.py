@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from splitmesh.config import EmbeddingDP
 from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.privacy.protections import clip_rows, embedding_noise
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.party import Party, handles
 from splitmesh.transport.messages import Ack, Backward, Embedding, Forward
@@ -28,6 +30,10 @@ class BottomParty(Party):
         # One at a time normally; two when the coordinator pipelines.
         self._pending: dict[int, tuple[tuple[torch.Tensor, ...], torch.Tensor, int]] = {}
         self._updates = 0
+        # embedding DP from this party's own mesh file (None: released as computed); the
+        # run's seed (from its setup) draws the noise
+        self.protection: EmbeddingDP | None = None
+        self.noise_seed = 0
 
     def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
@@ -39,6 +45,17 @@ class BottomParty(Party):
             raise ProtocolError(
                 f"{self.role} {self.name!r}: positions for {partition!r} fall outside its {n} rows"
             )
+
+    def cut(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The bottom model's output, clipped per row when embeddings are protected."""
+        out = self.bottom_(*inputs)
+        return out if self.protection is None else clip_rows(out, self.protection.clip)
+
+    def release(self, out: torch.Tensor, *where: object) -> torch.Tensor:
+        """What leaves this party for an embedding: with protection, plus Gaussian noise."""
+        if self.protection is None:
+            return out
+        return embedding_noise(out.detach(), self.protection, self.noise_seed, self.name, *where)
 
     def stateful(self) -> dict:
         if self.bottom_ is None:
@@ -56,13 +73,14 @@ class BottomParty(Party):
         inputs = self._inputs(msg.partition, msg.positions)
         if msg.train:
             self.bottom_.train()
-            out = self.bottom_(*inputs)
+            out = self.cut(*inputs)
             self._pending[msg.step] = (inputs, out, self._updates)
         else:
             self.bottom_.eval()
             with torch.no_grad():
-                out = self.bottom_(*inputs)
-        return Embedding(step=msg.step, values=to_wire(out, self.wire_dtype))
+                out = self.cut(*inputs)
+        sent = self.release(out, msg.partition, msg.train, msg.step)
+        return Embedding(step=msg.step, values=to_wire(sent, self.wire_dtype))
 
     @handles(Backward)
     def on_backward(self, msg: Backward) -> Ack:
@@ -89,7 +107,7 @@ class BottomParty(Party):
         if updates != self._updates:
             # Pipelined: the weights moved since this forward. Its graph saved the old ones,
             # so recompute it with the current weights (one step of staleness, by design).
-            out = self.bottom_(*inputs)
+            out = self.cut(*inputs)
         self.optimizer_.zero_grad(set_to_none=True)
         out.backward(grad)
         self.optimizer_.step()

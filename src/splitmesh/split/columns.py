@@ -110,7 +110,7 @@ class ColumnsParty(BottomParty):
         cards = self.prep_.categorical.cardinalities
         self.bottom_ = build_bottom(model, self.name, self.prep_.numeric.width, msg.seed, cards)
         self.optimizer_ = optim.build(self.bottom_.parameters())
-        self.wire_dtype = msg.wire_dtype
+        self.wire_dtype, self.noise_seed = msg.wire_dtype, msg.seed
         self._model_cfg = bottom_wire(model)
         missing = missing_counts(self.table, self.categorical, self.columns, self.categorical_names)
         return Ack(
@@ -141,6 +141,7 @@ class ColumnsParty(BottomParty):
             "input_width": self.prep_.numeric.width,
             "cardinalities": list(self.prep_.categorical.cardinalities),
             "cut_width": self._model_cfg["hidden"][-1],
+            "protection": self.protection.model_dump() if self.protection else None,
             "data": self.fingerprint(),
         }
 

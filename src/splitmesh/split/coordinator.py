@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from splitmesh.config import Model, Optim, Ranking, Training
+from splitmesh.config import Model, Optim, Privacy, Ranking, Training
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
+from splitmesh.privacy.protections import noisy_gradient
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     check_same_data,
@@ -160,6 +161,7 @@ class Coordinator:
         embedding_contracts: dict | None = None,
         train: Training | None = None,
         eval_batch: int | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         self.mode = check_mode(mode)
         self.task = task if task == RANKING else check_task(task)
@@ -182,6 +184,9 @@ class Coordinator:
         self._ahead: tuple[int, Pending] | None = None
         # each domain's output contract (mesh/contracts.py), checked on every embedding
         self.embedding_contracts = dict(embedding_contracts or {})
+        # label sharing: the coordinator holds the labels, so it protects the gradients
+        # it returns to the domains (label preserving: the label owner does)
+        self.privacy = privacy or Privacy()
         if self.task == RANKING:
             self.steps: TaskSteps = StarSteps(self, ranking or Ranking())
             # pairs per ranking chunk: a node's default batch limit
@@ -327,10 +332,17 @@ class Coordinator:
         self.optimizer_.step()
         # 3. each domain gets the gradient of its embedding and steps its own optimizer; the
         #    gradient rides on the domain's next message (the outbox)
+        grads = [h.grad for h in hs]
+        noise = self.privacy.gradients
+        if self.mode == "label-sharing" and noise is not None:
+            grads = [
+                noisy_gradient(g, noise, self.seed, "coordinator", d, step)
+                for d, g in zip(self.domains, grads, strict=True)
+            ]
         self.t.owe(
             {
-                d: (step, to_wire(h.grad, self.wire_dtype))
-                for d, h in zip(self.domains, hs, strict=True)
+                d: (step, to_wire(g, self.wire_dtype))
+                for d, g in zip(self.domains, grads, strict=True)
             }
         )
         return loss

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from splitmesh.config import Privacy
 from splitmesh.data.sources import DomainTable, FactTable
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
@@ -72,8 +73,11 @@ class Domain(Party):
         labels: Labels | None = None,
         state_dir: str | Path | None = None,
         scores: Path | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         super().__init__(rows.name)
+        self.privacy = privacy or Privacy()
+        rows.protection = self.privacy.embeddings  # what it releases, its own file's word
         self.rows, self.mode, self.purpose = rows, check_mode(mode), purpose
         self.task_name, self.labels, self.scores_path = task, labels, scores
         self._state = Path(state_dir) if state_dir is not None else None
@@ -99,6 +103,7 @@ class Domain(Party):
         model_dir: Path | None = None,
         product=None,
         scores: Path | None = None,
+        privacy: Privacy | None = None,
     ) -> Domain:
         """A keyed mesh's domain over its table; ``task``: it owns the table's label column
         (training drops the rows without a label)."""
@@ -114,7 +119,7 @@ class Domain(Party):
         )
         return cls(
             rows, mode=mode, purpose=purpose, task=task, labels=labels, state_dir=state_dir,
-            scores=scores,
+            scores=scores, privacy=privacy,
         )  # fmt: skip
 
     def _task(self) -> Task:
@@ -135,7 +140,23 @@ class Domain(Party):
         info = self.rows.handle(msg).info
         if self.task_name is not None:
             info.update(role=self.role, data=self.fingerprint(), notes=self.notes)
+        applied = self.applied()
+        if applied:
+            info["privacy"] = applied
         return Ack(info=info)
+
+    def applied(self) -> dict:
+        """The protections this domain applies (from its own mesh file): embeddings when
+        it releases any, labels and gradients when it holds the labels."""
+        p, out = self.privacy, {}
+        if p.embeddings is not None and not self.label_only:
+            out["embeddings"] = p.embeddings.model_dump()
+        holds_labels = self.task_name is not None or isinstance(self.rows, FactDomain)
+        if holds_labels and p.labels is not None and self.task_name in ("binary", "multiclass"):
+            out["labels"] = p.labels.model_dump()
+        if holds_labels and p.gradients is not None and self.mode == "label-preserving":
+            out["gradients"] = p.gradients.model_dump()
+        return out
 
     @handles(AlignDone)
     def on_align_done(self, msg: AlignDone) -> Ack:
@@ -150,6 +171,7 @@ class Domain(Party):
                 self.mode,
                 task=self._task(),
                 state_dir=state and state / "labels",
+                privacy=self.privacy,
             )
         else:
             keys = self.rows.source.keys[rows]
@@ -257,6 +279,7 @@ def mesh_domain(
             model_dir=model_dir,
             product=product,
             scores=scores(hello) if (scores and label) else None,
+            privacy=spec.privacy,
         )
 
     return MeshDomain(name, table, frozenset(serves), make)
@@ -279,7 +302,8 @@ def _star_domain(
 
         def make_fact(hello: Hello) -> Domain:
             rows = FactDomain(table, hello.mode, dims, peers=peers, state_dir=state_dir)
-            return Domain(rows, mode=hello.mode, purpose=hello.purpose)
+            rows.noise = spec.privacy.gradients  # its head's gradients (label preserving)
+            return Domain(rows, mode=hello.mode, purpose=hello.purpose, privacy=spec.privacy)
 
         return MeshDomain(name, table, frozenset({proto.KEYS, proto.LABELS, proto.FACT}), make_fact)
     table, peer = spec.read_domain(name), star_peers(fact, [name], identity)[name]
@@ -292,6 +316,6 @@ def _star_domain(
             state_dir=state_dir,
             model_dir=model_dir and model_dir / hello.mode,  # one product per mode
         )
-        return Domain(rows, mode=hello.mode, purpose=hello.purpose)
+        return Domain(rows, mode=hello.mode, purpose=hello.purpose, privacy=spec.privacy)
 
     return MeshDomain(name, table, frozenset({proto.KEYS, proto.ENTITY}), make_dimension)

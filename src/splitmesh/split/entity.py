@@ -82,7 +82,7 @@ class EntityDomain(BottomParty):
             model, self.name, f.numeric.shape[1], f.cardinalities, msg.seed
         )
         self.optimizer_ = optim.build(self.bottom_.parameters())
-        self.wire_dtype = msg.wire_dtype
+        self.wire_dtype, self.noise_seed = msg.wire_dtype, msg.seed
         return Ack(
             info={
                 "side": self.side,
@@ -166,5 +166,6 @@ class EntityDomain(BottomParty):
         idx = torch.from_numpy(self._partition_rows(msg.partition))
         self.bottom_.eval()
         with torch.no_grad():
-            out = to_wire(self.bottom_(self._num[idx], self._cat[idx]), self.wire_dtype)
+            out = self.release(self.cut(self._num[idx], self._cat[idx]), msg.partition, "slots")
+            out = to_wire(out, self.wire_dtype)
         return SlotEmbeddings(**{self.side: out})

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from splitmesh.config import Optim, from_message
+from splitmesh.config import GradientNoise, Optim, from_message
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.nn.network import build_head
+from splitmesh.privacy.protections import noisy_gradient
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import HeadReply, SetupHead
@@ -55,9 +56,16 @@ class HeadHolder:
 
     @classmethod
     def setup(
-        cls, role: str, name: str, mode: str, msg: SetupHead, task: Task | None = None
+        cls,
+        role: str,
+        name: str,
+        mode: str,
+        msg: SetupHead,
+        task: Task | None = None,
+        noise: GradientNoise | None = None,
     ) -> HeadHolder:
-        """The head for a SetupHead; only label-preserving runs keep it with the labels."""
+        """The head for a SetupHead; only label-preserving runs keep it with the labels.
+        ``noise``: how the gradients it returns are protected (its owner's mesh file)."""
         if mode != "label-preserving":
             raise ProtocolError(f"{role} {name!r} holds no head in {mode} mode")
         task = task or Task()
@@ -65,20 +73,23 @@ class HeadHolder:
             raise ProtocolError(
                 f"{role} {name!r} holds {task.name} labels; the run asks for a {msg.task} task"
             )
-        return cls(f"{role} {name}", msg, task)
+        return cls(f"{role} {name}", msg, task, noise)
 
-    def __init__(self, owner: str, msg: SetupHead, task: Task) -> None:
-        self.owner, self.task = owner, task
+    def __init__(
+        self, owner: str, msg: SetupHead, task: Task, noise: GradientNoise | None = None
+    ) -> None:
+        self.owner, self.task, self.noise = owner, task, noise
         if not 1 <= msg.in_features <= MAX_HEAD_IN:  # the coordinator sizes it: bounded
             raise ProtocolError(
                 f"{owner!r}: a head of {msg.in_features} inputs; at most {MAX_HEAD_IN}"
             )
         self.head = build_head(msg.in_features, task.out_features, msg.seed)
         self.optimizer = from_message(Optim, msg.optim, owner).build(self.head.parameters())
-        self.wire_dtype, self.pos_weight = msg.wire_dtype, msg.pos_weight
+        self.wire_dtype, self.pos_weight, self.seed = msg.wire_dtype, msg.pos_weight, msg.seed
 
-    def train(self, activations: np.ndarray, y: np.ndarray) -> HeadReply:
-        """One step on the top model's output; returns the loss and d loss / d activations."""
+    def train(self, activations: np.ndarray, y: np.ndarray, step: int = 0) -> HeadReply:
+        """One step on the top model's output; returns the loss and d loss / d activations
+        (clipped and noised when the gradients are protected)."""
         act = from_wire(activations).requires_grad_(True)
         if len(act) != len(y):
             raise ProtocolError(f"{self.owner!r}: {len(act)} activations for {len(y)} labels")
@@ -86,7 +97,10 @@ class HeadHolder:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return HeadReply(loss=loss.item(), grad=to_wire(act.grad, self.wire_dtype))
+        grad = act.grad
+        if self.noise is not None:
+            grad = noisy_gradient(grad, self.noise, self.seed, self.owner, step)
+        return HeadReply(loss=loss.item(), grad=to_wire(grad, self.wire_dtype))
 
     def logits(self, activations: np.ndarray) -> torch.Tensor:
         with torch.no_grad():

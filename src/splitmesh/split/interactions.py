@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from splitmesh.config import Model, Optim, Ranking, from_message
+from splitmesh.config import GradientNoise, Model, Optim, Ranking, from_message
 from splitmesh.data.interactions import RecsysData
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.nn import neumf
+from splitmesh.privacy.protections import clip_rows
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode, to_wire
@@ -63,6 +64,7 @@ class InteractionsParty(BottomParty):
         self.mode = check_mode(mode)
         self.task: RankingTask | None = None
         self.head_: HeadHolder | None = None
+        self.noise: GradientNoise | None = None  # protects the gradients its head returns
         self._examples: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
         self._plans: dict[str, RankingPlan] = {}
         self._books: dict[str, RankBook] = {}
@@ -103,7 +105,7 @@ class InteractionsParty(BottomParty):
         d = self.data
         self.bottom_ = neumf.build_ids(model, self.name, d.n_users, d.n_items, msg.seed)
         self.optimizer_ = optim.build(self.bottom_.parameters())
-        self.wire_dtype = msg.wire_dtype
+        self.wire_dtype, self.noise_seed = msg.wire_dtype, msg.seed
         split = self.task.split
         return Ack(
             info={
@@ -179,6 +181,10 @@ class InteractionsParty(BottomParty):
         self.bottom_.eval()
         with torch.no_grad():
             u, i = self.bottom_.sides(torch.from_numpy(plan.users), torch.from_numpy(plan.items))
+            if self.protection is not None:  # each side is what one id embedding releases
+                clip = self.protection.clip
+                u = self.release(clip_rows(u, clip), msg.partition, "users")
+                i = self.release(clip_rows(i, clip), msg.partition, "items")
         return SlotEmbeddings(users=to_wire(u, self.wire_dtype), items=to_wire(i, self.wire_dtype))
 
     # -- labels: shared (label-sharing) or kept with the head (label-preserving) ----------
@@ -198,7 +204,7 @@ class InteractionsParty(BottomParty):
 
     @handles(SetupHead)
     def on_setup_head(self, msg: SetupHead) -> Ack:
-        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg)
+        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, None, self.noise)
         return Ack()
 
     def _book(self, partition: str) -> RankBook:
@@ -212,7 +218,7 @@ class InteractionsParty(BottomParty):
         if self.head_ is None:
             raise NotFittedError(f"{self.role} {self.name!r} got Head before SetupHead")
         if msg.train:
-            return self.head_.train(msg.activations, self._labels()[msg.positions])
+            return self.head_.train(msg.activations, self._labels()[msg.positions], msg.step)
         self._book(msg.partition).record(msg.positions, self.head_.logits(msg.activations).numpy())
         return HeadReply(loss=0.0)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from splitmesh.config import Resample, Split, from_message
+from splitmesh.config import Privacy, Resample, Split, from_message
 from splitmesh.data.resampling import (
     minority_positions,
     plan_resample,
     smote_count,
 )
 from splitmesh.errors import NotFittedError, ProtocolError
+from splitmesh.privacy.protections import randomized_response
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode
 from splitmesh.split.head import HeadHolder, ScoreBook
@@ -48,8 +49,10 @@ class LabelOwner(Party):
         *,
         state_dir: str | None = None,
         task: Task | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         super().__init__(name, state_dir=state_dir)
+        self.privacy = privacy or Privacy()  # from its own mesh file, never from the wire
         self.task = task or Task()
         dtype = np.float64 if self.task.name == "regression" else np.int64
         self.labels = np.asarray(labels).astype(dtype)
@@ -101,7 +104,12 @@ class LabelOwner(Party):
         cfg, seed = self._resample
         distances = msg.distances if msg.distances.size else None
         plan = plan_resample(self._partition("train"), distances, cfg, seed)
-        self._y["train"] = plan.labels
+        self._y["train"] = self.clear_train_ = plan.labels  # clear_train_: never sent
+        rr = self.privacy.labels
+        if rr is not None and self.task.name in ("binary", "multiclass"):
+            # label DP: the run trains on randomized responses (what label sharing hands
+            # out, what the head's gradients derive from); evaluation keeps the true labels
+            self._y["train"] = randomized_response(plan.labels, rr, self.task.n_classes, seed)
         return Augment(
             partition="train",
             base=plan.base,
@@ -136,7 +144,8 @@ class LabelOwner(Party):
     @handles(SetupHead)
     def on_setup_head(self, msg: SetupHead) -> Ack:
         task = self.task.fit(self._partition("train"))
-        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, task)
+        noise = self.privacy.gradients
+        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, task, noise)
         self.book = ScoreBook(task)
         return Ack()
 
@@ -145,7 +154,8 @@ class LabelOwner(Party):
         if self.head_ is None:
             raise NotFittedError(f"label owner {self.name!r} got Head before SetupHead")
         if msg.train:
-            return self.head_.train(msg.activations, self._partition(msg.partition)[msg.positions])
+            y = self._partition(msg.partition)[msg.positions]
+            return self.head_.train(msg.activations, y, msg.step)
         if msg.step == 0:  # evaluation steps count from 0 within each pass
             self.book.start(msg.partition, len(self._partition(msg.partition)))
         self.book.record(msg.partition, msg.positions, self.head_.logits(msg.activations))

@@ -27,6 +27,7 @@ class RunRecord:
     name: str
     metrics: dict[str, dict] = dataclasses.field(default_factory=dict)  # split -> name -> value
     products: list[dict] = dataclasses.field(default_factory=list)  # products.publish() output
+    privacy: dict | None = None  # the protections it ran with and the privacy spent
 
 
 @dataclasses.dataclass
@@ -111,7 +112,12 @@ class Governance:
             "run.complete",
             result="ok",
             policy_hash=self.policy_hash,
-            inputs={**facts, "metrics": test, "products": [p["id"] for p in rec.products]},
+            inputs={
+                **facts,
+                "metrics": test,
+                "products": [p["id"] for p in rec.products],
+                **({"privacy": rec.privacy} if rec.privacy else {}),
+            },
         )
         self.catalog.finish_run(
             rec.id,
@@ -148,6 +154,7 @@ def governed(
         run = train()
         rec.metrics = {"test": run["metrics"], "val": run["validation_metrics"]}
         rec.products = run.pop("_products", [])
+        rec.privacy = run.get("privacy")
     run["run_uuid"] = rec.id
     run["products"] = [{k: v for k, v in p.items() if not k.endswith("_doc")} for p in rec.products]
     return run

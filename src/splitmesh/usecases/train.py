@@ -114,6 +114,7 @@ def coordinator(
         embedding_contracts=None if ranking else spec.embedding_contracts(),
         train=train or spec.training,
         pipeline=spec.training.pipeline,
+        privacy=spec.privacy,
     )
 
 
@@ -230,6 +231,11 @@ def run_mode(
             "wire_bytes_setup": setup_bytes,
             "_products": products,
         }
+        if mode != "centralized":
+            privacy = privacy_record(learner, spec, len(result.losses))
+            if privacy:
+                run["privacy"] = privacy
+                run["notes"] += privacy["notes"]
         if mode == "centralized":  # what the model must beat, on the same rows
             run["references"] = (
                 ranking_references(learner)
@@ -245,6 +251,36 @@ def run_mode(
         if transport:
             learner.close()
             transport.close()
+
+
+def privacy_record(learner, spec: MeshSpec, epochs: int) -> dict | None:
+    """The protections a split run's parties said they applied (each from its own mesh
+    file, at Hello) and the privacy spent: randomized response's epsilon, and each
+    domain's embeddings accounted over the epochs run. A note where they differ from
+    what this mesh file asks for."""
+    from splitmesh.config import EmbeddingDP
+    from splitmesh.privacy.protections import embedding_epsilon
+
+    applied = {p: info["privacy"] for p, info in learner.nodes_.items() if info.get("privacy")}
+    if learner.mode == "label-sharing" and spec.privacy.gradients is not None:
+        applied["coordinator"] = {"gradients": spec.privacy.gradients.model_dump()}
+    epsilon: dict[str, dict] = {}
+    for party, done in applied.items():
+        if "labels" in done:
+            epsilon.setdefault(party, {})["labels"] = done["labels"]["epsilon"]
+        if "embeddings" in done:
+            dp = EmbeddingDP(**done["embeddings"])
+            epsilon.setdefault(party, {}).update(embeddings=embedding_epsilon(dp, epochs))
+    asked = spec.privacy.embeddings
+    notes = [
+        f"privacy: this mesh file asks for embedding protection {asked.model_dump()}, but "
+        f"domain {d!r} applies {applied.get(d, {}).get('embeddings') or 'none'} (its own file)"
+        for d in learner.domains
+        if asked is not None and applied.get(d, {}).get("embeddings") != asked.model_dump()
+    ]
+    if not applied and not notes:
+        return None
+    return {"applied": applied, "epsilon": epsilon, "notes": notes}
 
 
 def _still_learning(result, cfg: Training, mode: str) -> list[str]:

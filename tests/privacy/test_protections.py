@@ -1,0 +1,53 @@
+"""The protections do what they say: randomized response keeps the share of labels it
+promises, clipping bounds norms, noise is seeded, and the accountant's epsilon moves the
+right way."""
+
+import numpy as np
+import pytest
+import torch
+
+from splitmesh.config import EmbeddingDP, GradientNoise, LabelDP
+from splitmesh.privacy.protections import (
+    clip_rows,
+    embedding_epsilon,
+    noisy_gradient,
+    randomized_response,
+)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_randomized_response_keeps_the_promised_share(k):
+    y = np.random.default_rng(0).integers(0, k, 40_000)
+    eps = 1.0
+    got = randomized_response(y, LabelDP(epsilon=eps), k, seed=0)
+    keep = np.exp(eps) / (np.exp(eps) + k - 1)
+    assert abs((got == y).mean() - keep) < 0.01
+    assert set(np.unique(got)) == set(range(k))  # flips go to the other classes only
+    again = randomized_response(y, LabelDP(epsilon=eps), k, seed=0)
+    assert np.array_equal(got, again)  # seeded
+
+
+def test_clipping_bounds_norms_and_noise_is_seeded_per_step():
+    g = torch.randn(64, 8) * 10
+    assert clip_rows(g, 0.5).norm(dim=1).max() <= 0.5 + 1e-6
+    small = torch.full((3, 4), 1e-3)
+    assert torch.equal(clip_rows(small, 1.0), small)  # under the bound: untouched
+    p = GradientNoise(max_norm=1.0, sigma=0.5)
+    a, b = noisy_gradient(g, p, 0, "x", 1), noisy_gradient(g, p, 0, "x", 1)
+    c = noisy_gradient(g, p, 0, "x", 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    noise = a - clip_rows(g, 1.0)
+    assert 0.4 < noise.std().item() < 0.6
+
+
+def test_the_accountant_spends_more_with_more_releases_and_less_noise():
+    eps = {
+        (m, r): embedding_epsilon(EmbeddingDP(noise_multiplier=m), r)
+        for m in (0.5, 1.0, 4.0)
+        for r in (1, 10)
+    }
+    assert eps[(1.0, 10)] > eps[(1.0, 1)] > 0
+    assert eps[(0.5, 1)] > eps[(1.0, 1)] > eps[(4.0, 1)]
+    assert embedding_epsilon(EmbeddingDP(noise_multiplier=1.0), 0) == 0.0
+    # the Gaussian mechanism at sigma 1, delta 1e-5, one release: a few units of epsilon
+    assert 3 < eps[(1.0, 1)] < 6
