@@ -11,20 +11,25 @@ from splitmesh.privacy.protections import (
     clip_rows,
     embedding_epsilon,
     noisy_gradient,
+    party_key,
     randomized_response,
 )
+
+KEY = party_key(b"this party's secret", 0)
 
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_randomized_response_keeps_the_promised_share(k):
     y = np.random.default_rng(0).integers(0, k, 40_000)
     eps = 1.0
-    got = randomized_response(y, LabelDP(epsilon=eps), k, seed=0)
+    got = randomized_response(y, LabelDP(epsilon=eps), k, KEY)
     keep = np.exp(eps) / (np.exp(eps) + k - 1)
     assert abs((got == y).mean() - keep) < 0.01
     assert set(np.unique(got)) == set(range(k))  # flips go to the other classes only
-    again = randomized_response(y, LabelDP(epsilon=eps), k, seed=0)
-    assert np.array_equal(got, again)  # seeded
+    again = randomized_response(y, LabelDP(epsilon=eps), k, KEY)
+    assert np.array_equal(got, again)  # keyed: the same party redraws the same
+    other = randomized_response(y, LabelDP(epsilon=eps), k, party_key(b"another party", 0))
+    assert not np.array_equal(got, other)  # without the key, nobody else can
 
 
 def test_clipping_bounds_norms_and_noise_is_seeded_per_step():
@@ -33,9 +38,12 @@ def test_clipping_bounds_norms_and_noise_is_seeded_per_step():
     small = torch.full((3, 4), 1e-3)
     assert torch.equal(clip_rows(small, 1.0), small)  # under the bound: untouched
     p = GradientNoise(max_norm=1.0, sigma=0.5)
-    a, b = noisy_gradient(g, p, 0, "x", 1), noisy_gradient(g, p, 0, "x", 1)
-    c = noisy_gradient(g, p, 0, "x", 2)
+    a, b = noisy_gradient(g, p, KEY, "x", 1), noisy_gradient(g, p, KEY, "x", 1)
+    c = noisy_gradient(g, p, KEY, "x", 2)
     assert torch.equal(a, b) and not torch.equal(a, c)
+    # the recipient knows the seed and the step, not the key: it cannot redraw the noise
+    guess = noisy_gradient(g, p, party_key(b"", 0), "x", 1)
+    assert not torch.equal(a, guess)
     noise = a - clip_rows(g, 1.0)
     assert 0.4 < noise.std().item() < 0.6
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from splitmesh.errors import ConfigError
 from splitmesh.node.config import SPLIT_MODES, NodeConfig
+from splitmesh.privacy.protections import noise_secret
 from splitmesh.split import protocol as proto
 from splitmesh.split.node import Node
 from splitmesh.transport.grpc import PartyServer, fingerprint
@@ -89,6 +90,7 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
         state_dir=state,
         model_dir=cfg.models or state / "models",
         scores=lambda hello: outputs / f"scores-{hello.run}.csv",
+        secret=noise_secret(identity, name),
     )
     table = domain.table
     ranking = spec.task == "ranking"

@@ -1,28 +1,56 @@
 """The protections, as the party that owns what is protected applies them.
 
-Noise is drawn from a generator seeded by the run's seed, the party and the step, so the
-same mesh and seed give the same run in process and over the network, and a resumed run
-draws what the uninterrupted one would have.
+Noise is drawn from a key only its party holds (derived from its own private key: a
+node's TLS key, or this user's local key in process), the run's seed, and where it is
+drawn (party, partition, step). The recipient knows the seed and the step but not the
+key, so it cannot redraw the noise and take it off; the same party with the same key and
+seed draws the same noise again (a resumed run draws what the uninterrupted one would
+have, two runs of one mesh on the same nodes give the same result).
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from splitmesh.config import EmbeddingDP, GradientNoise, LabelDP
 
+if TYPE_CHECKING:
+    from splitmesh.transport.identity import Identity
+
 # Rényi orders the accountant tries (Opacus's defaults)
 ORDERS = [1 + x / 100.0 for x in range(1, 10)] + [1 + x / 10.0 for x in range(1, 100)]
 ORDERS += list(range(12, 64))
 
 
-def _generator(seed: int, *parts: object) -> torch.Generator:
-    key = "/".join(str(p) for p in (seed, *parts))
-    return torch.Generator().manual_seed(zlib.crc32(key.encode()) * 7919 + seed)
+def party_key(secret: bytes, seed: int) -> bytes:
+    """A party's noise key for a run: its own secret and the run's seed."""
+    return hashlib.blake2b(
+        secret + seed.to_bytes(8, "little", signed=True), digest_size=32, person=b"splitmesh-noise"
+    ).digest()
+
+
+def _draw_seed(key: bytes, *where: object) -> int:
+    where_bytes = "/".join(str(p) for p in where).encode()
+    digest = hashlib.blake2b(where_bytes, key=key[:64], digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # torch seeds are non-negative int64
+
+
+def _generator(key: bytes, *where: object) -> torch.Generator:
+    return torch.Generator().manual_seed(_draw_seed(key, *where))
+
+
+def noise_secret(identity: Identity | None, name: str) -> bytes:
+    """What keys the noise a party adds: derived from its own private key (its TLS key,
+    else this user's local key), so no other party can redraw it."""
+    from splitmesh.transport.identity import local_signer
+
+    label = f"splitmesh/noise/{name}"
+    return identity.secret(label) if identity is not None else local_signer().secret(label)
 
 
 def clip_rows(x: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -31,25 +59,27 @@ def clip_rows(x: torch.Tensor, max_norm: float) -> torch.Tensor:
     return x * (max_norm / norms).clamp(max=1.0)
 
 
-def gaussian(shape: torch.Size, std: float, seed: int, *where: object) -> torch.Tensor:
-    return torch.randn(shape, generator=_generator(seed, *where)) * std
+def gaussian(shape: torch.Size, std: float, key: bytes, *where: object) -> torch.Tensor:
+    return torch.randn(shape, generator=_generator(key, *where)) * std
 
 
-def embedding_noise(out: torch.Tensor, p: EmbeddingDP, seed: int, *where: object) -> torch.Tensor:
+def embedding_noise(out: torch.Tensor, p: EmbeddingDP, key: bytes, *where: object) -> torch.Tensor:
     """What a domain releases: its (clipped) embedding plus Gaussian noise."""
-    return out + gaussian(out.shape, p.noise_multiplier * p.clip, seed, "embedding", *where)
+    return out + gaussian(out.shape, p.noise_multiplier * p.clip, key, "embedding", *where)
 
 
-def noisy_gradient(grad: torch.Tensor, p: GradientNoise, seed: int, *where: object) -> torch.Tensor:
+def noisy_gradient(
+    grad: torch.Tensor, p: GradientNoise, key: bytes, *where: object
+) -> torch.Tensor:
     """A gradient as the label side returns it: clipped per example, then noised."""
     clipped = clip_rows(grad, p.max_norm)
-    return clipped + gaussian(grad.shape, p.sigma * p.max_norm, seed, "gradient", *where)
+    return clipped + gaussian(grad.shape, p.sigma * p.max_norm, key, "gradient", *where)
 
 
-def randomized_response(y: np.ndarray, p: LabelDP, n_classes: int, seed: int) -> np.ndarray:
+def randomized_response(y: np.ndarray, p: LabelDP, n_classes: int, key: bytes) -> np.ndarray:
     """Each label kept with probability e^ε / (e^ε + k - 1), else replaced by one of the
     other k - 1 classes at random: ε-label differential privacy."""
-    rng = np.random.default_rng([seed, 0x5EED])
+    rng = np.random.default_rng(_draw_seed(key, "randomized-response"))
     y = np.asarray(y).astype(np.int64)
     keep = np.exp(p.epsilon) / (np.exp(p.epsilon) + n_classes - 1)
     flip = rng.random(len(y)) >= keep

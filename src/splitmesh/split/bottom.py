@@ -7,12 +7,14 @@ indexes its aligned rows, a recommender domain resolves each example's foreign k
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from splitmesh.config import EmbeddingDP
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.privacy.protections import clip_rows, embedding_noise
+from splitmesh.privacy.protections import clip_rows, embedding_noise, party_key
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.party import Party, handles
 from splitmesh.transport.messages import Ack, Backward, Embedding, Forward
@@ -30,9 +32,11 @@ class BottomParty(Party):
         # One at a time normally; two when the coordinator pipelines.
         self._pending: dict[int, tuple[tuple[torch.Tensor, ...], torch.Tensor, int]] = {}
         self._updates = 0
-        # embedding DP from this party's own mesh file (None: released as computed); the
-        # run's seed (from its setup) draws the noise
+        # embedding DP from this party's own mesh file (None: released as computed); noise
+        # is keyed by a secret only this party holds (its factory passes one derived from
+        # its private key; fresh random otherwise) and the run's seed from its setup
         self.protection: EmbeddingDP | None = None
+        self.secret = os.urandom(32)
         self.noise_seed = 0
 
     def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -55,7 +59,8 @@ class BottomParty(Party):
         """What leaves this party for an embedding: with protection, plus Gaussian noise."""
         if self.protection is None:
             return out
-        return embedding_noise(out.detach(), self.protection, self.noise_seed, self.name, *where)
+        key = party_key(self.secret, self.noise_seed)
+        return embedding_noise(out.detach(), self.protection, key, self.name, *where)
 
     def stateful(self) -> dict:
         if self.bottom_ is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from splitmesh.config import Model, Optim, Privacy, Ranking, Training
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
-from splitmesh.privacy.protections import noisy_gradient
+from splitmesh.privacy.protections import noisy_gradient, party_key
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     check_same_data,
@@ -162,6 +163,7 @@ class Coordinator:
         train: Training | None = None,
         eval_batch: int | None = None,
         privacy: Privacy | None = None,
+        secret: bytes | None = None,
     ) -> None:
         self.mode = check_mode(mode)
         self.task = task if task == RANKING else check_task(task)
@@ -187,6 +189,7 @@ class Coordinator:
         # label sharing: the coordinator holds the labels, so it protects the gradients
         # it returns to the domains (label preserving: the label owner does)
         self.privacy = privacy or Privacy()
+        self.secret = secret or os.urandom(32)  # keys its noise; the domains never see it
         if self.task == RANKING:
             self.steps: TaskSteps = StarSteps(self, ranking or Ranking())
             # pairs per ranking chunk: a node's default batch limit
@@ -336,7 +339,7 @@ class Coordinator:
         noise = self.privacy.gradients
         if self.mode == "label-sharing" and noise is not None:
             grads = [
-                noisy_gradient(g, noise, self.seed, "coordinator", d, step)
+                noisy_gradient(g, noise, party_key(self.secret, self.seed), "coordinator", d, step)
                 for d, g in zip(self.domains, grads, strict=True)
             ]
         self.t.owe(

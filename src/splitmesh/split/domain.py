@@ -74,10 +74,14 @@ class Domain(Party):
         state_dir: str | Path | None = None,
         scores: Path | None = None,
         privacy: Privacy | None = None,
+        secret: bytes | None = None,
     ) -> None:
         super().__init__(rows.name)
         self.privacy = privacy or Privacy()
         rows.protection = self.privacy.embeddings  # what it releases, its own file's word
+        if secret is not None:  # keys its noise and randomized response: never sent
+            rows.secret = secret
+        self.secret = rows.secret
         self.rows, self.mode, self.purpose = rows, check_mode(mode), purpose
         self.task_name, self.labels, self.scores_path = task, labels, scores
         self._state = Path(state_dir) if state_dir is not None else None
@@ -104,6 +108,7 @@ class Domain(Party):
         product=None,
         scores: Path | None = None,
         privacy: Privacy | None = None,
+        secret: bytes | None = None,
     ) -> Domain:
         """A keyed mesh's domain over its table; ``task``: it owns the table's label column
         (training drops the rows without a label)."""
@@ -119,7 +124,7 @@ class Domain(Party):
         )
         return cls(
             rows, mode=mode, purpose=purpose, task=task, labels=labels, state_dir=state_dir,
-            scores=scores, privacy=privacy,
+            scores=scores, privacy=privacy, secret=secret,
         )  # fmt: skip
 
     def _task(self) -> Task:
@@ -172,6 +177,7 @@ class Domain(Party):
                 task=self._task(),
                 state_dir=state and state / "labels",
                 privacy=self.privacy,
+                secret=self.secret,
             )
         else:
             keys = self.rows.source.keys[rows]
@@ -253,13 +259,15 @@ def mesh_domain(
     state_dir: Path | None = None,
     model_dir: Path | None = None,
     scores: Callable[[Hello], Path | None] | None = None,
+    secret: bytes | None = None,
 ) -> MeshDomain:
     """Domain ``name`` of the mesh file, the same in process and on a node: it reads only
     its own block's source. ``identity`` signs its PSI messages (a node's own, or one of
     ``Identity.ephemeral`` for the domains of one process). ``model_dir``: where its
-    trained parts go; ``scores``: where a scoring run of the label domain writes."""
+    trained parts go; ``scores``: where a scoring run of the label domain writes;
+    ``secret``: keys the noise of its protections (derived from its own private key)."""
     if spec.task == "ranking":
-        return _star_domain(spec, name, identity, state_dir, model_dir)
+        return _star_domain(spec, name, identity, state_dir, model_dir, secret)
     label = name == spec.label.domain
     table = spec.read_domain(name, predict=True)  # a scoring-only table may lack labels
     peers = Peers(spec.label.domain, tuple(spec.domain_names), identity) if identity else None
@@ -280,6 +288,7 @@ def mesh_domain(
             product=product,
             scores=scores(hello) if (scores and label) else None,
             privacy=spec.privacy,
+            secret=secret,
         )
 
     return MeshDomain(name, table, frozenset(serves), make)
@@ -291,6 +300,7 @@ def _star_domain(
     identity: Identity | None,
     state_dir: Path | None,
     model_dir: Path | None,
+    secret: bytes | None,
 ) -> MeshDomain:
     """A domain of a ranking mesh (split/star.py): the fact domain, or a dimension; it
     aligns keys with the fact domain under its identity."""
@@ -303,7 +313,9 @@ def _star_domain(
         def make_fact(hello: Hello) -> Domain:
             rows = FactDomain(table, hello.mode, dims, peers=peers, state_dir=state_dir)
             rows.noise = spec.privacy.gradients  # its head's gradients (label preserving)
-            return Domain(rows, mode=hello.mode, purpose=hello.purpose, privacy=spec.privacy)
+            return Domain(
+                rows, mode=hello.mode, purpose=hello.purpose, privacy=spec.privacy, secret=secret
+            )
 
         return MeshDomain(name, table, frozenset({proto.KEYS, proto.LABELS, proto.FACT}), make_fact)
     table, peer = spec.read_domain(name), star_peers(fact, [name], identity)[name]
@@ -316,6 +328,8 @@ def _star_domain(
             state_dir=state_dir,
             model_dir=model_dir and model_dir / hello.mode,  # one product per mode
         )
-        return Domain(rows, mode=hello.mode, purpose=hello.purpose, privacy=spec.privacy)
+        return Domain(
+            rows, mode=hello.mode, purpose=hello.purpose, privacy=spec.privacy, secret=secret
+        )
 
     return MeshDomain(name, table, frozenset({proto.KEYS, proto.ENTITY}), make_dimension)

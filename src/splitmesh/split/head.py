@@ -6,13 +6,15 @@ owner does, together with the head (the network's last layer).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from splitmesh.config import GradientNoise, Optim, from_message
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.nn.network import build_head
-from splitmesh.privacy.protections import noisy_gradient
+from splitmesh.privacy.protections import noisy_gradient, party_key
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import HeadReply, SetupHead
@@ -63,6 +65,7 @@ class HeadHolder:
         msg: SetupHead,
         task: Task | None = None,
         noise: GradientNoise | None = None,
+        secret: bytes = b"",
     ) -> HeadHolder:
         """The head for a SetupHead; only label-preserving runs keep it with the labels.
         ``noise``: how the gradients it returns are protected (its owner's mesh file)."""
@@ -73,19 +76,26 @@ class HeadHolder:
             raise ProtocolError(
                 f"{role} {name!r} holds {task.name} labels; the run asks for a {msg.task} task"
             )
-        return cls(f"{role} {name}", msg, task, noise)
+        return cls(f"{role} {name}", msg, task, noise, secret)
 
     def __init__(
-        self, owner: str, msg: SetupHead, task: Task, noise: GradientNoise | None = None
+        self,
+        owner: str,
+        msg: SetupHead,
+        task: Task,
+        noise: GradientNoise | None = None,
+        secret: bytes = b"",
     ) -> None:
         self.owner, self.task, self.noise = owner, task, noise
+        # the noise key: its owner's secret (never sent) and the run's seed
+        self.noise_key = party_key(secret or os.urandom(32), msg.seed)
         if not 1 <= msg.in_features <= MAX_HEAD_IN:  # the coordinator sizes it: bounded
             raise ProtocolError(
                 f"{owner!r}: a head of {msg.in_features} inputs; at most {MAX_HEAD_IN}"
             )
         self.head = build_head(msg.in_features, task.out_features, msg.seed)
         self.optimizer = from_message(Optim, msg.optim, owner).build(self.head.parameters())
-        self.wire_dtype, self.pos_weight, self.seed = msg.wire_dtype, msg.pos_weight, msg.seed
+        self.wire_dtype, self.pos_weight = msg.wire_dtype, msg.pos_weight
 
     def train(self, activations: np.ndarray, y: np.ndarray, step: int = 0) -> HeadReply:
         """One step on the top model's output; returns the loss and d loss / d activations
@@ -99,7 +109,7 @@ class HeadHolder:
         self.optimizer.step()
         grad = act.grad
         if self.noise is not None:
-            grad = noisy_gradient(grad, self.noise, self.seed, self.owner, step)
+            grad = noisy_gradient(grad, self.noise, self.noise_key, self.owner, step)
         return HeadReply(loss=loss.item(), grad=to_wire(grad, self.wire_dtype))
 
     def logits(self, activations: np.ndarray) -> torch.Tensor:

@@ -204,7 +204,9 @@ class InteractionsParty(BottomParty):
 
     @handles(SetupHead)
     def on_setup_head(self, msg: SetupHead) -> Ack:
-        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, None, self.noise)
+        self.head_ = HeadHolder.setup(
+            self.role, self.name, self.mode, msg, None, self.noise, self.secret
+        )
         return Ack()
 
     def _book(self, partition: str) -> RankBook:

@@ -4,6 +4,8 @@ holds the head (the network's last layer) and the loss, so labels never leave it
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from splitmesh.config import Privacy, Resample, Split, from_message
@@ -13,7 +15,7 @@ from splitmesh.data.resampling import (
     smote_count,
 )
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.privacy.protections import randomized_response
+from splitmesh.privacy.protections import party_key, randomized_response
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode
 from splitmesh.split.head import HeadHolder, ScoreBook
@@ -50,9 +52,11 @@ class LabelOwner(Party):
         state_dir: str | None = None,
         task: Task | None = None,
         privacy: Privacy | None = None,
+        secret: bytes | None = None,
     ) -> None:
         super().__init__(name, state_dir=state_dir)
         self.privacy = privacy or Privacy()  # from its own mesh file, never from the wire
+        self.secret = secret or os.urandom(32)  # keys its randomness: never sent
         self.task = task or Task()
         dtype = np.float64 if self.task.name == "regression" else np.int64
         self.labels = np.asarray(labels).astype(dtype)
@@ -109,7 +113,8 @@ class LabelOwner(Party):
         if rr is not None and self.task.name in ("binary", "multiclass"):
             # label DP: the run trains on randomized responses (what label sharing hands
             # out, what the head's gradients derive from); evaluation keeps the true labels
-            self._y["train"] = randomized_response(plan.labels, rr, self.task.n_classes, seed)
+            key = party_key(self.secret, seed)
+            self._y["train"] = randomized_response(plan.labels, rr, self.task.n_classes, key)
         return Augment(
             partition="train",
             base=plan.base,
@@ -145,7 +150,9 @@ class LabelOwner(Party):
     def on_setup_head(self, msg: SetupHead) -> Ack:
         task = self.task.fit(self._partition("train"))
         noise = self.privacy.gradients
-        self.head_ = HeadHolder.setup(self.role, self.name, self.mode, msg, task, noise)
+        self.head_ = HeadHolder.setup(
+            self.role, self.name, self.mode, msg, task, noise, self.secret
+        )
         self.book = ScoreBook(task)
         return Ack()
 

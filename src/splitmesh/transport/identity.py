@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -211,6 +212,10 @@ class Identity:
     def sign_bytes(self, data: bytes) -> bytes:
         return _sign(self._key, data)
 
+    def secret(self, label: str) -> bytes:
+        """A secret only this party can derive (from its private key)."""
+        return _secret(self._key, label)
+
     def sign(self, claim: dict[str, Any]) -> Signed:
         text = json.dumps(claim, sort_keys=True, separators=(",", ":"))
         return Signed(text, self.cert_pem, self.sign_bytes(text.encode()))
@@ -278,6 +283,20 @@ class LocalSigner:
 
     def sign_bytes(self, data: bytes) -> bytes:
         return _sign(self._key, data)
+
+    def secret(self, label: str) -> bytes:
+        return _secret(self._key, label)
+
+
+def _secret(key, label: str) -> bytes:
+    """A secret derived from a private key (HMAC-SHA256 of ``label``): what only the key's
+    holder can compute, e.g. the key of the noise it adds to what it releases."""
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return hmac.new(der, label.encode(), hashlib.sha256).digest()
 
 
 def splitmesh_home() -> Path:

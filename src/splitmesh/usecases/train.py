@@ -23,6 +23,7 @@ from splitmesh.io import atomic_write_json
 from splitmesh.mesh.lineage import dataset
 from splitmesh.mesh.policy import Policy
 from splitmesh.mesh.spec import MeshSpec
+from splitmesh.privacy.protections import noise_secret
 from splitmesh.split.centralized import CentralizedLearner
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import mesh_domain
@@ -71,6 +72,7 @@ def local_domains(
             state_dir=state_dir and state_dir / name,
             model_dir=model_dir and model_dir / name,
             scores=(lambda hello: scores) if scores else None,
+            secret=noise_secret(None, name),  # this user's key: one trust domain
         )
         nodes[name] = Node(name, domain.make, serves=domain.serves, modes=[mode])
     return nodes
@@ -115,6 +117,7 @@ def coordinator(
         train=train or spec.training,
         pipeline=spec.training.pipeline,
         privacy=spec.privacy,
+        secret=noise_secret(None, "coordinator"),
     )
 
 
