@@ -78,3 +78,16 @@ def test_privacy_settings_are_checked(tmp_path):
         load_mesh(
             _mesh(tmp_path, extra={"task": "regression", "privacy": {"labels": {"epsilon": 1}}})
         )
+
+
+def test_the_cli_names_a_protection_it_does_not_know_and_refuses_ranking_meshes(tmp_path):
+    from tests.split.test_star import write_star
+    from tests.test_cli import splitmesh
+
+    mesh = _mesh(tmp_path)
+    done = splitmesh("privacy", "audit", str(mesh), "--protection", "nopeek")
+    assert done.returncode == 2 and "'protection' parameter must be one of" in done.stderr
+    (tmp_path / "star").mkdir()
+    star = write_star(tmp_path / "star")
+    done = splitmesh("privacy", "audit", str(star), "--out", str(tmp_path / "a"))
+    assert done.returncode == 2 and "ranking mesh" in done.stderr
