@@ -19,7 +19,7 @@ from torch import nn
 from splitmesh.config import Model
 from splitmesh.errors import ConfigError
 from splitmesh.nn.mlp import make_mlp
-from splitmesh.nn.network import seeded
+from splitmesh.nn.network import build_bottom, seeded
 from splitmesh.nn.tabular import TabularBottom
 
 # Each domain's (user-side width, item-side width); the interactions domain comes first.
@@ -36,18 +36,9 @@ def build_ids(model: Model, domain: str, n_users: int, n_items: int, seed: int) 
 def build_features(
     model: Model, domain: str, n_numeric: int, cardinalities: tuple[int, ...], seed: int
 ) -> TabularBottom:
-    """A dimension domain's bottom over its own features (``model.bottom`` wide)."""
-    return seeded(
-        seed,
-        f"bottom/{domain}",
-        lambda: TabularBottom(
-            n_numeric,
-            cardinalities,
-            list(model.bottom),
-            activation=model.activation,
-            dropout=model.dropout,
-        ),
-    )
+    """A dimension domain's bottom over its own features: the tabular bottom of any mesh
+    (``model.bottom`` wide)."""
+    return build_bottom(model, domain, n_numeric, seed, cardinalities)
 
 
 def _tower(model: Model) -> tuple[int, ...]:

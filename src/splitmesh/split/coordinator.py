@@ -189,7 +189,8 @@ class Coordinator:
         # label sharing: the coordinator holds the labels, so it protects the gradients
         # it returns to the domains (label preserving: the label owner does)
         self.privacy = privacy or Privacy()
-        self.secret = secret or os.urandom(32)  # keys its noise; the domains never see it
+        # keys its noise (with the run's seed); the domains never see it
+        self._noise_key = party_key(secret or os.urandom(32), seed)
         if self.task == RANKING:
             self.steps: TaskSteps = StarSteps(self, ranking or Ranking())
             # pairs per ranking chunk: a node's default batch limit
@@ -339,7 +340,7 @@ class Coordinator:
         noise = self.privacy.gradients
         if self.mode == "label-sharing" and noise is not None:
             grads = [
-                noisy_gradient(g, noise, party_key(self.secret, self.seed), "coordinator", d, step)
+                noisy_gradient(g, noise, self._noise_key, "coordinator", d, step)
                 for d, g in zip(self.domains, grads, strict=True)
             ]
         self.t.owe(
