@@ -49,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/results
 	$(BIN)/python benchmarks/psi.py --out benchmarks/results
 	$(BIN)/python benchmarks/star.py --out benchmarks/results
-	$(BIN)/python benchmarks/leakage.py --out benchmarks/results
+	$(BIN)/python benchmarks/privacy.py --out benchmarks/results
 
 # Regenerate the protobuf and gRPC code after editing transport/grpc/splitmesh.proto.
 proto: $(STAMP)

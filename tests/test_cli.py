@@ -50,6 +50,27 @@ def test_fraud_writes_its_mesh_results_and_report(tmp_path, small_csv):
     assert "fraud-labels" in (out / "mesh.yaml").read_text()
 
 
+def test_fraud_takes_protections_and_attacks_its_own_run(tmp_path, small_csv):
+    out = tmp_path / "run"
+    p = splitmesh("fraud", "--data", small_csv, "--epochs", "2", "--mode", "label-preserving",
+                  "--protect", "secure-aggregation", "--protect", "labels=2",
+                  "--privacy-audit", "--out", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    applied = run["privacy"]["applied"]
+    assert applied["fraud-labels"]["labels"] == {"epsilon": 2.0}
+    assert all("secure_aggregation" in applied[d] for d in ("payments", "cardholder", "security"))
+    attacks = run["privacy_attacks"]
+    assert 0.5 <= attacks["label_inference_auc"] <= 1.0
+    assert set(attacks["feature_reconstruction_r2"]) == {"payments", "cardholder", "security"}
+    card = json.loads((out / "payments" / "model.json").read_text())  # its product's facts
+    assert card["protection"] == {"secure_aggregation": {"precision_bits": 20}}
+    assert (
+        "Label inference AUC" in p.stdout
+        and "Privacy: what attacks" in (out / "report.md").read_text()
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "code", "pattern"),
     [
@@ -63,6 +84,8 @@ def test_fraud_writes_its_mesh_results_and_report(tmp_path, small_csv):
             2,
             "ConfigError: The 'mode' parameter",
         ),
+        (["--protect", "marvell=1", "--synthetic-rows", "1000"], 2, "'protect' parameter"),
+        (["--protect", "nopeek=-1", "--synthetic-rows", "1000"], 2, "privacy.nopeek.weight"),
     ],
 )
 def test_bad_input_gives_a_clear_error_and_no_traceback(tmp_path, args, code, pattern):
@@ -161,3 +184,18 @@ def test_ctrl_c_stops_a_run_with_a_resume_hint_and_records_it(tmp_path, small_cs
     assert "Traceback" not in stderr
     events = [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "run.fail" and "Ctrl-C" in events[-1]["reason"]
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_load_none_of_the_heavy_libraries(flag):
+    """What makes `splitmesh --help` answer in a fraction of a second: no torch, no
+    scikit-learn, no pandas, no grpc until a command needs them."""
+    code = (
+        "import sys\nimport splitmesh.cli as cli\ntry:\n"
+        f"    cli.app([{flag!r}])\nexcept SystemExit:\n    pass\n"
+        "print('loaded', sorted(m for m in ('torch', 'sklearn', 'pandas', 'grpc') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "loaded []" in done.stdout

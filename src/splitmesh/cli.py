@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from splitmesh.errors import ConfigError, SplitmeshError
-from splitmesh.split.common import check_mode
 
 app = typer.Typer(
     add_completion=False,
@@ -71,6 +70,43 @@ CatalogOption = Annotated[
     str | None,
     typer.Option(help="catalog: SQLite file or postgresql:// URL (default OUT/catalog.db)"),
 ]
+ProtectOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--protect",
+        help="a protection (repeat): labels=EPSILON, gradients=SIGMA, embeddings=NOISE, "
+        "nopeek=WEIGHT, secure-aggregation (sums the embeddings); settings: --set privacy...",
+    ),
+]
+PrivacyAuditOption = Annotated[
+    bool,
+    typer.Option(help="attack what crossed the boundary in this run (in process)"),
+]
+
+# --protect NAME=VALUE: the mesh-file field each sets (privacy/protections.py)
+_PROTECTIONS = {
+    "labels": "privacy.labels.epsilon",
+    "gradients": "privacy.gradients.sigma",
+    "embeddings": "privacy.embeddings.noise_multiplier",
+    "nopeek": "privacy.nopeek.weight",
+}
+
+
+def _protect_sets(values: list[str] | None) -> list[str]:
+    """``--protect`` options as mesh-file overrides."""
+    out = []
+    for v in values or []:
+        name, _, value = v.partition("=")
+        name = name.strip().replace("_", "-")
+        if name == "secure-aggregation" and not value:
+            # the coordinator sees the domains' sum: they are summed, not concatenated
+            out += ["privacy.secure_aggregation=true", "model.aggregation=sum"]
+        elif name in _PROTECTIONS and value:
+            out.append(f"{_PROTECTIONS[name]}={value}")
+        else:
+            known = [f"{k}=VALUE" for k in _PROTECTIONS] + ["secure-aggregation"]
+            raise ConfigError(f"The 'protect' parameter must be one of {known}. Got {v!r}.")
+    return out
 
 
 def _ratio(value: str) -> float | None:
@@ -86,7 +122,7 @@ def _ratio(value: str) -> float | None:
 
 def _modes(mode: str) -> list[str]:
     """all: the centralized baseline and both split modes; split: the two split modes."""
-    from splitmesh.split.common import MODES
+    from splitmesh.split.common import MODES, check_mode
 
     modes = {"all": list(MODES), "split": list(MODES[1:])}.get(mode, mode.split(","))
     return [check_mode(m.strip()) for m in modes]
@@ -145,6 +181,8 @@ def fraud(
         bool, typer.Option(help="send the next batch's Forward during this step (one step stale)")
     ] = False,
     sets: SetOption = None,
+    protect: ProtectOption = None,
+    privacy_audit: PrivacyAuditOption = False,
     out: Annotated[Path, typer.Option(help="the mesh file run, results, models")] = Path(
         "runs/fraud"
     ),
@@ -171,7 +209,7 @@ def _fraud_spec(params: dict):
         f"resample.{k}": params[k] and ("null" if _ratio(params[k]) is None else params[k])
         for k in ("smote_ratio", "under_ratio")
     }
-    sets = _option_sets(**_training_sets(params), **resample)
+    sets = _option_sets(**_training_sets(params), **resample) + _protect_sets(params["protect"])
     path = fraud_mesh(
         params["out"],
         data=params["data"],
@@ -222,6 +260,8 @@ def recsys(
     wire_dtype: Annotated[str | None, typer.Option(help="float32 | float16 | int8")] = None,
     pipeline: bool = False,
     sets: SetOption = None,
+    protect: ProtectOption = None,
+    privacy_audit: PrivacyAuditOption = False,
     out: Annotated[Path, typer.Option(help="the mesh file run, results, models")] = Path(
         "runs/recsys"
     ),
@@ -252,7 +292,7 @@ def _recsys_spec(params: dict):
             "ranking.negatives": params["negatives"],
             "ranking.eval_negatives": "null" if full else params["eval_negatives"],
         },
-    )
+    ) + _protect_sets(params["protect"])
     synthetic = {
         k: params[f"synthetic_{k}"]
         for k in ("transactions", "customers", "articles")
@@ -280,6 +320,8 @@ def train(
     ] = False,
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
     sets: SetOption = None,
+    protect: ProtectOption = None,
+    privacy_audit: PrivacyAuditOption = False,
     domains_sweep: Annotated[
         bool,
         typer.Option(
@@ -297,11 +339,15 @@ def train(
 ) -> None:
     """Align the domains' keys (PSI), train, evaluate; every domain publishes its trained part
     as a data product under OUT/<domain>/ (ONNX, contracts, model card)."""
+    sets = [*_protect_sets(protect), *(sets or [])]
     _run(_mesh_spec(mesh, mode, sets=sets), None, locals())
 
 
 # what a command's parameters pass on to the run itself (the rest shape the mesh)
-_RUN_OPTIONS = ("out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog")
+_RUN_OPTIONS = (
+    "out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog",
+    "privacy_audit",
+)  # fmt: skip
 
 
 def _run(spec, modes: list[str] | None, params: dict) -> None:
@@ -379,6 +425,7 @@ def _mesh_spec(mesh: Path, mode: str | None, network=None, sets: list[str] | Non
     """The mesh file with ``--set`` overrides, the mode and (for local nodes) the
     transport overridden."""
     from splitmesh.mesh.spec import load_mesh
+    from splitmesh.split.common import check_mode
 
     spec = load_mesh(mesh, sets or ())
     if mode is not None:
@@ -560,14 +607,15 @@ def privacy_audit(
     protection: Annotated[
         list[str] | None,
         typer.Option(
-            help="labels, gradients or embeddings (repeat); default: those the mesh file "
-            "sets, or all three"
+            help="labels, gradients, embeddings, nopeek or secure_aggregation (repeat); "
+            "default: those the mesh file sets, or every one the mesh can take"
         ),
     ] = None,
     sets: SetOption = None,
 ) -> None:
     """Train the mesh unprotected and with each protection at three strengths, attack what
-    crossed the boundary each time, and report leakage against utility."""
+    crossed the boundary each time, and report leakage against utility (keyed meshes and
+    ranking meshes alike)."""
     from rich.table import Table
 
     from splitmesh.privacy.audit import KINDS, headline, privacy_audit

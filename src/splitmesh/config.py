@@ -158,6 +158,24 @@ class EmbeddingDP(Strict):
     delta: float = Field(default=1e-5, gt=0, lt=1)
 
 
+class NoPeek(Strict):
+    """Each domain adds ``weight`` x the distance correlation between a batch's inputs and
+    its embeddings to what it minimises (NoPeek, Vepakomma et al. 2020): embeddings that
+    keep less of its raw columns, at some cost in utility."""
+
+    weight: float = Field(gt=0, le=100)
+
+
+class SecureAggregation(Strict):
+    """The coordinator gets every domain's embedding masked with keys agreed pairwise
+    between the domains (X25519) and learns only their sum (aggregation sum or mean).
+    Values travel in fixed point, where the masks cancel exactly."""
+
+    precision_bits: int = Field(
+        default=20, ge=8, le=32, description="fixed-point fraction bits of what is summed"
+    )
+
+
 class Privacy(Strict):
     """Protections of what crosses the boundary, each applied by the party that owns what
     it protects, from its own copy of the mesh file."""
@@ -169,3 +187,17 @@ class Privacy(Strict):
     embeddings: EmbeddingDP | None = Field(
         default=None, description="every domain: clipped, noised embeddings it releases"
     )
+    nopeek: NoPeek | None = Field(
+        default=None, description="every domain: distance-correlation penalty on its embeddings"
+    )
+    secure_aggregation: SecureAggregation | None = Field(
+        default=None, description="every domain: masked embeddings, the coordinator sees the sum"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, data: Any) -> Any:
+        # ``secure_aggregation: true`` reads as its defaults, ``false`` as none
+        if isinstance(data, dict) and isinstance(data.get("secure_aggregation"), bool):
+            data = {**data, "secure_aggregation": {} if data["secure_aggregation"] else None}
+        return data

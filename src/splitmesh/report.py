@@ -81,8 +81,38 @@ def print_mesh_report(results: dict, console: Console | None = None) -> None:
     for row in rows:
         t.add_row(*row)
     console.print(t)
+    head, rows = _privacy_rows(results)
+    if rows:
+        t = Table(title="privacy: what attacks learned from what crossed the boundary")
+        for i, col in enumerate(head):
+            t.add_column(col, justify="left" if i < 2 else "right")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
     for note in dict.fromkeys(n for r in results["runs"] for n in r.get("notes", [])):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def _privacy_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """``--privacy-audit``: per split run, the protections its parties applied and the best
+    label attack, model completion and feature reconstruction R² by domain."""
+    head = ["Mode", "Protections", "Label inference AUC", "Model completion AUC",
+            "Feature reconstruction R²"]  # fmt: skip
+    rows = []
+    for r in results["runs"]:
+        a = r.get("privacy_attacks")
+        if a is None:
+            continue
+        applied = (r.get("privacy") or {}).get("applied", {})
+        kinds = sorted({k for v in applied.values() for k in v}) or ["none"]
+        r2 = ", ".join(f"{d} {_num(v)}" for d, v in a["feature_reconstruction_r2"].items())
+        rows.append([r["mode"], ", ".join(kinds), _num(a["label_inference_auc"]),
+                     _num(a["model_completion_auc"]), r2])  # fmt: skip
+    return head, rows
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def mesh_markdown(results: dict) -> str:
@@ -102,6 +132,11 @@ def mesh_markdown(results: dict) -> str:
         if "rows_per_domain" in a:
             per = ", ".join(f"{d} {n}" for d, n in a["rows_per_domain"].items())
             lines += ["", f"Private set intersection: {per} rows -> {a['aligned']} aligned."]
+    head, rows = _privacy_rows(results)
+    if rows:
+        lines += ["", "## Privacy: what attacks learned from what crossed the boundary", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     notes = list(dict.fromkeys(n for r in results["runs"] for n in r.get("notes", [])))
     lines += ["", *(f"- {n}" for n in notes)] if notes else []
     return "\n".join(lines) + "\n"

@@ -188,3 +188,10 @@ def test_a_policy_requires_protections_and_each_node_checks_the_ones_it_applies(
     label_node = PolicyGuard(policy, "bank", ["x"], wire="tls", privacy={}, labels=True)
     with pytest.raises(PolicyError, match=r"privacy\.labels"):
         label_node(hello)
+    masked = Policy(**{**POLICY, "participants": participants,
+                       "privacy": {"secure_aggregation": True}})  # fmt: skip
+    rule = "privacy.secure_aggregation"
+    refused = [d for d in check_run(masked, plan) if not d.allowed and d.rule == rule]
+    assert len(refused) == 2 and "sends its embeddings in the clear" in refused[0].reason
+    on = {"secure_aggregation": {"precision_bits": 20}}
+    assert all(d.allowed for d in check_run(masked, {**plan, "privacy": on}) if d.rule == rule)

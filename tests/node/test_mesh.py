@@ -237,3 +237,34 @@ def test_mesh_up_fraud_runs_the_preset_on_node_processes(tmp_path, data):
     assert results["mesh"] == "credit-fraud" and (out / "mesh.yaml").is_file()
     logs = list((tmp_path / "mesh" / "logs").glob("*.log"))
     assert len(logs) == 4 and all("listening on" in p.read_text() for p in logs)
+
+
+def test_nodes_mask_their_embeddings_and_a_policy_requiring_it_is_enforced(tmp_path, fraud):
+    """Secure aggregation over gRPC: each node masks its embeddings with keys agreed with
+    the other nodes (the coordinator relays them, signed) and the run equals in process;
+    a node whose policy requires it refuses, at Hello, a mesh file without it."""
+    import yaml
+
+    from splitmesh.errors import PolicyError
+
+    raw = yaml.safe_load(fraud.read_text())
+    raw["model"] = {**raw.get("model", {}), "aggregation": "sum"}
+    raw["privacy"] = {"secure_aggregation": True}
+    secure = fraud.with_name("secure.yaml")
+    secure.write_text(yaml.safe_dump(raw, sort_keys=False))
+    spec, mode = load_mesh(secure), "label-preserving"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({
+        "version": "1", "participants": [{"name": d} for d in spec.domain_names],
+        "label_placement": [mode], "privacy": {"secure_aggregation": True},
+    }))  # fmt: skip
+    nodes = {d: MeshRef(file=secure, domain=d) for d in spec.domain_names}
+    with LocalMesh(tmp_path / "nodes", nodes, deadline_s=20, policy=policy) as local:
+        remote = run_mode(config(secure, local), mode, tmp_path / "grpc", progress=False)
+    same_run(remote, run_mode(config(secure, None), mode, tmp_path / "local", progress=False))
+    applied = remote["privacy"]["applied"]
+    assert all("secure_aggregation" in applied[d] for d in spec.embedding_domains)
+    plain = {d: MeshRef(file=fraud, domain=d) for d in spec.domain_names}
+    refused = pytest.raises(PolicyError, match=r"policy rule 'privacy.secure_aggregation'")
+    with LocalMesh(tmp_path / "plain", plain, deadline_s=20, policy=policy) as local, refused:
+        run_mode(config(fraud, local), mode, tmp_path / "refused", progress=False)

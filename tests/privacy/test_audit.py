@@ -30,9 +30,8 @@ def test_the_audit_measures_every_protection_and_writes_its_report(tmp_path):
     spec = load_mesh(_mesh(tmp_path))
     report = privacy_audit(spec, tmp_path / "audit", progress=False)
     runs = report["runs"]
-    assert [r["protection"] for r in runs] == ["none"] + ["labels"] * 3 + ["gradients"] * 3 + [
-        "embeddings"
-    ] * 3
+    kinds = ["labels"] * 3 + ["gradients"] * 3 + ["embeddings"] * 3 + ["nopeek"] * 3
+    assert [r["protection"] for r in runs] == ["none", *kinds, "secure_aggregation"]
     none = runs[0]
     # unprotected label-preserving training leaks labels through the gradients it returns
     assert none["attacks"]["label_inference_auc"] > 0.85
@@ -47,11 +46,18 @@ def test_the_audit_measures_every_protection_and_writes_its_report(tmp_path):
     assert np.mean(list(emb.values())) < np.mean(
         list(none["attacks"]["feature_reconstruction_r2"].values())
     )
+    peek = strongest["nopeek"]["attacks"]["feature_reconstruction_r2"]
+    assert np.mean(list(peek.values())) < np.mean(
+        list(none["attacks"]["feature_reconstruction_r2"].values())
+    )
+    # secure aggregation sums the embeddings: a concatenating mesh is audited with a sum
+    assert strongest["secure_aggregation"]["settings"]["aggregation"] == "sum"
+    assert strongest["secure_aggregation"]["utility"]["roc_auc"] > 0.8
     eps = [r["epsilon"] for r in runs if r["protection"] == "embeddings"]
     assert eps[0] > eps[1] > eps[2] > 0  # more noise, less privacy spent
     assert [r["epsilon"] for r in runs if r["protection"] == "labels"] == [4.0, 1.0, 0.25]
     saved = json.loads((tmp_path / "audit" / "privacy.json").read_text())
-    assert len(saved["runs"]) == 10 and saved["runs"][0]["utility"]
+    assert len(saved["runs"]) == 14 and saved["runs"][0]["utility"]
     assert "| labels | 0.25 |" in (tmp_path / "audit" / "privacy.md").read_text()
     assert (tmp_path / "audit" / "privacy.png").stat().st_size > 1000
 
@@ -80,14 +86,42 @@ def test_privacy_settings_are_checked(tmp_path):
         )
 
 
-def test_the_cli_names_a_protection_it_does_not_know_and_refuses_ranking_meshes(tmp_path):
-    from tests.split.test_star import write_star
+def test_the_cli_names_a_protection_it_does_not_know(tmp_path):
     from tests.test_cli import splitmesh
 
-    mesh = _mesh(tmp_path)
-    done = splitmesh("privacy", "audit", str(mesh), "--protection", "nopeek")
+    done = splitmesh("privacy", "audit", str(_mesh(tmp_path)), "--protection", "marvell")
     assert done.returncode == 2 and "'protection' parameter must be one of" in done.stderr
-    (tmp_path / "star").mkdir()
-    star = write_star(tmp_path / "star")
-    done = splitmesh("privacy", "audit", str(star), "--out", str(tmp_path / "a"))
-    assert done.returncode == 2 and "ranking mesh" in done.stderr
+
+
+def test_a_ranking_mesh_is_audited_on_its_examples_and_dimensions(tmp_path):
+    """The recommender: gradients tell real interactions from sampled negatives, and the
+    dimensions' embeddings give their columns back; gradient noise hides the first."""
+    from tests.split.test_star import write_star
+
+    star = write_star(tmp_path, n_users=120, n_items=60, per_user=10)
+    sets = ["mode=label-preserving", "training.epochs=3"]
+    spec = load_mesh(star, sets)
+    report = privacy_audit(spec, tmp_path / "audit", kinds=["gradients"], progress=False)
+    none, *noised = report["runs"]
+    assert [r["protection"] for r in report["runs"]] == ["none"] + ["gradients"] * 3
+    assert none["attacks"]["label_inference_auc"] > 0.9
+    assert set(none["attacks"]["label_inference"]) >= {"coordinator", "sales", "customers"}
+    assert set(none["attacks"]["feature_reconstruction_r2"]) == {"customers", "products"}
+    assert "ndcg@5" in none["utility"] and "hr@10" in none["utility"]
+    clear = none["attacks"]["label_inference"]["coordinator"]
+    strongest = noised[-1]["attacks"]["label_inference"]["coordinator"]
+    assert max(strongest.values()) < max(clear.values())
+    # randomized response and secure aggregation do not apply to a ranking mesh
+    assert privacy_audit(spec, tmp_path / "b", kinds=["labels", "secure_aggregation"],
+                         progress=False)["runs"][1:] == []  # fmt: skip
+
+
+def test_a_run_attacks_itself_only_where_it_holds_the_truth(tmp_path):
+    from splitmesh.errors import ConfigError
+    from splitmesh.usecases.train import check_privacy_audit
+
+    spec = load_mesh(_mesh(tmp_path))
+    check_privacy_audit(spec)
+    remote = spec.model_copy(update={"transport": "grpc-network"})
+    with pytest.raises(ConfigError, match="only an in-process run holds"):
+        check_privacy_audit(remote)

@@ -9,6 +9,7 @@ import torch
 from splitmesh.config import EmbeddingDP, GradientNoise, LabelDP
 from splitmesh.privacy.protections import (
     clip_rows,
+    distance_correlation,
     embedding_epsilon,
     noisy_gradient,
     party_key,
@@ -59,3 +60,37 @@ def test_the_accountant_spends_more_with_more_releases_and_less_noise():
     assert embedding_epsilon(EmbeddingDP(noise_multiplier=1.0), 0) == 0.0
     # the Gaussian mechanism at sigma 1, delta 1e-5, one release: a few units of epsilon
     assert 3 < eps[(1.0, 1)] < 6
+
+
+def test_distance_correlation_sees_dependence_a_linear_measure_misses():
+    torch.manual_seed(0)
+    x = torch.randn(256, 4)
+    assert distance_correlation(x, x @ torch.randn(4, 3) * 5 + 2).item() > 0.7
+    assert distance_correlation(x, x * 3 + 1).item() == pytest.approx(1.0, abs=1e-4)
+    assert distance_correlation(x, torch.randn(256, 3)).item() < 0.25
+    y = x[:, :1] ** 2  # no linear correlation with x, yet dependent
+    assert abs(torch.corrcoef(torch.cat([x[:, :1], y], 1).T)[0, 1].item()) < 0.2
+    assert distance_correlation(x[:, :1], y).item() > 0.4
+    z = torch.randn(32, 2, requires_grad=True)
+    distance_correlation(x[:32], z).backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("multiplier", "releases"), [(0.5, 1), (1.0, 10), (4.0, 100)])
+def test_the_accountant_agrees_with_opacus_own(multiplier, releases):
+    from opacus.accountants import RDPAccountant
+
+    acc = RDPAccountant()
+    acc.history = [(multiplier, 1.0, releases)]  # full batch: every row in every release
+    ours = embedding_epsilon(EmbeddingDP(noise_multiplier=multiplier), releases)
+    assert ours == pytest.approx(acc.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_embedding_noise_has_the_scale_its_settings_give():
+    from splitmesh.privacy.protections import embedding_noise
+
+    p = EmbeddingDP(clip=2.0, noise_multiplier=1.5)
+    x = torch.zeros(4000, 8)
+    noise = embedding_noise(x, p, KEY, "domain", "train", True, 0)
+    assert noise.std().item() == pytest.approx(3.0, rel=0.03)  # multiplier x clip
+    assert abs(noise.mean().item()) < 0.05

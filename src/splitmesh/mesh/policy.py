@@ -49,6 +49,9 @@ class PrivacyRules(_Strict):
     gradients_min_sigma: float | None = Field(
         default=None, ge=0, description="noise on the gradients the label side returns"
     )
+    secure_aggregation: bool = Field(
+        default=False, description="every domain masks its embeddings: the coordinator sees a sum"
+    )
 
 
 class Policy(_Strict):
@@ -189,6 +192,17 @@ def privacy_decisions(policy: Policy, plan: dict, *, labels: bool = True) -> lis
                 f"gradients: {got}; the policy requires sigma >= {rules.gradients_min_sigma}",
             )
         )
+    if rules.secure_aggregation:
+        for d in plan["domains"]:
+            ok = have.secure_aggregation is not None
+            got = "masks its embeddings" if ok else "sends its embeddings in the clear"
+            out.append(
+                Decision(
+                    "privacy.secure_aggregation",
+                    ok,
+                    f"domain {d!r} {got}; the policy requires secure aggregation",
+                )
+            )
     for d in plan["domains"]:
         p = policy.participant(d)
         limits = [rules.embeddings_max_epsilon, p.embeddings_max_epsilon if p else None]

@@ -318,7 +318,7 @@ def publish(
         "policy_hash": str(policy.get("hash", "")),
         "training_data_sha256": meta.get("data", {}).get("sha256", ""),
         "mesh": str(meta.get("mesh", "")),
-        # what it released was clipped and noised (privacy/protections.py), or not
+        # what it applied to what it released (privacy/), by kind, or none
         "embedding_protection": json.dumps(meta["protection"])
         if meta.get("protection")
         else "none",

@@ -153,6 +153,17 @@ class MeshSpec(_Strict):
             raise ValueError("resample applies to binary tasks only")
         if self.privacy.labels is not None and self.task not in ("binary", "multiclass"):
             raise ValueError("privacy.labels (randomized response) applies to class labels only")
+        if self.privacy.secure_aggregation is not None:
+            if self.task == "ranking" or self.model.aggregation == "concat":
+                raise ValueError(
+                    "privacy.secure_aggregation hands the coordinator the sum of the domains' "
+                    "embeddings: it needs a keyed mesh with model.aggregation sum or mean"
+                )
+            if len(self.embedding_domains) < 2:
+                raise ValueError(
+                    "privacy.secure_aggregation needs two or more domains with features "
+                    "(the sum of one embedding is that embedding)"
+                )
         metric, allowed = self.training.select_metric, self.select_metrics()
         if metric is not None and metric not in allowed:
             raise ValueError(

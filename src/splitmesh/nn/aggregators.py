@@ -43,6 +43,22 @@ class Mean(_SameWidth):
         return torch.stack(parts).mean(dim=0)
 
 
+class Summed(Aggregator):
+    """The domains' embeddings already summed (secure aggregation hands the coordinator one
+    sum, never the parts); for ``mean``, divided by how many there are."""
+
+    def __init__(self, n_domains: int, *, mean: bool) -> None:
+        super().__init__()
+        self.n, self.mean = n_domains, mean
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        (total,) = parts
+        return total / self.n if self.mean else total
+
+    def out_width(self, widths: list[int]) -> int:
+        return widths[0]
+
+
 AGGREGATORS: dict[str, type[Aggregator]] = {"concat": Concat, "sum": Sum, "mean": Mean}
 
 

@@ -85,7 +85,9 @@ def feature_reconstruction(
     ):
         with warnings.catch_warnings():  # an attacker's model need not converge to learn
             warnings.simplefilter("ignore", ConvergenceWarning)
-            pred = model.fit(e[aux], x[aux][:, kept]).predict(e[rest])
+            target = x[aux][:, kept]
+            target = target.ravel() if target.shape[1] == 1 else target  # one column: 1-D
+            pred = model.fit(e[aux], target).predict(e[rest])
         r2 = r2_score(x[rest][:, kept], pred.reshape(len(rest), -1), multioutput="raw_values")
         if best is None or r2.mean() > best.mean():
             best = r2

@@ -6,6 +6,12 @@ Runs are in process, each party holding only its own table; a wiretap on the tra
 records what the coordinator and each domain receive (gradients, embeddings), which is
 exactly what the attacks may use. The true labels and columns the attacks are scored
 against are read from the label owner and the domains of this process afterwards.
+
+A ranking mesh (the recommender) is attacked the same way: a training example's label
+says whether it is a real interaction or a sampled negative, and each dimension domain's
+columns are those of the user or item an example is about. Its examples are drawn anew
+every epoch, so the gradients (first epoch) and the embeddings (last epoch) are scored
+against the labels and rows of their own epoch.
 """
 
 from __future__ import annotations
@@ -16,16 +22,32 @@ from typing import Any
 
 import numpy as np
 
-from splitmesh.config import EmbeddingDP, GradientNoise, LabelDP, Privacy
+from splitmesh.config import (
+    EmbeddingDP,
+    GradientNoise,
+    LabelDP,
+    NoPeek,
+    Privacy,
+    SecureAggregation,
+)
 from splitmesh.io import atomic_write_json, atomic_write_text
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.privacy import attacks
 from splitmesh.privacy.protections import embedding_epsilon
+from splitmesh.privacy.secure_sum import add_up, decode
 from splitmesh.split.common import from_wire
 from splitmesh.transport.local import LocalTransport
-from splitmesh.transport.messages import Backward, Embedding, Forward, Head, HeadReply, Message
+from splitmesh.transport.messages import (
+    Backward,
+    Embedding,
+    Forward,
+    Head,
+    HeadReply,
+    Message,
+    PlanEpoch,
+)
 
-KINDS = ("labels", "gradients", "embeddings")
+KINDS = ("labels", "gradients", "embeddings", "nopeek", "secure_aggregation")
 
 
 class Wiretap(LocalTransport):
@@ -37,6 +59,7 @@ class Wiretap(LocalTransport):
         self.steps: dict[tuple[str, int], np.ndarray] = {}  # (party, step) -> positions
         self.grads: dict[str, dict[int, np.ndarray]] = {}  # receiver -> position -> gradient
         self.embeddings: dict[str, dict[int, np.ndarray]] = {}  # domain -> position -> values
+        self.first_epoch_labels: np.ndarray | None = None  # a ranking mesh's, as drawn
 
     def _grad(self, receiver: str, positions: np.ndarray | None, grad: Any) -> None:
         if positions is None or grad is None:
@@ -51,22 +74,49 @@ class Wiretap(LocalTransport):
         if isinstance(msg, Backward):
             self._grad(party, self.steps.get((party, msg.step)), msg.grad)
         reply = super().request(party, msg)
+        if isinstance(msg, PlanEpoch) and self.first_epoch_labels is None:
+            self.first_epoch_labels = _epoch_labels(self._handlers[party].party)
         train = isinstance(msg, Forward | Head) and msg.train and msg.partition == "train"
         if isinstance(msg, Forward) and train:
             self.steps[(party, msg.step)] = msg.positions
             if isinstance(reply, Embedding):
                 seen = self.embeddings.setdefault(party, {})
-                for p, e in zip(
-                    msg.positions.tolist(), from_wire(reply.values).numpy(), strict=True
-                ):
+                values = reply.values  # masked fixed point (secure aggregation) kept as sent
+                values = values if values.dtype == np.int64 else from_wire(values).numpy()
+                for p, e in zip(msg.positions.tolist(), values, strict=True):
                     seen[p] = e
         if isinstance(msg, Head) and train and isinstance(reply, HeadReply):
             self._grad("coordinator", msg.positions, reply.grad)
         return reply
 
 
+def _epoch_labels(fact) -> np.ndarray:
+    """The labels of the examples a ranking mesh's fact domain drew for this epoch."""
+    return np.asarray(fact.rows._labels()).copy()
+
+
+def _one_hot(codes: np.ndarray, names: list[str], top: int = 8) -> tuple[np.ndarray, list[str]]:
+    """Category codes as indicator columns (each column's ``top`` most frequent values):
+    what reconstructing a categorical column means."""
+    cols, out = [], []
+    for j, name in enumerate(names):
+        values, counts = np.unique(codes[:, j], return_counts=True)
+        for v in values[np.argsort(-counts)][:top]:
+            cols.append((codes[:, j] == v).astype(np.float64))
+            out.append(f"{name}={v}")
+    x = np.stack(cols, axis=1) if cols else np.zeros((len(codes), 0))
+    return x, out
+
+
+ATTACK_ROWS = 20_000  # rows each attack is fitted and scored on, at most (a fixed sample)
+
+
 def _stack(rows: dict[int, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded rows by position (a fixed sample of ``ATTACK_ROWS`` when more: a ranking
+    mesh records hundreds of thousands of examples)."""
     pos = np.array(sorted(p for p in rows if p < n), dtype=np.int64)
+    if len(pos) > ATTACK_ROWS:  # the same positions give the same sample
+        pos = np.sort(np.random.default_rng(0).choice(pos, ATTACK_ROWS, replace=False))
     return pos, np.stack([rows[p] for p in pos]) if len(pos) else np.zeros((0, 1))
 
 
@@ -81,6 +131,11 @@ def ladder(kind: str, given: Any, scale: dict[str, float]) -> list[Any]:
         norm = given.max_norm if given else scale["gradient_norm"]
         sig = [given.sigma / 2, given.sigma, given.sigma * 2] if given else [0.5, 1.0, 2.0]
         return [GradientNoise(max_norm=norm, sigma=s) for s in sig]
+    if kind == "nopeek":
+        w = [given.weight / 2, given.weight, given.weight * 2] if given else [0.02, 0.1, 0.5]
+        return [NoPeek(weight=x) for x in w]
+    if kind == "secure_aggregation":  # on or off: its strength is exactness, not noise
+        return [given or SecureAggregation()]
     clip = given.clip if given else scale["embedding_norm"]
     mult = (
         [given.noise_multiplier / 2, given.noise_multiplier, given.noise_multiplier * 2]
@@ -99,33 +154,51 @@ def audit_run(spec: MeshSpec, mode: str, work: Path) -> dict:
     tap = Wiretap(local_domains(spec, mode, model_dir=work, state_dir=None))
     coord = coordinator(spec, tap, mode, None)
     try:
-        coord.prepare(
-            test=spec.split.test, validation=spec.split.validation, resample=spec.resample
-        )
+        if spec.task == "ranking":
+            coord.prepare()
+        else:
+            coord.prepare(
+                test=spec.split.test, validation=spec.split.validation, resample=spec.resample
+            )
         coord.build()
         result = fit(coord, spec.training, progress=False)
         metrics = coord.evaluate(["val", "test"])["test"]
-        truth = _truth(spec, tap)
+        found = attack(spec, coord, tap)
     finally:
         coord.close()
         tap.close()
+    return {"utility": metrics, "epochs_run": len(result.losses), **found}
+
+
+def attack(spec: MeshSpec, coord, tap: Wiretap) -> dict:
+    """Every attack on what ``tap`` recorded of a trained run, scored against the true
+    labels and columns of this process's parties; and the scale of what crossed."""
+    truth = _truth(spec, tap)
     n = len(truth["labels"])
     report: dict[str, Any] = {"label_inference": {}, "model_completion": None}
-    binary = spec.task == "binary"
+    binary = spec.task in ("binary", "ranking")
     for who, rows in tap.grads.items():
         pos, g = _stack(rows, n)
         if binary and len(pos):
-            report["label_inference"][who] = attacks.label_inference(g, truth["labels"][pos])
+            y = truth["gradient_labels"][pos]
+            report["label_inference"][who] = attacks.label_inference(g, y)
     seen = {d: _stack(tap.embeddings.get(d, {}), n) for d in coord.domains}
     common = sorted(set.intersection(*(set(p.tolist()) for p, _ in seen.values())))
-    if binary and common:  # the coordinator's view: every domain's embedding of a row
-        idx = np.array(common)
+    idx = np.array(common, dtype=np.int64)
+    if coord.secure_bits is not None and common:
+        # the coordinator sees one sum of masked parts: every attack gets that sum
+        parts = [e[np.searchsorted(p, idx)] for p, e in seen.values()]
+        total = decode(add_up(parts), coord.secure_bits)
+        seen = {d: (idx, total) for d in seen}
+        joined = total
+    elif common:
         joined = np.hstack([e[np.searchsorted(p, idx)] for p, e in seen.values()])
+    if binary and common:  # the coordinator's view: every domain's embedding of a row
         report["model_completion"] = attacks.model_completion(joined, truth["labels"][idx])
     report["feature_reconstruction"] = {}
     for d, (pos, e) in seen.items():
         feats = truth["features"].get(d)
-        if feats is not None and len(pos):
+        if feats is not None and len(pos) and feats[0].shape[1]:
             x, names = feats
             report["feature_reconstruction"][d] = attacks.feature_reconstruction(e, x[pos], names)
     # the gradient attacks: what label protections are for. Model completion is reported
@@ -136,10 +209,8 @@ def audit_run(spec: MeshSpec, mode: str, work: Path) -> dict:
     # coordinator (label preserving), else those the coordinator returns to the domains
     noised = {"coordinator": tap.grads["coordinator"]} if "coordinator" in tap.grads else tap.grads
     norms = [np.linalg.norm(_stack(r, n)[1], axis=1) for r in noised.values() if r]
-    embeds = [np.linalg.norm(e, axis=1) for _, e in seen.values() if len(e)]
+    embeds = [np.linalg.norm(e.astype(np.float64), axis=1) for _, e in seen.values() if len(e)]
     return {
-        "utility": metrics,
-        "epochs_run": len(result.losses),
         "attacks": {
             "label_inference_auc": max(scores) if scores else None,
             "model_completion_auc": report.pop("model_completion"),
@@ -157,16 +228,30 @@ def audit_run(spec: MeshSpec, mode: str, work: Path) -> dict:
 
 def _truth(spec: MeshSpec, tap: Wiretap) -> dict:
     """The true training labels (before any randomized response) and each domain's
-    prepared training columns, from the parties of this process."""
+    prepared training columns, by training position, from the parties of this process;
+    ``gradient_labels``: those of the epoch the gradients were recorded in."""
     parties = {name: node.party for name, node in tap._handlers.items()}
-    owner = parties[spec.label.domain].side
     features = {}
+    if spec.task == "ranking":
+        labels = _epoch_labels(parties[spec.fact.domain])  # the last epoch's
+        first = tap.first_epoch_labels if tap.first_epoch_labels is not None else labels
+        for name in spec.dimensions:
+            rows = parties[name].rows  # each example's row: the last epoch's sealed plan
+            plan = rows._rows.get("train")
+            if plan is not None:
+                codes, cat_names = rows._cat.numpy()[plan], rows.table.categorical_names
+                hot, hot_names = _one_hot(codes, list(cat_names))
+                x = np.hstack([rows._num.numpy()[plan], hot])
+                features[name] = (x, [*rows.features.numeric_names, *hot_names])
+        return {"labels": labels, "gradient_labels": first, "features": features}
+    owner = parties[spec.label.domain].side
     for name, party in parties.items():
         rows = party.rows
         if hasattr(rows, "_x64") and "train" in rows._x64 and rows.prep_ is not None:
             names = list(rows.prep_.numeric.names(rows.columns))
             features[name] = (rows._x64["train"], names)
-    return {"labels": np.asarray(owner.clear_train_), "features": features}
+    labels = np.asarray(owner.clear_train_)
+    return {"labels": labels, "gradient_labels": labels, "features": features}
 
 
 def privacy_audit(
@@ -175,35 +260,29 @@ def privacy_audit(
     """Every run of the audit; writes privacy.json, privacy.md and privacy.png in ``out``."""
     from rich.progress import Progress
 
-    if spec.task not in ("binary", "multiclass", "regression"):
-        from splitmesh.errors import ConfigError
-
-        raise ConfigError(
-            f"privacy audit runs keyed meshes (binary, multiclass, regression); "
-            f"mesh {spec.name!r} is a {spec.task} mesh"
-        )
     out.mkdir(parents=True, exist_ok=True)
     mode = spec.mode if spec.mode != "centralized" else "label-preserving"
     configured = {k: getattr(spec.privacy, k) for k in KINDS}
     wanted = kinds or [k for k in KINDS if configured[k] is not None] or list(KINDS)
-    if spec.task == "regression":  # randomized response is for class labels
-        wanted = [k for k in wanted if k != "labels"]
+    wanted = [k for k in wanted if k in applicable(spec)]
     bare = spec.model_copy(update={"privacy": Privacy(), "transport": "local"})
     runs = []
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("privacy audit", total=1 + 3 * len(wanted))
+        total = sum(len(ladder(k, configured[k], {"gradient_norm": 1, "embedding_norm": 1}))
+                    for k in wanted)  # fmt: skip
+        task = bar.add_task("privacy audit", total=1 + total)
         base = audit_run(bare, mode, out / "runs" / "none")
         runs.append({"protection": "none", "strength": None, "epsilon": None, **base})
         bar.advance(task)
         for kind in wanted:
             for i, p in enumerate(ladder(kind, configured[kind], base["scale"])):
-                s = bare.model_copy(update={"privacy": Privacy(**{kind: p})})
+                s, settings = _protected(bare, kind, p)
                 r = audit_run(s, mode, out / "runs" / f"{kind}-{i}")
                 runs.append(
                     {
                         "protection": kind,
                         "strength": getattr(p, _STRENGTH[kind]),
-                        "settings": p.model_dump(),
+                        "settings": settings,
                         "epsilon": _epsilon(kind, p, r["epochs_run"]),
                         **r,
                     }
@@ -216,7 +295,24 @@ def privacy_audit(
     return report
 
 
-_STRENGTH = {"labels": "epsilon", "gradients": "sigma", "embeddings": "noise_multiplier"}
+_STRENGTH = {
+    "labels": "epsilon",
+    "gradients": "sigma",
+    "embeddings": "noise_multiplier",
+    "nopeek": "weight",
+    "secure_aggregation": "precision_bits",
+}
+
+
+def _protected(bare: MeshSpec, kind: str, p: Any) -> tuple[MeshSpec, dict]:
+    """The mesh with one protection; secure aggregation sums the embeddings, so a mesh
+    that concatenates them is audited with ``aggregation: sum`` (said in its settings)."""
+    update: dict[str, Any] = {"privacy": Privacy(**{kind: p})}
+    settings = p.model_dump()
+    if kind == "secure_aggregation" and bare.model.aggregation == "concat":
+        update["model"] = bare.model.model_copy(update={"aggregation": "sum"})
+        settings["aggregation"] = "sum"
+    return bare.model_copy(update=update), settings
 
 
 def _epsilon(kind: str, p: Any, epochs: int) -> float | None:
@@ -231,10 +327,27 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
+def applicable(spec: MeshSpec) -> list[str]:
+    """The protections a mesh can take: randomized response needs class labels; secure
+    aggregation a keyed mesh of two or more domains with features."""
+    out = list(KINDS)
+    if spec.task not in ("binary", "multiclass"):
+        out.remove("labels")
+    if spec.task == "ranking" or len(spec.embedding_domains) < 2:
+        out.remove("secure_aggregation")
+    return out
+
+
 def headline(run: dict, task: str) -> float | None:
-    """The utility figure of a run: AUPRC (binary), accuracy (multiclass), R² (regression)."""
+    """The utility figure of a run: AUPRC (binary), accuracy (multiclass), R² (regression),
+    NDCG@k (ranking)."""
+    if task == "ranking":
+        return next((v for k, v in run["utility"].items() if k.startswith("ndcg@")), None)
     key = {"binary": "average_precision", "multiclass": "accuracy", "regression": "r2"}[task]
     return run["utility"].get(key)
+
+
+UTILITY = {"binary": "AUPRC", "multiclass": "accuracy", "regression": "R²", "ranking": "NDCG@k"}
 
 
 def markdown(report: dict) -> str:
@@ -263,9 +376,7 @@ def markdown(report: dict) -> str:
         f"of {attacks.AUX_SHARE:.0%} of the training rows whose labels it is assumed to know; "
         "it is bounded by what the features predict. Feature reconstruction R²: an inversion "
         f"model fitted on {attacks.AUX_SHARE:.0%} of a domain's rows (the attacker's prior), "
-        "scored on the rest. Utility: "
-        + {"binary": "AUPRC", "multiclass": "accuracy", "regression": "R²"}[task]
-        + " on the test rows.",
+        "scored on the rest. Utility: " + UTILITY[task] + " on the test rows.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -297,7 +408,7 @@ def _plot(report: dict, path: Path) -> None:
         axes[1].plot(fr, u, "o-", label=kind)
     axes[0].set_xlabel("label inference AUC (best attack)")
     axes[1].set_xlabel("feature reconstruction R² (mean over domains)")
-    metric = {"binary": "AUPRC", "multiclass": "accuracy", "regression": "R²"}[task]
+    metric = UTILITY[task]
     for ax in axes:
         ax.set_ylabel(f"utility (test {metric})")
         ax.grid(alpha=0.3)

@@ -76,6 +76,23 @@ def noisy_gradient(
     return clipped + gaussian(grad.shape, p.sigma * p.max_norm, key, "gradient", *where)
 
 
+def distance_correlation(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Sample distance correlation between the rows of ``x`` and of ``z`` (Székely et al.
+    2007): 0 when independent, 1 when one is a similarity transform of the other;
+    differentiable, the NoPeek penalty."""
+
+    def centred(t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(len(t), -1).to(torch.float32)
+        norms = t.pow(2).sum(1)
+        sq = norms[:, None] + norms[None, :] - 2 * (t @ t.T)  # n x n, never n x n x width
+        d = sq.clamp_min(1e-12).sqrt()  # no infinite gradient where two rows coincide
+        return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
+
+    a, b = centred(x), centred(z)
+    xy, xx, yy = (a * b).mean(), (a * a).mean(), (b * b).mean()
+    return xy.clamp_min(0).sqrt() / (xx * yy).clamp_min(1e-24).sqrt().sqrt()
+
+
 def randomized_response(y: np.ndarray, p: LabelDP, n_classes: int, key: bytes) -> np.ndarray:
     """Each label kept with probability e^ε / (e^ε + k - 1), else replaced by one of the
     other k - 1 classes at random: ε-label differential privacy."""

@@ -12,12 +12,18 @@ import os
 import numpy as np
 import torch
 
-from splitmesh.config import EmbeddingDP
+from splitmesh.config import EmbeddingDP, NoPeek
 from splitmesh.errors import NotFittedError, ProtocolError
-from splitmesh.privacy.protections import clip_rows, embedding_noise, party_key
+from splitmesh.privacy.protections import (
+    clip_rows,
+    distance_correlation,
+    embedding_noise,
+    party_key,
+)
+from splitmesh.privacy.secure_sum import Masker
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.party import Party, handles
-from splitmesh.transport.messages import Ack, Backward, Embedding, Forward
+from splitmesh.transport.messages import Ack, Backward, Embedding, Forward, MaskPeers
 
 
 class BottomParty(Party):
@@ -38,6 +44,10 @@ class BottomParty(Party):
         self.protection: EmbeddingDP | None = None
         self.secret = os.urandom(32)
         self.noise_seed = 0
+        # NoPeek: a distance-correlation penalty between its inputs and its embeddings
+        self.nopeek: NoPeek | None = None
+        # secure aggregation: what it releases is masked for the sum (set per run at Hello)
+        self.masker: Masker | None = None
 
     def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
@@ -62,6 +72,17 @@ class BottomParty(Party):
         key = party_key(self.secret, self.noise_seed)
         return embedding_noise(out.detach(), self.protection, key, self.name, *where)
 
+    def protections(self) -> dict:
+        """What it applies to what it releases (its own mesh file's), by kind."""
+        out = {}
+        if self.protection is not None:
+            out["embeddings"] = self.protection.model_dump()
+        if self.nopeek is not None:
+            out["nopeek"] = self.nopeek.model_dump()
+        if self.masker is not None:
+            out["secure_aggregation"] = {"precision_bits": self.masker.bits}
+        return out
+
     def stateful(self) -> dict:
         if self.bottom_ is None:
             return {}
@@ -85,7 +106,22 @@ class BottomParty(Party):
             with torch.no_grad():
                 out = self.cut(*inputs)
         sent = self.release(out, msg.partition, msg.train, msg.step)
+        if self.masker is not None:  # fixed point, masked: only the domains' sum reads
+            values = self.masker.mask(
+                sent.detach().numpy(), msg.partition, msg.train, msg.positions
+            )
+            return Embedding(step=msg.step, values=values)
         return Embedding(step=msg.step, values=to_wire(sent, self.wire_dtype))
+
+    @handles(MaskPeers)
+    def on_mask_peers(self, msg: MaskPeers) -> Ack:
+        if self.masker is None:
+            raise ProtocolError(
+                f"{self.role} {self.name!r} does not mask its embeddings: its mesh file "
+                "sets no privacy.secure_aggregation"
+            )
+        self.masker.agree(msg.keys)
+        return Ack()
 
     @handles(Backward)
     def on_backward(self, msg: Backward) -> Ack:
@@ -114,6 +150,15 @@ class BottomParty(Party):
             # so recompute it with the current weights (one step of staleness, by design).
             out = self.cut(*inputs)
         self.optimizer_.zero_grad(set_to_none=True)
-        out.backward(grad)
+        if self.nopeek is None:
+            out.backward(grad)
+        else:  # its own term, added here: nothing about it leaves the domain
+            penalty = self.nopeek.weight * distance_correlation(_flat(inputs), out)
+            torch.autograd.backward([out, penalty], [grad, None])
         self.optimizer_.step()
         self._updates += 1
+
+
+def _flat(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """A batch's inputs as one float matrix (category codes as numbers)."""
+    return torch.cat([t.reshape(len(t), -1).to(torch.float32) for t in inputs], dim=1)

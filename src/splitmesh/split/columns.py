@@ -141,7 +141,7 @@ class ColumnsParty(BottomParty):
             "input_width": self.prep_.numeric.width,
             "cardinalities": list(self.prep_.categorical.cardinalities),
             "cut_width": self._model_cfg["hidden"][-1],
-            "protection": self.protection.model_dump() if self.protection else None,
+            "protection": self.protections() or None,
             "data": self.fingerprint(),
         }
 

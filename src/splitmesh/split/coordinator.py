@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -18,7 +19,9 @@ import torch
 
 from splitmesh.config import Model, Optim, Privacy, Ranking, Training
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
+from splitmesh.nn.aggregators import Aggregator, Summed, make_aggregator
 from splitmesh.privacy.protections import noisy_gradient, party_key
+from splitmesh.privacy.secure_sum import add_up, decode
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     check_same_data,
@@ -43,6 +46,7 @@ from splitmesh.transport.messages import (
     HeadReply,
     Hello,
     LoadCheckpoint,
+    MaskPeers,
     Message,
     Restore,
     SaveModel,
@@ -191,6 +195,8 @@ class Coordinator:
         self.privacy = privacy or Privacy()
         # keys its noise (with the run's seed); the domains never see it
         self._noise_key = party_key(secret or os.urandom(32), seed)
+        # secure aggregation (the domains mask, it sums): fixed-point bits, None when off
+        self.secure_bits: int | None = None
         if self.task == RANKING:
             self.steps: TaskSteps = StarSteps(self, ranking or Ranking())
             # pairs per ranking chunk: a node's default batch limit
@@ -241,7 +247,47 @@ class Coordinator:
         """Align the parties' keys by signed PSI, relayed; what the coordinator learned
         (counts). None when the parties hold aligned rows already."""
         self.alignment_ = self.steps.align()
+        self._agree_masks()
         return self.alignment_
+
+    def _agree_masks(self) -> None:
+        """Secure aggregation, when the domains' mesh files set it: relay every summed
+        domain's signed mask key to each of them (they agree pairwise keys it never sees)."""
+        keys = {p: info["mask_key"] for p, info in self.nodes_.items() if "mask_key" in info}
+        self.secure_bits = None
+        if not keys and self.privacy.secure_aggregation is None:
+            return
+        plain = [d for d in self.domains if d not in keys]
+        if plain:
+            raise ConfigError(
+                f"secure aggregation: domain(s) {plain} do not mask their embeddings "
+                f"(masking: {sorted(keys)})",
+                hint="every domain's mesh file sets privacy.secure_aggregation, or none does",
+            )
+        stray = [p for p in keys if p not in self.domains]
+        if stray:
+            raise ProtocolError(f"party {stray[0]!r} sent a mask key but embeds nothing")
+        if self.spec.aggregation == "concat":
+            raise ConfigError(
+                "secure aggregation hands the coordinator the sum of the embeddings: "
+                "set model.aggregation to sum or mean"
+            )
+        bits = {
+            d: self.nodes_[d].get("privacy", {}).get("secure_aggregation", {}).get("precision_bits")
+            for d in self.domains
+        }
+        if len(set(bits.values())) != 1 or not isinstance(bits[self.domains[0]], int):
+            raise ConfigError(f"secure aggregation: the domains' precision_bits differ: {bits}")
+        body = json.dumps(keys, sort_keys=True)
+        for d, r in self.t.request_many(dict.fromkeys(self.domains, MaskPeers(body))).items():
+            expect(r, Ack, d)
+        self.secure_bits = bits[self.domains[0]]
+
+    def make_aggregator(self) -> Aggregator:
+        """How this run merges the domains' embeddings (secure aggregation: already summed)."""
+        if self.secure_bits is not None:
+            return Summed(len(self.domains), mean=self.spec.aggregation == "mean")
+        return make_aggregator(self.spec.aggregation)
 
     def build(self) -> None:
         """Top model (and, with label sharing, head and labels) once preparation is done."""
@@ -279,6 +325,8 @@ class Coordinator:
         return {d: info["product"] for d, info in infos.items() if info.get("product")}
 
     def _embeddings(self, replies: dict) -> list[torch.Tensor]:
+        if self.secure_bits is not None:
+            return [self._masked_sum(replies)]
         out = []
         for d in self.domains:
             values = expect(replies[d], Embedding, d).values
@@ -287,6 +335,26 @@ class Coordinator:
                 contract.check(values, wire=self.wire_dtype)
             out.append(from_wire(values))
         return out
+
+    def _masked_sum(self, replies: dict) -> torch.Tensor:
+        """The domains' masked embeddings added up: their sum, the masks cancelled (no
+        embedding contract can be checked on a part it never sees)."""
+        parts, width = [], self.spec.bottom[-1]
+        for d in self.domains:
+            v = expect(replies[d], Embedding, d).values
+            shape = parts[0].shape if parts else None
+            if (
+                v.dtype != np.int64
+                or v.ndim != 2
+                or v.shape[1] != width
+                or shape not in (None, v.shape)
+            ):
+                raise ProtocolError(
+                    f"domain {d!r} sent a {v.dtype} embedding of shape {v.shape}, not the "
+                    f"masked fixed point (int64, width {width}) secure aggregation sums"
+                )
+            parts.append(v)
+        return torch.from_numpy(decode(add_up(parts), self.secure_bits))
 
     def embed(self, partition: str, positions: np.ndarray, step: int) -> list[torch.Tensor]:
         """Every domain's embedding of these rows, for evaluation (no gradient follows)."""
@@ -337,6 +405,8 @@ class Coordinator:
         # 3. each domain gets the gradient of its embedding and steps its own optimizer; the
         #    gradient rides on the domain's next message (the outbox)
         grads = [h.grad for h in hs]
+        if self.secure_bits is not None:  # one sum: each domain's part gets its gradient
+            grads = grads * len(self.domains)
         noise = self.privacy.gradients
         if self.mode == "label-sharing" and noise is not None:
             grads = [

@@ -24,6 +24,7 @@ from splitmesh.config import Privacy
 from splitmesh.data.sources import DomainTable, FactTable
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
+from splitmesh.privacy.secure_sum import Masker
 from splitmesh.split import protocol as proto
 from splitmesh.split.checkpoint import digest
 from splitmesh.split.common import check_mode
@@ -75,10 +76,14 @@ class Domain(Party):
         scores: Path | None = None,
         privacy: Privacy | None = None,
         secret: bytes | None = None,
+        mask_group: list[str] | None = None,
     ) -> None:
         super().__init__(rows.name)
         self.privacy = privacy or Privacy()
         rows.protection = self.privacy.embeddings  # what it releases, its own file's word
+        rows.nopeek = self.privacy.nopeek
+        # secure aggregation: the domains whose embeddings are summed, per its own file
+        self.mask_group = list(mask_group or [])
         if secret is not None:  # keys its noise and randomized response: never sent
             rows.secret = secret
         self.secret = rows.secret
@@ -109,6 +114,7 @@ class Domain(Party):
         scores: Path | None = None,
         privacy: Privacy | None = None,
         secret: bytes | None = None,
+        mask_group: list[str] | None = None,
     ) -> Domain:
         """A keyed mesh's domain over its table; ``task``: it owns the table's label column
         (training drops the rows without a label)."""
@@ -124,7 +130,7 @@ class Domain(Party):
         )
         return cls(
             rows, mode=mode, purpose=purpose, task=task, labels=labels, state_dir=state_dir,
-            scores=scores, privacy=privacy, secret=secret,
+            scores=scores, privacy=privacy, secret=secret, mask_group=mask_group,
         )  # fmt: skip
 
     def _task(self) -> Task:
@@ -148,14 +154,24 @@ class Domain(Party):
         applied = self.applied()
         if applied:
             info["privacy"] = applied
+        if "secure_aggregation" in applied:  # a fresh key pair per run, signed
+            sa, peers = self.privacy.secure_aggregation, getattr(self.rows.alignment, "peers", None)
+            self.rows.masker = Masker(
+                self.name, self.mask_group, peers and peers.identity, sa.precision_bits
+            )
+            info["mask_key"] = self.rows.masker.announce(msg.run)
         return Ack(info=info)
 
     def applied(self) -> dict:
         """The protections this domain applies (from its own mesh file): embeddings when
         it releases any, labels and gradients when it holds the labels."""
         p, out = self.privacy, {}
-        if p.embeddings is not None and not self.label_only:
-            out["embeddings"] = p.embeddings.model_dump()
+        releases = not self.label_only  # it has a bottom model whose embeddings leave
+        for kind in ("embeddings", "nopeek"):
+            if getattr(p, kind) is not None and releases:
+                out[kind] = getattr(p, kind).model_dump()
+        if p.secure_aggregation is not None and releases and isinstance(self.rows, KeyedDomain):
+            out["secure_aggregation"] = p.secure_aggregation.model_dump()
         holds_labels = self.task_name is not None or isinstance(self.rows, FactDomain)
         if holds_labels and p.labels is not None and self.task_name in ("binary", "multiclass"):
             out["labels"] = p.labels.model_dump()
@@ -289,6 +305,7 @@ def mesh_domain(
             scores=scores(hello) if (scores and label) else None,
             privacy=spec.privacy,
             secret=secret,
+            mask_group=spec.embedding_domains,
         )
 
     return MeshDomain(name, table, frozenset(serves), make)

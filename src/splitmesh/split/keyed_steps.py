@@ -16,7 +16,6 @@ from splitmesh.data.features import missing_notes
 from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
 from splitmesh.nn import network
-from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
 from splitmesh.split.head import ScoreBook
 from splitmesh.split.keyed import PREDICT
@@ -148,7 +147,7 @@ class KeyedSteps:
     def build(self) -> list[torch.nn.Parameter]:
         """Top model; with label sharing, the head and the labels too."""
         c, n = self.c, len(self.c.domains)
-        c.aggregator = make_aggregator(c.spec.aggregation)
+        c.aggregator = c.make_aggregator()
         c.top_ = network.build_top(c.spec, n, c.seed)
         params = list(c.top_.parameters())
         head_in = network.head_in(c.spec, n)
@@ -247,7 +246,7 @@ class KeyedSteps:
         spec = c.spec
         if widths != [spec.bottom[-1]] * len(widths):
             raise ConfigError(f"the saved cut widths {widths} do not match the model settings")
-        c.aggregator = make_aggregator(spec.aggregation)
+        c.aggregator = c.make_aggregator()
         top = network.build_top(spec, len(c.domains), 0)
         c.top_ = load_module(folder / "top.pt", top, "the coordinator").eval()
         task = None

@@ -74,6 +74,8 @@ TABLE: dict[type[m.Message], Rule] = {
     m.PsiServe: Rule(m.PsiReply, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI),
     m.PsiFinish: Rule(m.Ack, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI_REPLY),
     m.AlignDone: Rule(m.Ack, frozenset({KEYS}), {ALIGN: SETUP}, {ALIGN: SETUP}),
+    # secure aggregation: the domains' signed mask keys, relayed once they are aligned
+    m.MaskPeers: Rule(m.Ack, frozenset({BOTTOM}), _stay(SETUP), _stay(SETUP)),
     # setup: split, feature preparation, resampling across the boundary, the head
     m.PlanSplit: Rule(m.SplitPlan, frozenset({LABELS}), _stay(SETUP)),
     m.SetupDomain: Rule(

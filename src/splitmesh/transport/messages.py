@@ -546,6 +546,14 @@ class AlignDone(Message):
     """Alignment is over: order the intersected rows by key (reply: how many)."""
 
 
+@message
+class MaskPeers(Message):
+    """Secure aggregation: every summed domain's signed public mask key for this run, as
+    JSON by domain (each ``{"claim", "cert", "signature"}`` from its Hello reply)."""
+
+    keys: str
+
+
 # --- trained models on each party's own disk, and prediction ---------------------------------
 
 

@@ -84,11 +84,29 @@ def _transport(
     out: Path | None,
     ckpt: bool,
     scores: Path | None = None,
+    tap: bool = False,
 ) -> Transport:
+    """The run's transport; ``tap``: wiretapped, for the privacy attacks (in process)."""
     if spec.transport != "local":
         return spec.transport.connect(spec.domain_names, f"mesh {spec.name!r}: transport")
     state = out / "checkpoints" / "parties" if (out and ckpt) else None
-    return LocalTransport(local_domains(spec, mode, model_dir=out, state_dir=state, scores=scores))
+    nodes = local_domains(spec, mode, model_dir=out, state_dir=state, scores=scores)
+    if tap:
+        from splitmesh.privacy.audit import Wiretap
+
+        return Wiretap(nodes)
+    return LocalTransport(nodes)
+
+
+def check_privacy_audit(spec: MeshSpec) -> None:
+    """Whether a run can attach the privacy attacks to itself: they are scored against
+    every domain's own labels and columns, which only an in-process run can read."""
+    if spec.transport != "local":
+        raise ConfigError(
+            "--privacy-audit scores the attacks against the domains' own labels and columns, "
+            "which only an in-process run holds",
+            hint="run the mesh file in process (no transport:), or `splitmesh privacy audit`",
+        )
 
 
 def coordinator(
@@ -160,7 +178,10 @@ def run_mode(
     checkpoints: bool = True,
     min_batch: int = 1,
     product_meta: dict | None = None,
+    privacy_audit: bool = False,
 ) -> dict:
+    """One run of ``spec`` in ``mode``; ``privacy_audit``: attack what crossed the
+    boundary (split modes, in process) and record what each attack learned."""
     ckpt_root = out / "checkpoints" if checkpoints else None
     ckpt = ckpt_root / run_id(spec, mode) if ckpt_root else None
     # the policy's minimum batch, if it asks for more than the mesh file
@@ -173,7 +194,7 @@ def run_mode(
     elif mode == "centralized":
         learner, alignment = centralized_learner(spec, ckpt)
     else:
-        transport = _transport(spec, mode, out, checkpoints)
+        transport = _transport(spec, mode, out, checkpoints, tap=privacy_audit)
         learner, alignment = coordinator(spec, transport, mode, ckpt, cfg), None
     store = learner.checkpoints
     try:
@@ -239,6 +260,10 @@ def run_mode(
             if privacy:
                 run["privacy"] = privacy
                 run["notes"] += privacy["notes"]
+        if privacy_audit and mode != "centralized":
+            from splitmesh.privacy.audit import attack
+
+            run["privacy_attacks"] = attack(spec, learner, transport)["attacks"]
         if mode == "centralized":  # what the model must beat, on the same rows
             run["references"] = (
                 ranking_references(learner)
@@ -377,6 +402,7 @@ def train_mesh(
     audit: str | Path | None = None,
     lineage: str | Path | None = None,
     catalog: str | None = None,
+    privacy_audit: bool = False,
 ) -> dict:
     """The mesh's mode, or each of ``modes`` (and, with ``compare``, the centralized
     reference on the same rows), under ``policy`` when given. Every decision and run event
@@ -384,6 +410,8 @@ def train_mesh(
     ``out``: usecases/governance.py); each domain publishes its trained part as a data
     product in ``out/<domain>/``."""
     out = Path(out)
+    if privacy_audit:
+        check_privacy_audit(spec)
     gov = Governance(
         out,
         policy,
@@ -416,6 +444,7 @@ def train_mesh(
                     resume=resume,
                     min_batch=min_batch,
                     product_meta=gov.product_meta(),
+                    privacy_audit=privacy_audit,
                 ),
             )
             for m in modes
