@@ -172,19 +172,23 @@ class LocalMesh:
         return self.mesh_file
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        proc = self.procs.get(name)
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        self._stop([name], sig, timeout)
+
+    def _stop(self, names: list[str], sig: int, timeout: float) -> None:
+        """Signal every named node at once, then wait: their grace periods overlap."""
+        live = {n: p for n in names if (p := self.procs.get(n)) is not None and p.poll() is None}
+        for proc in live.values():
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + timeout
+        for proc in live.values():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def down(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+        self._stop(list(self.procs), signal.SIGTERM, 10.0)
 
     def __enter__(self) -> LocalMesh:
         self.up()
