@@ -45,14 +45,13 @@ class Optim(Strict):
         return {"optimizer": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay}
 
     def build(self, params: Iterable[Any]):
-        import torch
+        # torch's fused kernels without torch.optim's wrappers (nn/optim.py says why); every
+        # mode uses them, so split and centralized runs follow the same arithmetic
+        from splitmesh.nn.optim import SGD, Adam
 
-        params = list(params)
-        # fused: one kernel call per step instead of a dozen ops per parameter; every mode
-        # uses it, so the split and centralized runs still follow the same arithmetic
         if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=True)
+            return SGD(params, lr=self.lr, weight_decay=self.weight_decay)
+        return Adam(params, lr=self.lr, weight_decay=self.weight_decay)
 
 
 class Training(Optim):

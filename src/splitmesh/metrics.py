@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from splitmesh.errors import ConfigError
 
@@ -13,6 +12,8 @@ LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold with the highest class-1 F1 (ties: the highest threshold)."""
+    from sklearn import metrics as skm  # here, not at the top: feature nodes never need it
+
     precision, recall, thresholds = skm.precision_recall_curve(y_true, scores)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
@@ -38,6 +39,8 @@ def binary_report(
     if threshold is None:
         threshold = best_f1_threshold(y_true, scores)
     y_pred = (scores >= threshold).astype(int)
+    from sklearn import metrics as skm
+
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], zero_division=0)
     out: dict = {"threshold": float(threshold)}
     for c in (0, 1):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from splitmesh.errors import ConfigError, DataError
 
@@ -30,6 +29,8 @@ def stratified_split(
             f"{dict(enumerate(counts.tolist()))}",
             column="label",
         )
+    from sklearn.model_selection import train_test_split  # the label owner's only
+
     idx = np.arange(len(labels))
     rest, test_idx = train_test_split(idx, test_size=test, stratify=labels, random_state=seed)
     if validation > 0:

@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from splitmesh.errors import ConfigError
-from splitmesh.split.common import MODES
-from splitmesh.split.node import Limits
+from splitmesh.split.limits import Limits
+from splitmesh.split.protocol import SPLIT_MODES
 from splitmesh.transport.grpc.tls import check_party_name
 from splitmesh.transport.network import MeshNetwork, NodeAddress, TlsConfig, load_mesh_network
 from splitmesh.yaml_files import Strict as _Strict
@@ -24,8 +24,6 @@ __all__ = [  # the network and file helpers live elsewhere; node files name them
     "MeshNetwork", "MeshRef", "NodeAddress", "NodeConfig", "NodeLimits",
     "TlsConfig", "dump", "load_mesh_network", "load_node_config",
 ]  # fmt: skip
-
-SPLIT_MODES = [m for m in MODES if m != "centralized"]
 
 
 class MeshRef(_Strict):
@@ -61,6 +59,12 @@ class NodeConfig(_Strict):
     name: str
     role: Literal["mesh-domain"] = "mesh-domain"  # the one role: a domain of a mesh file
     listen: str = Field(description="host:port, e.g. 0.0.0.0:50051")
+    health_listen: str | None = Field(
+        default=None,
+        description="host:port of a plaintext port serving only the gRPC health service "
+        "(for kubelet gRPC probes, which speak no TLS); the health service also answers "
+        "on listen",
+    )
     mesh: MeshRef = Field(description="its mesh file and which of its domains it is")
     state_dir: Path | None = Field(
         default=None,

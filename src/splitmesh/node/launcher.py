@@ -1,7 +1,8 @@
 """``splitmesh mesh up``: a whole mesh on this machine, one process per node on 127.0.0.1.
 
 Creates the certificates, writes each node's file and the coordinator's mesh file, starts
-the node processes, waits until each listens, and stops them all on exit.
+the node processes at once, waits until each one's gRPC health service says SERVING, and
+stops them all at once on exit.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from splitmesh.errors import TransportError
 from splitmesh.node.config import (
     MeshNetwork,
     MeshRef,
@@ -25,7 +26,7 @@ from splitmesh.node.config import (
     TlsConfig,
     dump,
 )
-from splitmesh.transport.grpc import create_certificates
+from splitmesh.transport.grpc import Endpoint, create_certificates, wait_serving
 from splitmesh.transport.grpc.tls import read_fingerprints
 
 COORDINATOR = "coordinator"
@@ -62,7 +63,7 @@ class LocalMesh:
         self.limits = limits or NodeLimits()
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
-        self._offsets: dict[str, int] = {}  # log length when each node was last started
+        self.addresses: dict[str, str] = {}
         self.mesh_file = self.workdir / "mesh.yaml"
 
     # -- files ---------------------------------------------------------------------------------
@@ -92,6 +93,7 @@ class LocalMesh:
             )
             self.configs[name] = dump(cfg, self.workdir / "nodes" / f"{name}.yaml")
             addresses.append(NodeAddress(name=name, address=cfg.listen))
+            self.addresses[name] = cfg.listen
         mesh = MeshNetwork(
             tls=tls.get(COORDINATOR),
             insecure=self.insecure,
@@ -124,7 +126,6 @@ class LocalMesh:
         """Start (or restart) one node's process from its node file."""
         log = self.workdir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._offsets[name] = len(self._log(name))
         cmd = [
             sys.executable,
             "-m",
@@ -141,21 +142,23 @@ class LocalMesh:
         return self.procs[name]
 
     def wait_ready(self, names: list[str] | None = None, timeout: float = 180.0) -> None:
-        """Until every named node says it listens; a node that exits shows its log."""
-        waiting = set(names or self.procs)
-        start = time.monotonic()
-        while waiting:
-            for n in list(waiting):
-                if "listening on" in self._log(n)[self._offsets.get(n, 0) :]:
-                    waiting.discard(n)
-                elif self.procs[n].poll() is not None:
-                    raise TransportError(
-                        f"node {n!r} exited with code {self.procs[n].returncode} while starting:"
-                        f"\n{self._tail(n)}"
-                    )
-            if waiting and time.monotonic() - start > timeout:
-                raise TransportError(f"nodes {sorted(waiting)} did not start in {timeout:g} s")
-            time.sleep(0.1)
+        """Until every named node's health service says SERVING (asked as the coordinator,
+        over the same mutual TLS); a node that exits meanwhile shows its log."""
+        names = list(names or self.procs)
+        tls = None
+        if not self.insecure:
+            certs, me = self.workdir / "certs", COORDINATOR
+            tls = TlsConfig(ca=certs / "ca.crt", cert=certs / f"{me}.crt", key=certs / f"{me}.key")
+            tls = tls.files()
+
+        def exited(name: str) -> str | None:
+            code = self.procs[name].poll()
+            if code is None:
+                return None
+            return f"exited with code {code} while starting:\n{self._tail(name)}"
+
+        endpoints = [Endpoint(n, self.addresses[n]) for n in names]
+        wait_serving(endpoints, tls=tls, timeout=timeout, failed=exited)
 
     def _log(self, name: str) -> str:
         path = self.workdir / "logs" / f"{name}.log"
@@ -164,11 +167,19 @@ class LocalMesh:
     def _tail(self, name: str, lines: int = 15) -> str:
         return "\n".join(self._log(name).splitlines()[-lines:])
 
-    def up(self) -> Path:
+    def up(self, meanwhile: Callable[[], object] | None = None) -> Path:
+        """Start every node, run ``meanwhile`` (the coordinator's own loading) while they
+        start, wait until all serve; nothing left running if any of that fails."""
         self.write_files()
-        for name in self.nodes:
-            self.start(name)
-        self.wait_ready()
+        try:
+            for name in self.nodes:
+                self.start(name)
+            if meanwhile is not None:
+                meanwhile()
+            self.wait_ready()
+        except BaseException:
+            self.down()
+            raise
         return self.mesh_file
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:

@@ -55,10 +55,14 @@ def start_node(cfg: NodeConfig) -> tuple[PartyServer, str]:
         allow=cfg.accept,
         insecure=cfg.insecure,
         max_message=node.limits.max_message_bytes,
+        health_listen=cfg.health_listen,
     ).start()
     security = "plaintext (loopback)" if cfg.tls is None else "mutual TLS"
     host = cfg.listen.rsplit(":", 1)[0]
     line = f"node {cfg.name} ({cfg.role}, {what}) listening on {host}:{server.port}, {security}"
+    if server.health_port is not None:
+        probes = cfg.health_listen.rsplit(":", 1)[0]
+        line += f"; health probes (plaintext) on {probes}:{server.health_port}"
     return server, line
 
 

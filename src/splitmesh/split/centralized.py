@@ -13,6 +13,7 @@ from splitmesh.data.features import FeaturePrep
 from splitmesh.data.resampling import joined_resample
 from splitmesh.errors import ConfigError, NotFittedError
 from splitmesh.nn.network import SplitNetwork
+from splitmesh.nn.optim import Optimizer
 from splitmesh.split.checkpoint import (
     RunCheckpoints,
     epoch_tag,
@@ -31,7 +32,7 @@ class OneProcessLearner:
     mode = "centralized"
     checkpoints: RunCheckpoints | None
     net_: torch.nn.Module
-    optimizer_: torch.optim.Optimizer
+    optimizer_: Optimizer
 
     def __init__(self, run: str, checkpoint_dir: str | Path | None) -> None:
         self.checkpoints = (

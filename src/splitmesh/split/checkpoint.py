@@ -20,8 +20,9 @@ import torch
 
 from splitmesh.errors import DataError, NotFittedError
 from splitmesh.io import atomic_write_bytes, atomic_write_json
+from splitmesh.nn.optim import Optimizer
 
-Stateful = dict[str, torch.nn.Module | torch.optim.Optimizer]
+Stateful = dict[str, torch.nn.Module | Optimizer]
 
 
 def snapshot_states(objs: Stateful) -> dict[str, dict]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from splitmesh.errors import ProtocolError
 from splitmesh.split import protocol as proto
+from splitmesh.split.limits import Limits
 from splitmesh.split.party import RUN_ID, Party
 from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.local import LOCAL, error_reply
@@ -29,15 +30,6 @@ from splitmesh.transport.messages import Ack, Bye, ErrorReply, Hello, Message
 # control message or within a second (mesh/audit.py)
 _HOT = {"Forward", "Backward", "Head", "Scores"}
 MAX_ROWS = 2**24  # no batch, however declared, may ask for more rows than this
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """What a node accepts, whoever asks: set by the node's own file, never by the wire."""
-
-    max_message_bytes: int = 128 * 2**20
-    idle_timeout_s: float = 600.0  # an abandoned run stops blocking new ones after this
-    max_batch: int = 65536  # the largest training or evaluation batch a Hello may declare
 
 
 @dataclasses.dataclass
@@ -77,12 +69,12 @@ class Node:
         modes: Sequence[str],
         guard: Callable[[Message], None] | None = None,
         audit=None,
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         state_dir: str | Path | None = None,
     ) -> None:
         self.name, self.make_party, self.modes = name, make_party, list(modes)
         self.serves = frozenset(serves)
-        self.guard, self.audit, self.limits = guard, audit, limits
+        self.guard, self.audit, self.limits = guard, audit, limits or Limits()
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.party: Party | None = None
         self.run: Run | None = None

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError
+from splitmesh.nn.optim import Optimizer
 from splitmesh.split.checkpoint import (
     check_same_data,
     epoch_tag,
@@ -100,7 +101,7 @@ class Party:
             )
         return getattr(self, name)(msg)
 
-    def stateful(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
+    def stateful(self) -> dict[str, torch.nn.Module | Optimizer]:
         """The models and optimizers a snapshot holds; none until set up."""
         return {}
 

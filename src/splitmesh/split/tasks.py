@@ -9,8 +9,6 @@ import dataclasses
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
-from sklearn.model_selection import train_test_split
 
 from splitmesh.data.splitting import check_fractions, stratified_split
 from splitmesh.errors import ConfigError, DataError
@@ -139,6 +137,8 @@ class Task:
         """Train / validation / test positions: stratified for classes, random otherwise."""
         if self.name != "regression":
             return stratified_split(y, test=test, validation=validation, seed=seed)
+        from sklearn.model_selection import train_test_split
+
         check_fractions(test, validation)
         idx = np.arange(len(y))
         rest, test_idx = train_test_split(idx, test_size=test, random_state=seed)
@@ -153,6 +153,8 @@ class Task:
     def report(self, y: np.ndarray, scores: np.ndarray, *, threshold: float | None = None) -> dict:
         """Metrics under fixed names per task (binary: threshold chosen on these rows
         unless given)."""
+        from sklearn import metrics as skm  # the label owner's only: feature nodes skip it
+
         if self.name == "binary":
             out = binary_report(y, scores, threshold=threshold)
             out["f1"] = out["f1_1"]

@@ -11,6 +11,7 @@ _WHERE = {
     "GrpcTransport": "client",
     "PartyServer": "server",
     "TlsFiles": "tls",
+    "wait_serving": "health",
     "create_certificates": "tls",
     "fingerprint": "tls",
 }

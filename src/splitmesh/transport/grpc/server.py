@@ -8,6 +8,7 @@ import time
 from concurrent import futures
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from splitmesh.errors import ConfigError, TransportError
 from splitmesh.transport.base import Caller, Incoming
@@ -22,6 +23,8 @@ from splitmesh.transport.messages import open_envelope as from_envelope
 # matrix or a PSI reply; a node caps what it receives itself (PartyServer).
 UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
+PARTY_SERVICE = "splitmesh.v1.Party"  # the name health checks ask about ("" means the node)
+_HEALTH_METHODS = "/grpc.health.v1.Health/"
 DEFAULT_MAX_MESSAGE = 128 * 2**20  # a node's default cap on one request, in bytes
 
 
@@ -42,6 +45,8 @@ class _Arrivals(grpc.ServerInterceptor):
         self._thread.start()
 
     def intercept_service(self, continuation, details):
+        if details.method.startswith(_HEALTH_METHODS):
+            return continuation(details)  # a probe carries no step: nothing to account for
         meta = dict(details.invocation_metadata or ())
         with self._lock:
             self._pending[(meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))] = time.monotonic()
@@ -114,6 +119,12 @@ class PartyServer:
     fingerprint is in ``allow``. Plaintext needs ``insecure=True`` and a loopback address.
     gRPC itself refuses a request larger than ``max_message`` bytes before anything of it
     is held (RESOURCE_EXHAUSTED); what the node does with the rest is the handler's call.
+
+    The standard gRPC health service (``grpc.health.v1.Health``) answers on ``listen``
+    (under the same mutual TLS: any certificate of the mesh CA may ask) and, with
+    ``health_listen``, on a second, plaintext port that serves nothing else: kubelet's
+    gRPC probes speak no TLS. A health answer says SERVING or NOT_SERVING and nothing more,
+    so probes are not written to the access log.
     """
 
     def __init__(
@@ -127,6 +138,7 @@ class PartyServer:
         insecure: bool = False,
         workers: int = 2,
         max_message: int = DEFAULT_MAX_MESSAGE,
+        health_listen: str | None = None,
     ) -> None:
         if tls is None and not insecure:
             raise ConfigError(f"node {name!r}: no TLS files given and plaintext not asked for")
@@ -168,23 +180,43 @@ class PartyServer:
             interceptors=[self.arrivals],
         )
         pb_grpc.add_PartyServicer_to_server(_Servicer(self), self._server)
-        try:
-            if self._creds is None:
-                self.port = self._server.add_insecure_port(listen)
-            else:
-                self.port = self._server.add_secure_port(listen, self._creds)
-        except RuntimeError as exc:
-            raise TransportError(f"node {name!r} cannot listen on {listen}: {exc}") from exc
-        if not self.port:
-            raise TransportError(f"node {name!r} cannot listen on {listen} (port in use?)")
+        self.health = health.HealthServicer()  # answers SERVICE_UNKNOWN until start()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.port = _bind(self._server, listen, name, self._creds)
+        self._probes, self.health_port = None, None
+        if health_listen is not None:
+            self._probes = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probes)
+            self.health_port = _bind(self._probes, health_listen, name, None)
 
     def start(self) -> PartyServer:
         self._server.start()
+        if self._probes is not None:
+            self._probes.start()
+        for service in ("", PARTY_SERVICE):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self
 
     def wait(self) -> None:
         self._server.wait_for_termination()
 
     def stop(self, grace: float | None = 1.0) -> None:
+        self.health.enter_graceful_shutdown()  # probes see NOT_SERVING while calls finish
         self._server.stop(grace).wait()
+        if self._probes is not None:
+            self._probes.stop(None).wait()
         self.arrivals.close()
+
+
+def _bind(server: grpc.Server, listen: str, name: str, creds) -> int:
+    """Listen on ``listen``; a TransportError naming the node and address otherwise."""
+    try:
+        if creds is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, creds)
+    except RuntimeError as exc:
+        raise TransportError(f"node {name!r} cannot listen on {listen}: {exc}") from exc
+    if not port:
+        raise TransportError(f"node {name!r} cannot listen on {listen} (port in use?)")
+    return port

@@ -1,0 +1,178 @@
+"""The optimizers every party steps: torch's own kernels, without torch.optim's wrappers.
+
+``torch.optim.Adam(fused=True)`` runs one fused kernel per step, but its Python layer
+imports ``torch._dynamo`` on first use (0.8 s of CPU in every process: each node and the
+coordinator) and wraps every step in graph-break and profiling hooks that cost more than
+the kernel on our small models. These classes call the same kernels in the same order
+(``torch._fused_adam_``; ``torch._foreach_add`` for SGD), so the arithmetic is bit for bit
+torch's (tests/nn/test_optim.py), and keep torch's ``state_dict`` layout, so checkpoints
+move between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+
+class Optimizer:
+    """One parameter group; the ``state_dict`` layout of ``torch.optim.Optimizer``."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], **group: Any) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+        self.group = group
+        self.state: dict[int, dict[str, Any]] = {}
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{**self.group, "params": self.params}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.detach_().zero_()
+
+    def _with_grads(self) -> list[int]:
+        return [i for i, p in enumerate(self.params) if p.grad is not None]
+
+    def state_dict(self) -> dict[str, Any]:
+        group = {**self.group, "params": list(range(len(self.params)))}
+        return {"state": {i: dict(s) for i, s in self.state.items()}, "param_groups": [group]}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        groups = saved.get("param_groups", [])
+        if len(groups) != 1 or len(groups[0].get("params", [])) != len(self.params):
+            raise ValueError(
+                f"optimizer state is for {[len(g.get('params', [])) for g in groups]} "
+                f"parameters in {len(groups)} group(s); this optimizer has {len(self.params)} "
+                "in one"
+            )
+        order = groups[0]["params"]  # saved ids, in the order of this optimizer's params
+        for k in self.group:
+            if k in groups[0]:
+                self.group[k] = groups[0][k]
+        self.state = {}
+        for i, pid in enumerate(order):
+            s = saved["state"].get(pid)
+            if s:
+                p = self.params[i]
+                self.state[i] = {  # copies: the saved dict may be another optimizer's live one
+                    k: _copy(v, p, k) for k, v in s.items()
+                }
+
+
+class Adam(Optimizer):
+    """Adam with L2 weight decay added to the gradient, as ``torch.optim.Adam(fused=True)``."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=False,
+            maximize=False,
+            foreach=None,
+            capturable=False,
+            differentiable=False,
+            fused=True,
+            decoupled_weight_decay=False,
+        )
+
+    @torch.no_grad()
+    def step(self) -> None:
+        idx = self._with_grads()
+        if not idx:
+            return
+        for i in idx:
+            if i not in self.state:
+                p = self.params[i]
+                self.state[i] = {
+                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+        g = self.group
+        beta1, beta2 = g["betas"]
+        for part in _by_device_and_dtype(self.params, idx):
+            states = [self.state[i] for i in part]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adam_(
+                [self.params[i] for i in part],
+                [self.params[i].grad for i in part],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],
+                steps,
+                amsgrad=False,
+                lr=g["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=g["weight_decay"],
+                eps=g["eps"],
+                maximize=False,
+                grad_scale=None,
+                found_inf=None,
+            )
+
+
+class SGD(Optimizer):
+    """Plain SGD (no momentum) with L2 weight decay, as ``torch.optim.SGD(foreach=True)``."""
+
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=0,
+            dampening=0,
+            weight_decay=weight_decay,
+            nesterov=False,
+            maximize=False,
+            foreach=True,
+            differentiable=False,
+            fused=None,
+        )
+
+    @torch.no_grad()
+    def step(self) -> None:
+        idx = self._with_grads()
+        for part in _by_device_and_dtype(self.params, idx):
+            params = [self.params[i] for i in part]
+            grads = [p.grad for p in params]
+            if self.group["weight_decay"] != 0:
+                grads = torch._foreach_add(grads, params, alpha=self.group["weight_decay"])
+            torch._foreach_add_(params, grads, alpha=-self.group["lr"])
+
+
+def _copy(v: Any, p: torch.Tensor, key: str) -> Any:
+    if not isinstance(v, torch.Tensor):
+        return v
+    dtype = torch.float32 if key == "step" else p.dtype
+    return v.to(device=p.device, dtype=dtype, copy=True)
+
+
+def _by_device_and_dtype(params: list[torch.Tensor], idx: list[int]) -> list[list[int]]:
+    """Positions grouped as torch groups them for one kernel call each (order kept)."""
+    groups: dict[tuple, list[int]] = {}
+    for i in idx:
+        groups.setdefault((params[i].device, params[i].dtype), []).append(i)
+    return list(groups.values())

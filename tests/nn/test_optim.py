@@ -1,0 +1,66 @@
+"""splitmesh's optimizers step exactly as torch.optim's, and share its state_dict layout."""
+
+import pytest
+import torch
+
+from splitmesh.nn.optim import SGD, Adam
+
+
+def _net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
+    net[2].bias.requires_grad_(False)  # a frozen parameter is skipped by both
+    return net
+
+
+def _train(net, opt, steps: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(32, 7, generator=g)
+        opt.zero_grad(set_to_none=True)
+        net(x).pow(2).mean().backward()
+        opt.step()
+    return [p.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_steps_match_torch_bit_for_bit(kind: str, weight_decay: float) -> None:
+    ours_net, theirs_net = _net(0), _net(0)
+    if kind == "adam":
+        ours = Adam(ours_net.parameters(), lr=3e-3, weight_decay=weight_decay)
+        theirs = torch.optim.Adam(
+            theirs_net.parameters(), lr=3e-3, weight_decay=weight_decay, fused=True
+        )
+    else:
+        ours = SGD(ours_net.parameters(), lr=0.05, weight_decay=weight_decay)
+        theirs = torch.optim.SGD(
+            theirs_net.parameters(), lr=0.05, weight_decay=weight_decay, foreach=True
+        )
+    a, b = _train(ours_net, ours, 25, 1), _train(theirs_net, theirs, 25, 1)
+    start = [p.detach() for p in _net(0).parameters()]
+    assert any(not torch.equal(p, q) for p, q in zip(a, start, strict=True))  # it trained
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(p, q)
+
+
+def test_adam_state_moves_between_torch_and_ours() -> None:
+    """A checkpoint written by either resumes in the other with the same next steps."""
+    net_a, net_b = _net(2), _net(2)
+    theirs = torch.optim.Adam(net_a.parameters(), lr=1e-2, fused=True)
+    _train(net_a, theirs, 5, 3)
+    net_b.load_state_dict(net_a.state_dict())
+    ours = Adam(net_b.parameters(), lr=1e-2)
+    ours.load_state_dict(theirs.state_dict())
+    for p, q in zip(_train(net_a, theirs, 5, 4), _train(net_b, ours, 5, 4), strict=True):
+        assert torch.equal(p, q)
+    back = torch.optim.Adam(_net(2).parameters(), lr=1e-2, fused=True)
+    back.load_state_dict(ours.state_dict())  # torch accepts our layout as well
+    assert back.state_dict()["state"].keys() == ours.state_dict()["state"].keys()
+
+
+def test_state_for_another_model_is_refused() -> None:
+    ours = Adam(_net(0).parameters())
+    other = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
+    with pytest.raises(ValueError, match="parameters"):
+        ours.load_state_dict(other.state_dict())
