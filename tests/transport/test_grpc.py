@@ -195,10 +195,14 @@ def test_retried_request_is_served_once(certs):
     handler = Echo()
     with connected(handler, certs, TlsFiles.for_party(d, "coordinator")) as t:
         env = to_envelope(Snapshot("a"))
-        meta = (("splitmesh-client", "c1"), ("splitmesh-seq", "7"))
-        for _ in range(2):
-            t._loop.run_until_complete(t._call("payments", env, "Snapshot", meta))
+        for _ in range(2):  # on the stream, as a retry after a dropped connection sends it
+            t._loop.run_until_complete(t._call("payments", env, "Snapshot", 7))
         assert handler.calls == ["Snapshot"]
+        t._streams["payments"].drop()  # and on a new stream: still served once
+        t._loop.run_until_complete(t._call("payments", env, "Snapshot", 7))
+        assert handler.calls == ["Snapshot"]
+        t.request("payments", Snapshot("a"))  # a new sequence number is a new request
+        assert handler.calls == ["Snapshot", "Snapshot"]
 
 
 def test_unknown_party_is_named(certs):

@@ -25,6 +25,7 @@ UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_le
 CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
 PARTY_SERVICE = "splitmesh.v1.Party"  # the name health checks ask about ("" means the node)
 _HEALTH_METHODS = "/grpc.health.v1.Health/"
+_SESSION = "/splitmesh.v1.Party/Session"  # accounts for its own messages (_Servicer.Session)
 DEFAULT_MAX_MESSAGE = 128 * 2**20  # a node's default cap on one request, in bytes
 
 
@@ -45,8 +46,8 @@ class _Arrivals(grpc.ServerInterceptor):
         self._thread.start()
 
     def intercept_service(self, continuation, details):
-        if details.method.startswith(_HEALTH_METHODS):
-            return continuation(details)  # a probe carries no step: nothing to account for
+        if details.method.startswith(_HEALTH_METHODS) or details.method == _SESSION:
+            return continuation(details)  # a probe carries no step; a stream counts its own
         meta = dict(details.invocation_metadata or ())
         with self._lock:
             self._pending[(meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))] = time.monotonic()
@@ -76,6 +77,28 @@ class _Servicer(pb_grpc.PartyServicer):
         self.s = server
 
     def Call(self, request: pb.Envelope, context: grpc.ServicerContext) -> pb.Envelope:
+        caller = self._admit(context)
+        meta = dict(context.invocation_metadata() or ())
+        key = (meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))
+        self.s.arrivals.delivered(key)
+        return self._serve(key, request, caller)
+
+    def Session(self, requests, context: grpc.ServicerContext):
+        """One coordinator's stream: each request answered, in order, before the next is
+        read. A stream that breaks on a request gRPC refused (larger than the node's
+        limit) or one its sender gave up is logged as an undelivered call."""
+        caller = self._admit(context)
+        client = dict(context.invocation_metadata() or ()).get(CLIENT_ID, "")
+        try:
+            for request in requests:
+                yield self._serve((client, str(request.seq)), request, caller)
+        except Exception:
+            self.s.report(client)
+            raise
+        if not context.is_active():  # ended by an error, not by the sender's done-writing
+            self.s.report(client)
+
+    def _admit(self, context: grpc.ServicerContext) -> str | None:
         s = self.s
         caller = _peer_fingerprint(context)
         if s.allow is not None and caller not in s.allow:
@@ -84,9 +107,10 @@ class _Servicer(pb_grpc.PartyServicer):
                 f"node {s.name!r} does not accept the caller's certificate "
                 f"(sha256 {caller or 'none'}); it accepts {len(s.allow)} fingerprint(s)",
             )
-        meta = dict(context.invocation_metadata() or ())
-        key = (meta.get(CLIENT_ID, ""), meta.get(SEQUENCE, ""))
-        s.arrivals.delivered(key)
+        return caller
+
+    def _serve(self, key: tuple[str, str], request: pb.Envelope, caller: str | None):
+        s = self.s
         # One request at a time: a party's state is not shared between threads (and the
         # coordinator never overlaps calls to one party anyway).
         with s.lock:
@@ -136,7 +160,7 @@ class PartyServer:
         tls: TlsFiles | None,
         allow: list[str] | None = None,
         insecure: bool = False,
-        workers: int = 2,
+        workers: int = 8,
         max_message: int = DEFAULT_MAX_MESSAGE,
         health_listen: str | None = None,
     ) -> None:
@@ -173,7 +197,10 @@ class PartyServer:
                 with self.lock:  # the handler serves one thing at a time, this included
                     hook(session)
 
+        self.report = report
         self.arrivals = _Arrivals(report)
+        # a Session holds a worker for its life: room for the coordinator's stream, a
+        # replacement stream while the old one winds down, probes and one-off calls
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers),
             options=options,

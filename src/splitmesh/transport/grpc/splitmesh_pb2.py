@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(splitmesh/transport/grpc/splitmesh.proto\x12\x0csplitmesh.v1\"Q\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\r\n\x05scale\x18\x05 \x01(\x02\"O\n\x08\x45nvelope\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06header\x18\x02 \x01(\x0c\x12%\n\x07tensors\x18\x03 \x03(\x0b\x32\x14.splitmesh.v1.Tensor2?\n\x05Party\x12\x36\n\x04\x43\x61ll\x12\x16.splitmesh.v1.Envelope\x1a\x16.splitmesh.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(splitmesh/transport/grpc/splitmesh.proto\x12\x0csplitmesh.v1\"Q\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\r\n\x05scale\x18\x05 \x01(\x02\"\\\n\x08\x45nvelope\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06header\x18\x02 \x01(\x0c\x12%\n\x07tensors\x18\x03 \x03(\x0b\x32\x14.splitmesh.v1.Tensor\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x32~\n\x05Party\x12\x36\n\x04\x43\x61ll\x12\x16.splitmesh.v1.Envelope\x1a\x16.splitmesh.v1.Envelope\x12=\n\x07Session\x12\x16.splitmesh.v1.Envelope\x1a\x16.splitmesh.v1.Envelope(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENSOR']._serialized_start=58
   _globals['_TENSOR']._serialized_end=139
   _globals['_ENVELOPE']._serialized_start=141
-  _globals['_ENVELOPE']._serialized_end=220
-  _globals['_PARTY']._serialized_start=222
-  _globals['_PARTY']._serialized_end=285
+  _globals['_ENVELOPE']._serialized_end=233
+  _globals['_PARTY']._serialized_start=235
+  _globals['_PARTY']._serialized_end=361
 # @@protoc_insertion_point(module_scope)

@@ -21,11 +21,13 @@ class Tensor(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., scale: _Optional[float] = ...) -> None: ...
 
 class Envelope(_message.Message):
-    __slots__ = ("type", "header", "tensors")
+    __slots__ = ("type", "header", "tensors", "seq")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     type: str
     header: bytes
     tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
-    def __init__(self, type: _Optional[str] = ..., header: _Optional[bytes] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+    seq: int
+    def __init__(self, type: _Optional[str] = ..., header: _Optional[bytes] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., seq: _Optional[int] = ...) -> None: ...

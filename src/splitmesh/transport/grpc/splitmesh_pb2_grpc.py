@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class PartyStub(object):
-    """Every party (domain node, label owner) serves one method: a request and its reply.
+    """Every party (domain node, label owner) serves the same step protocol two ways:
+    Call     one request and its reply (a call each; what probes and tools use);
+    Session  one long-lived stream per coordinator: requests in order, each answered in
+    order before the next is read. The same checks, replay cache and access log.
     """
 
     def __init__(self, channel):
@@ -40,13 +43,27 @@ class PartyStub(object):
                 request_serializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.SerializeToString,
                 response_deserializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/splitmesh.v1.Party/Session',
+                request_serializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.SerializeToString,
+                response_deserializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class PartyServicer(object):
-    """Every party (domain node, label owner) serves one method: a request and its reply.
+    """Every party (domain node, label owner) serves the same step protocol two ways:
+    Call     one request and its reply (a call each; what probes and tools use);
+    Session  one long-lived stream per coordinator: requests in order, each answered in
+    order before the next is read. The same checks, replay cache and access log.
     """
 
     def Call(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Session(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +77,11 @@ def add_PartyServicer_to_server(servicer, server):
                     request_deserializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.FromString,
                     response_serializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.SerializeToString,
             ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.FromString,
+                    response_serializer=splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'splitmesh.v1.Party', rpc_method_handlers)
@@ -69,7 +91,10 @@ def add_PartyServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Party(object):
-    """Every party (domain node, label owner) serves one method: a request and its reply.
+    """Every party (domain node, label owner) serves the same step protocol two ways:
+    Call     one request and its reply (a call each; what probes and tools use);
+    Session  one long-lived stream per coordinator: requests in order, each answered in
+    order before the next is read. The same checks, replay cache and access log.
     """
 
     @staticmethod
@@ -87,6 +112,33 @@ class Party(object):
             request,
             target,
             '/splitmesh.v1.Party/Call',
+            splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.SerializeToString,
+            splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/splitmesh.v1.Party/Session',
             splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.SerializeToString,
             splitmesh_dot_transport_dot_grpc_dot_splitmesh__pb2.Envelope.FromString,
             options,
