@@ -21,7 +21,7 @@ from splitmesh.privacy.protections import (
     party_key,
 )
 from splitmesh.privacy.secure_sum import Masker
-from splitmesh.split.common import from_wire, to_wire
+from splitmesh.split.common import from_wire, set_mode, to_wire
 from splitmesh.split.party import Party, handles
 from splitmesh.transport.messages import Ack, Backward, Embedding, Forward, MaskPeers
 
@@ -98,11 +98,11 @@ class BottomParty(Party):
             self._apply_grad(msg.grad_step, msg.grad)
         inputs = self._inputs(msg.partition, msg.positions)
         if msg.train:
-            self.bottom_.train()
+            set_mode(self.bottom_, True)
             out = self.cut(*inputs)
             self._pending[msg.step] = (inputs, out, self._updates)
         else:
-            self.bottom_.eval()
+            set_mode(self.bottom_, False)
             with torch.no_grad():
                 out = self.cut(*inputs)
         sent = self.release(out, msg.partition, msg.train, msg.step)

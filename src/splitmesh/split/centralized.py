@@ -20,7 +20,7 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import PARTITIONS, eval_batches
+from splitmesh.split.common import PARTITIONS, eval_batches, set_mode
 from splitmesh.split.head import ScoreBook
 from splitmesh.split.tasks import DEFAULT_SELECT, Task
 
@@ -183,7 +183,7 @@ class CentralizedLearner(OneProcessLearner):
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
     ) -> float:
         idx = torch.from_numpy(positions)
-        self.net_.train()
+        set_mode(self.net_, True)
         logits = self.net_(self._inputs("train", idx))
         loss = self.task_.loss(logits, self._y_train[idx], self.pos_weight)
         self.optimizer_.zero_grad(set_to_none=True)

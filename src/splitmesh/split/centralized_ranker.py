@@ -14,7 +14,7 @@ from splitmesh.data.interactions import PreparedFeatures, RecsysData, prepare_fe
 from splitmesh.errors import ConfigError, NotFittedError
 from splitmesh.nn import neumf
 from splitmesh.split.centralized import OneProcessLearner
-from splitmesh.split.common import binary_loss
+from splitmesh.split.common import binary_loss, set_mode
 from splitmesh.split.ranking import RankingTask, chunk_rows, pair_chunks, pairs_input
 
 # the recommender's usual dimensions (a star mesh names its own: MeshSpec.dimensions)
@@ -106,7 +106,7 @@ class CentralizedRanker(OneProcessLearner):
     ) -> float:
         idx = torch.from_numpy(positions)
         u, i, y = (t[idx] for t in self._ex)
-        self.net_.train()
+        set_mode(self.net_, True)
         x = torch.cat([self._embed(d, u, i) for d in self.domains], dim=1)
         loss = binary_loss(self.net_["head"](self.net_["top"](x)), y, None)
         self.optimizer_.zero_grad(set_to_none=True)

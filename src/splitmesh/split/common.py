@@ -81,6 +81,14 @@ class BatchPlan:
             yield order[start:end]
 
 
+def set_mode(module: nn.Module, training: bool) -> None:
+    """``module.train(training)`` only when it is not already so: ``train()`` walks every
+    submodule, which costs a NeuMF step more than its loss (modes are only ever set on
+    the whole module, so the root's flag speaks for all of it)."""
+    if module.training != training:
+        module.train(training)
+
+
 def eval_batches(n_rows: int, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, n_rows, batch_size):
         yield np.arange(start, min(start + batch_size, n_rows))

@@ -29,7 +29,7 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import check_mode, from_wire, to_wire
+from splitmesh.split.common import check_mode, from_wire, set_mode, to_wire
 from splitmesh.split.keyed_steps import KeyedSteps
 from splitmesh.split.relay import expect
 from splitmesh.split.star_steps import StarSteps
@@ -382,7 +382,7 @@ class Coordinator:
         # 1. every domain embeds its rows of the batch
         hs = [h.requires_grad_(True) for h in self._train_embeddings(positions, step, upcoming)]
         # 2. aggregate and run the top model
-        self.top_.train()
+        set_mode(self.top_, True)
         out = self.top_(self.aggregator(hs))
         self.optimizer_.zero_grad(set_to_none=True)
         if self.mode == "label-sharing":
