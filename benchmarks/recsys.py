@@ -3,8 +3,10 @@
 Per dataset (the recsys preset's MovieLens 100K mesh when present; synthetic H&M sampled
 with the ``large`` preset): seconds per training epoch (median) and the ratio to
 centralized, preparation (key alignment included), wire bytes per training example, test
-HR@10 / NDCG@10. Then the peak memory (max RSS) of generating the synthetic data at full
-size (31.8M transactions) and of reading its sampled sales table, each in its own process.
+HR@10 / NDCG@10, and the ratio to a plain PyTorch NeuMF (ids only, same widths, same
+examples per epoch) trained in the same run. Then the peak memory (max RSS) of generating
+the synthetic data at full size (31.8M transactions) and of reading its sampled sales
+table, each in its own process.
 
     python benchmarks/recsys.py --out benchmarks/results
     python benchmarks/recsys.py --scale 0.05 --epochs 1 --out /tmp/b   # quick look
@@ -32,6 +34,47 @@ def child_peak(code: str) -> tuple[float, float]:
     return time.perf_counter() - t0, int(done.stdout.split()[-1]) / 1024
 
 
+def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
+    """The reference: a plain PyTorch NeuMF (user and item ids only, GMF and MLP parts of
+    the mesh's widths, its tower, fused Adam) over as many examples per epoch as the
+    centralized run, in one loop; seconds per epoch (median). splitmesh's centralized run
+    also embeds the dimension domains' features, so this is a lower bound."""
+    import itertools
+    import statistics
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    fact = spec.read_fact()
+    n_users, n_items = len(np.unique(fact.users)), len(np.unique(fact.items))
+    m = spec.model
+    torch.manual_seed(spec.training.seed)
+    users = nn.Embedding(n_users, m.gmf + m.mlp)
+    items = nn.Embedding(n_items, m.gmf + m.mlp)
+    widths = [2 * m.mlp, *m.top]
+    layers = [(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(widths)]
+    tower = nn.Sequential(*[layer for pair in layers for layer in pair])
+    head = nn.Linear(m.gmf + widths[-1], 1)
+    params = [*users.parameters(), *items.parameters(), *tower.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=spec.training.lr, fused=True)
+    u = torch.randint(n_users, (examples,))
+    i = torch.randint(n_items, (examples,))
+    y = (torch.rand(examples) < 0.2).float()
+    loss_fn, g, times = nn.BCEWithLogitsLoss(), m.gmf, []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        for idx in torch.randperm(examples).split(batch):
+            eu, ei = users(u[idx]), items(i[idx])
+            x = torch.cat([eu[:, :g] * ei[:, :g], tower(torch.cat([eu[:, g:], ei[:, g:]], 1))], 1)
+            loss = loss_fn(head(x).squeeze(1), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def bench_dataset(path: Path, args, console) -> list[dict]:
     """Every mode of the recsys preset's mesh file ``path``, in process."""
     from splitmesh.mesh.spec import load_mesh
@@ -56,9 +99,15 @@ def bench_dataset(path: Path, args, console) -> list[dict]:
             }
         )
         console.print(f"{spec.name} {mode}: {rows[-1]['seconds_per_epoch']:.2f} s/epoch")
+    plain = plain_neumf_seconds(
+        spec, rows[0]["train_examples_per_epoch"], args.epochs, args.batch_size
+    )
+    console.print(f"{spec.name} plain PyTorch NeuMF (ids only): {plain:.2f} s/epoch")
     base = rows[0]["seconds_per_epoch"]
     for r in rows:
         r["vs_centralized"] = r["seconds_per_epoch"] / base
+        r["plain_neumf_seconds_per_epoch"] = plain
+        r["vs_plain_neumf"] = r["seconds_per_epoch"] / plain
     return rows
 
 
@@ -121,6 +170,7 @@ def main() -> None:
         "ex/epoch",
         "s/epoch",
         "vs central",
+        "vs plain",
         "wire B/ex",
         "prepare s",
         "HR@10",
@@ -136,6 +186,7 @@ def main() -> None:
             f"{r['train_examples_per_epoch']:,}",
             f"{r['seconds_per_epoch']:.2f}",
             f"{r['vs_centralized']:.2f}x",
+            f"{r['vs_plain_neumf']:.2f}x",
             f"{r['wire_bytes_per_example']:.0f}" if r["mode"] != "centralized" else "-",
             f"{r['prepare_seconds']:.2f}",
             f"{r['hr@10']:.4f}",
