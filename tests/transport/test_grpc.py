@@ -231,3 +231,38 @@ def test_server_threads_stop_cleanly(certs):
     while threading.active_count() > before + 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert threading.active_count() <= before + 1
+
+
+def test_stream_refuses_an_oversized_message_logs_it_and_carries_on():
+    """On the Session stream as on Call: gRPC refuses a message over the node's limit
+    before any of it is held, the node logs the attempt, and the next request opens a new
+    stream. A coordinator that closes cleanly leaves nothing in that log."""
+
+    class Logged(Echo):
+        def __init__(self) -> None:
+            super().__init__()
+            self.missed: list[str] = []
+
+        def undelivered(self, session: str) -> None:
+            self.missed.append(session)
+
+    handler = Logged()
+    server = PartyServer(
+        handler, "127.0.0.1:0", name="x", tls=None, insecure=True, max_message=2**20
+    ).start()
+    t = GrpcTransport([Endpoint("x", f"127.0.0.1:{server.port}")], tls=None, insecure=True)
+    try:
+        t.request("x", Snapshot("a"))
+        with pytest.raises(NodeUnreachableError, match="too large"):
+            t.request("x", Forward("train", np.zeros(3 * 2**20 // 8, np.int64), 0, True))
+        deadline = time.monotonic() + 10
+        while not handler.missed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert handler.missed == [t._client]  # the attempt, under the caller's session
+        assert t.request("x", Snapshot("b")) == Ack(info={"served": 2})
+        assert handler.calls == ["Snapshot", "Snapshot"]
+    finally:
+        t.close()
+        time.sleep(0.5)  # a cancelled stream would be reported by now
+        server.stop()
+    assert handler.missed == [t._client]
