@@ -41,6 +41,17 @@ class Echo:
         return Ack(info={"served": len(self.calls)})
 
 
+class Undelivered(Echo):
+    """Also keeps what the node would log as undelivered (its access log's hook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.missed: list[str] = []
+
+    def undelivered(self, session: str) -> None:
+        self.missed.append(session)
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("certs")
@@ -238,15 +249,7 @@ def test_stream_refuses_an_oversized_message_logs_it_and_carries_on():
     before any of it is held, the node logs the attempt, and the next request opens a new
     stream. A coordinator that closes cleanly leaves nothing in that log."""
 
-    class Logged(Echo):
-        def __init__(self) -> None:
-            super().__init__()
-            self.missed: list[str] = []
-
-        def undelivered(self, session: str) -> None:
-            self.missed.append(session)
-
-    handler = Logged()
+    handler = Undelivered()
     server = PartyServer(
         handler, "127.0.0.1:0", name="x", tls=None, insecure=True, max_message=2**20
     ).start()

@@ -9,16 +9,12 @@ import pytest
 
 from splitmesh.errors import TransportError
 from splitmesh.transport.grpc import Endpoint, PartyServer, TlsFiles, wait_serving
-from tests.transport.test_grpc import Echo, certs, serve  # noqa: F401  (certs: a fixture)
-
-
-class Undelivered(Echo):
-    def __init__(self) -> None:
-        super().__init__()
-        self.missed: list[str] = []
-
-    def undelivered(self, session: str) -> None:
-        self.missed.append(session)
+from tests.transport.test_grpc import (  # noqa: F401  (certs: a fixture)
+    Echo,
+    Undelivered,
+    certs,
+    serve,
+)
 
 
 def _closed_port() -> int:

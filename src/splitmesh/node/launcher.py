@@ -26,7 +26,7 @@ from splitmesh.node.config import (
     TlsConfig,
     dump,
 )
-from splitmesh.transport.grpc import Endpoint, create_certificates, wait_serving
+from splitmesh.transport.grpc import Endpoint, TlsFiles, create_certificates, wait_serving
 from splitmesh.transport.grpc.tls import read_fingerprints
 
 COORDINATOR = "coordinator"
@@ -145,11 +145,7 @@ class LocalMesh:
         """Until every named node's health service says SERVING (asked as the coordinator,
         over the same mutual TLS); a node that exits meanwhile shows its log."""
         names = list(names or self.procs)
-        tls = None
-        if not self.insecure:
-            certs, me = self.workdir / "certs", COORDINATOR
-            tls = TlsConfig(ca=certs / "ca.crt", cert=certs / f"{me}.crt", key=certs / f"{me}.key")
-            tls = tls.files()
+        tls = None if self.insecure else TlsFiles.for_party(self.workdir / "certs", COORDINATOR)
 
         def exited(name: str) -> str | None:
             code = self.procs[name].poll()

@@ -148,13 +148,8 @@ class GrpcTransport(Transport):
                     return await asyncio.wait_for(self._exchange(party, env), self.deadline)
                 except TimeoutError:
                     stream.drop()  # a late reply must not answer the next request
-                    raise NodeUnreachableError(
-                        party,
-                        call,
-                        self.endpoints[party].address,
-                        f"no reply within the {self.deadline:g} s deadline (node hung or "
-                        "overloaded)",
-                    ) from None
+                    late = _Status(grpc.StatusCode.DEADLINE_EXCEEDED, "no reply in time")
+                    raise self._error(party, call, late) from None
                 except grpc.RpcError as exc:
                     stream.drop()
                     # UNAVAILABLE: not delivered, or the node went away; the same sequence
@@ -173,7 +168,7 @@ class GrpcTransport(Transport):
         reply = await stream.call.read()
         if reply is grpc.aio.EOF:  # the node ended the stream (stopping): as if unreachable
             stream.drop()
-            raise _Ended(grpc.StatusCode.UNAVAILABLE, "the node closed the stream")
+            raise _Status(grpc.StatusCode.UNAVAILABLE, "the node closed the stream")
         return reply
 
     def _error(self, party: str, call: str, exc: grpc.RpcError) -> TransportError:
@@ -225,8 +220,9 @@ class _Stream:
             self.call = None
 
 
-class _Ended(grpc.RpcError):
-    """A stream the node closed: handled as an RpcError with its code."""
+class _Status(grpc.RpcError):
+    """What the stream itself tells (the node closed it, no reply within the deadline),
+    as an RpcError with its code, so ``_error`` words it as it words gRPC's own."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
