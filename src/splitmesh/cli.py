@@ -319,6 +319,13 @@ def train(
         bool, typer.Option(help="also train the centralized reference on the same rows")
     ] = False,
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
+    pipeline: Annotated[
+        bool,
+        typer.Option(
+            help="the domains embed the next batch while this step runs (one step stale; "
+            "training.pipeline)"
+        ),
+    ] = False,
     sets: SetOption = None,
     protect: ProtectOption = None,
     privacy_audit: PrivacyAuditOption = False,
@@ -339,7 +346,11 @@ def train(
 ) -> None:
     """Align the domains' keys (PSI), train, evaluate; every domain publishes its trained part
     as a data product under OUT/<domain>/ (ONNX, contracts, model card)."""
-    sets = [*_protect_sets(protect), *(sets or [])]
+    sets = [
+        *(["training.pipeline=true"] if pipeline else []),
+        *_protect_sets(protect),
+        *(sets or []),
+    ]
     _run(_mesh_spec(mesh, mode, sets=sets), None, locals())
 
 

@@ -68,6 +68,10 @@ class Training(Optim):
     pipeline: bool = Field(
         default=False, description="send the next batch's Forward during this step (one step stale)"
     )
+    checkpoint_interval: float = Field(
+        default=10.0, ge=0, description="seconds of training between checkpoints, at least "
+        "(the first and the last epoch are always checkpointed); 0: after every epoch"
+    )  # fmt: skip
     min_batch: int = Field(
         default=1, ge=1, description="no training batch smaller (the last one is merged); "
         "a node's policy may ask for more"

@@ -50,7 +50,9 @@ def mesh(tmp_path_factory, fraud):
 
 
 def config(fraud: Path, mesh: LocalMesh | None, *sets: str, network=None) -> MeshSpec:
-    base = ["training.epochs=4", "training.batch_size=64", "training.patience=2", *sets]
+    # a checkpoint after every epoch: the tests stop nodes after a given epoch's
+    base = ["training.epochs=4", "training.batch_size=64", "training.patience=2",
+            "training.checkpoint_interval=0", *sets]  # fmt: skip
     spec = load_mesh(fraud, base)
     if mesh is not None:
         spec = spec.model_copy(update={"transport": network or load_mesh_network(mesh.mesh_file)})

@@ -333,7 +333,7 @@ def test_a_killed_coordinator_resumes_its_own_run_to_the_same_metrics(nodes, cre
     import yaml
 
     raw = yaml.safe_load(credit_mesh.read_text())
-    raw["training"] = {"epochs": 12, "batch_size": 32, "patience": None}
+    raw["training"] = {"epochs": 12, "batch_size": 32, "patience": None, "checkpoint_interval": 0}
     raw["mode"] = MODE
     net = load_mesh_network(nodes.mesh_file).model_dump(mode="json", exclude_none=True)
     local = credit_mesh.parent / "killed-local.yaml"

@@ -105,7 +105,14 @@ def test_resume_after_an_interrupted_in_process_run_gives_the_same_result(tmp_pa
     from splitmesh.errors import RunInterrupted
     from splitmesh.split.keyed import KeyedDomain
 
-    s = spec(tmp_path, csv, "training.epochs=4", "training.batch_size=512", "training.patience=2")
+    s = spec(
+        tmp_path,
+        csv,
+        "training.epochs=4",
+        "training.batch_size=512",
+        "training.patience=2",
+        "training.checkpoint_interval=0",
+    )  # every epoch: the failure falls after epoch 2
     calls = {"n": 0}
     original = KeyedDomain.on_forward
 

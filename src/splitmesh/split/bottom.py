@@ -21,7 +21,7 @@ from splitmesh.privacy.protections import (
     party_key,
 )
 from splitmesh.privacy.secure_sum import Masker
-from splitmesh.split.common import from_wire, set_mode, to_wire
+from splitmesh.split.common import backward_from, from_wire, set_mode, to_wire
 from splitmesh.split.party import Party, handles
 from splitmesh.transport.messages import Ack, Backward, Embedding, Forward, MaskPeers
 
@@ -151,10 +151,10 @@ class BottomParty(Party):
             out = self.cut(*inputs)
         self.optimizer_.zero_grad(set_to_none=True)
         if self.nopeek is None:
-            out.backward(grad)
+            backward_from(out, grad)
         else:  # its own term, added here: nothing about it leaves the domain
             penalty = self.nopeek.weight * distance_correlation(_flat(inputs), out)
-            torch.autograd.backward([out, penalty], [grad, None])
+            backward_from(out, grad, penalty)
         self.optimizer_.step()
         self._updates += 1
 

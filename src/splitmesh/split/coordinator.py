@@ -29,7 +29,7 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import check_mode, from_wire, set_mode, to_wire
+from splitmesh.split.common import backward_from, check_mode, from_wire, set_mode, to_wire
 from splitmesh.split.keyed_steps import KeyedSteps
 from splitmesh.split.relay import expect
 from splitmesh.split.star_steps import StarSteps
@@ -399,7 +399,7 @@ class Coordinator:
                 HeadReply,
                 lo,
             )
-            out.backward(from_wire(rep.grad))
+            backward_from(out, from_wire(rep.grad))
             loss = rep.loss
         self.optimizer_.step()
         # 3. each domain gets the gradient of its embedding and steps its own optimizer; the

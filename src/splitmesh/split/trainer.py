@@ -62,9 +62,12 @@ def fit(
     """Train for ``cfg.epochs`` epochs over the same batch plan in every mode, keeping the
     epoch with the best validation ``cfg.select_metric`` (the task's default when unset).
 
-    After every epoch the learner checkpoints (each party on its own disk, when it has a
-    checkpoint directory); ``resume`` continues from the last checkpoint, which gives the
-    same result as a run that was never interrupted.
+    The learner checkpoints (each party on its own disk, when it has a checkpoint
+    directory) after the first epoch, then after any epoch that ends ``cfg.checkpoint_interval``
+    seconds or more after the last checkpoint, and after the last epoch: a checkpoint stalls
+    every party (tens of ms over gRPC, as long as a small epoch), so short epochs are not
+    each paid for. ``resume`` continues from the last checkpoint, which gives the same result
+    as a run that was never interrupted.
     """
     plan = BatchPlan(learner.n_train, cfg.batch_size, cfg.seed, min_batch=cfg.min_batch)
     metric = cfg.select_metric or learner.default_metric
@@ -88,11 +91,15 @@ def fit(
             epochs=cfg.epochs,
             loss="-",
         )
+        last = None  # when this process last checkpointed
         try:
             while st["epoch"] < cfg.epochs and not st["stopped"]:
                 _epoch(learner, cfg, metric, plan, st, lambda: bar.advance(task))
                 bar.update(task, epoch=st["epoch"], loss=f"{st['losses'][-1]:.4f}")
-                learner.save_checkpoint(st)
+                done = st["epoch"] >= cfg.epochs or st["stopped"]
+                if done or last is None or time.monotonic() - last >= cfg.checkpoint_interval:
+                    learner.save_checkpoint(st)
+                    last = time.monotonic()
         except (TransportError, PartyError) as exc:
             raise RunInterrupted(str(exc), _committed(learner)) from exc
     if cfg.patience is not None:

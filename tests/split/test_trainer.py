@@ -1,0 +1,95 @@
+"""The training loop's checkpoint cadence: the first and last epochs always, in between
+no more often than ``training.checkpoint_interval`` seconds of training."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from splitmesh.config import Training
+from splitmesh.split import trainer
+
+
+class Clocked:
+    """A learner whose every step takes ``step_s`` seconds of a fake clock; it records
+    the epochs it was asked to checkpoint and the validation scores it gives."""
+
+    mode, default_metric = "label-sharing", "roc_auc"
+
+    def __init__(self, clock: list[float], step_s: float, scores: list[float] | None = None):
+        self.clock, self.step_s, self.scores = clock, step_s, scores
+        self.saved: list[int] = []
+        self.epoch = 0
+
+    @property
+    def n_train(self) -> int:
+        return 40
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def train_step(self, positions: np.ndarray, step: int, upcoming=None) -> float:
+        self.clock[0] += self.step_s
+        return 0.5
+
+    def evaluate(self, partitions, *, select_on="val") -> dict:
+        score = self.scores[self.epoch] if self.scores else 0.5 + self.epoch / 100
+        return {"val": {"roc_auc": score}}
+
+    def snapshot(self, tag: str) -> None:
+        pass
+
+    def restore(self, tag: str) -> None:
+        pass
+
+    def save_checkpoint(self, st: dict) -> None:
+        self.saved.append(st["epoch"])
+
+    def load_checkpoint(self):
+        return None
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    return now
+
+
+def cfg(**kw) -> Training:
+    return Training(**{"epochs": 8, "batch_size": 10, "patience": None, **kw})
+
+
+@pytest.mark.parametrize(
+    ("step_s", "interval", "saved"),
+    [
+        (0.1, 0.0, [1, 2, 3, 4, 5, 6, 7, 8]),  # 0: after every epoch
+        (0.1, 10.0, [1, 8]),  # 0.4 s epochs: only the first and the last
+        (1.0, 10.0, [1, 4, 7, 8]),  # 4 s epochs: the third after each checkpoint
+        (5.0, 10.0, [1, 2, 3, 4, 5, 6, 7, 8]),  # epochs longer than the interval
+    ],
+)
+def test_checkpoints_the_first_epoch_the_last_and_at_most_once_per_interval(
+    clock, step_s, interval, saved
+):
+    learner = Clocked(clock, step_s)
+    trainer.fit(learner, cfg(checkpoint_interval=interval), progress=False)
+    assert learner.saved == saved
+
+
+def test_an_early_stop_is_checkpointed_where_it_stops(clock):
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]  # best after epoch 1
+    learner = Clocked(clock, 0.1, scores)
+    result = trainer.fit(learner, cfg(patience=2, checkpoint_interval=60), progress=False)
+    assert result.best_epoch == 1 and len(result.losses) == 3
+    assert learner.saved == [1, 3]
+
+
+def test_the_interval_is_a_mesh_file_field_that_refuses_negatives():
+    from pydantic import ValidationError
+
+    assert Training().checkpoint_interval == 10.0
+    with pytest.raises(ValidationError, match="checkpoint_interval"):
+        Training(checkpoint_interval=-1)
