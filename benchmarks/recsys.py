@@ -3,8 +3,9 @@
 Per dataset (the recsys preset's MovieLens 100K mesh when present; synthetic H&M sampled
 with the ``large`` preset): seconds per training epoch (median) and the ratio to
 centralized, preparation (key alignment included), wire bytes per training example, test
-HR@10 / NDCG@10, and the ratio to a plain PyTorch NeuMF (ids only, same widths, same
-examples per epoch) trained in the same run. Then the peak memory (max RSS) of generating
+HR@10 / NDCG@10, and the ratio to a plain PyTorch NeuMF of the same network (ids, the
+dimension domains' feature towers, the same widths and examples per epoch) trained in the
+same run. Then the peak memory (max RSS) of generating
 the synthetic data at full size (31.8M transactions) and of reading its sampled sales
 table, each in its own process.
 
@@ -35,29 +36,54 @@ def child_peak(code: str) -> tuple[float, float]:
 
 
 def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
-    """The reference: a plain PyTorch NeuMF (user and item ids only, GMF and MLP parts of
-    the mesh's widths, its tower, fused Adam) over as many examples per epoch as the
-    centralized run, in one loop; seconds per epoch (median). splitmesh's centralized run
-    also embeds the dimension domains' features, so this is a lower bound."""
+    """The reference: a plain PyTorch NeuMF of the mesh's network in one module and one
+    loop: user and item id embeddings (GMF and MLP parts of the mesh's widths), each
+    dimension domain's feature tower over its prepared rows (category embeddings by the
+    same width rule, the mesh's bottom widths), the tower, the head, fused Adam, over as
+    many examples per epoch as the centralized run; seconds per epoch (median)."""
     import itertools
     import statistics
 
-    import numpy as np
     import torch
     from torch import nn
 
-    fact = spec.read_fact()
-    n_users, n_items = len(np.unique(fact.users)), len(np.unique(fact.items))
+    from splitmesh.nn.tabular import embedding_width
+    from splitmesh.usecases.star import joined_data
+
+    data, prepared = joined_data(spec)  # each dimension's rows, as the centralized run's
+    n_users, n_items = data.n_users, data.n_items
     m = spec.model
     torch.manual_seed(spec.training.seed)
+
+    def mlp(widths: list[int]) -> nn.Sequential:
+        pairs = [(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(widths)]
+        return nn.Sequential(*[layer for pair in pairs for layer in pair])
+
+    class Tower(nn.Module):  # a dimension's features: numeric as is, categories embedded
+        def __init__(self, numeric: torch.Tensor, codes: torch.Tensor, cards) -> None:
+            super().__init__()
+            self.numeric, self.codes = numeric, codes
+            self.emb = nn.ModuleList(nn.Embedding(c, embedding_width(c)) for c in cards)
+            width = numeric.shape[1] + sum(e.embedding_dim for e in self.emb)
+            self.mlp = mlp([width, *m.bottom])
+
+        def forward(self, rows: torch.Tensor) -> torch.Tensor:
+            codes = self.codes[rows]
+            parts = [self.numeric[rows], *(e(codes[:, j]) for j, e in enumerate(self.emb))]
+            return self.mlp(torch.cat(parts, 1))
+
+    towers = {
+        d: Tower(torch.from_numpy(f.numeric), torch.from_numpy(f.categorical), f.cardinalities)
+        for d, f in prepared.items()
+    }
+    sides = spec.dimensions  # domain -> "users" | "items"
     users = nn.Embedding(n_users, m.gmf + m.mlp)
     items = nn.Embedding(n_items, m.gmf + m.mlp)
-    widths = [2 * m.mlp, *m.top]
-    layers = [(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(widths)]
-    tower = nn.Sequential(*[layer for pair in layers for layer in pair])
-    head = nn.Linear(m.gmf + widths[-1], 1)
-    params = [*users.parameters(), *items.parameters(), *tower.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=spec.training.lr, fused=True)
+    tower = mlp([2 * m.mlp + len(towers) * m.bottom[-1], *m.top])
+    head = nn.Linear(m.gmf + m.top[-1], 1)
+    modules = [users, items, *towers.values(), tower, head]
+    opt = torch.optim.Adam([p for x in modules for p in x.parameters()], lr=spec.training.lr,
+                           fused=True)  # fmt: skip
     u = torch.randint(n_users, (examples,))
     i = torch.randint(n_items, (examples,))
     y = (torch.rand(examples) < 0.2).float()
@@ -65,8 +91,11 @@ def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
     for _ in range(epochs):
         t0 = time.perf_counter()
         for idx in torch.randperm(examples).split(batch):
-            eu, ei = users(u[idx]), items(i[idx])
-            x = torch.cat([eu[:, :g] * ei[:, :g], tower(torch.cat([eu[:, g:], ei[:, g:]], 1))], 1)
+            bu, bi = u[idx], i[idx]
+            eu, ei = users(bu), items(bi)
+            feats = [t(bu if sides[d] == "users" else bi) for d, t in towers.items()]
+            x = torch.cat([eu[:, g:], ei[:, g:], *feats], 1)
+            x = torch.cat([eu[:, :g] * ei[:, :g], tower(x)], 1)
             loss = loss_fn(head(x).squeeze(1), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -102,7 +131,7 @@ def bench_dataset(path: Path, args, console) -> list[dict]:
     plain = plain_neumf_seconds(
         spec, rows[0]["train_examples_per_epoch"], args.epochs, args.batch_size
     )
-    console.print(f"{spec.name} plain PyTorch NeuMF (ids only): {plain:.2f} s/epoch")
+    console.print(f"{spec.name} plain PyTorch NeuMF (same network): {plain:.2f} s/epoch")
     base = rows[0]["seconds_per_epoch"]
     for r in rows:
         r["vs_centralized"] = r["seconds_per_epoch"] / base

@@ -9,6 +9,15 @@ from splitmesh.errors import ConfigError
 # Metrics where lower is better; model selection minimises these and maximises the rest.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 
+# what model selection watches by default, and may watch, per task (names as the task's
+# report gives them; split/tasks.py)
+DEFAULT_SELECT = {"binary": "average_precision", "multiclass": "log_loss", "regression": "rmse"}
+SELECT_METRICS = {
+    "binary": ("average_precision", "roc_auc", "log_loss", "brier", "f1", "f1_macro", "accuracy"),
+    "multiclass": ("log_loss", "accuracy", "macro_f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold with the highest class-1 F1 (ties: the highest threshold)."""

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
 from splitmesh.config import Model, Privacy, Ranking, Resample, Split, Training
-from splitmesh.data.sources import (
-    DomainTable,
-    FactTable,
-    Source,
-    load_domain_table,
-    load_fact_table,
-)
 from splitmesh.errors import ConfigError
-from splitmesh.split.tasks import DEFAULT_SELECT, SELECT_METRICS
+from splitmesh.metrics import DEFAULT_SELECT, SELECT_METRICS
 from splitmesh.transport.network import MeshNetwork
 from splitmesh.yaml_files import Strict as _Strict
 from splitmesh.yaml_files import load_yaml_model
+
+if TYPE_CHECKING:  # reading a mesh file needs neither pandas nor DuckDB: `mesh up` reads
+    # it before it starts the nodes, and loads the rest while they start
+    from splitmesh.data.sources import DomainTable, FactTable, Source
 
 
 class SqlSource(_Strict):
@@ -49,6 +46,8 @@ class DomainSpec(_Strict):
     )
 
     def source_for(self, base: Path) -> Source:
+        from splitmesh.data.sources import Source
+
         allowed = tuple(Path(d) for d in self.data_dirs)
         if isinstance(self.source, SqlSource):
             return Source(sql=self.source.sql, base=base, allowed=allowed)
@@ -221,6 +220,8 @@ class MeshSpec(_Strict):
 
     def read_fact(self) -> FactTable:
         """The fact domain's table, as its own party reads it."""
+        from splitmesh.data.sources import load_fact_table
+
         f = self.fact
         d = self.domain(f.domain)
         return load_fact_table(
@@ -283,6 +284,8 @@ class MeshSpec(_Strict):
     def read_domain(self, name: str, *, predict: bool = False) -> DomainTable:
         """One domain's table as its own party reads it (the label domain with its labels;
         ``predict``: new rows may come without them)."""
+        from splitmesh.data.sources import load_domain_table
+
         d = self.domain(name)
         return load_domain_table(
             d.name,

@@ -12,6 +12,7 @@ from splitmesh.config import Model, Optim, Resample
 from splitmesh.data.features import FeaturePrep
 from splitmesh.data.resampling import joined_resample
 from splitmesh.errors import ConfigError, NotFittedError
+from splitmesh.metrics import DEFAULT_SELECT
 from splitmesh.nn.network import SplitNetwork
 from splitmesh.nn.optim import Optimizer
 from splitmesh.split.checkpoint import (
@@ -22,7 +23,7 @@ from splitmesh.split.checkpoint import (
 )
 from splitmesh.split.common import PARTITIONS, eval_batches, set_mode
 from splitmesh.split.head import ScoreBook
-from splitmesh.split.tasks import DEFAULT_SELECT, Task
+from splitmesh.split.tasks import Task
 
 
 class OneProcessLearner:

@@ -19,6 +19,7 @@ import torch
 
 from splitmesh.config import Model, Optim, Privacy, Ranking, Training
 from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
+from splitmesh.metrics import DEFAULT_SELECT
 from splitmesh.nn.aggregators import Aggregator, Summed, make_aggregator
 from splitmesh.privacy.protections import noisy_gradient, party_key
 from splitmesh.privacy.secure_sum import add_up, decode
@@ -33,7 +34,7 @@ from splitmesh.split.common import backward_from, check_mode, from_wire, set_mod
 from splitmesh.split.keyed_steps import KeyedSteps
 from splitmesh.split.relay import expect
 from splitmesh.split.star_steps import StarSteps
-from splitmesh.split.tasks import DEFAULT_SELECT, check_task
+from splitmesh.split.tasks import check_task
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.messages import (
     Ack,

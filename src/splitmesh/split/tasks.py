@@ -16,16 +16,6 @@ from splitmesh.metrics import binary_report
 from splitmesh.split.common import binary_loss
 
 TASKS = ("binary", "multiclass", "regression")
-# what model selection watches on validation rows unless told otherwise
-DEFAULT_SELECT = {"binary": "average_precision", "multiclass": "log_loss", "regression": "rmse"}
-
-
-# what model selection may watch, per task (names as Task.report gives them)
-SELECT_METRICS = {
-    "binary": ("average_precision", "roc_auc", "log_loss", "brier", "f1", "f1_macro", "accuracy"),
-    "multiclass": ("log_loss", "accuracy", "macro_f1"),
-    "regression": ("rmse", "mae", "r2"),
-}
 
 
 def check_task(name: str) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from splitmesh.errors import ConfigError
-from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 from splitmesh.yaml_files import Strict as _Strict
 from splitmesh.yaml_files import load_yaml_model
+
+if TYPE_CHECKING:  # a mesh file names its network without loading grpc (see mesh/spec.py)
+    from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 
 
 class TlsConfig(_Strict):
@@ -18,6 +21,8 @@ class TlsConfig(_Strict):
     key: Path
 
     def files(self) -> TlsFiles:
+        from splitmesh.transport.grpc import TlsFiles
+
         return TlsFiles(self.ca, self.cert, self.key)
 
 
@@ -36,6 +41,8 @@ class MeshNetwork(_Strict):
     nodes: list[NodeAddress]
 
     def endpoints(self) -> list[Endpoint]:
+        from splitmesh.transport.grpc import Endpoint
+
         return [Endpoint(n.name, n.address) for n in self.nodes]
 
     def connect(self, parties: list[str], where: str) -> GrpcTransport:
@@ -44,6 +51,8 @@ class MeshNetwork(_Strict):
         missing = [p for p in parties if p not in {n.name for n in self.nodes}]
         if missing:
             raise ConfigError(f"{where} has no node named {', '.join(missing)}")
+        from splitmesh.transport.grpc import GrpcTransport
+
         return GrpcTransport(
             self.endpoints(),
             tls=self.tls.files() if self.tls else None,
