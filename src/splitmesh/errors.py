@@ -182,7 +182,8 @@ GRPC_STATUS: dict[str, str] = {
     "NOT_FOUND": "no splitmesh node at this address",
     "ALREADY_EXISTS": "it refused the call as a repeat",
     "PERMISSION_DENIED": "it refused our certificate",
-    "RESOURCE_EXHAUSTED": "it refused the message as too large for its limit",
+    "RESOURCE_EXHAUSTED": "it refused the request as over one of its limits (message too "
+    "large, or too many open sessions)",
     "FAILED_PRECONDITION": "it is not ready for this call",
     "ABORTED": "it aborted the call",
     "OUT_OF_RANGE": "it refused a value out of range",

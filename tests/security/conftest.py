@@ -90,8 +90,17 @@ class Attacker:
         self.session = uuid.uuid4().hex
         self._seq = itertools.count()
 
-    def envelope(self, node: str, env: pb.Envelope) -> Message:
-        meta = ((CLIENT_ID, self.session), (SEQUENCE, str(next(self._seq))))
+    def envelope(self, node: str, env: pb.Envelope, via: str = "Call") -> Message:
+        """One envelope as a unary ``Call``, or as the only request of a ``Session``
+        stream (what our own coordinator uses)."""
+        seq = next(self._seq)
+        if via == "Session":
+            env.seq = seq
+            stream = self.stubs[node].Session(
+                iter([env]), timeout=30, metadata=((CLIENT_ID, self.session),)
+            )
+            return from_envelope(next(stream))
+        meta = ((CLIENT_ID, self.session), (SEQUENCE, str(seq)))
         return from_envelope(self.stubs[node].Call(env, timeout=30, metadata=meta))
 
     def send(self, node: str, msg: Message) -> Message:

@@ -21,6 +21,7 @@ from splitmesh.node.launcher import LocalMesh
 from splitmesh.split.trainer import fit
 from splitmesh.transport.identity import Identity
 from splitmesh.transport.messages import (
+    Ack,
     Bye,
     Checkpoint,
     ErrorReply,
@@ -282,14 +283,56 @@ _FWD = b'{"partition": "train", "step": 0, "train": true}'
         ("Checkpoint", b'{"epoch": 1.5}', {}, "field 'epoch' must be int"),
     ],
 )  # fmt: skip
-def test_malformed_envelopes_get_a_clear_error_reply(nodes, attacker, kind, header, tensors, says):
+@pytest.mark.parametrize("via", ["Call", "Session"])
+def test_malformed_envelopes_get_a_clear_error_reply(
+    nodes, attacker, kind, header, tensors, says, via
+):
     from splitmesh.transport.grpc import splitmesh_pb2 as pb
 
+    before = len(refused(nodes, "cardholder", kind))
     env = pb.Envelope(type=kind, header=header)
     for name, (dtype, shape, data) in tensors.items():
         env.tensors.add(name=name, dtype=dtype, shape=shape, data=data)
-    _refused(attacker.envelope("cardholder", env), says)
-    assert refused(nodes, "cardholder", kind)
+    _refused(attacker.envelope("cardholder", env, via=via), says)
+    assert len(refused(nodes, "cardholder", kind)) == before + 1
+
+
+def test_idle_session_streams_cannot_starve_a_node(nodes, attacker):
+    """The coordinator's certificate opening streams and sending nothing: past half the
+    node's workers the node refuses another stream at once; it still answers health
+    probes and, once those streams end, serves a new one."""
+    import queue
+
+    from splitmesh.transport.grpc import Endpoint, TlsFiles, wait_serving
+    from splitmesh.transport.grpc.server import CLIENT_ID
+
+    stub, held, ends = attacker.stubs["security"], [], []
+
+    def idle():
+        ends.append(queue.Queue())
+        return iter(ends[-1].get, None)
+
+    try:
+        for _ in range(4):
+            held.append(stub.Session(idle(), metadata=((CLIENT_ID, attacker.session),)))
+        time.sleep(0.5)
+        extra = stub.Session(idle(), timeout=10, metadata=((CLIENT_ID, attacker.session),))
+        with pytest.raises(grpc.RpcError) as err:
+            next(extra)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+        assert "refuses another session stream" in err.value.details()
+        tls = TlsFiles.for_party(nodes.workdir / "certs", "coordinator")
+        wait_serving([Endpoint("security", nodes.addresses["security"])], tls=tls, timeout=10)
+    finally:
+        for end in ends:
+            end.put(None)
+        for call in held:
+            call.cancel()
+    time.sleep(0.5)  # the node sees the streams end
+    from splitmesh.transport.messages import envelope
+
+    reply = attacker.envelope("security", envelope(Bye()), via="Session")
+    assert isinstance(reply, Ack | ErrorReply)  # answered on a new stream
 
 
 def test_the_access_log_holds_every_call_and_verifies(nodes):

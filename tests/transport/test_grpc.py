@@ -269,3 +269,68 @@ def test_stream_refuses_an_oversized_message_logs_it_and_carries_on():
         time.sleep(0.5)  # a cancelled stream would be reported by now
         server.stop()
     assert handler.missed == [t._client]
+
+
+def test_no_caller_holds_enough_session_streams_to_starve_the_node(certs):
+    """Each Session holds a worker thread: a caller gets at most half of them, streams
+    together leave two free, and past that a stream is refused at once, not queued."""
+    import queue
+
+    import grpc
+
+    from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
+    from splitmesh.transport.grpc.server import CLIENT_ID
+
+    d, prints, _ = certs
+    server = PartyServer(
+        Echo(), "127.0.0.1:0", name="payments", tls=TlsFiles.for_party(d, "payments"),
+        allow=[prints["coordinator"], prints["intruder"]], workers=8,
+    ).start()  # fmt: skip
+    ca, cert, key = TlsFiles.for_party(d, "intruder").read()
+    channel = grpc.secure_channel(
+        f"127.0.0.1:{server.port}",
+        grpc.ssl_channel_credentials(ca, key, cert),
+        options=[("grpc.ssl_target_name_override", "payments")],
+    )
+    stub, held, ends = pb_grpc.PartyStub(channel), [], []
+
+    def idle():  # a stream that sends nothing and stays open until told
+        end = queue.Queue()
+        ends.append(end)
+        return iter(end.get, None)
+
+    coordinator = client(server, TlsFiles.for_party(d, "coordinator"))
+    try:
+        for _ in range(4):  # half the node's 8 workers
+            held.append(stub.Session(idle(), metadata=((CLIENT_ID, "intruder"),)))
+        time.sleep(0.5)
+        extra = stub.Session(idle(), metadata=((CLIENT_ID, "intruder"),), timeout=5)
+        with pytest.raises(grpc.RpcError) as err:
+            next(extra)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "4 session streams of this caller" in err.value.details()
+        # the coordinator, another caller, is still served, at once
+        assert coordinator.request("payments", Snapshot("a")) == Ack(info={"served": 1})
+    finally:
+        for end in ends:
+            end.put(None)
+        for call in held:
+            call.cancel()
+        coordinator.close()
+        channel.close()
+        server.stop()
+
+
+def test_session_limits_count_streams_per_caller_and_in_all():
+    from splitmesh.transport.grpc.server import _Sessions
+
+    s = _Sessions(per_caller=2, total=3)
+    assert s.open("a") is None and s.open("a") is None
+    assert "2 session streams of this caller" in s.open("a")
+    assert s.open("b") is None
+    assert s.open("c") == "it holds 3 session streams, its limit"
+    s.close("a")
+    assert s.open("c") is None and s.open("a") is not None
+    for who in ("a", "b", "c"):
+        s.close(who)
+    assert s._open == {}

@@ -72,6 +72,36 @@ class _Arrivals(grpc.ServerInterceptor):
         self._thread.join(timeout=5.0)
 
 
+class _Sessions:
+    """Session streams held open, by caller. A stream holds one of the node's worker
+    threads for its life, so no caller may hold enough of them to starve the rest: its
+    other callers, health probes, one-off calls."""
+
+    def __init__(self, per_caller: int, total: int) -> None:
+        self.per_caller, self.total = per_caller, total
+        self._open: dict[str | None, int] = {}
+        self._lock = threading.Lock()
+
+    def open(self, caller: str | None) -> str | None:
+        """Count one more stream of ``caller``; why not, when it would pass a limit."""
+        with self._lock:
+            mine = self._open.get(caller, 0)
+            if mine >= self.per_caller:
+                return f"it holds {mine} session streams of this caller, its limit"
+            if sum(self._open.values()) >= self.total:
+                return f"it holds {self.total} session streams, its limit"
+            self._open[caller] = mine + 1
+            return None
+
+    def close(self, caller: str | None) -> None:
+        with self._lock:
+            left = self._open.get(caller, 0) - 1
+            if left > 0:
+                self._open[caller] = left
+            else:
+                self._open.pop(caller, None)
+
+
 class _Servicer(pb_grpc.PartyServicer):
     def __init__(self, server: PartyServer) -> None:
         self.s = server
@@ -89,12 +119,20 @@ class _Servicer(pb_grpc.PartyServicer):
         limit) or one its sender gave up is logged as an undelivered call."""
         caller = self._admit(context)
         client = dict(context.invocation_metadata() or ()).get(CLIENT_ID, "")
+        refused = self.s.sessions.open(caller)
+        if refused is not None:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"node {self.s.name!r} refuses another session stream: {refused}",
+            )
         try:
             for request in requests:
                 yield self._serve((client, str(request.seq)), request, caller)
         except Exception:
             self.s.report(client)
             raise
+        finally:
+            self.s.sessions.close(caller)
         if not context.is_active():  # ended by an error, not by the sender's done-writing
             self.s.report(client)
 
@@ -200,7 +238,9 @@ class PartyServer:
         self.report = report
         self.arrivals = _Arrivals(report)
         # a Session holds a worker for its life: room for the coordinator's stream, a
-        # replacement stream while the old one winds down, probes and one-off calls
+        # replacement stream while the old one winds down, probes and one-off calls; two
+        # workers are never held by streams, and no caller holds more than half
+        self.sessions = _Sessions(per_caller=max(1, workers // 2), total=max(1, workers - 2))
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers),
             options=options,
