@@ -730,10 +730,9 @@ def node_serve(
     stop.wait()
     server.stop(grace=2.0)
     server.handler.close()  # the access log: every call it served, durable and signed
-    import resource
+    from splitmesh.memory import peak_rss_mb
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    console.print(f"node {server.name} stopped; peak RSS {peak:.0f} MB", highlight=False)
+    console.print(f"node {server.name} stopped; peak RSS {peak_rss_mb():.0f} MB", highlight=False)
     sys.stdout.flush()
     sys.stderr.flush()
     # Everything the node owns is written and closed: skip the interpreter's teardown of

@@ -199,6 +199,11 @@ def test_over_grpc_nodes_give_the_in_process_model(tmp_path, fraud_mesh):
     runs = [json.loads((d / "results.json").read_text())["runs"][0] for d in (local, remote)]
     assert runs[1]["transport"] == "grpc" and runs[0]["transport"] == "in-process"
     assert runs[0]["metrics"]["roc_auc"] == runs[1]["metrics"]["roc_auc"]
+    # peak memory by process: one in process; the coordinator and every node over gRPC
+    assert list(runs[0]["peak_rss_mb"]) == ["process"]
+    nodes = [d["name"] for d in yaml.safe_load(fraud_mesh.read_text())["domains"]]
+    assert sorted(runs[1]["peak_rss_mb"]) == sorted(["coordinator", *nodes])
+    assert all(100 < mb < 4096 for mb in runs[1]["peak_rss_mb"].values())  # torch alone: >100
     p = splitmesh(*up, "predict", str(fraud_mesh), "--model", str(remote), "--out",
                   str(tmp_path / "grpc.csv"))  # fmt: skip
     assert p.returncode == 0, p.stderr

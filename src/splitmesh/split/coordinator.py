@@ -185,6 +185,7 @@ class Coordinator:
         self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
         self.alignment_: dict | None = None
         self.products_: dict[str, dict] = {}
+        self.peak_rss_mb_: dict[str, float] = {}  # each node's, as its Bye reply said
         self._snapshots: dict[str, dict] = {}
         # pipelining: the next step's Forward, already sent (one step of staleness)
         self.pipeline = pipeline
@@ -516,5 +517,9 @@ class Coordinator:
         parties = list(dict.fromkeys([*self.domains, self.label_owner]))
         for p in parties:
             with contextlib.suppress(SplitmeshError):
-                self.t.request(p, Bye(done))
+                reply = self.t.request(p, Bye(done))
+                peak = reply.info.get("peak_rss_mb") if isinstance(reply, Ack) else None
+                # a node's word on its own memory: a number, or nothing is recorded
+                if isinstance(peak, int | float) and not isinstance(peak, bool) and peak >= 0:
+                    self.peak_rss_mb_[p] = float(min(peak, 1e9))
         self.run_id = None

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from splitmesh.errors import ProtocolError
+from splitmesh.memory import peak_rss_mb
 from splitmesh.split import protocol as proto
 from splitmesh.split.limits import Limits
 from splitmesh.split.party import RUN_ID, Party
@@ -125,7 +126,8 @@ class Node:
             if msg.done:  # a finished run needs no checkpoint to resume from
                 self.party.forget_run()
             self.run, self.party = None, None
-            return Ack(info={"closed": run.id, "done": msg.done})
+            # its process's peak memory: what a run on this data costs this node to host
+            return Ack(info={"closed": run.id, "done": msg.done, "peak_rss_mb": peak_rss_mb()})
         moves = rule.phases(run.purpose)
         if run.phase not in moves:
             where = ", ".join(proto.expected_phases(rule, run.purpose)) or "no phase"

@@ -274,11 +274,21 @@ def run_mode(
             store.finish(run)
         if transport:  # finished and recorded: the parties may drop its checkpoints
             learner.close(done=True)
+        run["peak_rss_mb"] = peak_memory(run["transport"], getattr(learner, "peak_rss_mb_", {}))
         return run
     finally:
         if transport:
             learner.close()
             transport.close()
+
+
+def peak_memory(transport: str, nodes: dict[str, float]) -> dict[str, float]:
+    """Peak RSS in MB by process: this one (every party, in process; the coordinator over
+    gRPC) and each node's, as it said when the run closed (its process's peak so far)."""
+    from splitmesh.memory import peak_rss_mb
+
+    own = "coordinator" if transport == "grpc" else "process"
+    return {own: peak_rss_mb(), **(nodes if transport == "grpc" else {})}
 
 
 def privacy_record(learner, spec: MeshSpec, epochs: int) -> dict | None:
