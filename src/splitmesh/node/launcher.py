@@ -253,9 +253,11 @@ class LocalMesh:
         starter = threading.Thread(target=start_all, name="mesh-up")
         try:
             starter.start()
-            if meanwhile is not None:
-                meanwhile()
-            starter.join()
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:  # every node it will start is started before any is stopped
+                starter.join()
             if failed:
                 raise failed[0]
             self.wait_ready()
