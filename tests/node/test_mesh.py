@@ -196,6 +196,21 @@ def test_hung_node_stops_the_run_at_the_deadline(mesh, fraud, tmp_path):
     assert resumed["epochs_run"] == 50
 
 
+def test_a_failure_while_the_coordinator_loads_leaves_no_node_running(fraud, tmp_path):
+    """`up` starts the nodes in a thread while the coordinator loads its own modules; if
+    that loading fails, every node started (or about to be) is stopped."""
+    spec = load_mesh(fraud)
+    local = LocalMesh(tmp_path, {d: MeshRef(file=fraud, domain=d) for d in spec.domain_names})
+
+    def fail() -> None:
+        raise RuntimeError("the coordinator could not load")
+
+    with pytest.raises(RuntimeError, match="could not load"):
+        local.up(meanwhile=fail)
+    assert set(local.procs) == set(spec.domain_names)
+    assert all(p.poll() is not None for p in local.procs.values())
+
+
 def test_resume_refused_when_a_node_restarts_on_other_data(mesh, fraud, data, tmp_path):
     mode = "label-sharing"
     spec = config(fraud, mesh, "training.epochs=2", "training.patience=null")
