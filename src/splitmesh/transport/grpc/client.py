@@ -213,6 +213,7 @@ class _Stream:
         """Tell the node this coordinator is done: its stream ends cleanly, not cancelled."""
         if self.call is not None:
             try:
+                await self.call.write(pb.Envelope())  # goodbye: no request, a clean end
                 await self.call.done_writing()
                 await asyncio.wait_for(self.call.code(), 1.0)  # the node saw the end
             except (grpc.RpcError, TimeoutError, asyncio.InvalidStateError):

@@ -72,6 +72,22 @@ class _Arrivals(grpc.ServerInterceptor):
         self._thread.join(timeout=5.0)
 
 
+# What a client sends, alone, before it half-closes a Session stream: an empty envelope
+# (every request names its type), so the node tells a clean end from a broken stream.
+_GOODBYE = pb.Envelope()
+
+
+def _cancelled(context: grpc.ServicerContext, wait: float = 2.0) -> bool:
+    """Whether the call ends cancelled (its stream broken) rather than half-closed by its
+    sender: a cancellation reaches the call within ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while context.is_active():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class _Sessions:
     """Session streams held open, by caller. A stream holds one of the node's worker
     threads for its life, so no caller may hold enough of them to starve the rest: its
@@ -125,15 +141,22 @@ class _Servicer(pb_grpc.PartyServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"node {self.s.name!r} refuses another session stream: {refused}",
             )
+        said_goodbye = False
         try:
             for request in requests:
+                if request == _GOODBYE:  # no request: the sender is done with this stream
+                    said_goodbye = True
+                    continue
                 yield self._serve((client, str(request.seq)), request, caller)
         except Exception:
             self.s.report(client)
             raise
         finally:
             self.s.sessions.close(caller)
-        if not context.is_active():  # ended by an error, not by the sender's done-writing
+        # gRPC ends the requests alike when the sender half-closes and when it refuses a
+        # message too large (the call's cancellation may come a moment later): only a
+        # stream that ends without a goodbye is waited on, to tell the two apart
+        if not said_goodbye and _cancelled(context):
             self.s.report(client)
 
     def _admit(self, context: grpc.ServicerContext) -> str | None:
