@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ def one(mode: str, rows: int, epochs: int, batch_size: int, wire_dtype: str, see
     """Run one mode of the fraud preset in this process and report its figures."""
     import tempfile
 
+    from splitmesh.memory import peak_rss_mb
     from splitmesh.mesh.spec import load_mesh
     from splitmesh.usecases.fraud import fraud_mesh
     from splitmesh.usecases.train import run_mode
@@ -48,7 +48,7 @@ def one(mode: str, rows: int, epochs: int, batch_size: int, wire_dtype: str, see
         "examples_per_second": run["rows"]["train"] / spe,
         "wire_bytes_per_example": run["wire_bytes_per_example"] if run["wire_bytes"] else 0.0,
         "raw_payload_per_example": cut * 4 * 2,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "total_seconds": time.perf_counter() - t0,
         "roc_auc": run["metrics"]["roc_auc"],
         "average_precision": run["metrics"]["average_precision"],

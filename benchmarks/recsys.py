@@ -27,12 +27,12 @@ MODES = ("centralized", "label-sharing", "label-preserving")
 
 def child_peak(code: str) -> tuple[float, float]:
     """Run ``code`` in a fresh Python; its wall seconds and its own peak RSS in MB."""
-    report = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    report = "from splitmesh.memory import peak_rss_mb; print(peak_rss_mb())"
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\n{report}"], check=True, capture_output=True, text=True
     )
-    return time.perf_counter() - t0, int(done.stdout.split()[-1]) / 1024
+    return time.perf_counter() - t0, float(done.stdout.split()[-1])
 
 
 def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 MODES = ("label-sharing", "label-preserving")
-# the splitmesh command as a user runs it, telling its own peak RSS (KiB) on stderr at exit
+# the splitmesh command as a user runs it, telling its own peak RSS (MB) on stderr at exit
 _RUN = (
-    "import atexit, resource, runpy, sys\n"
-    "atexit.register(lambda: print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF)"
-    ".ru_maxrss, file=sys.stderr))\n"
+    "import atexit, runpy, sys\n"
+    "from splitmesh.memory import peak_rss_mb\n"
+    "atexit.register(lambda: print('PEAK_MB', peak_rss_mb(), file=sys.stderr))\n"
     "sys.argv = ['splitmesh', *sys.argv[1:]]\n"
     "runpy.run_module('splitmesh.cli', run_name='__main__')\n"
 )
@@ -48,7 +48,7 @@ def one_run(mesh: Path, mode: str, work: Path, epochs: int) -> dict:
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    peak = re.findall(r"PEAK_KB (\d+)", done.stderr)
+    peak = re.findall(r"PEAK_MB ([0-9.]+)", done.stderr)
     serving = re.search(r"all nodes serving after ([0-9.]+) s", done.stdout)
     run = json.loads((out / "results.json").read_text())["runs"][0]
     nodes = []
@@ -64,7 +64,7 @@ def one_run(mesh: Path, mode: str, work: Path, epochs: int) -> dict:
         "train_s": run["train_seconds"],
         "seconds_per_epoch": run["seconds_per_epoch"],
         "other_s": wall - run["train_seconds"],
-        "coordinator_peak_mb": int(peak[-1]) / 1024 if peak else None,
+        "coordinator_peak_mb": float(peak[-1]) if peak else None,
         "largest_node_peak_mb": max(nodes) if nodes else None,
         "test_metric": metric,
     }

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +8,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CREDITCARD = SHARED_DATA / "creditcard" / "creditcard_1722.csv"
+
+
+def fresh_python(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter (what a module imports, or a
+    process's own memory, is only seen there); it must succeed."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @pytest.fixture(autouse=True, scope="session")

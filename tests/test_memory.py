@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.conftest import fresh_python
 
 
 def test_peak_rss_follows_what_the_process_touched():
@@ -14,8 +13,6 @@ def test_peak_rss_follows_what_the_process_touched():
         "block = bytearray(int((before + 300) * 2**20))  # zero-filled: every page touched\n"
         "print(before, peak_rss_mb())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    before, after = map(float, done.stdout.split())
+    before, after = map(float, fresh_python(code).split())
     assert before > 1
     assert after - before > 250

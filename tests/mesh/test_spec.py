@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.conftest import fresh_python
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -18,6 +18,4 @@ def test_reading_a_mesh_file_loads_none_of_the_heavy_libraries():
         "print(len(spec.domain_names), spec.select_metric(), sorted(m for m in "
         "('torch', 'pandas', 'duckdb', 'grpc', 'sklearn') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["4", "log_loss", "[]"]  # its training.select_metric
+    assert fresh_python(code).split() == ["4", "log_loss", "[]"]  # its training.select_metric

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import torch
 
 from splitmesh.split.common import backward_from
+from tests.conftest import fresh_python
 
 
 def _net() -> torch.nn.Module:
@@ -52,6 +50,4 @@ def test_backpropagating_a_received_gradient_does_not_import_sympy():
         "backward_from(net(torch.ones(4, 3)), torch.ones(4, 2))\n"
         "print('sympy' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert fresh_python(code).strip() == "False"
