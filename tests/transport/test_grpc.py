@@ -334,3 +334,45 @@ def test_session_limits_count_streams_per_caller_and_in_all():
     for who in ("a", "b", "c"):
         s.close(who)
     assert s._open == {}
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (512.5, 512.5),
+        (7, 7.0),
+        (1e300, 1e9),  # capped
+        (-1, None),
+        (True, None),
+        ("512", None),
+        ([512], None),
+        ({"mb": 512}, None),
+        (None, None),
+    ],
+)
+def test_a_nodes_word_on_its_peak_memory_is_a_bounded_number_or_nothing(certs, sent, kept):
+    """What a node says of its memory in its Bye reply crosses the wire from a party the
+    coordinator does not trust: only a number from 0 to 1e9 MB is recorded."""
+    from splitmesh.split.coordinator import reported_peak_mb
+    from splitmesh.transport.messages import Bye
+
+    class Boasting:
+        def handle(self, msg):
+            return Ack(info={"closed": "x", "peak_rss_mb": sent})
+
+    d, _, _ = certs
+    with connected(Boasting(), certs, TlsFiles.for_party(d, "coordinator")) as t:
+        assert reported_peak_mb(t.request("payments", Bye(True))) == kept
+
+
+def test_a_peak_memory_of_nan_or_infinity_in_a_raw_reply_is_not_recorded():
+    """Our encoder refuses NaN, but JSON read back accepts it: a hand-made reply may
+    carry one."""
+    from splitmesh.split.coordinator import reported_peak_mb
+    from splitmesh.transport.grpc import splitmesh_pb2 as pb
+
+    for raw in (b"NaN", b"-Infinity"):
+        env = pb.Envelope(type="Ack", header=b'{"info": {"peak_rss_mb": ' + raw + b"}}")
+        assert reported_peak_mb(from_envelope(env)) is None
+    env = pb.Envelope(type="Ack", header=b'{"info": {"peak_rss_mb": Infinity}}')
+    assert reported_peak_mb(from_envelope(env)) == 1e9  # capped like any large number

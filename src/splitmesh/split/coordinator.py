@@ -517,9 +517,16 @@ class Coordinator:
         parties = list(dict.fromkeys([*self.domains, self.label_owner]))
         for p in parties:
             with contextlib.suppress(SplitmeshError):
-                reply = self.t.request(p, Bye(done))
-                peak = reply.info.get("peak_rss_mb") if isinstance(reply, Ack) else None
-                # a node's word on its own memory: a number, or nothing is recorded
-                if isinstance(peak, int | float) and not isinstance(peak, bool) and peak >= 0:
-                    self.peak_rss_mb_[p] = float(min(peak, 1e9))
+                peak = reported_peak_mb(self.t.request(p, Bye(done)))
+                if peak is not None:
+                    self.peak_rss_mb_[p] = peak
         self.run_id = None
+
+
+def reported_peak_mb(reply: object) -> float | None:
+    """A node's word on its own peak memory in its Bye reply: a number from 0 to 1e9 MB
+    (larger ones capped), or None for anything else it sends."""
+    peak = reply.info.get("peak_rss_mb") if isinstance(reply, Ack) else None
+    if isinstance(peak, int | float) and not isinstance(peak, bool) and peak >= 0:
+        return float(min(peak, 1e9))
+    return None
