@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from splitmesh.config import Model, Optim
-from splitmesh.data.alignment import KeyAligner, plain_join_rows
+from splitmesh.data.alignment import Blinder, KeyAligner, key_points, matches, plain_join_rows
 from splitmesh.data.sources import Source, load_domain_table
-from splitmesh.errors import ConfigError, DataError
+from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.split.coordinator import Coordinator
 from splitmesh.split.domain import Domain
 from splitmesh.split.keyed import KeyedDomain
@@ -102,18 +102,56 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
         header.pop("cert", None)  # a PEM certificate: its base64 may hold any digits
         if claim is not None:
             assert set(json.loads(claim)) <= {"kind", "run", "from", "to", "size", "sha256",
-                                              "request"}  # fmt: skip
+                                              "request", "set"}  # fmt: skip
         parts.append(json.dumps(header).encode())
         parts += [np.ascontiguousarray(v).tobytes() for v in tensors.values()]
     wire = b"".join(parts)
     assert all(k.encode() not in wire for k in every if len(k) >= 5)
+    # nor can the relay match one domain's points with another's: a point blinded under
+    # both secrets travels only from a domain back to the label domain, never one of theirs
+    sent = {p: set() for p in ("label", "others")}
+    for data in transport.seen:
+        kind, header, tensors = decode_frame(data)
+        if kind in ("PsiBlob", "PsiReply") and "points" in tensors:
+            who = "label" if json.loads(header["claim"])["from"] == "bank" else "others"
+            sent[who] |= {bytes(p) for p in tensors["points"]}
+    assert sent["label"] and sent["others"] and not sent["label"] & sent["others"]
 
 
 def test_aligner_roles_directly():
-    a, b = KeyAligner(["1", "2", "3", "9"]), KeyAligner(["3", "2", "7"])
-    setup, response = b.serve(a.request(), 4)
-    assert a.finish(setup, response) == 2
-    assert sorted(a.items[i] for i in a.done()) == ["2", "3"]
+    label, other = KeyAligner(["1", "2", "3", "9"]), KeyAligner(["3", "2", "7"])
+    rows, mine = label.offer()
+    theirs = other.shuffled()
+    where = label.intersect(rows, other.blind(mine), label.blind(theirs))
+    assert sorted(label.items[i] for i in label.candidates) == ["2", "3"]
+    assert other.take(np.sort(where[label.candidates])) == 2
+    assert [label.items[i] for i in label.done()] == [other.items[i] for i in other.done()]
+    assert [label.items[i] for i in label.rows] == ["2", "3"]
+
+
+def test_blinding_commutes_and_refuses_points_no_key_hashes_to():
+    points = key_points(["a", "b"])
+    one, two = Blinder(), Blinder()
+    np.testing.assert_array_equal(one(two(points)), two(one(points)))
+    assert not np.array_equal(one(points), two(points))
+    with pytest.raises(ProtocolError, match="small order"):
+        one(np.zeros((3, 32), np.uint8), " from 'x'")  # u = 0: the point of order 2
+    with pytest.raises(ProtocolError, match="n x 32 bytes"):
+        one(np.zeros((3, 31), np.uint8))
+    with pytest.raises(ProtocolError, match="repeats a point"):
+        matches(points[:1], np.concatenate([points, points]))
+
+
+def test_positions_from_the_label_domain_are_checked():
+    other = KeyAligner(["a", "b", "c"])
+    with pytest.raises(ProtocolError, match="never offered"):
+        other.take(np.array([0]))
+    other.shuffled()
+    for bad, says in [([3], "outside the 3 keys"), ([-1], "outside"), ([1, 1], "repeat"),
+                      (np.array([0.5]), "integers")]:  # fmt: skip
+        with pytest.raises(ProtocolError, match=says):
+            other.take(np.asarray(bad))
+    assert other.take(np.array([0, 2])) == 2
 
 
 def test_key_type_mismatch_is_reported(tmp_path):

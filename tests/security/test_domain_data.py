@@ -167,10 +167,11 @@ def test_save_model_meta_cannot_overwrite_a_domains_own_facts():
     assert wire_meta({"mesh": "m", "threshold": 0.4}, "x") == {"mesh": "m", "threshold": 0.4}
 
 
-def test_a_psi_request_larger_than_its_signed_size_is_refused(tmp_path):
-    """Even a request its peer really signed must hold the keys it declared."""
-    import private_set_intersection.python as psi
+def test_a_psi_set_larger_than_its_signed_size_is_refused(tmp_path):
+    """Even a set its peer really signed must hold the keys it declared."""
+    import hashlib
 
+    from splitmesh.data.alignment import Blinder, key_points
     from splitmesh.data.sources import DomainTable
     from splitmesh.transport.messages import PsiServe
 
@@ -184,16 +185,11 @@ def test_a_psi_request_larger_than_its_signed_size_is_refused(tmp_path):
     peers = Peers.in_process("bank", ["bank", "telco"])
     telco = KeyedDomain(table("telco", 50), peers=peers["telco"])
     telco.handle(Hello("f" * 32, "label-preserving"))
-    guessed = [f"k{i}" for i in range(5_000)]
-    request = np.frombuffer(
-        psi.client.CreateWithNewKey(True).CreateRequest(guessed).SerializeToString(), np.uint8
-    )
-    import hashlib
-
-    claim = {"kind": "psi-request", "run": "f" * 32, "from": "bank", "to": "telco",
-             "size": 10, "sha256": hashlib.sha256(request.tobytes()).hexdigest()}  # fmt: skip
+    points = Blinder()(key_points([f"k{i}" for i in range(5_000)]))  # guessed keys, blinded
+    claim = {"kind": "psi-set", "run": "f" * 32, "from": "bank", "to": "telco",
+             "size": 10, "sha256": hashlib.sha256(points.tobytes()).hexdigest()}  # fmt: skip
     signed = peers["bank"].identity.sign(claim)
-    serve = PsiServe(request, 10, signed.claim, signed.cert, np.frombuffer(signed.signature, "u1"))
+    serve = PsiServe(points, 10, signed.claim, signed.cert, np.frombuffer(signed.signature, "u1"))
     with pytest.raises(ProtocolError, match="of 5000 keys from 'bank', which declared 10"):
         telco.handle(serve)
     Domain.keyed(

@@ -4,6 +4,7 @@ and the attempt is in the node's access log."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -27,9 +28,11 @@ from splitmesh.transport.messages import (
     ErrorReply,
     Forward,
     Hello,
+    PsiApply,
     PsiFinish,
     PsiRequest,
     PsiServe,
+    PsiTake,
     SaveModel,
 )
 from splitmesh.usecases.train import (
@@ -122,17 +125,17 @@ def test_a_second_run_cannot_kill_hijack_or_prune_a_running_one(
 def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):
     """The attack: PsiServe over 14,000 guessed keys gave the whole key set. Whatever the
     coordinator signs it with, a domain serves PSI only to its peer domain's signature."""
-    import private_set_intersection.python as psi
+    from splitmesh.data.alignment import Blinder, key_points
 
     guessed = [f"c{i:08d}" for i in np.arange(14_000) * 7 + 1000]  # the key format, guessed
-    request = np.frombuffer(
-        psi.client.CreateWithNewKey(True).CreateRequest(guessed).SerializeToString(), np.uint8
-    )
+    points = Blinder()(key_points(guessed))
     files = load_mesh_network(nodes.mesh_file).tls
     me = Identity.from_files(files.ca, files.cert, files.key)  # the coordinator's own key
     payments_cert = (nodes.workdir / "certs" / "payments.crt").read_text()  # certs are public
     run = _open(attacker, "cardholder").info["run"]
-    claim = {"kind": "psi-request", "run": run, "to": "cardholder", "size": len(guessed)}
+    digest = hashlib.sha256(points.tobytes()).hexdigest()
+    claim = {"kind": "psi-set", "run": run, "to": "cardholder", "size": len(guessed),
+             "sha256": digest}  # fmt: skip
     try:
         as_label = me.sign({**claim, "from": "payments"})
         forged = {
@@ -143,17 +146,17 @@ def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):
             ),
             "as the coordinator itself": (
                 me.sign({**claim, "from": "coordinator"}),
-                "serves PSI only to the label domain 'payments'",
+                "serves PSI only for the label domain 'payments', not 'coordinator'",
             ),
         }
         for signed, says in forged.values():
             sig = np.frombuffer(signed.signature, np.uint8)
             reply = attacker.send(
-                "cardholder", PsiServe(request, len(guessed), signed.claim, signed.cert, sig)
+                "cardholder", PsiServe(points, len(guessed), signed.claim, signed.cert, sig)
             )
             _refused(reply, says)
         header = {"size": 3, "claim": '{"from": "payments"}', "cert": "x"}
-        tensors = {"request": request, "signature": np.zeros(8, np.uint8)}
+        tensors = {"points": points[:3], "signature": np.zeros(8, np.uint8)}
         _refused(attacker.raw("cardholder", "PsiServe", header, tensors), "no readable certificate")
         assert len(refused(nodes, "cardholder", "PsiServe")) >= 4
     finally:
@@ -162,37 +165,56 @@ def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):
 
 def test_a_signed_psi_message_cannot_be_replayed_redirected_or_faked(nodes, credit_mesh, tmp_path):
     """Even inside its own run, the coordinator cannot serve a domain's request twice,
-    send it to another domain, or hand the label domain a reply of its own making."""
+    send it to another domain, or hand the label domain a reply or positions of its own
+    making."""
     spec = _network(credit_mesh, nodes)
     transport = _transport(spec, MODE, tmp_path, False)
     coord = coordinator(spec, transport, MODE, None)
     files = load_mesh_network(nodes.mesh_file).tls
     me = Identity.from_files(files.ca, files.cert, files.key)
     ask = transport.request
+
+    def mine(claim):  # signed by the coordinator, as if by a domain
+        signed = me.sign({"run": coord.run_id, **claim})
+        return signed.claim, signed.cert, np.frombuffer(signed.signature, np.uint8)
+
     try:
         coord.hello()
-        blob = ask("payments", PsiRequest("cardholder"))  # the label domain asks cardholder
-        serve = PsiServe(blob.request, blob.size, blob.claim, blob.cert, blob.signature)
+        blob = ask("payments", PsiRequest("cardholder"))  # the label domain's candidates
+        serve = PsiServe(blob.points, blob.size, blob.claim, blob.cert, blob.signature)
         reply = ask("cardholder", serve)
         with pytest.raises(PartyError, match="has already served 'payments' in this run"):
             ask("cardholder", serve)
         with pytest.raises(PartyError, match="whose 'to' is 'cardholder', not 'security'"):
             ask("security", serve)
-        # a reply of the coordinator's own making (its own PSI server over guessed keys)
-        mine = me.sign({"kind": "psi-reply", "run": coord.run_id, "from": "cardholder",
-                        "to": "payments"})  # fmt: skip
-        fake = PsiFinish(reply.setup, reply.response, mine.claim, mine.cert,
-                         np.frombuffer(mine.signature, np.uint8))  # fmt: skip
+        theirs = ask("cardholder", PsiRequest("payments"))  # its shuffled set
+        with pytest.raises(PartyError, match="offers its keys once"):
+            ask("cardholder", PsiRequest("payments"))
+        other = ask("security", PsiRequest("payments"))
+        with pytest.raises(PartyError, match="its certificate names 'security'"):
+            ask("payments", PsiTake(other.points, other.size, other.claim, other.cert,
+                                    other.signature))  # fmt: skip
+        ask("payments", PsiTake(theirs.points, theirs.size, theirs.claim, theirs.cert,
+                                theirs.signature))  # fmt: skip
+        # a reply of the coordinator's own making (points it raised itself)
+        fake = PsiFinish(reply.points, *mine({"kind": "psi-reply", "from": "cardholder",
+                                              "to": "payments"}))  # fmt: skip
         with pytest.raises(PartyError, match="its certificate names 'coordinator'"):
             ask("payments", fake)
         # the genuine reply still goes through: the run carries on
-        done = ask("payments", PsiFinish(reply.setup, reply.response, reply.claim, reply.cert,
-                                         reply.signature))  # fmt: skip
+        done = ask("payments", PsiFinish(reply.points, reply.claim, reply.cert, reply.signature))
         assert done.info["size"] > 0
+        # positions of the coordinator's making, to pick rows in cardholder's set, refused
+        picks = np.arange(5, dtype=np.int64)
+        fake_rows = PsiApply(picks, *mine({"kind": "psi-rows", "from": "payments",
+                                           "to": "cardholder"}))  # fmt: skip
+        with pytest.raises(PartyError, match="its certificate names 'coordinator'"):
+            ask("cardholder", fake_rows)
     finally:
         coord.close()
         transport.close()
     assert refused(nodes, "cardholder", "PsiServe") and refused(nodes, "payments", "PsiFinish")
+    assert refused(nodes, "payments", "PsiTake") and refused(nodes, "cardholder", "PsiApply")
 
 
 def test_no_path_name_or_weights_come_from_the_wire(nodes, attacker, tmp_path):

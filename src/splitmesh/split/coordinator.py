@@ -9,8 +9,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -184,6 +185,7 @@ class Coordinator:
         self.checkpoints = RunCheckpoints(checkpoint_dir, run) if checkpoint_dir else None
         self.nodes_: dict[str, dict] = {}  # each party's Hello: name, role, data fingerprint
         self.alignment_: dict | None = None
+        self.on_step: Callable[[str], None] | None = None  # told each alignment step
         self.products_: dict[str, dict] = {}
         self.peak_rss_mb_: dict[str, float] = {}  # each node's, as its Bye reply said
         self._snapshots: dict[str, dict] = {}
@@ -248,7 +250,10 @@ class Coordinator:
     def align(self) -> dict | None:
         """Align the parties' keys by signed PSI, relayed; what the coordinator learned
         (counts). None when the parties hold aligned rows already."""
+        t0 = time.perf_counter()
         self.alignment_ = self.steps.align()
+        if self.alignment_ is not None:
+            self.alignment_["seconds"] = round(time.perf_counter() - t0, 3)
         self._agree_masks()
         return self.alignment_
 

@@ -13,13 +13,13 @@ import torch
 
 from splitmesh.config import Resample
 from splitmesh.data.features import missing_notes
-from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_json
 from splitmesh.nn import network
 from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
 from splitmesh.split.head import ScoreBook
 from splitmesh.split.keyed import PREDICT
-from splitmesh.split.relay import expect, relay_psi, relayed
+from splitmesh.split.relay import expect, relay_alignment
 from splitmesh.split.saved import load_module, read_json, save_module
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -38,11 +38,6 @@ from splitmesh.transport.messages import (
     PartialDistances,
     PlanResample,
     PlanSplit,
-    PsiBlob,
-    PsiFinish,
-    PsiReply,
-    PsiRequest,
-    PsiServe,
     ResampleNeeds,
     Scores,
     SetupDomain,
@@ -66,9 +61,9 @@ class KeyedSteps:
 
     # -- alignment -------------------------------------------------------------------------
     def align(self) -> dict | None:
-        """PSI (data/alignment.py): the label domain shrinks to the keys every domain holds,
-        then shares the result with each; the coordinator relays blinded points and learns
-        counts. Parties that announce no key are aligned already (in-process tables)."""
+        """PSI (data/alignment.py): the label domain intersects with every other domain in
+        turn, then names each one's common keys; the coordinator relays blinded points and
+        learns counts. Parties that announce no key are aligned already (in-process tables)."""
         c = self.c
         if not any(info.get("aligns_keys") for info in c.nodes_.values()):
             return None
@@ -82,22 +77,8 @@ class KeyedSteps:
         t, lo = c.t, c.label_owner
         others = [d for d in c.domains if d != lo]
         sizes = {p: info.get("data", {}).get("rows") for p, info in c.nodes_.items()}
-        steps = [{"with": d, "left": relay_psi(t, lo, d)} for d in others]  # shrink
+        steps = relay_alignment(t, lo, others, c.on_step)
         common = steps[-1]["left"] if steps else sizes.get(lo)
-        blobs = {
-            d: expect(r, PsiBlob, d)
-            for d, r in t.request_many({d: PsiRequest(lo) for d in others}).items()
-        }
-        finish = {}
-        for d in others:  # share: each domain learns which of its rows are in the final set
-            rep = expect(t.request(lo, relayed(PsiServe, blobs[d])), PsiReply, lo)
-            finish[d] = relayed(PsiFinish, rep)
-        for d, r in t.request_many(finish).items():
-            got = expect(r, Ack, d).info["size"]
-            if got != common:
-                raise ProtocolError(
-                    f"domain {d!r} found {got} common keys, the label domain {common}"
-                )
         done = t.request_many(dict.fromkeys([lo, *others], AlignDone()))
         rows = {p: expect(r, Ack, p).info["rows"] for p, r in done.items()}
         if not common:

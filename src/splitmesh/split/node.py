@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitmesh.data.alignment import POINT
 from splitmesh.errors import ProtocolError
 from splitmesh.memory import peak_rss_mb
 from splitmesh.split import protocol as proto
@@ -234,6 +235,8 @@ class Node:
             "rows2": 2 * rows if rows is not None else None,
             "pairs": math.isqrt(cap // 8),
             "bytes": cap,
+            "keys": cap // POINT,  # blinded keys in one PSI message
+            "point": POINT,
             "signature": 1024,
             "cut": None,  # widths: learned when the run sets them up
             "act": None,
@@ -252,8 +255,9 @@ class Node:
         """Refuse a tensor before it is allocated: its shape must fit the message's spec
         under the run's bounds, and no tensor may outgrow the node's message limit."""
         where = f"node {self.name!r} refuses {kind}.{field} of shape {list(shape)}"
-        # decoded tensors may widen to float32 (int8 on the wire): count 4 bytes each at least
-        if math.prod(shape) * 4 > self.limits.max_message_bytes:
+        # decoded floats may widen to float32 (int8 on the wire): count 4 bytes each at least
+        width = 1 if np.dtype(dtype).kind == "u" else max(np.dtype(dtype).itemsize, 4)
+        if math.prod(shape) * width > self.limits.max_message_bytes:
             raise ProtocolError(f"{where}: over its limit of {self.limits.max_message_bytes} bytes")
         rule = proto.TABLE.get(_TYPES.get(kind))
         spec = rule.tensors.get(field) if rule else None
@@ -268,7 +272,7 @@ class Node:
             bound = self.run.bounds.get(dim)
             if bound is None:
                 continue
-            if dim in ("cut", "act") and size != bound:
+            if dim in ("cut", "act", "point") and size != bound:
                 raise ProtocolError(f"{where}: the run's {dim} width is {bound}")
             if size > bound:
                 raise ProtocolError(f"{where}: at most {bound} along {dim!r} in this run")

@@ -62,8 +62,8 @@ def _enter(to: str) -> dict[str, str]:
 
 
 _ANY = frozenset({BOTTOM, KEYS, LABELS, FACT, ENTITY})
-_PSI = {"request": ("bytes",), "signature": ("signature",)}
-_PSI_REPLY = {"setup": ("bytes",), "response": ("bytes",), "signature": ("signature",)}
+_PSI_SET = {"points": ("keys", "point"), "signature": ("signature",)}
+_PSI_ROWS = {"positions": ("keys",), "signature": ("signature",)}
 
 TABLE: dict[type[m.Message], Rule] = {
     # a run: opened by Hello (see split/node.py for its checks), closed by Bye
@@ -71,8 +71,11 @@ TABLE: dict[type[m.Message], Rule] = {
     m.Bye: Rule(m.Ack, _ANY, {p: CLOSED for p in PHASES}, {p: CLOSED for p in PHASES}),
     # key alignment: signed PSI between domains, relayed by the coordinator
     m.PsiRequest: Rule(m.PsiBlob, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN)),
-    m.PsiServe: Rule(m.PsiReply, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI),
-    m.PsiFinish: Rule(m.Ack, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI_REPLY),
+    m.PsiServe: Rule(m.PsiReply, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI_SET),
+    m.PsiTake: Rule(m.Ack, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI_SET),
+    m.PsiFinish: Rule(m.Ack, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI_SET),
+    m.PsiMatches: Rule(m.PsiRows, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN)),
+    m.PsiApply: Rule(m.Ack, frozenset({KEYS}), _stay(ALIGN), _stay(ALIGN), _PSI_ROWS),
     m.AlignDone: Rule(m.Ack, frozenset({KEYS}), {ALIGN: SETUP}, {ALIGN: SETUP}),
     # secure aggregation: the domains' signed mask keys, relayed once they are aligned
     m.MaskPeers: Rule(m.Ack, frozenset({BOTTOM}), _stay(SETUP), _stay(SETUP)),
@@ -155,7 +158,7 @@ TENSOR_KINDS = {
     **dict.fromkeys(
         ("positions", "train", "val", "test", "base", "rows", "neighbours", "order"), "iu"
     ),
-    **dict.fromkeys(("request", "setup", "response", "signature", "sealed"), "u"),
+    **dict.fromkeys(("points", "signature", "sealed"), "u"),
     **dict.fromkeys(("grad", "activations", "gaps", "distances", "values"), "fi"),  # int8: scaled
 }
 

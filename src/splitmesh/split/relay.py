@@ -3,11 +3,23 @@ PSI messages it can neither read nor forge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from splitmesh.errors import ProtocolError
 from splitmesh.transport.base import Transport
-from splitmesh.transport.messages import Ack, PsiBlob, PsiFinish, PsiReply, PsiRequest, PsiServe
+from splitmesh.transport.messages import (
+    Ack,
+    PsiApply,
+    PsiBlob,
+    PsiFinish,
+    PsiMatches,
+    PsiReply,
+    PsiRequest,
+    PsiRows,
+    PsiServe,
+    PsiTake,
+)
 
 R = TypeVar("R")
 
@@ -19,16 +31,43 @@ def expect(reply: object, cls: type[R], party: str) -> R:
     return reply
 
 
-def relayed(cls: type, msg: PsiBlob | PsiReply):
+def relayed(cls: type, msg: PsiBlob | PsiReply | PsiRows):
     """Pass a signed PSI message on unchanged: the relay can neither read nor forge it."""
     if isinstance(msg, PsiBlob):
-        return cls(msg.request, msg.size, msg.claim, msg.cert, msg.signature)
-    return cls(msg.setup, msg.response, msg.claim, msg.cert, msg.signature)
+        return cls(msg.points, msg.size, msg.claim, msg.cert, msg.signature)
+    if isinstance(msg, PsiRows):
+        return cls(msg.positions, msg.claim, msg.cert, msg.signature)
+    return cls(msg.points, msg.claim, msg.cert, msg.signature)
 
 
-def relay_psi(t: Transport, client: str, server: str) -> int:
-    """One PSI intersection relayed: ``client`` asks ``server`` and applies its reply;
-    how many of the client's candidate keys remain."""
-    blob = expect(t.request(client, PsiRequest(server)), PsiBlob, client)
-    reply = expect(t.request(server, relayed(PsiServe, blob)), PsiReply, server)
-    return expect(t.request(client, relayed(PsiFinish, reply)), Ack, client).info["size"]
+def relay_alignment(
+    t: Transport, label: str, others: list[str], step: Callable[[str], None] | None = None
+) -> list[dict]:
+    """Relay the signed PSI of data/alignment.py: ``label`` intersects with each of
+    ``others`` in turn, then names each one's common keys. Both sides of a pair compute at
+    the same time. Returns, per peer, how many of the label domain's keys were left after
+    it; ``step(what)`` is told each step as it starts."""
+    step = step or (lambda what: None)
+    if not others:
+        return []
+    step(f"blinding keys ({label}, {', '.join(others)})")
+    asks = {label: PsiRequest(others[0]), **{d: PsiRequest(label) for d in others}}
+    sets = {p: expect(r, PsiBlob, p) for p, r in t.request_many(asks).items()}
+    steps = []
+    for i, d in enumerate(others):
+        mine = sets[label] if i == 0 else expect(t.request(label, PsiRequest(d)), PsiBlob, label)
+        step(f"intersecting {label} ({mine.size} keys) with {d} ({sets[d].size})")
+        both = t.request_many({d: relayed(PsiServe, mine), label: relayed(PsiTake, sets[d])})
+        expect(both[label], Ack, label)
+        reply = expect(both[d], PsiReply, d)
+        left = expect(t.request(label, relayed(PsiFinish, reply)), Ack, label).info["size"]
+        steps.append({"with": d, "left": left})
+    step("sharing the common keys")
+    rows = {d: expect(t.request(label, PsiMatches(d)), PsiRows, label) for d in others}
+    got = t.request_many({d: relayed(PsiApply, rows[d]) for d in others})
+    common = steps[-1]["left"]
+    for d, r in got.items():
+        size = expect(r, Ack, d).info["size"]
+        if size != common:
+            raise ProtocolError(f"domain {d!r} found {size} common keys, {label!r} {common}")
+    return steps

@@ -33,11 +33,15 @@ from splitmesh.transport.messages import (
     Ack,
     AlignDone,
     Hello,
+    PsiApply,
     PsiBlob,
     PsiFinish,
+    PsiMatches,
     PsiReply,
     PsiRequest,
+    PsiRows,
     PsiServe,
+    PsiTake,
 )
 
 
@@ -121,12 +125,21 @@ class FactDomain(InteractionsParty):
     def on_psi_serve(self, msg: PsiServe) -> PsiReply:
         return self._alignment(claimed_sender(msg, self.name)).serve(msg)
 
+    @handles(PsiTake)
+    def on_psi_take(self, msg: PsiTake) -> Ack:
+        return Ack(info={"size": self._alignment(claimed_sender(msg, self.name)).take(msg)})
+
     @handles(PsiFinish)
     def on_psi_finish(self, msg: PsiFinish) -> Ack:
-        open_ = [a for a in self.alignments.values() if a.asked is not None]
-        if len(open_) != 1:
-            raise ProtocolError(f"{self.role} {self.name!r} has no single PSI request open")
-        return Ack(info={"size": open_[0].finish(msg)})
+        return Ack(info={"size": self._alignment(claimed_sender(msg, self.name)).finish(msg)})
+
+    @handles(PsiMatches)
+    def on_psi_matches(self, msg: PsiMatches) -> PsiRows:
+        return self._alignment(msg.peer).matches(msg.peer)
+
+    @handles(PsiApply)
+    def on_psi_apply(self, msg: PsiApply) -> Ack:
+        return Ack(info={"size": self._alignment(claimed_sender(msg, self.name)).apply(msg)})
 
     @handles(AlignDone)
     def on_align_done(self, msg: AlignDone) -> Ack:

@@ -22,7 +22,7 @@ from splitmesh.nn import neumf
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.ranking import chunk_rows, pair_chunks, pairs_input
-from splitmesh.split.relay import expect, relay_psi
+from splitmesh.split.relay import expect, relay_alignment
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
     Ack,
@@ -59,17 +59,15 @@ class StarSteps:
         self.dimensions = c.domains[1:]
 
     def align(self) -> dict | None:
-        """Each dimension and the fact domain intersect their keys by signed PSI, both ways;
-        the coordinator relays and learns the counts. Dimensions that announce no key hold
-        one row per entity already (in-process tables)."""
+        """Each dimension and the fact domain intersect their keys by signed PSI (the fact
+        domain as client, which then names the dimension's common keys); the coordinator
+        relays and learns the counts. Dimensions that announce no key hold one row per
+        entity already (in-process tables)."""
         c, fact, steps = self.c, self.owner, []
         if not any(info.get("aligns_keys") for info in c.nodes_.values()):
             return None
-        for d in self.dimensions:
-            held = relay_psi(c.t, fact, d)  # the fact's keys the dimension holds
-            got = relay_psi(c.t, d, fact)  # the dimension's rows among them
-            if got != held:
-                raise ProtocolError(f"domain {d!r} found {got} common keys, {fact!r} {held}")
+        for d in self.dimensions:  # each pair on its own: the fact's users, or its items
+            held = relay_alignment(c.t, fact, [d], c.on_step)[0]["left"]
             steps.append({"with": d, "common": held})
         for p, r in c.t.request_many(dict.fromkeys(c.domains, AlignDone())).items():
             expect(r, Ack, p)

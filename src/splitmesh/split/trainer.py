@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from splitmesh.config import Training
 from splitmesh.errors import PartyError, RunInterrupted, TransportError
@@ -49,6 +58,23 @@ class FitResult:
     steps: int
     best_epoch: int  # 1-based epoch whose weights the learner holds at the end
     validation: list[float]  # validation select_metric per epoch (empty without selection)
+
+
+@contextlib.contextmanager
+def shown_steps(learner: object, progress: bool, label: str) -> Iterator[None]:
+    """While preparing: a spinner naming each step the learner reports (its ``on_step``,
+    e.g. the alignment's), with the time spent."""
+    if not progress or not hasattr(learner, "on_step"):
+        yield
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(f"{label}: preparing")
+        learner.on_step = lambda what: bar.update(task, description=f"{label}: {what}")
+        try:
+            yield
+        finally:
+            learner.on_step = None
 
 
 def fit(

@@ -489,18 +489,19 @@ class Scores(Message):
 
 @message
 class PsiRequest(Message):
-    """As PSI client: blind your current candidate keys into a request for ``peer``."""
+    """Your blinded keys for ``peer``: the label domain's current candidates, or, from any
+    other domain, its whole set in an order it shuffled (data/alignment.py)."""
 
     peer: str
 
 
 @message
 class PsiBlob(Message):
-    """A PSI request signed by its author: the relay can pass it on, never forge or
-    redirect it (``claim`` names run, sender, receiver, set size and the request's hash)."""
+    """A party's blinded keys, signed by it: the relay can pass them on, never forge or
+    redirect them (``claim`` names run, sender, receiver, set size and the points' hash)."""
 
-    request: np.ndarray  # uint8: a serialized psi.Request (blinded points, no keys)
-    size: int  # the client's set size (what a PSI server learns anyway)
+    points: np.ndarray  # uint8 (size, 32): X25519 points, one per key, blinded (no keys)
+    size: int  # the set's size (what the peer learns anyway)
     claim: str  # JSON, signed
     cert: str  # the signer's certificate (PEM), from the mesh CA
     signature: np.ndarray  # uint8
@@ -508,10 +509,10 @@ class PsiBlob(Message):
 
 @message
 class PsiServe(Message):
-    """As PSI server over your current candidate keys: answer a peer's signed request
-    (the PsiBlob's fields, relayed unchanged)."""
+    """As PSI server: raise the label domain's signed blinded candidates (a PsiBlob's
+    fields, relayed unchanged) to your own secret."""
 
-    request: np.ndarray
+    points: np.ndarray
     size: int
     claim: str
     cert: str
@@ -520,10 +521,21 @@ class PsiServe(Message):
 
 @message
 class PsiReply(Message):
-    """The server's answer, signed by the server for the client that asked."""
+    """The client's points raised by the server, signed by the server for the client."""
 
-    setup: np.ndarray  # uint8: serialized psi.ServerSetup
-    response: np.ndarray  # uint8: serialized psi.Response
+    points: np.ndarray
+    claim: str
+    cert: str
+    signature: np.ndarray
+
+
+@message
+class PsiTake(Message):
+    """As PSI client: raise a peer's signed blinded set (a PsiBlob's fields, relayed
+    unchanged) to your own secret and keep it; nothing of it is sent back."""
+
+    points: np.ndarray
+    size: int
     claim: str
     cert: str
     signature: np.ndarray
@@ -534,8 +546,36 @@ class PsiFinish(Message):
     """As PSI client: keep the candidates the server also holds (reply: how many); the
     PsiReply's fields, relayed unchanged."""
 
-    setup: np.ndarray
-    response: np.ndarray
+    points: np.ndarray
+    claim: str
+    cert: str
+    signature: np.ndarray
+
+
+@message
+class PsiMatches(Message):
+    """As the label domain, once every intersection is done: where the keys every domain
+    holds sit in ``peer``'s shuffled set, signed for it."""
+
+    peer: str
+
+
+@message
+class PsiRows(Message):
+    """Positions in the receiver's shuffled set, signed by the label domain."""
+
+    positions: np.ndarray  # int64
+    claim: str
+    cert: str
+    signature: np.ndarray
+
+
+@message
+class PsiApply(Message):
+    """Keep the rows at these positions of your shuffled set (reply: how many); the
+    PsiRows' fields, relayed unchanged."""
+
+    positions: np.ndarray
     claim: str
     cert: str
     signature: np.ndarray

@@ -31,7 +31,7 @@ from splitmesh.split.keyed import labeled_rows
 from splitmesh.split.node import Node
 from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import Task
-from splitmesh.split.trainer import fit
+from splitmesh.split.trainer import fit, shown_steps
 from splitmesh.transport.base import Transport
 from splitmesh.transport.identity import Identity
 from splitmesh.transport.local import LocalTransport
@@ -202,15 +202,16 @@ def run_mode(
         if finished is not None:  # nothing left to train: the parties dropped its checkpoints
             return {**finished, "resumed_from": "finished run"}
         t0 = time.perf_counter()
-        if ranking:
-            prep = ranking_prep(learner.prepare(resume=resume))
-        else:
-            prep = learner.prepare(
-                test=spec.split.test,
-                validation=spec.split.validation,
-                resample=spec.resample,
-                resume=resume,
-            )
+        with shown_steps(learner, progress, mode):
+            if ranking:
+                prep = ranking_prep(learner.prepare(resume=resume))
+            else:
+                prep = learner.prepare(
+                    test=spec.split.test,
+                    validation=spec.split.validation,
+                    resample=spec.resample,
+                    resume=resume,
+                )
         prep_seconds = time.perf_counter() - t0
         learner.build()
         setup_bytes = transport.stats.total() if transport else 0
