@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from splitmesh.data.sources import Source, load_fact_table
-from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.mesh.spec import load_mesh
 from splitmesh.split.star import DimensionDomain, FactDomain, star_peers
 from splitmesh.transport.identity import Identity
@@ -194,6 +194,29 @@ def test_a_fact_table_names_a_missing_column_or_key(tmp_path):
     with pytest.raises(Exception, match="missing foreign key") as info:
         load_fact_table("sales", src, user="u", item="i", time=None)
     assert info.value.row == 2
+
+
+def test_a_fact_table_reads_in_batches_into_sorted_distinct_keys(tmp_path):
+    users = ["c9", "c10", "c2", "c9", "c2", "c10", "c1"]
+    items = [5, 3, 5, 7, 3, 3, 11]
+    pd.DataFrame({"u": users, "i": items, "t": range(7)}).to_parquet(tmp_path / "f.parquet")
+    src = Source(path=tmp_path / "f.parquet")
+    whole = load_fact_table("sales", src, user="u", item="i", time="t")
+    for rows in (1, 3):  # the same table, whatever the batches
+        fact = load_fact_table("sales", src, user="u", item="i", time="t", batch_rows=rows)
+        for a, b in ((fact.users, whole.users), (fact.items, whole.items)):
+            np.testing.assert_array_equal(a.distinct, b.distinct)
+            np.testing.assert_array_equal(a.index, b.index)
+        np.testing.assert_array_equal(fact.time, whole.time)
+    assert list(whole.users.distinct) == sorted(set(users))  # as text, as PSI sorts
+    assert whole.items.distinct.tolist() == [3, 5, 7, 11]  # numbers as numbers
+    assert whole.users.distinct[whole.users.index].tolist() == users
+    assert whole.items.distinct[whole.items.index].tolist() == items
+    (tmp_path / "g.csv").write_text("u,i\n" + "a,1\n" * 5 + "b,\n")
+    with pytest.raises(DataError, match="missing foreign key") as info:
+        load_fact_table("sales", Source(path=tmp_path / "g.csv"), user="u", item="i",
+                        time=None, batch_rows=2)  # fmt: skip
+    assert info.value.row == 6 and info.value.column == "i"
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,20 @@ label column. Errors name the domain, the file and the column at fault.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from splitmesh.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # What pandas writes as an unnamed index column, as DuckDB and pandas name it on reading
 _INDEX_COLUMN = re.compile(r"^(|column0+|Unnamed: 0)$")
@@ -184,13 +190,10 @@ class DomainTable:
         )
 
 
-def read_frame(source: Source, domain: str) -> pd.DataFrame:
-    """The whole table of one source as a DataFrame (types as DuckDB infers them)."""
-    import duckdb
-
+def _query(source: Source, domain: str) -> tuple[str, str]:
+    """The SELECT that reads ``source`` and how errors name it."""
     if source.sql is not None:
         _one_select(source.sql, domain)
-    con = _confined(source.folders())
     if source.path is not None:
         path = source.path if source.path.is_absolute() else source.base / source.path
         if not path.exists():
@@ -202,13 +205,19 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
             rel = f"read_parquet('{p}')"
         else:
             rel = f"read_csv('{p}', header=true)"
-        query, where = f"SELECT * FROM {rel}", str(path)
-    elif source.sql is not None:
-        query, where = absolute_paths(source.sql, source.base), source.describe()
-    else:
-        raise ConfigError(f"domain {domain!r}: its source names neither a path nor sql")
+        return f"SELECT * FROM {rel}", str(path)
+    if source.sql is not None:
+        return absolute_paths(source.sql, source.base), source.describe()
+    raise ConfigError(f"domain {domain!r}: its source names neither a path nor sql")
+
+
+@contextlib.contextmanager
+def _reading(source: Source, domain: str, where: str) -> Iterator[None]:
+    """DuckDB's errors while reading ``source`` as DataErrors naming domain and source."""
+    import duckdb
+
     try:
-        return con.sql(query).df()
+        yield
     except duckdb.PermissionException as exc:
         first = str(exc).splitlines()[0]
         dirs = ", ".join(str(f) for f in source.folders())
@@ -219,6 +228,23 @@ def read_frame(source: Source, domain: str) -> pd.DataFrame:
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         raise DataError(f"domain {domain!r}: cannot read it: {first}", path=where) from None
+
+
+def read_frame(source: Source, domain: str) -> pd.DataFrame:
+    """The whole table of one source as a DataFrame (types as DuckDB infers them)."""
+    query, where = _query(source, domain)
+    con = _confined(source.folders())
+    with _reading(source, domain, where):
+        return con.sql(query).df()
+
+
+def read_batches(source: Source, domain: str, rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+    """The table of one source as Arrow record batches of up to ``rows`` rows, in order:
+    only one batch is in memory at a time (DuckDB streams the rest)."""
+    query, where = _query(source, domain)
+    con = _confined(source.folders())
+    with _reading(source, domain, where):
+        yield from con.sql(query).to_arrow_reader(rows)
 
 
 def load_domain_table(
@@ -317,9 +343,10 @@ def load_domain_table(
     )
 
 
-def _numbers(col: pd.Series, domain: str, where: str, name: str) -> pd.Series:
+def _numbers(col: pd.Series, domain: str, where: str, name: str, offset: int = 0) -> pd.Series:
     """A feature not declared categorical as numbers; the first value that is not a number
-    is a DataError naming the file, the column, the row and the value."""
+    is a DataError naming the file, the column, the row (``offset``: rows before this
+    batch) and the value."""
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return col
     as_numbers = pd.to_numeric(col, errors="coerce")
@@ -331,7 +358,7 @@ def _numbers(col: pd.Series, domain: str, where: str, name: str) -> pd.Series:
             f"domain {domain!r}: non-numeric value {value!r} in a column not declared categorical",
             path=where,
             column=name,
-            row=i + 1,
+            row=offset + i + 1,
             hint=f"fix the value, or list {name!r} under the domain's categorical columns",
         )
     return as_numbers
@@ -365,6 +392,66 @@ def _keys(col: pd.Series, domain: str, where: str, key: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
+class KeyColumn:
+    """A foreign-key column without a Python object per row: its distinct keys in sorted
+    order (numbers as numbers) and each row's index into them."""
+
+    distinct: np.ndarray  # (k,) int64, or object (str)
+    index: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class _KeyEncoder:
+    """Builds a KeyColumn batch by batch: codes in first-seen order, sorted at the end."""
+
+    def __init__(self) -> None:
+        self.codes: list[np.ndarray] = []
+        self.seen: dict = {}
+        self.integral: bool | None = None
+
+    def add(self, col: pa.Array, rows: int, domain: str, where: str, name: str) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        missing = col.is_null(nan_is_null=True).to_numpy(zero_copy_only=False)
+        if missing.any():
+            i = rows + int(np.flatnonzero(missing)[0])
+            raise DataError(
+                f"domain {domain!r}: missing foreign key", path=where, column=name, row=i + 1
+            )
+        integral = pa.types.is_integer(col.type) or (
+            pa.types.is_floating(col.type) and bool(pc.all(pc.equal(col, pc.round(col))).as_py())
+        )
+        if self.integral is None:
+            self.integral = integral
+        if integral and self.integral:
+            col = col.cast(pa.int64())
+        else:  # a column that is not all integers is read as text, as it is everywhere
+            if self.integral:  # earlier batches were integers: their keys become text
+                self.seen = {str(k): v for k, v in self.seen.items()}
+                self.integral = False
+            col = col.cast(pa.string())
+        enc = col.dictionary_encode()
+        found = np.fromiter(
+            (self.seen.setdefault(k, len(self.seen)) for k in enc.dictionary.to_pylist()),
+            dtype=np.int64,
+            count=len(enc.dictionary),
+        )
+        self.codes.append(found[enc.indices.to_numpy()])
+
+    def column(self) -> KeyColumn:
+        keys = list(self.seen)
+        distinct = np.array(keys, dtype=np.int64) if self.integral else np.array(keys, dtype=object)
+        order = np.argsort(distinct, kind="stable")
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int64)
+        return KeyColumn(distinct[order], rank[codes])
+
+
+@dataclasses.dataclass(frozen=True)
 class FactTable:
     """A star schema's fact table (e.g. sales): one row per interaction, naming its user
     and item by foreign key. Its rows are the examples of a ranking task."""
@@ -373,8 +460,8 @@ class FactTable:
     source: str
     user_name: str
     item_name: str
-    users: np.ndarray  # (n,) foreign keys, int64 or str
-    items: np.ndarray
+    users: KeyColumn
+    items: KeyColumn
     time: np.ndarray  # (n,) int64; the input order when the table has no time column
 
     def __len__(self) -> int:
@@ -382,44 +469,55 @@ class FactTable:
 
 
 def load_fact_table(
-    domain: str, source: Source, *, user: str, item: str, time: str | None
+    domain: str,
+    source: Source,
+    *,
+    user: str,
+    item: str,
+    time: str | None,
+    batch_rows: int = 1 << 20,
 ) -> FactTable:
-    """The fact table's foreign keys and time; errors name the file, column and row."""
-    df = read_frame(source, domain)
+    """The fact table's foreign keys and time, read ``batch_rows`` rows at a time (no
+    Python object per row); errors name the file, column and row."""
+    import pyarrow as pa
+
     where = source.describe()
-    for role, col in (("user", user), ("item", item), ("time", time)):
-        if col is not None and col not in df.columns:
-            have = ", ".join(map(str, df.columns[:10]))
-            raise DataError(
-                f"domain {domain!r}: {role} column {col!r} is not in the table (it has {have})",
-                path=where,
-                column=col,
-            )
-    if df.empty:
-        raise DataError(f"domain {domain!r}: the table has no rows", path=where)
-    fks = []
-    for col in (user, item):
-        values = df[col]
-        if values.isna().any():
-            i = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise DataError(
-                f"domain {domain!r}: missing foreign key", path=where, column=col, row=i + 1
-            )
-        integral = pd.api.types.is_integer_dtype(values) or (
-            pd.api.types.is_float_dtype(values) and (values == values.round()).all()
-        )
-        fks.append(values.to_numpy(np.int64) if integral else values.astype(str).to_numpy(object))
-    if time is None:
-        t = np.arange(len(df), dtype=np.int64)
-    else:
-        col = df[time]
-        if pd.api.types.is_datetime64_any_dtype(col):
-            t = col.to_numpy("datetime64[ns]").astype(np.int64)
+    keys, times, rows = {user: _KeyEncoder(), item: _KeyEncoder()}, [], 0
+    for batch in read_batches(source, domain, batch_rows):
+        if rows == 0:
+            for role, col in (("user", user), ("item", item), ("time", time)):
+                if col is not None and col not in batch.schema.names:
+                    have = ", ".join(map(str, batch.schema.names[:10]))
+                    raise DataError(
+                        f"domain {domain!r}: {role} column {col!r} is not in the table "
+                        f"(it has {have})",
+                        path=where,
+                        column=col,
+                    )
+        for col, enc in keys.items():
+            enc.add(batch.column(col), rows, domain, where, col)
+        if time is None:
+            times.append(np.arange(rows, rows + batch.num_rows, dtype=np.int64))
         else:
-            t = _numbers(col, domain, where, time).to_numpy(np.float64)
-            if np.isnan(t).any():
-                i = int(np.flatnonzero(np.isnan(t))[0])
-                where_ = {"path": where, "column": time, "row": i + 1}
-                raise DataError(f"domain {domain!r}: missing time", **where_)
-            t = t.astype(np.int64)
-    return FactTable(domain, where, user, item, fks[0], fks[1], t)
+            col = batch.column(time)
+            if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+                stamps = col.cast(pa.timestamp("ns"))
+                bad = stamps.is_null().to_numpy(zero_copy_only=False)
+                values = stamps.fill_null(0).to_numpy().astype(np.int64)
+            else:
+                values = _numbers(col.to_pandas(), domain, where, time, rows)
+                values = values.to_numpy(np.float64)
+                bad = np.isnan(values)
+            if bad.any():
+                i = rows + int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"domain {domain!r}: missing time", path=where, column=time, row=i + 1
+                )
+            times.append(values.astype(np.int64))
+        rows += batch.num_rows
+    if rows == 0:
+        raise DataError(f"domain {domain!r}: the table has no rows", path=where)
+    return FactTable(
+        domain, where, user, item, keys[user].column(), keys[item].column(),
+        np.concatenate(times),
+    )  # fmt: skip

@@ -65,12 +65,6 @@ def feature_table(table: DomainTable) -> FeatureTable:
     )
 
 
-def index_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct foreign keys in sorted order (numbers as numbers) and each row's index."""
-    distinct, index = np.unique(keys, return_inverse=True)
-    return distinct, index.astype(np.int64)
-
-
 class FactDomain(InteractionsParty):
     """The fact domain: the interactions owner of the recommender (split/interactions.py),
     over its own fact table, aligned with each dimension on the foreign key it names."""
@@ -86,8 +80,8 @@ class FactDomain(InteractionsParty):
         peers: dict[str, Peers] | None = None,
         state_dir: str | Path | None = None,
     ) -> None:
-        users, user_index = index_keys(table.users)
-        items, item_index = index_keys(table.items)
+        users, user_index = table.users.distinct, table.users.index
+        items, item_index = table.items.distinct, table.items.index
         data = RecsysData(table.domain, user_index, item_index, table.time, len(users), len(items))
         super().__init__(table.domain, data, mode, state_dir=state_dir)
         self.dimensions = dict(dimensions)  # dimension -> side, from its own mesh file

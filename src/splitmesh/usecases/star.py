@@ -25,7 +25,6 @@ from splitmesh.mesh.spec import MeshSpec
 from splitmesh.split.centralized_ranker import CentralizedRanker
 from splitmesh.split.star import (
     feature_table,
-    index_keys,
 )
 
 
@@ -41,8 +40,8 @@ def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]
     feature missing where the dimension does not hold it), and each dimension's rows as
     that domain prepares them (its own scaling; its unknown row where it lacks one)."""
     fact = spec.read_fact()
-    users, user_index = index_keys(fact.users)
-    items, item_index = index_keys(fact.items)
+    users, user_index = fact.users.distinct, fact.users.index
+    items, item_index = fact.items.distinct, fact.items.index
     tables: dict[str, FeatureTable] = {}
     prepared: dict[str, PreparedFeatures] = {}
     for d, side in spec.dimensions.items():
