@@ -27,7 +27,17 @@ FRAUD_ROWS = 284_807
 
 
 def run_over_nodes(path: Path, mode: str, work: Path, sets: list[str], local: bool) -> dict:
-    """One run of the mesh file over gRPC (or in process with ``local``), with timings."""
+    """One run of the mesh file over gRPC (or in process with ``local``), with timings, in
+    a fresh process: an earlier run's torch threads and memory would distort this one's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(_run, path, mode, work, sets, local).result()
+
+
+def _run(path: Path, mode: str, work: Path, sets: list[str], local: bool) -> dict:
     from splitmesh.mesh.spec import load_mesh
     from splitmesh.node.config import MeshRef, load_mesh_network
     from splitmesh.node.launcher import LocalMesh
@@ -59,6 +69,7 @@ def record(name: str, size: dict, run: dict) -> dict:
         "prepare_seconds": run["prepare_seconds"],
         "first_step_seconds": run["nodes_up_seconds"] + run["prepare_seconds"],
         "seconds_per_epoch": run["seconds_per_epoch"],
+        "epoch_seconds": run["epoch_seconds"],
         "wall_seconds": run["wall_seconds"],
         "train_rows": run["rows"].get("train"),
         "peak_rss_mb": run["peak_rss_mb"],
@@ -78,7 +89,7 @@ def fraud(work: Path, epochs: int) -> list[dict]:
     return out
 
 
-def hm(work: Path, fraction: float) -> dict:
+def hm(work: Path, fraction: float, batch_size: int | None) -> dict:
     from splitmesh.data.datasets.hm_synthetic import FULL
     from splitmesh.usecases.recsys import recsys_mesh
 
@@ -88,9 +99,11 @@ def hm(work: Path, fraction: float) -> dict:
     path = recsys_mesh(folder, dataset="hm-synthetic", synthetic=sizes, seed=0)
     generated = time.perf_counter() - t0
     sets = ["training.epochs=1", "training.patience=null"]
+    if batch_size:
+        sets.append(f"training.batch_size={batch_size}")
     run = run_over_nodes(path, "label-sharing", folder, sets, local=False)
     return {**record("hm-synthetic", {"fraction": fraction, **sizes}, run),
-            "generate_seconds": generated}  # fmt: skip
+            "batch_size": batch_size, "generate_seconds": generated}  # fmt: skip
 
 
 def slope(rows: list[dict]) -> dict[str, float]:
@@ -110,8 +123,9 @@ def slope(rows: list[dict]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="fraud,hm", help="fraud, hm or both")
-    ap.add_argument("--fraud-epochs", type=int, default=2)
+    ap.add_argument("--fraud-epochs", type=int, default=3)
     ap.add_argument("--hm-fractions", default="0.025,0.05,0.1,1.0")
+    ap.add_argument("--hm-batch-size", type=int, default=None, help="default: the preset's")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -129,7 +143,7 @@ def main() -> None:
     if "hm" in parts:
         for f in (float(x) for x in args.hm_fractions.split(",")):
             console.print(f"synthetic H&M at {f:g} of full size, over gRPC ...")
-            hm_rows.append(hm(work, f))
+            hm_rows.append(hm(work, f, args.hm_batch_size))
             console.print(json.dumps(hm_rows[-1]))
     rows += hm_rows
     t = Table(title="scale (this machine, one run each)")

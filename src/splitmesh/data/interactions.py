@@ -174,14 +174,20 @@ class SeenPairs:
 
 
 def sample_unseen(
-    users: np.ndarray, count: int, seen: SeenPairs, rng: np.random.Generator
+    users: np.ndarray,
+    count: int,
+    seen: SeenPairs,
+    rng: np.random.Generator,
+    checked: bool = False,
 ) -> np.ndarray:
     """``count`` items per entry of ``users`` drawn uniformly among items that user has not
-    seen (with replacement across draws), by vectorised rejection."""
-    per_user = seen.per_user(int(users.max()) + 1 if len(users) else 0)
-    full = per_user[users] >= seen.n_items
-    if full.any():
-        raise DataError(f"user index {users[full][0]} has interacted with every item")
+    seen (with replacement across draws), by vectorised rejection. ``checked``: the caller
+    has made sure no user has seen every item (counting costs a pass over all pairs)."""
+    if not checked:
+        per_user = seen.per_user(int(users.max()) + 1 if len(users) else 0)
+        full = per_user[users] >= seen.n_items
+        if full.any():
+            raise DataError(f"user index {users[full][0]} has interacted with every item")
     rows = np.repeat(users, count)
     out = rng.integers(0, seen.n_items, size=len(rows))
     bad = seen.contains(rows, out)
@@ -202,14 +208,14 @@ def distinct_unseen(
             f"user index {users[r]} has only {room[r]} items it never interacted with; "
             f"{count} are needed as negatives"
         )
-    out = sample_unseen(users, count, seen, rng)
-    for r in range(len(users)):  # duplicates are rare; fix them row by row
+    out = sample_unseen(users, count, seen, rng, checked=True)
+    ordered = np.sort(out, axis=1)
+    repeats = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    for r in repeats:  # rows with a repeated item: fixed row by row, in order
         row = out[r]
-        if len(np.unique(row)) == count:
-            continue
         chosen = list(dict.fromkeys(row.tolist()))
         while len(chosen) < count:
-            extra = sample_unseen(users[r : r + 1], count, seen, rng)[0]
+            extra = sample_unseen(users[r : r + 1], count, seen, rng, checked=True)[0]
             chosen.extend(x for x in extra.tolist() if x not in chosen)
         out[r] = chosen[:count]
     return out

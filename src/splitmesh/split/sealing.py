@@ -57,10 +57,14 @@ class SealBox:
     def seal(
         self, recipient: str, recipient_public: str, context: str, rows: np.ndarray
     ) -> np.ndarray:
-        """int64 rows -> nonce + ciphertext (uint8), readable only by ``recipient``."""
+        """Rows (int32 on the wire: half the bytes of int64) -> nonce + ciphertext (uint8),
+        readable only by ``recipient``."""
+        rows = np.asarray(rows)
+        if rows.size and (rows.min() < -(2**31) or rows.max() >= 2**31):
+            raise ProtocolError(f"{self.owner!r}: a row plan names a row beyond int32")
         aead = self._aead(recipient, recipient_public, self.owner, recipient)
         nonce = os.urandom(_NONCE)
-        data = np.ascontiguousarray(rows, dtype="<i8").tobytes()
+        data = np.ascontiguousarray(rows, dtype="<i4").tobytes()
         blob = nonce + aead.encrypt(nonce, data, context.encode())
         return np.frombuffer(blob, dtype=np.uint8)
 
@@ -74,4 +78,6 @@ class SealBox:
                 f"{self.owner!r} could not open a row plan from {sender!r} for {context!r}: "
                 "it was altered, replayed or sealed for another party"
             ) from None
-        return np.frombuffer(data, dtype="<i8").astype(np.int64)
+        if len(data) % 4:
+            raise ProtocolError(f"{self.owner!r}: a row plan from {sender!r} is not int32 rows")
+        return np.frombuffer(data, dtype="<i4").astype(np.int64)

@@ -249,6 +249,7 @@ def run_mode(
             "seconds_per_epoch": float(np.median(result.epoch_seconds))
             if result.epoch_seconds
             else 0.0,
+            "epoch_seconds": [round(x, 4) for x in result.epoch_seconds],
             "epochs_run": len(result.losses),
             "best_epoch": result.best_epoch,
             "wire_bytes": train_bytes,
