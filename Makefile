@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/star.py --out benchmarks/results
 	$(BIN)/python benchmarks/privacy.py --out benchmarks/results
 	$(BIN)/python benchmarks/startup.py --out benchmarks/results
+	$(BIN)/python benchmarks/scale.py --hm-batch-size 1024 --out benchmarks/results
 
 # Regenerate the protobuf and gRPC code after editing transport/grpc/splitmesh.proto.
 proto: $(STAMP)
