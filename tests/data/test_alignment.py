@@ -82,7 +82,12 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
     transport = Recording(parties)
     coord = _coordinator(transport, "label-preserving")
     coord.hello()
+    steps = []
+    coord.on_step = steps.append  # what the progress spinner shows
     coord.align()
+    assert steps[0].startswith("blinding keys") and steps[-1] == "sharing the common keys"
+    assert [s.split(" with ")[1].split(" ")[0] for s in steps[1:-1]] == ["insurer", "telco"]
+    assert coord.alignment_["seconds"] > 0
     join = plain_join_rows({d: t.key_items() for d, t in tables.items()})
     assert coord.alignment_["aligned"] == len(join["bank"]) > 0
     np.testing.assert_array_equal(parties["bank"].rows.rows_, join["bank"])
