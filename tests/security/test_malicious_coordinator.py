@@ -158,7 +158,10 @@ def test_the_relay_cannot_forge_psi_to_learn_a_domains_keys(nodes, attacker):
         header = {"size": 3, "claim": '{"from": "payments"}', "cert": "x"}
         tensors = {"points": points[:3], "signature": np.zeros(8, np.uint8)}
         _refused(attacker.raw("cardholder", "PsiServe", header, tensors), "no readable certificate")
-        assert len(refused(nodes, "cardholder", "PsiServe")) >= 4
+        # points that are not 32-byte X25519 coordinates, refused before they are decoded
+        narrow = {**tensors, "points": np.ascontiguousarray(points[:3, :31])}
+        _refused(attacker.raw("cardholder", "PsiServe", header, narrow), "point width is 32")
+        assert len(refused(nodes, "cardholder", "PsiServe")) >= 5
     finally:
         attacker.send("cardholder", Bye())
 
