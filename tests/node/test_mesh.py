@@ -157,16 +157,17 @@ def test_node_killed_mid_run_then_resume_finishes_the_same_run(mesh, fraud, tmp_
     thread, box = _in_thread(lambda: run_mode(spec, mode, out, progress=False))
     _wait_for_checkpoint(out / "checkpoints" / run_id(spec, mode), epoch=2)
     mesh.stop("cardholder", signal.SIGKILL)
-    thread.join(60)
-    err = box.get("error")
-    assert isinstance(err, RunInterrupted), box
-    assert "'cardholder'" in str(err) and "consistent checkpoint of epoch" in str(err)
-    assert "--resume" in err.hint
-    saved_epoch = err.checkpoint["epoch"]
-    assert 2 <= saved_epoch < 10
-
-    mesh.start("cardholder")
-    mesh.wait_ready(["cardholder"])
+    try:
+        thread.join(60)
+        err = box.get("error")
+        assert isinstance(err, RunInterrupted), box
+        assert "'cardholder'" in str(err) and "consistent checkpoint of epoch" in str(err)
+        assert "--resume" in err.hint
+        saved_epoch = err.checkpoint["epoch"]
+        assert 2 <= saved_epoch < 10
+    finally:  # the module's later tests need the whole mesh, whatever happened here
+        mesh.start("cardholder")
+        mesh.wait_ready(["cardholder"])
     resumed = run_mode(spec, mode, out, progress=False, resume=True)
     uninterrupted = run_mode(config(fraud, None, *sets), mode, tmp_path / "local", progress=False)
     same_run(resumed, uninterrupted)

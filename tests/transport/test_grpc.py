@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -198,6 +199,39 @@ def test_down_node_is_retried_then_reported(certs):
             t.request("payments", Snapshot("a"))
     finally:
         t.close()
+
+
+def test_a_stream_that_broke_between_requests_is_reopened_or_reported(certs):
+    """The node goes away while no request is in flight, so its stream has finished
+    before the next request is written: that request opens a new stream (a restarted
+    node answers it) or ends in NodeUnreachableError, never in gRPC's InvalidStateError."""
+    d, prints, _ = certs
+    tls = TlsFiles.for_party(d, "coordinator")
+
+    def node(port: int = 0) -> PartyServer:
+        node_tls = TlsFiles.for_party(d, "payments")
+        allow = [prints["coordinator"]]
+        return PartyServer(Echo(), f"127.0.0.1:{port}", name="payments", tls=node_tls, allow=allow)
+
+    def broken(t: GrpcTransport) -> None:
+        call = t._streams["payments"].call
+        t._loop.run_until_complete(asyncio.wait_for(call.code(), 10))
+
+    server = node().start()
+    t = client(server, tls, retries=1, backoff=0.05)
+    try:
+        t.request("payments", Snapshot("a"))
+        server.stop()
+        broken(t)
+        server = node(server.port).start()  # restarted where it was
+        assert t.request("payments", Snapshot("a")) == Ack(info={"served": 1})
+        server.stop()
+        broken(t)
+        with pytest.raises(NodeUnreachableError, match="unavailable after 2 attempts"):
+            t.request("payments", Snapshot("a"))
+    finally:
+        t.close()
+        server.stop()
 
 
 def test_retried_request_is_served_once(certs):

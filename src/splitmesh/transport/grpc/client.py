@@ -162,9 +162,15 @@ class GrpcTransport(Transport):
 
     async def _exchange(self, party: str, env: pb.Envelope) -> pb.Envelope:
         stream = self._streams[party]
+        if stream.call is not None and stream.call.done():
+            stream.drop()  # it broke while idle (the node went away between requests)
         if stream.call is None:
             stream.call = self._stubs[party].Session(metadata=((CLIENT_ID, self._client),))
-        await stream.call.write(env)
+        try:
+            await stream.call.write(env)
+        except asyncio.InvalidStateError:  # it finished between the check and the write
+            stream.drop()
+            raise _Status(grpc.StatusCode.UNAVAILABLE, "the stream to the node broke") from None
         reply = await stream.call.read()
         if reply is grpc.aio.EOF:  # the node ended the stream (stopping): as if unreachable
             stream.drop()
