@@ -133,6 +133,13 @@ class Ranking(Strict):
     ks: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
         default_factory=lambda: [10], min_length=1, max_length=16
     )
+    part_examples: int = Field(
+        default=1 << 23,
+        ge=1024,
+        le=1 << 26,
+        description="training examples planned, relayed and held at once: an epoch of more "
+        "is trained in parts, which bounds every party's memory",
+    )
 
 
 class LabelDP(Strict):

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 
 from splitmesh.data.interactions import (
+    EpochExamples,
     FeatureTable,
     RecsysData,
     SeenPairs,
     epoch_examples,
+    epoch_parts,
     leave_latest_out,
     prepare_features,
     ranking_candidates,
@@ -51,6 +53,45 @@ def test_negatives_are_unseen_and_fresh_every_epoch():
     again = epoch_examples(d.user, d.item, seen, 4, seed=0, epoch=1)
     assert np.array_equal(i1, again[1])  # but reproducible from (seed, epoch)
     assert not seen.contains(u1[y1 == 0], i1[y1 == 0]).any()
+
+
+@pytest.mark.parametrize(
+    ("n", "ratio", "part", "batch", "min_batch", "counts"),
+    [
+        (600, 4, 1024, 64, 1, [192, 192, 192, 24]),  # 960 examples: 15 batches a part
+        (600, 4, 1 << 23, 64, 1, [600]),  # fits in one part
+        (100, 3, 64, 16, 1, [16, 16, 16, 16, 16, 16, 4]),  # at least a batch per part
+        (97, 1, 64, 32, 8, [32, 32, 33]),  # 2 examples left over: they join the part before
+    ],
+)
+def test_epoch_parts_hold_whole_batches(n, ratio, part, batch, min_batch, counts):
+    got = epoch_parts(n, ratio, part, batch, min_batch)
+    assert got == counts and sum(got) == n
+    assert all(c * (1 + ratio) % batch == 0 for c in got[:-1])
+
+
+def test_an_epoch_in_parts_holds_every_positive_once_with_unseen_negatives():
+    d = toy(n_users=60, per_user=20, n_items=400)
+    seen = SeenPairs(d.user, d.item, d.n_items)
+    counts = epoch_parts(len(d), 4, 1024, 64)
+    assert len(counts) > 1
+    epoch = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts)
+    parts = [epoch.part(k) for k in range(epoch.parts)]
+    assert [len(u) for u, _, _ in parts] == [5 * c for c in counts]
+    positives = np.concatenate([u * d.n_items + i for u, i, _ in parts])
+    labels = np.concatenate([y for _, _, y in parts])
+    assert sorted(positives[labels == 1]) == sorted(d.user * d.n_items + d.item)
+    for u, i, y in parts:
+        assert y.sum() == len(y) // 5  # a positive and its negatives stay in one part
+        assert not seen.contains(u[y == 0], i[y == 0]).any()
+    again = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts).part(1)
+    assert all(np.array_equal(a, b) for a, b in zip(parts[1], again, strict=True))
+    # one part is drawn as an epoch always was
+    whole = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=[len(d)]).part(0)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(whole, epoch_examples(d.user, d.item, seen, 4, 0, 3), strict=True)
+    )
 
 
 def test_ranking_candidates_are_distinct_items_never_interacted_with():

@@ -8,6 +8,7 @@ from splitmesh.errors import PartyError
 from splitmesh.mesh.spec import load_mesh
 from splitmesh.node.config import MeshRef, load_mesh_network
 from splitmesh.node.launcher import LocalMesh
+from splitmesh.split.sealing import seal_context
 from splitmesh.transport.messages import AssignRows, PlanEpoch, Plans
 from splitmesh.usecases.train import coordinator
 from tests.split.test_star import write_star
@@ -49,14 +50,16 @@ def test_a_plan_sealed_for_one_dimension_opens_for_no_other(star):
     cut = np.cumsum([0, *plans.sizes])
     blob = {d: plans.sealed[cut[k] : cut[k + 1]] for k, d in enumerate(plans.recipients)}
     key = coord.nodes_["sales"]["seal_key"]
-    context = f"{coord.run_id}/train/epoch-0"
+    context = seal_context(coord.run_id, "train", 0, 0)
     # what the relay holds is ciphertext: no row index of the plan shows in it
     assert len(blob["customers"]) == 12 + 4 * plans.examples + 16  # nonce, int32 rows, tag
     swapped = AssignRows("train", context, "sales", key, blob["customers"])
     with pytest.raises(PartyError, match="could not open a row plan"):
         t.request("products", swapped)  # sealed for customers
-    replayed = AssignRows("train", f"{coord.run_id}/train/epoch-1", "sales", key, blob["customers"])
-    with pytest.raises(PartyError, match="could not open a row plan"):
-        t.request("customers", replayed)  # another epoch's context
+    for epoch, part in ((1, 0), (0, 1)):  # another epoch's context, or another part's
+        other = seal_context(coord.run_id, "train", epoch, part)
+        replayed = AssignRows("train", other, "sales", key, blob["customers"])
+        with pytest.raises(PartyError, match="could not open a row plan"):
+            t.request("customers", replayed)
     ok = t.request("customers", AssignRows("train", context, "sales", key, blob["customers"]))
     assert ok.info["rows"] == plans.examples

@@ -14,7 +14,7 @@ from splitmesh.split.interactions import InteractionsParty
 from splitmesh.split.sealing import SealBox
 from splitmesh.split.trainer import fit
 from splitmesh.transport.local import LocalTransport
-from splitmesh.transport.messages import AssignRows, GetLabels, Plans, decode
+from splitmesh.transport.messages import AssignRows, GetLabels, PlanEpoch, Plans, decode
 
 SPEC = Model(gmf=4, mlp=8, top=[16, 8], bottom=[8, 4])
 TRAIN = Training(epochs=3, batch_size=64, patience=3, select_metric="ndcg@10")
@@ -106,6 +106,24 @@ def test_split_equals_centralized(mode, eval_negatives):
     m0, m1 = ref.evaluate(["test"])["test"], learner.evaluate(["test"])["test"]
     assert m1 == pytest.approx(m0, rel=1e-5)
     assert m1["hr@10"] > 0.25  # it learns the taste groups (random: about 0.1)
+
+
+def test_an_epoch_in_parts_trains_the_same_split_as_centralized():
+    """Epochs planned, relayed and held a part at a time (Ranking.part_examples): the
+    split run follows the centralized one step for step, and both differ from one part."""
+    data, mode = star(), "label-preserving"
+    ranking = Ranking(part_examples=1024, ks=(10,))
+    learner, t = split(mode, data, ranking, transport_cls=Recording, train=TRAIN)
+    r1 = fit(learner, TRAIN, progress=False)
+    r0 = fit(central(data, ranking), TRAIN, progress=False)
+    assert r1.losses == pytest.approx(r0.losses, rel=1e-5)
+    assert r1.validation == pytest.approx(r0.validation, rel=1e-5)
+    plans = [m for _, m, _ in t.wire if isinstance(m, PlanEpoch)]
+    assert [(m.epoch, m.part) for m in plans[:5]] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
+    sizes = [r.examples for _, m, r in t.wire if isinstance(m, PlanEpoch)]
+    assert sizes[:4] == [960, 960, 960, 120] and max(sizes) <= ranking.part_examples
+    whole = fit(central(data, Ranking(ks=(10,))), TRAIN, progress=False)
+    assert whole.losses != pytest.approx(r0.losses, rel=1e-5)
 
 
 def test_the_coordinator_never_sees_rows_in_the_clear():
@@ -215,3 +233,19 @@ def test_encoded_plans_hold_only_slots_and_ciphertext():
         decode(__import__("splitmesh.transport.messages", fromlist=["encode"]).encode(reply)).sizes
         == reply.sizes
     )
+
+
+class Tampering(LocalTransport):
+    """A fact domain whose ranking plans name item slots the pass does not have."""
+
+    def request(self, party, msg):
+        reply = super().request(party, msg)
+        if isinstance(reply, Plans) and reply.candidates is not None:
+            reply.candidates[0, 0] = reply.item_slots  # one past the last slot
+        return reply
+
+
+def test_the_coordinator_refuses_candidates_outside_the_item_slots():
+    learner, _ = split("label-sharing", star(), transport_cls=Tampering)
+    with pytest.raises(ProtocolError, match=r"not item slots 0\.\.[0-9]+ for 60 users"):
+        learner.evaluate(["test"])

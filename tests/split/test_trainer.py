@@ -27,7 +27,10 @@ class Clocked:
     def n_train(self) -> int:
         return 40
 
-    def start_epoch(self, epoch: int) -> None:
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        return None
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
         self.epoch = epoch
 
     def train_step(self, positions: np.ndarray, step: int, upcoming=None) -> float:
@@ -93,3 +96,37 @@ def test_the_interval_is_a_mesh_file_field_that_refuses_negatives():
     assert Training().checkpoint_interval == 10.0
     with pytest.raises(ValidationError, match="checkpoint_interval"):
         Training(checkpoint_interval=-1)
+
+
+class Parted(Clocked):
+    """An epoch of 40 rows in parts of 20, 10 and 10: what the trainer asked for, step by
+    step."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(clock, 0.1)
+        self.calls: list[tuple] = []
+
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        return [20, 10, 10]
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        self.calls.append(("start", epoch, part))
+
+    def train_step(self, positions: np.ndarray, step: int, upcoming=None) -> float:
+        ahead = None if upcoming is None else sorted(upcoming.tolist())
+        self.calls.append(("step", sorted(positions.tolist()), ahead))
+        return 0.5
+
+
+def test_an_epoch_in_parts_is_started_part_by_part_with_positions_in_the_part(clock):
+    learner = Parted(clock)
+    trainer.fit(learner, cfg(epochs=2), progress=False)
+    starts = [c[1:] for c in learner.calls if c[0] == "start"]
+    assert starts == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    epoch = learner.calls[: learner.calls.index(("start", 1, 0))]
+    steps = [c for c in epoch if c[0] == "step"]
+    assert len(steps) == 4  # batches of 10: two in the first part, one in each other
+    assert sorted(steps[0][1] + steps[1][1]) == list(range(20))  # shuffled in the part
+    assert steps[2][1] == steps[3][1] == list(range(10))
+    # the next batch is sent ahead only within a part: the next part is not planned yet
+    assert steps[0][2] == steps[1][1] and steps[1][2] is None and steps[2][2] is None

@@ -7,6 +7,7 @@ Everything is index arrays (one int per interaction), never one Python object pe
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -198,9 +199,15 @@ def sample_unseen(
 
 
 def distinct_unseen(
-    users: np.ndarray, count: int, seen: SeenPairs, rng: np.random.Generator
+    users: np.ndarray,
+    count: int,
+    seen: SeenPairs,
+    rng: np.random.Generator,
+    draws: int = 1 << 22,
 ) -> np.ndarray:
-    """``count`` distinct unseen items per user (the 99 negatives of the NCF protocol)."""
+    """``count`` distinct unseen items per user (the 99 negatives of the NCF protocol), as
+    int32. Drawn in blocks of users of about ``draws`` items: at 1.4M users x 99 the draws
+    and their membership tests would hold several GB at once."""
     room = seen.n_items - seen.per_user(int(users.max()) + 1)[users]
     if len(users) and room.min() < count:
         r = int(np.argmin(room))
@@ -208,9 +215,21 @@ def distinct_unseen(
             f"user index {users[r]} has only {room[r]} items it never interacted with; "
             f"{count} are needed as negatives"
         )
+    out = np.empty((len(users), count), np.int32)
+    block = max(1, draws // max(count, 1))
+    for start in range(0, len(users), block):  # one block: the draws of a single call
+        part = users[start : start + block]
+        out[start : start + len(part)] = _distinct_block(part, count, seen, rng)
+    return out
+
+
+def _distinct_block(
+    users: np.ndarray, count: int, seen: SeenPairs, rng: np.random.Generator
+) -> np.ndarray:
     out = sample_unseen(users, count, seen, rng, checked=True)
     ordered = np.sort(out, axis=1)
     repeats = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    del ordered
     for r in repeats:  # rows with a repeated item: fixed row by row, in order
         row = out[r]
         chosen = list(dict.fromkeys(row.tolist()))
@@ -221,6 +240,72 @@ def distinct_unseen(
     return out
 
 
+def epoch_parts(
+    n_positives: int, ratio: int, part_examples: int, batch_size: int, min_batch: int = 1
+) -> list[int]:
+    """Positives per part of an epoch. An epoch is planned, relayed and held one part at a
+    time, so what every party holds for it is bounded by ``part_examples``, not by the
+    table. Every part but the last holds whole batches (no batch straddles two parts); a
+    last part smaller than ``min_batch`` examples joins the one before, as a last batch
+    joins the batch before it."""
+    width = 1 + ratio
+    unit = batch_size // math.gcd(batch_size, width)  # positives whose examples fill batches
+    per_part = max(unit, part_examples // width // unit * unit)
+    counts = [per_part] * (n_positives // per_part)
+    if n_positives % per_part:
+        counts.append(n_positives % per_part)
+    if len(counts) > 1 and counts[-1] * width < min_batch:
+        tail = counts.pop()
+        counts[-1] += tail
+    return counts
+
+
+class EpochExamples:
+    """One epoch's training examples, drawn a part at a time: every positive plus ``ratio``
+    fresh negatives for it, shuffled within its part; (user, item, label) per part.
+
+    An epoch of one part is drawn as it always was (one generator from (seed, epoch));
+    with more, the positives are first shuffled across the epoch, so each part is a random
+    share of them, and each part's negatives and order come from its own generator.
+    """
+
+    def __init__(
+        self,
+        user: np.ndarray,
+        item: np.ndarray,
+        seen: SeenPairs,
+        ratio: int,
+        seed: int,
+        epoch: int,
+        counts: list[int],
+    ) -> None:
+        if ratio < 1:
+            raise ConfigError(f"The 'negatives' ratio must be >= 1. Got {ratio} instead.")
+        if sum(counts) != len(user):
+            raise ConfigError(f"epoch parts cover {sum(counts)} positives, not {len(user)}")
+        self.user, self.item, self.seen, self.ratio = user, item, seen, ratio
+        self.seed, self.epoch = seed, epoch
+        self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.order = None
+        if len(counts) > 1:  # int32: at 30M positives the order is held all epoch
+            rng = np.random.default_rng([seed, 7919, epoch, 1])
+            self.order = rng.permutation(len(user)).astype(np.int32)
+
+    @property
+    def parts(self) -> int:
+        return len(self.bounds) - 1
+
+    def part(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not 0 <= k < self.parts:
+            raise ConfigError(f"epoch {self.epoch} has parts 0..{self.parts - 1}, not {k}")
+        if self.order is None:
+            rng = np.random.default_rng([self.seed, 7919, self.epoch])
+            return _examples(self.user, self.item, self.seen, self.ratio, rng)
+        rng = np.random.default_rng([self.seed, 7919, self.epoch, 2, k])
+        picked = self.order[self.bounds[k] : self.bounds[k + 1]]
+        return _examples(self.user[picked], self.item[picked], self.seen, self.ratio, rng)
+
+
 def epoch_examples(
     user: np.ndarray,
     item: np.ndarray,
@@ -229,11 +314,13 @@ def epoch_examples(
     seed: int,
     epoch: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One epoch's training examples: every positive plus ``ratio`` fresh negatives for it,
-    shuffled; (user, item, label). Drawn afresh every epoch from (seed, epoch)."""
-    if ratio < 1:
-        raise ConfigError(f"The 'negatives' ratio must be >= 1. Got {ratio} instead.")
-    rng = np.random.default_rng([seed, 7919, epoch])
+    """One epoch's training examples in one part (see ``EpochExamples``)."""
+    return EpochExamples(user, item, seen, ratio, seed, epoch, [len(user)]).part(0)
+
+
+def _examples(
+    user: np.ndarray, item: np.ndarray, seen: SeenPairs, ratio: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     neg = sample_unseen(user, ratio, seen, rng).reshape(-1)
     users = np.concatenate([user, np.repeat(user, ratio)])
     items = np.concatenate([item, neg])
@@ -262,9 +349,11 @@ def ranking_candidates(
     *,
     n_negatives: int | None,
     seed: int,
+    seen: SeenPairs | None = None,
 ) -> Candidates:
     """Held-out items of ``partition`` per user and, unless full ranking, ``n_negatives``
-    items each user never interacted with (in any partition), sampled once by seed."""
+    items each user never interacted with (in any partition), sampled once by seed.
+    ``seen``: every (user, item) pair of ``data``, if the caller holds it already."""
     idx = getattr(split, partition)
     order = np.lexsort((data.time[idx], data.user[idx]))
     idx = idx[order]
@@ -274,7 +363,7 @@ def ranking_candidates(
     positives = data.item[idx].reshape(len(users), counts[0])
     if n_negatives is None:
         return Candidates(users, positives, None)
-    seen = SeenPairs(data.user, data.item, data.n_items)
+    seen = seen or SeenPairs(data.user, data.item, data.n_items)
     salt = {"val": 1, "test": 2}[partition]
     negatives = distinct_unseen(
         users, n_negatives, seen, np.random.default_rng([seed, 104729, salt])

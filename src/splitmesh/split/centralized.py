@@ -192,7 +192,10 @@ class CentralizedLearner(OneProcessLearner):
         self.optimizer_.step()
         return loss.item()
 
-    def start_epoch(self, epoch: int) -> None:
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        return None  # every epoch trains on the same rows, held all along
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
         """Every epoch trains on the same rows; nothing to plan."""
 
     def evaluate(

@@ -89,8 +89,13 @@ class CentralizedRanker(OneProcessLearner):
             raise NotFittedError("call prepare() first")
         return self.task.n_train
 
-    def start_epoch(self, epoch: int) -> None:
-        u, i, y = self.task.epoch(epoch)
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        if self.task is None:
+            raise NotFittedError("call prepare() first")
+        return self.task.parts(batch_size, min_batch)
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        u, i, y = self.task.epoch(epoch, part)
         self._ex = (torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y))
 
     def _embed(self, d: str, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

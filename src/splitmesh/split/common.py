@@ -61,34 +61,51 @@ def binary_loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: float | None)
 
 
 class BatchPlan:
-    """Per-epoch shuffled batches of positions. One party plans; every mode uses the same plan."""
+    """Per-epoch shuffled batches of positions. One party plans; every mode uses the same plan.
+
+    An epoch in ``parts`` (their sizes: a recommender's epoch is drawn a part at a time) is
+    shuffled within each part, and positions count from the start of their part.
+    """
 
     def __init__(
-        self, n_rows: int, batch_size: int, seed: int, *, shuffle: bool = True, min_batch: int = 1
+        self,
+        n_rows: int,
+        batch_size: int,
+        seed: int,
+        *,
+        shuffle: bool = True,
+        min_batch: int = 1,
+        parts: list[int] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"The 'batch_size' parameter must be >= 1. Got {batch_size}.")
         self.n_rows, self.batch_size, self.seed, self.shuffle = n_rows, batch_size, seed, shuffle
         self.min_batch = min_batch  # a smaller last batch joins the one before (governance)
+        self.parts = list(parts) if parts else [n_rows]
+        if sum(self.parts) != n_rows or min(self.parts) < 1:
+            raise ConfigError(f"epoch parts {self.parts[:8]} do not cover {n_rows} rows")
 
-    def _starts(self) -> list[int]:
-        starts = list(range(0, self.n_rows, self.batch_size))
-        if len(starts) > 1 and self.n_rows - starts[-1] < self.min_batch:
+    def _starts(self, n_rows: int) -> list[int]:
+        starts = list(range(0, n_rows, self.batch_size))
+        if len(starts) > 1 and n_rows - starts[-1] < self.min_batch:
             starts.pop()
         return starts
 
     def __len__(self) -> int:
-        return len(self._starts())
+        return sum(len(self._starts(n)) for n in self.parts)
 
-    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
-        else:
-            order = np.arange(self.n_rows)
-        starts = self._starts()
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else self.n_rows
-            yield order[start:end]
+    def epoch(self, epoch: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(part, positions in that part) for every batch of ``epoch``."""
+        for k, n_rows in enumerate(self.parts):
+            if not self.shuffle:
+                order = np.arange(n_rows)
+            else:  # an epoch of one part keeps the generator it always had
+                seq = [self.seed, epoch] if len(self.parts) == 1 else [self.seed, epoch, 1, k]
+                order = np.random.default_rng(seq).permutation(n_rows)
+            starts = self._starts(n_rows)
+            for i, start in enumerate(starts):
+                end = starts[i + 1] if i + 1 < len(starts) else n_rows
+                yield k, order[start:end]
 
 
 def set_mode(module: nn.Module, training: bool) -> None:

@@ -72,8 +72,12 @@ class TaskSteps(Protocol):
     def build(self) -> list[torch.nn.Parameter]:
         """The coordinator's own parts (top, and head with label sharing)."""
 
-    def start_epoch(self, epoch: int) -> None:
-        """Before an epoch's first step (a ranking mesh draws fresh negatives)."""
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        """Examples per part of every epoch (None: one part)."""
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        """Before the first step of each part of an epoch (a ranking mesh draws fresh
+        negatives for the part)."""
 
     def evaluate(self, partitions: list[str], select_on: str) -> dict:
         """Metrics per partition."""
@@ -428,8 +432,11 @@ class Coordinator:
         )
         return loss
 
-    def start_epoch(self, epoch: int) -> None:
-        self.steps.start_epoch(epoch)
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        return self.steps.epoch_parts(batch_size, min_batch)
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        self.steps.start_epoch(epoch, part)
 
     def flush(self) -> None:
         """Deliver owed gradients now (the outbox delivers them before any other message

@@ -19,12 +19,12 @@ from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.nn import neumf
 from splitmesh.privacy.protections import clip_rows
 from splitmesh.split.bottom import BottomParty
-from splitmesh.split.checkpoint import digest
+from splitmesh.split.checkpoint import digest_rows
 from splitmesh.split.common import check_mode, to_wire
 from splitmesh.split.head import HeadHolder
 from splitmesh.split.party import handles
 from splitmesh.split.ranking import RankBook, RankingPlan, RankingTask
-from splitmesh.split.sealing import SealBox
+from splitmesh.split.sealing import SealBox, seal_context
 from splitmesh.transport.messages import (
     Ack,
     EmbedSlots,
@@ -43,10 +43,6 @@ from splitmesh.transport.messages import (
     SetupRanking,
     SlotEmbeddings,
 )
-
-
-def seal_context(run: str, partition: str, epoch: int | None = None) -> str:
-    return f"{run}/{partition}" + (f"/epoch-{epoch}" if epoch is not None else "")
 
 
 class InteractionsParty(BottomParty):
@@ -69,6 +65,7 @@ class InteractionsParty(BottomParty):
         self._plans: dict[str, RankingPlan] = {}
         self._books: dict[str, RankBook] = {}
         self.run = "run"
+        self.batches = (256, 1)
 
     @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
@@ -77,6 +74,7 @@ class InteractionsParty(BottomParty):
                 f"{self.role} {self.name!r} runs in {self.mode} mode, not {msg.mode}"
             )
         self.run, self.seal = msg.run, SealBox(self.name, msg.run)
+        self.batches = (msg.batch_size, msg.min_batch)  # how the epoch's parts are cut
         reply = super().on_hello(msg)
         return Ack(info={**reply.info, "seal_key": self.seal.public})
 
@@ -86,7 +84,7 @@ class InteractionsParty(BottomParty):
             "rows": len(d),
             "users": d.n_users,
             "items": d.n_items,
-            "sha256": digest(np.stack([d.user, d.item, d.time])),
+            "sha256": digest_rows(d.user, d.item, d.time),
         }
 
     def _task(self) -> RankingTask:
@@ -98,10 +96,11 @@ class InteractionsParty(BottomParty):
     @handles(SetupRanking)
     def on_setup_ranking(self, msg: SetupRanking) -> Ack:
         who = f"{self.role} {self.name!r}"
-        ranking = {k: getattr(msg, k) for k in ("holdout", "negatives", "eval_negatives", "ks")}
+        fields = ("holdout", "negatives", "eval_negatives", "ks", "part_examples")
+        ranking = {k: getattr(msg, k) for k in fields}
         cfg = from_message(Ranking, ranking, who)  # bounded: it sizes what this party draws
         model, optim = from_message(Model, msg.model, who), from_message(Optim, msg.optim, who)
-        self.task = RankingTask(self.data, cfg, msg.seed)
+        self.task = RankingTask(self.data, cfg, msg.seed, *self.batches)
         d = self.data
         self.bottom_ = neumf.build_ids(model, self.name, d.n_users, d.n_items, msg.seed)
         self.optimizer_ = optim.build(self.bottom_.parameters())
@@ -110,6 +109,7 @@ class InteractionsParty(BottomParty):
         return Ack(
             info={
                 "train_examples": self.task.n_train,
+                "epoch_parts": len(self.task.counts),
                 "widths": list(self.bottom_.widths),
                 "interactions": {p: len(getattr(split, p)) for p in ("train", "val", "test")},
             }
@@ -144,9 +144,16 @@ class InteractionsParty(BottomParty):
 
     @handles(PlanEpoch)
     def on_plan_epoch(self, msg: PlanEpoch) -> Plans:
-        users, items, labels = self._task().epoch(msg.epoch)
+        task = self._task()
+        if not 0 <= msg.part < len(task.counts):
+            raise ProtocolError(
+                f"{self.role} {self.name!r} plans epochs in parts 0..{len(task.counts) - 1}, "
+                f"not part {msg.part}"
+            )
+        self._examples = None  # the part before goes before this one is drawn
+        users, items, labels = task.epoch(msg.epoch, msg.part)
         self._examples = (torch.from_numpy(users), torch.from_numpy(items), labels)
-        context = seal_context(self.run, "train", msg.epoch)
+        context = seal_context(self.run, "train", msg.epoch, msg.part)
         return self._plans_reply(len(users), 0, self._sealed(msg.peers, context, users, items))
 
     @handles(PlanRanking)
@@ -156,7 +163,7 @@ class InteractionsParty(BottomParty):
         self._books[msg.partition] = self._task().book(msg.partition)
         context = seal_context(self.run, msg.partition)
         blobs = self._sealed(msg.peers, context, plan.users, plan.items)
-        cands = None if plan.candidates is None else plan.candidates.astype(np.int32)
+        cands = None if plan.candidates is None else plan.candidates.astype(np.int32, copy=False)
         return self._plans_reply(len(plan.users), len(plan.items), blobs, cands)
 
     # -- the bottom model ------------------------------------------------------------------

@@ -147,7 +147,10 @@ class KeyedSteps:
             expect(c.t.request(lo, setup), Ack, lo)
         return params
 
-    def start_epoch(self, epoch: int) -> None:
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        return None  # every epoch trains on the same rows, held all along
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
         """Every epoch trains on the same rows; nothing to plan."""
 
     # -- evaluation ------------------------------------------------------------------------

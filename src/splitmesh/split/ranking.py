@@ -18,9 +18,10 @@ import torch
 from splitmesh.config import Ranking
 from splitmesh.data.interactions import (
     Candidates,
+    EpochExamples,
     RecsysData,
     SeenPairs,
-    epoch_examples,
+    epoch_parts,
     leave_latest_out,
     ranking_candidates,
 )
@@ -39,7 +40,14 @@ class RankingPlan:
     positive: np.ndarray  # (n_user_slots, holdout): item slots of the held-out items
 
 
-def plan_ranking(cands: Candidates, n_items: int, seed: int, partition: str) -> RankingPlan:
+def plan_ranking(
+    cands: Candidates, n_items: int, seed: int, partition: str, rows: int = 1 << 16
+) -> RankingPlan:
+    """Slots for a ranking pass: users in a fresh order, the items competing in it in
+    another, each user's candidates (its held-out items among them) in a shuffled order.
+    Item slots and candidates are int32; candidates are filled ``rows`` users at a time
+    (the same draws as all at once), so at 1.4M users x 100 the pass holds ~0.5 GB, not
+    several copies of it."""
     rng = np.random.default_rng([seed, 15485863, {"val": 1, "test": 2}.get(partition, 3)])
     order = rng.permutation(len(cands.users))
     users, positives = cands.users[order], cands.positives[order]
@@ -48,20 +56,22 @@ def plan_ranking(cands: Candidates, n_items: int, seed: int, partition: str) -> 
         slot_of = np.empty(n_items, np.int64)
         slot_of[items] = np.arange(n_items)
         return RankingPlan(partition, users, items, None, slot_of[positives])
-    pool = np.concatenate([positives, cands.negatives[order]], axis=1)
-    items, inverse = np.unique(pool, return_inverse=True)
-    slot_items = rng.permutation(len(items))  # slot k holds items[slot_items[k]]
-    slot_of = np.empty(len(items), np.int64)
-    slot_of[slot_items] = np.arange(len(items))
-    slots = slot_of[inverse.reshape(pool.shape)]
-    shuffle = rng.permuted(np.tile(np.arange(pool.shape[1]), (len(pool), 1)), axis=1)
-    return RankingPlan(
-        partition,
-        users,
-        items[slot_items],
-        np.take_along_axis(slots, shuffle, axis=1),
-        slots[:, : positives.shape[1]],
-    )
+    negatives = cands.negatives
+    present = np.zeros(n_items, bool)  # the items in the pass, sorted (as np.unique)
+    present[positives] = True
+    present[negatives] = True
+    items = np.flatnonzero(present)
+    items = items[rng.permutation(len(items))]  # slot k holds items[k]
+    slot_of = np.full(n_items, -1, np.int32)
+    slot_of[items] = np.arange(len(items), dtype=np.int32)
+    width = positives.shape[1] + negatives.shape[1]
+    candidates = np.empty((len(users), width), np.int32)
+    for start in range(0, len(users), rows):
+        at = slice(start, start + rows)
+        pool = np.concatenate([positives[at], negatives[order[at]]], axis=1)
+        shuffle = rng.permuted(np.tile(np.arange(width), (len(pool), 1)), axis=1)
+        candidates[at] = np.take_along_axis(slot_of[pool], shuffle, axis=1)
+    return RankingPlan(partition, users, items, candidates, slot_of[positives])
 
 
 def pair_chunks(plan_shape: tuple[int, int], rows_per_chunk: int) -> Iterator[np.ndarray]:
@@ -87,7 +97,7 @@ def pairs_input(
         cols = np.tile(np.arange(n_item_slots), len(rows))
         width = n_item_slots
     else:
-        cols = candidates[rows].reshape(-1)
+        cols = candidates[rows].reshape(-1).astype(np.int64)
         width = candidates.shape[1]
     users = torch.from_numpy(np.repeat(rows, width))
     return assemble(user_parts, item_parts, users, torch.from_numpy(cols))
@@ -139,23 +149,42 @@ class RankingTask:
     every epoch's examples (fresh negatives) and the ranking passes. Used by the split
     interactions party and the centralized baseline alike, so both see the same examples."""
 
-    def __init__(self, data: RecsysData, cfg: Ranking, seed: int) -> None:
+    def __init__(
+        self, data: RecsysData, cfg: Ranking, seed: int, batch_size: int = 256, min_batch: int = 1
+    ) -> None:
         self.data, self.cfg, self.seed = data, cfg, seed
         self.split = leave_latest_out(data, cfg.holdout)
         tr = self.split.train
         self.train_user, self.train_item = data.user[tr], data.item[tr]
         self.train_seen = SeenPairs(self.train_user, self.train_item, data.n_items)
         self.all_seen = SeenPairs(data.user, data.item, data.n_items)
+        self._epoch: EpochExamples | None = None
+        self.counts: list[int] = []  # positives per part of every epoch (see ``parts``)
+        self.parts(batch_size, min_batch)
         self._plans: dict[str, RankingPlan] = {}
 
     @property
     def n_train(self) -> int:
         return len(self.train_user) * (1 + self.cfg.negatives)
 
-    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return epoch_examples(
-            self.train_user, self.train_item, self.train_seen, self.cfg.negatives, self.seed, epoch
+    def parts(self, batch_size: int, min_batch: int = 1) -> list[int]:
+        """Examples per part of every epoch, for batches of ``batch_size`` (whole batches
+        in every part but the last; ``min_batch`` as the trainer merges a last batch)."""
+        r = self.cfg.negatives
+        self.counts = epoch_parts(
+            len(self.train_user), r, self.cfg.part_examples, batch_size, min_batch
         )
+        self._epoch = None
+        return [c * (1 + r) for c in self.counts]
+
+    def epoch(self, epoch: int, part: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user, item, label) of one part of an epoch's examples."""
+        if self._epoch is None or self._epoch.epoch != epoch:
+            self._epoch = EpochExamples(
+                self.train_user, self.train_item, self.train_seen, self.cfg.negatives,
+                self.seed, epoch, self.counts,
+            )  # fmt: skip
+        return self._epoch.part(part)
 
     def plan(self, partition: str) -> RankingPlan:
         if partition not in ("val", "test"):
@@ -167,6 +196,7 @@ class RankingTask:
                 partition,
                 n_negatives=self.cfg.eval_negatives,
                 seed=self.seed,
+                seen=self.all_seen,
             )
             self._plans[partition] = plan_ranking(cands, self.data.n_items, self.seed, partition)
         return self._plans[partition]

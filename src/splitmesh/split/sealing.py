@@ -81,3 +81,8 @@ class SealBox:
         if len(data) % 4:
             raise ProtocolError(f"{self.owner!r}: a row plan from {sender!r} is not int32 rows")
         return np.frombuffer(data, dtype="<i4").astype(np.int64)
+
+
+def seal_context(run: str, partition: str, epoch: int | None = None, part: int = 0) -> str:
+    """What a sealed row plan is for: a ranking pass, or one part of an epoch."""
+    return f"{run}/{partition}" + (f"/epoch-{epoch}/part-{part}" if epoch is not None else "")

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from splitmesh.config import Ranking
+from splitmesh.data.interactions import epoch_parts
 from splitmesh.errors import ProtocolError
 from splitmesh.nn import neumf
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.ranking import chunk_rows, pair_chunks, pairs_input
 from splitmesh.split.relay import expect, relay_alignment
+from splitmesh.split.sealing import seal_context
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
     Ack,
@@ -56,6 +58,7 @@ class StarSteps:
     def __init__(self, c: Coordinator, ranking: Ranking) -> None:
         self.c, self.ranking = c, ranking
         self.owner = c.domains[0]
+        self.parts: list[int] = []  # examples per part of every epoch (epoch_parts)
         self.dimensions = c.domains[1:]
 
     def align(self) -> dict | None:
@@ -80,7 +83,7 @@ class StarSteps:
         optim = c.optim.wire()
         fact = SetupRanking(
             r.holdout, r.negatives, r.eval_negatives, list(r.ks), model, optim, c.seed,
-            c.wire_dtype,
+            c.wire_dtype, r.part_examples,
         )  # fmt: skip
         setup = {
             self.owner: fact,
@@ -98,11 +101,24 @@ class StarSteps:
             w = infos[d]["cut_width"]
             self.layout.append((w, 0) if infos[d]["side"] == "users" else (0, w))
         c.sizes_ = {"train": infos[self.owner]["train_examples"]}
+        self.parts = self._parts(c.sizes_["train"], c.train.batch_size, c.train.min_batch)
         return {
             "interactions": infos[self.owner]["interactions"],
             "train_examples": c.sizes_["train"],
             "missing": {d: infos[d].get("missing", {}) for d in self.dimensions},
         }
+
+    def _parts(self, n_train: int, batch_size: int, min_batch: int) -> list[int]:
+        width = 1 + self.ranking.negatives
+        if n_train % width:
+            raise ProtocolError(
+                f"{self.owner!r} counts {n_train} training examples, not a multiple of {width} "
+                f"(a positive and its {width - 1} negatives)"
+            )
+        counts = epoch_parts(
+            n_train // width, width - 1, self.ranking.part_examples, batch_size, min_batch
+        )
+        return [k * width for k in counts]
 
     def build(self) -> list[torch.nn.Parameter]:
         c = self.c
@@ -136,13 +152,23 @@ class StarSteps:
         for d, rep in c.t.request_many(asks).items():
             expect(rep, Ack, d)
 
-    def start_epoch(self, epoch: int) -> None:
-        """Fresh negatives: the owner plans the epoch, each domain gets its sealed rows."""
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int]:
+        """Examples per part of every epoch, cut as the owner cuts them (from the same
+        sizes and the batches it was told in Hello; each part's plan is checked)."""
+        self.parts = self._parts(self.c.n_train, batch_size, min_batch)
+        return self.parts
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        """Fresh negatives: the owner plans a part of the epoch, each domain gets its
+        sealed rows for it."""
         c, owner = self.c, self.owner
-        plans = expect(c.t.request(owner, PlanEpoch(epoch, self.peers)), Plans, owner)
-        if plans.examples != c.n_train:
-            raise ProtocolError(f"{owner!r} planned {plans.examples} examples, not {c.n_train}")
-        self._relay(plans, "train", f"{c.run_id}/train/epoch-{epoch}")
+        plans = expect(c.t.request(owner, PlanEpoch(epoch, self.peers, part)), Plans, owner)
+        if plans.examples != self.parts[part]:
+            raise ProtocolError(
+                f"{owner!r} planned {plans.examples} examples for part {part} of epoch "
+                f"{epoch}, not {self.parts[part]}"
+            )
+        self._relay(plans, "train", seal_context(c.run_id, "train", epoch, part))
         if c.mode == "label-sharing":
             labels = expect(c.t.request(owner, GetLabels("train")), Labels, owner)
             c._y_train = torch.from_numpy(np.asarray(labels.values, dtype=np.float32))
@@ -161,14 +187,24 @@ class StarSteps:
     def _rank(self, partition: str) -> None:
         c, owner = self.c, self.owner
         plans = expect(c.t.request(owner, PlanRanking(partition, self.peers)), Plans, owner)
-        self._relay(plans, partition, f"{c.run_id}/{partition}")
+        self._relay(plans, partition, seal_context(c.run_id, partition))
         replies = c.t.request_many({d: EmbedSlots(partition) for d in c.domains})
         user_parts, item_parts = [], []
         for d in c.domains:
             rep = expect(replies[d], SlotEmbeddings, d)
             user_parts.append(None if rep.users is None else from_wire(rep.users))
             item_parts.append(None if rep.items is None else from_wire(rep.items))
-        cands = None if plans.candidates is None else plans.candidates.astype(np.int64)
+        cands = plans.candidates  # int32: a copy in int64 would double it at 1.4M users
+        if cands is not None and not (
+            cands.dtype.kind in "iu"
+            and cands.ndim == 2
+            and len(cands) == plans.examples
+            and (cands.size == 0 or (cands.min() >= 0 and cands.max() < plans.item_slots))
+        ):
+            raise ProtocolError(
+                f"{owner!r} planned ranking candidates ({cands.dtype}, shape {cands.shape}) "
+                f"that are not item slots 0..{plans.item_slots - 1} for {plans.examples} users"
+            )
         width = plans.item_slots if cands is None else cands.shape[1]
         # chunks of at most eval_batch pairs (one user's row at least): what the nodes accept
         chunks = pair_chunks((plans.examples, width), chunk_rows(width, c.eval_batch))

@@ -33,8 +33,12 @@ class Learner(Protocol):
     @property
     def n_train(self) -> int: ...
 
-    def start_epoch(self, epoch: int) -> None:
-        """Before an epoch's first step (e.g. a recommender draws fresh negatives)."""
+    def epoch_parts(self, batch_size: int, min_batch: int) -> list[int] | None:
+        """Rows per part of every epoch (None: one part), for batches of ``batch_size``."""
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        """Before the first step of each part of an epoch (e.g. a recommender draws fresh
+        negatives for the part)."""
 
     def train_step(
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
@@ -95,7 +99,10 @@ def fit(
     each paid for. ``resume`` continues from the last checkpoint, which gives the same result
     as a run that was never interrupted.
     """
-    plan = BatchPlan(learner.n_train, cfg.batch_size, cfg.seed, min_batch=cfg.min_batch)
+    parts = learner.epoch_parts(cfg.batch_size, cfg.min_batch)
+    plan = BatchPlan(
+        learner.n_train, cfg.batch_size, cfg.seed, min_batch=cfg.min_batch, parts=parts
+    )
     metric = cfg.select_metric or learner.default_metric
     st = {"epoch": 0, "step": 0, "losses": [], "seconds": [], "history": []}
     st.update(best=-float("inf"), best_epoch=cfg.epochs, stopped=False)
@@ -144,10 +151,14 @@ def _epoch(
 ) -> None:
     """One epoch, then validation and the keep-or-stop decision; updates ``st`` in place."""
     t0, total, n = time.perf_counter(), 0.0, 0
-    learner.start_epoch(st["epoch"])
-    batches = list(plan.epoch(st["epoch"]))
-    for i, positions in enumerate(batches):
-        upcoming = batches[i + 1] if i + 1 < len(batches) else None
+    batches = plan.epoch(st["epoch"])
+    part, following = None, next(batches, None)
+    while following is not None:
+        (k, positions), following = following, next(batches, None)
+        if k != part:  # the learner holds one part of the epoch at a time
+            learner.start_epoch(st["epoch"], k)
+            part = k
+        upcoming = following[1] if following is not None and following[0] == k else None
         total += learner.train_step(positions, st["step"], upcoming) * len(positions)
         n += len(positions)
         st["step"] += 1

@@ -405,6 +405,7 @@ class SetupRanking(Message):
     optim: dict
     seed: int
     wire_dtype: str = "float32"
+    part_examples: int = 1 << 23  # examples planned at once (config.Ranking)
 
 
 @message
@@ -427,6 +428,7 @@ class PlanEpoch(Message):
 
     epoch: int
     peers: dict
+    part: int = 0  # an epoch is planned a part at a time (Ranking.part_examples)
 
 
 @message
