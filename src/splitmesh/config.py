@@ -88,6 +88,12 @@ class Model(Strict):
     dropout: float = Field(default=0.0, ge=0, lt=1)
     gmf: Width = Field(default=16, description="ranking: the fact's GMF factor")
     mlp: Width = Field(default=32, description="ranking: the fact's MLP id embedding")
+    sparse_ids: int | None = Field(
+        default=100_000,
+        ge=1,
+        description="ranking: an id table of this many rows or more takes sparse gradients and "
+        "a lazy Adam step (only the batch's rows move); null: always dense",
+    )
 
 
 class Split(Strict):

@@ -64,3 +64,62 @@ def test_state_for_another_model_is_refused() -> None:
     other = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
     with pytest.raises(ValueError, match="parameters"):
         ours.load_state_dict(other.state_dict())
+
+
+def _embedding_train(sparse: bool, opt_of, steps: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(5)
+    table = torch.nn.Embedding(50, 4, sparse=sparse)
+    head = torch.nn.Linear(4, 1)
+    opt = opt_of([*table.parameters(), *head.parameters()])
+    g = torch.Generator().manual_seed(6)
+    for _ in range(steps):
+        rows = torch.randint(0, 20, (16,), generator=g)  # rows 20..49 never in a batch
+        opt.zero_grad(set_to_none=True)
+        head(table(rows)).pow(2).mean().backward()
+        opt.step()
+    return table.weight.detach().clone(), head.weight.detach().clone()
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_a_sparse_id_table_steps_only_the_batchs_rows_as_sparse_adam(weight_decay) -> None:
+    """Sparse gradients (large id tables): Adam on the rows named, as SparseAdam (no weight
+    decay there: L2 on the named rows, compared against a dense Adam's moments below);
+    the rows never in a batch keep their initial values."""
+    ours, ours_head = _embedding_train(True, lambda ps: Adam(ps, lr=1e-2, weight_decay=0.0))
+    torch.manual_seed(5)
+    start = torch.nn.Embedding(50, 4).weight.detach()
+    assert torch.equal(ours[20:], start[20:]) and not torch.equal(ours[:20], start[:20])
+
+    def theirs(params):
+        table, head = params[:1], params[1:]
+        sparse, dense = torch.optim.SparseAdam(table, lr=1e-2), torch.optim.Adam(head, lr=1e-2)
+
+        class Both:
+            def zero_grad(self, set_to_none=True):
+                sparse.zero_grad(set_to_none), dense.zero_grad(set_to_none)
+
+            def step(self):
+                sparse.step(), dense.step()
+
+        return Both()
+
+    ref, ref_head = _embedding_train(True, theirs)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ours_head, ref_head, rtol=1e-5, atol=1e-7)
+    decayed, _ = _embedding_train(True, lambda ps: Adam(ps, lr=1e-2, weight_decay=weight_decay))
+    assert torch.equal(decayed[20:], start[20:])
+    assert torch.equal(decayed, ours) == (weight_decay == 0.0)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_sgd_with_a_sparse_gradient_steps_as_with_a_dense_one(weight_decay) -> None:
+    """Plain SGD moves only the rows with a gradient either way (without weight decay)."""
+    sparse, _ = _embedding_train(True, lambda ps: SGD(ps, lr=0.1, weight_decay=weight_decay))
+    dense, _ = _embedding_train(False, lambda ps: SGD(ps, lr=0.1, weight_decay=weight_decay))
+    torch.manual_seed(5)
+    start = torch.nn.Embedding(50, 4).weight.detach()
+    assert torch.equal(sparse[20:], start[20:])
+    if weight_decay == 0.0:
+        torch.testing.assert_close(sparse, dense, rtol=1e-6, atol=1e-7)
+    else:  # L2 on the named rows only: a dense step shrinks the others too
+        assert not torch.equal(dense[20:], start[20:])

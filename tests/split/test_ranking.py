@@ -76,8 +76,9 @@ def split(mode, data, ranking=DEFAULT, transport_cls=LocalTransport, **kw):
             "products": EntityDomain("products", data.items, "items"),
         }
     )
+    spec = kw.pop("spec", SPEC)
     c = Coordinator(
-        t, DOMAINS, "sales", mode=mode, task="ranking", spec=SPEC, optim=OPTIM, seed=0,
+        t, DOMAINS, "sales", mode=mode, task="ranking", spec=spec, optim=OPTIM, seed=0,
         ranking=ranking, **kw,
     )  # fmt: skip
     c.prepare()
@@ -249,3 +250,22 @@ def test_the_coordinator_refuses_candidates_outside_the_item_slots():
     learner, _ = split("label-sharing", star(), transport_cls=Tampering)
     with pytest.raises(ProtocolError, match=r"not item slots 0\.\.[0-9]+ for 60 users"):
         learner.evaluate(["test"])
+
+
+def test_sparse_id_tables_train_the_same_split_as_centralized():
+    """Id tables from ``model.sparse_ids`` rows take sparse gradients and a lazy Adam step
+    (only the batch's rows move): in the fact domain and in the centralized model alike."""
+    data, mode = star(), "label-sharing"
+    spec = SPEC.model_copy(update={"sparse_ids": 100})  # the 120 items, not the 60 users
+    learner, t = split(mode, data, spec=spec)
+    r1 = fit(learner, TRAIN, progress=False)
+    ref = CentralizedRanker(data, DOMAINS, spec=spec, optim=OPTIM, seed=0, ranking=DEFAULT)
+    ref.prepare()
+    ref.build()
+    r0 = fit(ref, TRAIN, progress=False)
+    assert r1.losses == pytest.approx(r0.losses, rel=1e-5)
+    assert r1.validation == pytest.approx(r0.validation, rel=1e-5)
+    bottom = t._handlers["sales"].bottom_
+    assert bottom.item.sparse and not bottom.user.sparse
+    dense = fit(central(data), TRAIN, progress=False)
+    assert dense.losses != pytest.approx(r0.losses, rel=1e-5)

@@ -29,7 +29,9 @@ Layout = list[tuple[int, int]]
 def build_ids(model: Model, domain: str, n_users: int, n_items: int, seed: int) -> IdEmbeddings:
     """The fact domain's bottom: user and item ids (``model.gmf``, ``model.mlp`` wide)."""
     return seeded(
-        seed, f"bottom/{domain}", lambda: IdEmbeddings(n_users, n_items, model.gmf, model.mlp)
+        seed,
+        f"bottom/{domain}",
+        lambda: IdEmbeddings(n_users, n_items, model.gmf, model.mlp, model.sparse_ids),
     )
 
 
@@ -65,10 +67,18 @@ def build_head(model: Model, seed: int) -> nn.Module:
 class IdEmbeddings(nn.Module):
     """User and item id embeddings; each side is [GMF part | MLP part]."""
 
-    def __init__(self, n_users: int, n_items: int, gmf: int, mlp: int) -> None:
+    def __init__(
+        self, n_users: int, n_items: int, gmf: int, mlp: int, sparse_from: int | None = None
+    ) -> None:
         super().__init__()
-        self.user = nn.Embedding(n_users, gmf + mlp)
-        self.item = nn.Embedding(n_items, gmf + mlp)
+
+        # a step over a dense gradient of 1.4M users costs the whole table (zeroing it,
+        # Adam over every row): from ``sparse_from`` rows, only the batch's rows
+        def sparse(n: int) -> bool:
+            return sparse_from is not None and n >= sparse_from
+
+        self.user = nn.Embedding(n_users, gmf + mlp, sparse=sparse(n_users))
+        self.item = nn.Embedding(n_items, gmf + mlp, sparse=sparse(n_items))
         for e in (self.user, self.item):
             nn.init.normal_(e.weight, std=0.01)  # as in NCF
         self.widths = (gmf + mlp, gmf + mlp)

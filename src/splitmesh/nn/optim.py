@@ -100,6 +100,10 @@ class Adam(Optimizer):
         idx = self._with_grads()
         if not idx:
             return
+        sparse = [i for i in idx if self.params[i].grad.is_sparse]
+        if sparse:
+            self._lazy_step(sparse)
+            idx = [i for i in idx if i not in sparse]
         for i in idx:
             if i not in self.state:
                 p = self.params[i]
@@ -132,6 +136,33 @@ class Adam(Optimizer):
                 found_inf=None,
             )
 
+    def _lazy_step(self, idx: list[int]) -> None:
+        """Adam on the rows a sparse gradient names, as ``torch.optim.SparseAdam``: a
+        large id table's other rows (and their moments) stay as they are, so a step costs
+        the batch's rows, not the table's."""
+        g = self.group
+        beta1, beta2 = g["betas"]
+        for i in idx:
+            p = self.params[i]
+            grad = p.grad.coalesce()
+            rows, values = grad.indices()[0], grad.values()
+            if g["weight_decay"] != 0:
+                values = values.add(p[rows], alpha=g["weight_decay"])
+            s = self.state.get(i)
+            if s is None:
+                s = self.state[i] = {
+                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+            s["step"] += 1
+            step = float(s["step"])
+            m = s["exp_avg"][rows].mul_(beta1).add_(values, alpha=1 - beta1)
+            v = s["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+            s["exp_avg"][rows], s["exp_avg_sq"][rows] = m, v
+            size = g["lr"] * (1 - beta2**step) ** 0.5 / (1 - beta1**step)
+            p.index_add_(0, rows, m.div_(v.sqrt_().add_(g["eps"])), alpha=-size)
+
 
 class SGD(Optimizer):
     """Plain SGD (no momentum) with L2 weight decay, as ``torch.optim.SGD(foreach=True)``."""
@@ -155,6 +186,13 @@ class SGD(Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         idx = self._with_grads()
+        for i in [i for i in idx if self.params[i].grad.is_sparse]:
+            p, grad = self.params[i], self.params[i].grad.coalesce()
+            rows, values = grad.indices()[0], grad.values()
+            if self.group["weight_decay"] != 0:
+                values = values.add(p[rows], alpha=self.group["weight_decay"])
+            p.index_add_(0, rows, values, alpha=-self.group["lr"])
+        idx = [i for i in idx if not self.params[i].grad.is_sparse]
         for part in _by_device_and_dtype(self.params, idx):
             params = [self.params[i] for i in part]
             grads = [p.grad for p in params]
