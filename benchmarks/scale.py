@@ -89,7 +89,7 @@ def fraud(work: Path, epochs: int) -> list[dict]:
     return out
 
 
-def hm(work: Path, fraction: float, batch_size: int | None) -> dict:
+def hm(work: Path, fraction: float, batch_size: int | None, eval_users: int | None) -> dict:
     from splitmesh.data.datasets.hm_synthetic import FULL
     from splitmesh.usecases.recsys import recsys_mesh
 
@@ -101,9 +101,12 @@ def hm(work: Path, fraction: float, batch_size: int | None) -> dict:
     sets = ["training.epochs=1", "training.patience=null"]
     if batch_size:
         sets.append(f"training.batch_size={batch_size}")
+    if eval_users:
+        sets.append(f"ranking.eval_users={eval_users}")
     run = run_over_nodes(path, "label-sharing", folder, sets, local=False)
     return {**record("hm-synthetic", {"fraction": fraction, **sizes}, run),
-            "batch_size": batch_size, "generate_seconds": generated}  # fmt: skip
+            "batch_size": batch_size, "eval_users": eval_users,
+            "generate_seconds": generated}  # fmt: skip
 
 
 def slope(rows: list[dict]) -> dict[str, float]:
@@ -130,6 +133,12 @@ def main() -> None:
         help="of the full size; 1.0 needs more memory than the 4 GB per party targeted (README)",
     )
     ap.add_argument("--hm-batch-size", type=int, default=None, help="default: the preset's")
+    ap.add_argument(
+        "--hm-eval-users",
+        type=int,
+        default=100_000,
+        help="users ranked per validation / test pass (0: all; 1.37M at full size)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -147,7 +156,7 @@ def main() -> None:
     if "hm" in parts:
         for f in (float(x) for x in args.hm_fractions.split(",")):
             console.print(f"synthetic H&M at {f:g} of full size, over gRPC ...")
-            hm_rows.append(hm(work, f, args.hm_batch_size))
+            hm_rows.append(hm(work, f, args.hm_batch_size, args.hm_eval_users or None))
             console.print(json.dumps(hm_rows[-1]))
     rows += hm_rows
     t = Table(title="scale (this machine, one run each)")

@@ -139,6 +139,13 @@ class Ranking(Strict):
     ks: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
         default_factory=lambda: [10], min_length=1, max_length=16
     )
+    eval_users: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="rank a sample of this many users in each validation and test pass (drawn "
+        "once by seed); null: every user",
+    )
     part_examples: int = Field(
         default=1 << 23,
         ge=1024,

@@ -55,6 +55,25 @@ def test_negatives_are_unseen_and_fresh_every_epoch():
     assert not seen.contains(u1[y1 == 0], i1[y1 == 0]).any()
 
 
+@pytest.mark.parametrize("n_negatives", [99, None])
+def test_ranking_a_sample_of_users_keeps_their_candidates_as_drawn_for_them(n_negatives):
+    d = toy(n_users=300, n_items=200)
+    s = leave_latest_out(d)
+    every = ranking_candidates(d, s, "val", n_negatives=n_negatives, seed=0)
+    some = ranking_candidates(d, s, "val", n_negatives=n_negatives, seed=0, n_users=50)
+    assert len(some.users) == 50 and set(some.users) < set(every.users)
+    at = np.searchsorted(every.users, some.users)
+    assert np.array_equal(some.positives, every.positives[at])
+    again = ranking_candidates(d, s, "val", n_negatives=n_negatives, seed=0, n_users=50)
+    assert np.array_equal(again.users, some.users)
+    assert (
+        ranking_candidates(d, s, "test", n_negatives=None, seed=0, n_users=50).users.tolist()
+        != some.users.tolist()
+    )
+    same = ranking_candidates(d, s, "val", n_negatives=n_negatives, seed=0, n_users=300)
+    assert np.array_equal(same.users, every.users)
+
+
 @pytest.mark.parametrize(
     ("n", "ratio", "part", "batch", "min_batch", "counts"),
     [
@@ -92,6 +111,26 @@ def test_an_epoch_in_parts_holds_every_positive_once_with_unseen_negatives():
         np.array_equal(a, b)
         for a, b in zip(whole, epoch_examples(d.user, d.item, seen, 4, 0, 3), strict=True)
     )
+
+
+def test_seen_pairs_of_a_subset_share_the_keys_and_answer_as_their_own():
+    rng = np.random.default_rng(0)
+    user, item = rng.integers(0, 3000, 200_000), rng.integers(0, 700, 200_000)
+    part = rng.random(len(user)) < 0.6
+    every = SeenPairs(user, item, 700)
+    assert np.array_equal(every.keys, np.unique(user * 700 + item))
+    own, shared = SeenPairs(user[part], item[part], 700), every.among(user[part], item[part])
+    assert shared.keys is every.keys
+    qu, qi = rng.integers(0, 3000, 100_000), rng.integers(0, 700, 100_000)  # sorted path
+    for seen in (every, own):
+        assert np.array_equal(seen.contains(qu, qi), np.isin(qu * 700 + qi, seen.keys))
+    assert np.array_equal(shared.contains(qu, qi), own.contains(qu, qi))
+    assert np.array_equal(shared.contains(qu[:50], qi[:50]), own.contains(qu[:50], qi[:50]))
+    assert np.array_equal(shared.per_user(3005), own.per_user(3005))
+    missing = np.flatnonzero(~own.contains(user, item))[0]  # inside the key range, or beyond
+    for u, i in ((user[missing], item[missing]), (5000, 1)):
+        with pytest.raises(DataError, match="outside the seen pairs"):
+            own.among(np.array([u]), np.array([i]))
 
 
 def test_ranking_candidates_are_distinct_items_never_interacted_with():

@@ -179,6 +179,15 @@ def test_a_dimension_domain_refuses_a_plan_of_another_run():
         t.request("customers", relay)
 
 
+def test_the_fact_domain_plans_only_the_parts_an_epoch_has():
+    learner, t = split("label-sharing", star(), Ranking(part_examples=1024), train=TRAIN)
+    peers = learner.steps.peers
+    assert isinstance(t.request("sales", PlanEpoch(0, peers, 3)), Plans)  # the last of 4
+    for part in (4, -1):
+        with pytest.raises(PartyError, match=r"plans epochs in parts 0\.\.3, not part"):
+            t.request("sales", PlanEpoch(0, peers, part))
+
+
 def test_split_training_resumes_to_the_same_result(tmp_path):
     data = star()
     cfg = Training(epochs=3, batch_size=128, patience=3, select_metric="ndcg@10")

@@ -155,9 +155,12 @@ class KeyAligner:
 
     def done(self) -> np.ndarray:
         """Fix the order: candidates sorted by key text, the same order in every domain."""
+        if self.rows is not None:
+            return self.rows
         keys = np.array([self.items[i] for i in self.candidates], dtype=object)
         self.rows = self.candidates[np.argsort(keys, kind="stable")]
-        self._blinded = None  # no longer needed: free it
+        # no longer needed: at 1.4M keys the texts and points hold hundreds of MB
+        self.items, self._blinded, self._shuffle = [], None, None
         return self.rows
 
 

@@ -79,7 +79,7 @@ class RecsysData:
     """
 
     name: str
-    user: np.ndarray  # (n_interactions,) int64
+    user: np.ndarray  # (n_interactions,) int32 or int64
     item: np.ndarray
     time: np.ndarray  # int64; ties keep the input order
     n_users: int
@@ -148,10 +148,13 @@ def leave_latest_out(data: RecsysData, holdout: int = 1) -> RankingSplit:
         )
     ends = np.cumsum(counts)
     rank_from_end = ends[users] - 1 - np.arange(len(users))  # 0 = the user's latest
-    test = order[rank_from_end < holdout]
-    val = order[rank_from_end == holdout]
-    train = order[rank_from_end > holdout]
-    return RankingSplit(np.sort(train), np.sort(val), np.sort(test), holdout)
+    del users, ends
+    # positions as int32 below 2**31 rows: the training positions are most of the table
+    kind = np.int32 if len(order) < 2**31 else np.int64
+    test = np.sort(order[rank_from_end < holdout]).astype(kind)
+    val = np.sort(order[rank_from_end == holdout]).astype(kind)
+    train = np.sort(order[rank_from_end > holdout]).astype(kind)
+    return RankingSplit(train, val, test, holdout)
 
 
 # --- sampling items a user never interacted with ------------------------------------------
@@ -162,16 +165,56 @@ class SeenPairs:
 
     def __init__(self, user: np.ndarray, item: np.ndarray, n_items: int) -> None:
         self.n_items = n_items
-        self.keys = np.unique(user.astype(np.int64) * n_items + item)
+        self.keys = _sorted_distinct(user.astype(np.int64) * n_items + item)
+        self.mask: np.ndarray | None = None  # a subset's pairs among ``keys`` (``among``)
+        self._per_user: np.ndarray | None = None
+
+    def among(self, user: np.ndarray, item: np.ndarray) -> SeenPairs:
+        """The pairs (user, item), all of them in this set, sharing its keys: a byte per
+        pair instead of another sorted copy (at 30M pairs, 240 MB)."""
+        sub = object.__new__(SeenPairs)
+        sub.n_items, sub.keys, sub._per_user = self.n_items, self.keys, None
+        mine = _sorted_distinct(user.astype(np.int64) * self.n_items + item)
+        at = np.searchsorted(self.keys, mine)  # sorted queries: a walk, not random reads
+        if len(at) and (at[-1] >= len(self.keys) or not np.array_equal(self.keys[at], mine)):
+            raise DataError("a pair outside the seen pairs it is a subset of")
+        sub.mask = np.zeros(len(self.keys), bool)
+        sub.mask[at] = True
+        return sub
+
+    def _find(self, user: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = user.astype(np.int64) * self.n_items + item
+        if len(keys) < 1 << 16:
+            at = np.searchsorted(self.keys, keys)
+        else:  # sorted first: 6.7M lookups in 31.8M keys, 16 s in random order, 1.8 s so
+            order = np.argsort(keys)
+            at = np.empty(len(keys), np.int64)
+            at[order] = np.searchsorted(self.keys, keys[order])
+        at = np.minimum(at, len(self.keys) - 1)
+        return at, self.keys[at] == keys
 
     def contains(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
-        keys = user.astype(np.int64) * self.n_items + item
-        at = np.searchsorted(self.keys, keys)
-        at = np.minimum(at, len(self.keys) - 1)
-        return self.keys[at] == keys
+        at, found = self._find(user, item)
+        return found if self.mask is None else found & self.mask[at]
 
     def per_user(self, n_users: int) -> np.ndarray:
-        return np.bincount(self.keys // self.n_items, minlength=n_users)
+        """Pairs per user index (0..n_users-1 at least); counted once."""
+        if self._per_user is None:
+            keys = self.keys if self.mask is None else self.keys[self.mask]
+            self._per_user = np.bincount(keys // self.n_items)
+        counts = self._per_user
+        if len(counts) < n_users:
+            counts = np.concatenate([counts, np.zeros(n_users - len(counts), counts.dtype)])
+        return counts
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by one sort: numpy 2's hash-based unique took 3.6 s for 3M
+    int64 here, a sort 0.3 s."""
+    out = np.sort(values)
+    if len(out) > 1:
+        out = out[np.concatenate([[True], out[1:] != out[:-1]])]
+    return out
 
 
 def sample_unseen(
@@ -350,10 +393,12 @@ def ranking_candidates(
     n_negatives: int | None,
     seed: int,
     seen: SeenPairs | None = None,
+    n_users: int | None = None,
 ) -> Candidates:
     """Held-out items of ``partition`` per user and, unless full ranking, ``n_negatives``
     items each user never interacted with (in any partition), sampled once by seed.
-    ``seen``: every (user, item) pair of ``data``, if the caller holds it already."""
+    ``seen``: every (user, item) pair of ``data``, if the caller holds it already.
+    ``n_users``: rank only a sample of that many users (drawn once by seed)."""
     idx = getattr(split, partition)
     order = np.lexsort((data.time[idx], data.user[idx]))
     idx = idx[order]
@@ -361,10 +406,14 @@ def ranking_candidates(
     if len(np.unique(counts)) != 1:
         raise DataError(f"{data.name}: users hold different numbers of {partition} items")
     positives = data.item[idx].reshape(len(users), counts[0])
+    salt = {"val": 1, "test": 2}[partition]
+    if n_users is not None and len(users) > n_users:
+        rng = np.random.default_rng([seed, 104729, salt, 1])
+        keep = np.sort(rng.choice(len(users), n_users, replace=False))
+        users, positives = users[keep], positives[keep]
     if n_negatives is None:
         return Candidates(users, positives, None)
     seen = seen or SeenPairs(data.user, data.item, data.n_items)
-    salt = {"val": 1, "test": 2}[partition]
     negatives = distinct_unseen(
         users, n_negatives, seen, np.random.default_rng([seed, 104729, salt])
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
 
 # What pandas writes as an unnamed index column, as DuckDB and pandas name it on reading
 _INDEX_COLUMN = re.compile(r"^(|column0+|Unnamed: 0)$")
+# What DuckDB may hold while it reads a source (its default is 80% of the machine): a
+# window or a sort over 30M rows then spills to disk instead of taking 5 GB of a node
+# that needs its memory for training.
+READ_MEMORY = "1GB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +67,10 @@ def _confined(folders: tuple[Path, ...]):
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
     con.execute("SET enable_progress_bar = false")  # ours are drawn by rich
+    con.execute("SET memory_limit = ?", [READ_MEMORY])
+    # ours, not the data's folder; one per process: DuckDB names its spill files alike
+    spill = Path(tempfile.gettempdir()) / f"splitmesh-duckdb-{os.getpid()}"
+    con.execute("SET temp_directory = ?", [str(spill)])
     dirs = [str(f.resolve()).rstrip("/") + "/" for f in folders]
     con.execute("SET allowed_directories = ?", [dirs])
     con.execute("SET enable_external_access = false")
@@ -394,10 +404,11 @@ def _keys(col: pd.Series, domain: str, where: str, key: str) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class KeyColumn:
     """A foreign-key column without a Python object per row: its distinct keys in sorted
-    order (numbers as numbers) and each row's index into them."""
+    order (numbers as numbers) and each row's index into them (int32: 4 bytes per row of
+    a fact table of tens of millions)."""
 
     distinct: np.ndarray  # (k,) int64, or object (str)
-    index: np.ndarray  # (n,) int64
+    index: np.ndarray  # (n,) int32
 
     def __len__(self) -> int:
         return len(self.index)
@@ -439,15 +450,20 @@ class _KeyEncoder:
             dtype=np.int64,
             count=len(enc.dictionary),
         )
+        if len(self.seen) >= 2**31:
+            raise DataError(
+                f"domain {domain!r}: more than 2**31 distinct keys", path=where, column=name
+            )
+        found = found.astype(np.int32)
         self.codes.append(found[enc.indices.to_numpy()])
 
     def column(self) -> KeyColumn:
         keys = list(self.seen)
         distinct = np.array(keys, dtype=np.int64) if self.integral else np.array(keys, dtype=object)
         order = np.argsort(distinct, kind="stable")
-        rank = np.empty(len(order), np.int64)
-        rank[order] = np.arange(len(order))
-        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int64)
+        rank = np.empty(len(order), np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int32)
         return KeyColumn(distinct[order], rank[codes])
 
 

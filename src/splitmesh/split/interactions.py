@@ -96,7 +96,7 @@ class InteractionsParty(BottomParty):
     @handles(SetupRanking)
     def on_setup_ranking(self, msg: SetupRanking) -> Ack:
         who = f"{self.role} {self.name!r}"
-        fields = ("holdout", "negatives", "eval_negatives", "ks", "part_examples")
+        fields = ("holdout", "negatives", "eval_negatives", "ks", "part_examples", "eval_users")
         ranking = {k: getattr(msg, k) for k in fields}
         cfg = from_message(Ranking, ranking, who)  # bounded: it sizes what this party draws
         model, optim = from_message(Model, msg.model, who), from_message(Optim, msg.optim, who)

@@ -156,8 +156,8 @@ class RankingTask:
         self.split = leave_latest_out(data, cfg.holdout)
         tr = self.split.train
         self.train_user, self.train_item = data.user[tr], data.item[tr]
-        self.train_seen = SeenPairs(self.train_user, self.train_item, data.n_items)
         self.all_seen = SeenPairs(data.user, data.item, data.n_items)
+        self.train_seen = self.all_seen.among(self.train_user, self.train_item)
         self._epoch: EpochExamples | None = None
         self.counts: list[int] = []  # positives per part of every epoch (see ``parts``)
         self.parts(batch_size, min_batch)
@@ -197,6 +197,7 @@ class RankingTask:
                 n_negatives=self.cfg.eval_negatives,
                 seed=self.seed,
                 seen=self.all_seen,
+                n_users=self.cfg.eval_users,
             )
             self._plans[partition] = plan_ranking(cands, self.data.n_items, self.seed, partition)
         return self._plans[partition]

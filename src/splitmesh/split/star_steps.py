@@ -83,7 +83,7 @@ class StarSteps:
         optim = c.optim.wire()
         fact = SetupRanking(
             r.holdout, r.negatives, r.eval_negatives, list(r.ks), model, optim, c.seed,
-            c.wire_dtype, r.part_examples,
+            c.wire_dtype, r.part_examples, r.eval_users,
         )  # fmt: skip
         setup = {
             self.owner: fact,

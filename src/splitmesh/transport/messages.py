@@ -406,6 +406,7 @@ class SetupRanking(Message):
     seed: int
     wire_dtype: str = "float32"
     part_examples: int = 1 << 23  # examples planned at once (config.Ranking)
+    eval_users: int | None = None  # users ranked per pass (None: all)
 
 
 @message
