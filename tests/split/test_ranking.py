@@ -14,7 +14,7 @@ from splitmesh.split.interactions import InteractionsParty
 from splitmesh.split.sealing import SealBox
 from splitmesh.split.trainer import fit
 from splitmesh.transport.local import LocalTransport
-from splitmesh.transport.messages import AssignRows, GetLabels, PlanEpoch, Plans, decode
+from splitmesh.transport.messages import Ack, AssignRows, GetLabels, PlanEpoch, Plans, decode
 
 SPEC = Model(gmf=4, mlp=8, top=[16, 8], bottom=[8, 4])
 TRAIN = Training(epochs=3, batch_size=64, patience=3, select_metric="ndcg@10")
@@ -278,3 +278,18 @@ def test_sparse_id_tables_train_the_same_split_as_centralized():
     assert bottom.item.sparse and not bottom.user.sparse
     dense = fit(central(data), TRAIN, progress=False)
     assert dense.losses != pytest.approx(r0.losses, rel=1e-5)
+
+
+class MiscountingParts(LocalTransport):
+    """A fact domain that says it cuts epochs into another number of parts."""
+
+    def request(self, party, msg):
+        reply = super().request(party, msg)
+        if isinstance(reply, Ack) and "epoch_parts" in reply.info:
+            reply.info["epoch_parts"] += 1
+        return reply
+
+
+def test_the_coordinator_refuses_a_fact_domain_that_cuts_epochs_otherwise():
+    with pytest.raises(ProtocolError, match="cuts each epoch into 2 parts; this run's sizes"):
+        split("label-sharing", star(), transport_cls=MiscountingParts)

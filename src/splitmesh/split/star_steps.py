@@ -102,6 +102,12 @@ class StarSteps:
             self.layout.append((w, 0) if infos[d]["side"] == "users" else (0, w))
         c.sizes_ = {"train": infos[self.owner]["train_examples"]}
         self.parts = self._parts(c.sizes_["train"], c.train.batch_size, c.train.min_batch)
+        told = infos[self.owner].get("epoch_parts")
+        if told != len(self.parts):
+            raise ProtocolError(
+                f"{self.owner!r} cuts each epoch into {str(told)[:20]} parts; this run's "
+                f"sizes make {len(self.parts)}"
+            )
         return {
             "interactions": infos[self.owner]["interactions"],
             "train_examples": c.sizes_["train"],
