@@ -78,15 +78,17 @@ def record(name: str, size: dict, run: dict) -> dict:
     }
 
 
-def fraud(work: Path, epochs: int) -> list[dict]:
+def fraud(work: Path, epochs: int, pipeline: bool = False) -> list[dict]:
     from splitmesh.usecases.fraud import fraud_mesh
 
     path = fraud_mesh(work / "fraud", synthetic_rows=FRAUD_ROWS, seed=0)
     sets = [f"training.epochs={epochs}", "training.patience=null"]
+    if pipeline:  # both modes: the same (one step stale) arithmetic
+        sets.append("training.pipeline=true")
     out = []
     for local in (True, False):
         run = run_over_nodes(path, "label-sharing", work / "fraud", sets, local)
-        out.append(record("fraud", {"rows": FRAUD_ROWS}, run))
+        out.append(record("fraud", {"rows": FRAUD_ROWS, "pipeline": pipeline}, run))
     return out
 
 
@@ -129,6 +131,11 @@ def main() -> None:
     ap.add_argument("--only", default="fraud,hm", help="fraud, hm or both")
     ap.add_argument("--fraud-epochs", type=int, default=3)
     ap.add_argument(
+        "--fraud-pipeline",
+        action="store_true",
+        help="send each step's next Forward during the step (training.pipeline), both modes",
+    )
+    ap.add_argument(
         "--hm-fractions",
         default="0.02,0.05,0.1",
         help="of the full size (1.0: 31.8M transactions, about 30 min at batch 4096 here)",
@@ -152,7 +159,7 @@ def main() -> None:
     rows: list[dict] = []
     if "fraud" in parts:
         console.print(f"fraud, {FRAUD_ROWS:,} rows, in process and over gRPC ...")
-        rows += fraud(work, args.fraud_epochs)
+        rows += fraud(work, args.fraud_epochs, args.fraud_pipeline)
     hm_rows = []
     if "hm" in parts:
         for f in (float(x) for x in args.hm_fractions.split(",")):
