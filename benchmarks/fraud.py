@@ -69,7 +69,12 @@ def main() -> None:
     ap.add_argument("--wire-dtype", default="float32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        res = one(args.one, args.rows, args.epochs, args.batch_size, args.wire_dtype, args.seed)
+        from splitmesh.errors import SplitmeshError
+
+        try:
+            res = one(args.one, args.rows, args.epochs, args.batch_size, args.wire_dtype, args.seed)
+        except SplitmeshError as exc:  # the user's settings: said in a line, no traceback
+            sys.exit(f"{args.one}: {exc}")
         print(json.dumps(res))
         return
 
@@ -84,7 +89,9 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", mode, "--wire-dtype", wire]
         for flag in ("rows", "epochs", "batch_size", "seed"):
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = next(r["seconds_per_epoch"] for r in results if r["mode"] == "centralized")
     for r in results:
