@@ -100,10 +100,9 @@ class Adam(Optimizer):
         idx = self._with_grads()
         if not idx:
             return
-        sparse = [i for i in idx if self.params[i].grad.is_sparse]
+        sparse, idx = _split_sparse(self.params, idx)
         if sparse:
             self._lazy_step(sparse)
-            idx = [i for i in idx if i not in sparse]
         for i in idx:
             if i not in self.state:
                 p = self.params[i]
@@ -144,10 +143,7 @@ class Adam(Optimizer):
         beta1, beta2 = g["betas"]
         for i in idx:
             p = self.params[i]
-            grad = p.grad.coalesce()
-            rows, values = grad.indices()[0], grad.values()
-            if g["weight_decay"] != 0:
-                values = values.add(p[rows], alpha=g["weight_decay"])
+            rows, values = _sparse_rows(p, g["weight_decay"])
             s = self.state.get(i)
             if s is None:
                 s = self.state[i] = {
@@ -185,20 +181,31 @@ class SGD(Optimizer):
 
     @torch.no_grad()
     def step(self) -> None:
-        idx = self._with_grads()
-        for i in [i for i in idx if self.params[i].grad.is_sparse]:
-            p, grad = self.params[i], self.params[i].grad.coalesce()
-            rows, values = grad.indices()[0], grad.values()
-            if self.group["weight_decay"] != 0:
-                values = values.add(p[rows], alpha=self.group["weight_decay"])
-            p.index_add_(0, rows, values, alpha=-self.group["lr"])
-        idx = [i for i in idx if not self.params[i].grad.is_sparse]
+        sparse, idx = _split_sparse(self.params, self._with_grads())
+        for i in sparse:
+            rows, values = _sparse_rows(self.params[i], self.group["weight_decay"])
+            self.params[i].index_add_(0, rows, values, alpha=-self.group["lr"])
         for part in _by_device_and_dtype(self.params, idx):
             params = [self.params[i] for i in part]
             grads = [p.grad for p in params]
             if self.group["weight_decay"] != 0:
                 grads = torch._foreach_add(grads, params, alpha=self.group["weight_decay"])
             torch._foreach_add_(params, grads, alpha=-self.group["lr"])
+
+
+def _split_sparse(params: list[torch.Tensor], idx: list[int]) -> tuple[list[int], list[int]]:
+    """Positions whose gradient is sparse (a large id table's), and the others."""
+    sparse = [i for i in idx if params[i].grad.is_sparse]
+    return sparse, [i for i in idx if not params[i].grad.is_sparse]
+
+
+def _sparse_rows(p: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows a sparse gradient names and its values there, L2 decay added on them."""
+    grad = p.grad.coalesce()
+    rows, values = grad.indices()[0], grad.values()
+    if weight_decay != 0:
+        values = values.add(p[rows], alpha=weight_decay)
+    return rows, values
 
 
 def _copy(v: Any, p: torch.Tensor, key: str) -> Any:
