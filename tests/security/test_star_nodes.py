@@ -43,6 +43,14 @@ def test_the_fact_node_will_not_seal_plans_for_sides_the_relay_invents(star):
         t.request("sales", PlanEpoch(0, one))
 
 
+def test_the_fact_node_plans_no_part_its_epochs_do_not_have(star):
+    coord, t = star
+    last = len(coord.steps.parts) - 1
+    for part in (last + 1, -1, 2**40):
+        with pytest.raises(PartyError, match=rf"plans epochs in parts 0\.\.{last}, not part"):
+            t.request("sales", PlanEpoch(0, coord.steps.peers, part))
+
+
 def test_a_plan_sealed_for_one_dimension_opens_for_no_other(star):
     coord, t = star
     plans = t.request("sales", PlanEpoch(0, coord.steps.peers))
