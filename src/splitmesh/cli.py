@@ -740,6 +740,18 @@ def node_serve(
     os._exit(0)
 
 
+@node_app.command("health")
+def node_health(
+    address: Annotated[str, typer.Argument(help="host:port of a node's plaintext health port")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait for SERVING")] = 5.0,
+) -> None:
+    """Exit 0 once the node's gRPC health service says SERVING (a container's health check)."""
+    from splitmesh.transport.grpc import Endpoint, wait_serving
+
+    wait_serving([Endpoint(address, address)], tls=None, timeout=timeout)
+    console.print(f"{address}: SERVING", highlight=False)
+
+
 @certs_app.command("init")
 def certs_init(
     out: Annotated[Path, typer.Option(help="folder for ca.crt, <party>.crt/.key")],
@@ -780,6 +792,26 @@ def mesh_up(
     if usecase not in ("fraud", "recsys", "train", "predict"):
         raise ConfigError(f"mesh up runs 'fraud', 'recsys', 'train' or 'predict'. Got {usecase!r}.")
     _mesh_up_job(usecase, list(ctx.args), Path(workdir), insecure)
+
+
+@mesh_app.command("wait")
+def mesh_wait(
+    mesh: Annotated[Path, typer.Argument(help="a mesh file with its transport: network")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every node")] = 300.0,
+) -> None:
+    """Wait until every node of the mesh file's network serves (asked as the coordinator,
+    over its mutual TLS): what a coordinator runs before it trains."""
+    from splitmesh.mesh.spec import load_mesh
+    from splitmesh.transport.grpc import wait_serving
+
+    network = load_mesh(mesh).transport
+    if network == "local":
+        raise ConfigError(f"mesh file {mesh} has no transport: network to wait on")
+    console.print(f"waiting for {len(network.nodes)} nodes (at most {timeout:g} s)")
+    tls = network.tls.files() if network.tls is not None else None
+    ready = wait_serving(network.endpoints(), tls=tls, timeout=timeout)
+    for name, seconds in ready.items():
+        console.print(f"{name}: serving after {seconds:.1f} s", highlight=False)
 
 
 def _params(command: str, args: list[str]) -> dict:
@@ -842,6 +874,90 @@ def _mesh_up_job(job: str, args: list[str], workdir: Path, insecure: bool) -> No
 
 # the presets: their own options become mesh-file overrides (what _run passes on aside)
 _PRESETS = {"fraud": _fraud_spec, "recsys": _recsys_spec}
+
+
+deploy_app = typer.Typer(
+    help="Run a mesh on a platform: one container per party.", no_args_is_help=True
+)
+app.add_typer(deploy_app, name="deploy")
+ImageOption = Annotated[str, typer.Option(help="the image every party runs (deploy/Dockerfile)")]
+DeployOutOption = Annotated[Path, typer.Option(help="folder for the rendered files")]
+NodePolicyOption = Annotated[
+    Path | None, typer.Option(help="the governance policy every node enforces (its own copy)")
+]
+
+
+def _deploy_layout(mesh: Path, sets: list[str] | None, policy: Path | None):
+    from splitmesh.deploy.layout import MeshLayout
+
+    return MeshLayout(mesh, sets=sets or [], policy=policy)
+
+
+def _image() -> str:
+    from splitmesh import __version__
+
+    return f"splitmesh:{__version__}"
+
+
+@deploy_app.command("kubernetes")
+def deploy_kubernetes(
+    mesh: Annotated[Path, typer.Argument(help="the mesh file (YAML)")],
+    out: DeployOutOption,
+    namespace: Annotated[str | None, typer.Option(help="default: splitmesh-<mesh name>")] = None,
+    image: ImageOption = "",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="claim: each domain's data from a PersistentVolumeClaim <domain>-data; "
+            "host: from its folders on the cluster's node (a one-machine trial cluster)"
+        ),
+    ] = "claim",
+    policy: NodePolicyOption = None,
+    sets: SetOption = None,
+) -> None:
+    """Kubernetes manifests for any mesh: a StatefulSet, Service, Secret and NetworkPolicy
+    per domain node, the coordinator as a Job; apply with `kubectl apply -k OUT`."""
+    from splitmesh.deploy.kubernetes import KubernetesManifests
+
+    if data not in ("claim", "host"):
+        raise ConfigError(f"The 'data' parameter must be 'claim' or 'host'. Got {data!r}.")
+    layout = _deploy_layout(mesh, sets, policy)
+    ns = namespace or _dns_label(f"splitmesh-{layout.spec.name}")
+    manifests = KubernetesManifests(layout, namespace=ns, image=image or _image(), data=data)
+    written = manifests.write(out)
+    console.print(
+        f"wrote {len(written)} files to {out} (namespace {ns}, {len(layout.domains)} nodes); "
+        f"apply with: kubectl apply -k {out}",
+        highlight=False,
+    )
+
+
+@deploy_app.command("compose")
+def deploy_compose(
+    mesh: Annotated[Path, typer.Argument(help="the mesh file (YAML)")],
+    out: DeployOutOption,
+    image: ImageOption = "",
+    policy: NodePolicyOption = None,
+    sets: SetOption = None,
+) -> None:
+    """A Docker Compose stack for any mesh: one container per party, each node mounting only
+    its own data, health-checked; `docker compose up` in OUT trains."""
+    from splitmesh.deploy.compose import ComposeStack
+
+    layout = _deploy_layout(mesh, sets, policy)
+    written = ComposeStack(layout, image=image or _image()).write(out)
+    console.print(
+        f"wrote {len(written)} files to {out}; run with: cd {out} && docker compose up "
+        "--build --abort-on-container-exit coordinator",
+        highlight=False,
+    )
+
+
+def _dns_label(text: str) -> str:
+    """``text`` as a Kubernetes name: lowercase letters, digits and '-', at most 63."""
+    import re
+
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].rstrip("-")
 
 
 class _CtrlC(BaseException):

@@ -1,0 +1,1 @@
+"""Running a mesh on a platform: Kubernetes manifests and Compose stacks for any mesh."""
