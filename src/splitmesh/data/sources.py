@@ -12,7 +12,7 @@ import dataclasses
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,21 +103,35 @@ def _path_literals(node, out: list, in_function: bool = False) -> list:
     return out
 
 
-def absolute_paths(sql: str, base: Path) -> str:
-    """The query with every relative file name it spells out made absolute against
-    ``base``, so that DuckDB's confinement (absolute folders only) can allow it. Names
-    built at run time stay relative, and are refused."""
+def _syntax_tree(sql: str) -> dict | None:
+    """DuckDB's syntax tree of ``sql``; None where DuckDB cannot parse it here."""
     import json
 
     import duckdb
 
     con = duckdb.connect()
     try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        return json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     except (duckdb.Error, TypeError, ValueError):
-        return sql  # unparsable here: DuckDB refuses it with its own message
+        return None
     finally:
         con.close()
+
+
+def file_names(sql: str) -> list[str]:
+    """Every file name a query spells out (quoted table names, table functions' string
+    arguments), in order, each once: what it reads, for lineage."""
+    tree = _syntax_tree(sql)
+    names = [text for _, text in _path_literals(tree, [])] if tree is not None else []
+    return list(dict.fromkeys(names))
+
+
+def map_paths(sql: str, change: Callable[[str], str | None]) -> str:
+    """The query with every file name it spells out as one plain quoted name replaced by
+    ``change(name)`` (None: kept). Names built at run time are not seen."""
+    tree = _syntax_tree(sql)
+    if tree is None:
+        return sql  # unparsable here: DuckDB refuses it with its own message
     edits = []
     for offset, text in _path_literals(tree, []):
         if not isinstance(offset, int) or not 0 <= offset < len(sql):
@@ -125,13 +139,26 @@ def absolute_paths(sql: str, base: Path) -> str:
         quote = sql[offset]
         if quote not in "'\"" or sql[offset + 1 : offset + 1 + len(text) + 1] != text + quote:
             continue  # not spelled as one plain quoted name (escapes, expressions): left as is
-        if Path(text).is_absolute() or "://" in text:
-            continue
-        full = str(base.resolve() / text).replace(quote, quote * 2)
-        edits.append((offset, offset + len(text) + 2, f"{quote}{full}{quote}"))
+        new = change(text)
+        if new is not None:
+            edits.append(
+                (offset, offset + len(text) + 2, quote + new.replace(quote, quote * 2) + quote)
+            )
     for start, end, new in sorted(set(edits), reverse=True):
         sql = sql[:start] + new + sql[end:]
     return sql
+
+
+def absolute_paths(sql: str, base: Path) -> str:
+    """The query with every relative file name it spells out made absolute against
+    ``base``, so that DuckDB's confinement (absolute folders only) can allow it. Names
+    built at run time stay relative, and are refused."""
+    root = base.resolve()
+
+    def absolute(text: str) -> str | None:
+        return None if Path(text).is_absolute() or "://" in text else str(root / text)
+
+    return map_paths(sql, absolute)
 
 
 def _one_select(sql: str, domain: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,6 @@ CONFIG_DIR, TLS_DIR, STATE_DIR, OUT_DIR = "/etc/splitmesh", "/etc/splitmesh/tls"
 MESH_FILE, NODE_FILE, POLICY_FILE = "mesh.yaml", "node.yaml", "policy.yaml"
 UID = 10001  # the image's unprivileged user (deploy/Dockerfile)
 
-# a quoted literal in SQL ('' is an escaped quote inside one)
-_LITERAL = re.compile(r"'((?:[^']|'')*)'")
-_DATA_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl", ".gz", ".zst", ".txt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,25 +196,21 @@ def _mounts(d: DomainSpec, base: Path) -> list[Mount]:
 
 
 def _rewrite_sql(d: DomainSpec, base: Path, mounts: list[Mount], mesh: Path) -> str:
-    """Domain ``d``'s SQL with every path it reads moved to its container's folders.
+    """Domain ``d``'s SQL with every file it reads moved to its container's folders; a file
+    outside every folder the domain may read is an error here, as it would be on its node."""
+    from splitmesh.data.sources import map_paths
 
-    A literal is a path when it holds a '/' or ends like a data file; one outside every
-    folder the domain may read is an error here, as it would be on its node.
-    """
-
-    def move(m: re.Match) -> str:
-        text = m.group(1).replace("''", "'")
-        if "/" not in text and not text.lower().endswith(_DATA_SUFFIXES):
-            return m.group(0)
+    def move(text: str) -> str | None:
+        if "://" in text:  # a remote object: no folder to mount
+            return None
         target = _norm(text, base)
         for mount in mounts:
             if target == mount.host or mount.host in target.parents:
-                moved = Path(mount.container) / target.relative_to(mount.host)
-                return "'" + str(moved).replace("'", "''") + "'"
+                return str(Path(mount.container) / target.relative_to(mount.host))
         raise ConfigError(
             f"mesh file {mesh}: domain {d.name!r} reads {text!r}, outside its data folders "
             f"{[str(x.host) for x in mounts]}",
             hint="list the folder under the domain's data_dirs",
         )
 
-    return _LITERAL.sub(move, d.source.sql)
+    return map_paths(d.source.sql, move)

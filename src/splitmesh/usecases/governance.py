@@ -49,11 +49,14 @@ class Governance:
         return self.policy.hash if self.policy else None
 
     def locations(self) -> dict:
-        return {
+        where = {
             "audit_log": str(self.audit.path),
             "lineage": str(self.lineage.path),
             "catalog": self.catalog.url,
         }
+        if self.lineage.transport is not None:  # openlineage.yml, OPENLINEAGE_URL, ...
+            where["lineage_transport"] = self.lineage.transport
+        return where
 
     def product_meta(self) -> dict:
         """What every published product records of the governance it was trained under."""

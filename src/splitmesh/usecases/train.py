@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from splitmesh.data.features import missing_notes
 from splitmesh.data.sources import DomainTable
 from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_json
-from splitmesh.mesh.lineage import dataset
+from splitmesh.mesh.lineage import dataset, file_dataset
 from splitmesh.mesh.policy import Policy
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.privacy.protections import noise_secret
@@ -388,18 +389,37 @@ def ranking_prep(prep: dict) -> dict:
 
 
 def lineage_inputs(spec: MeshSpec) -> list[dict]:
-    """Each domain's dataset as OpenLineage names it (fields from its declared contract)."""
+    """The datasets each domain reads, as OpenLineage names them: its file, or every file
+    its SQL reads (globs expanded where they match); fields from its declared contract."""
+    from splitmesh.data.sources import file_names
+
     out = []
     for d in spec.domains:
         src = d.source_for(spec.base)
-        name = str((src.base / src.path).resolve()) if src.path else f"{spec.name}.{d.name}"
         product = spec.declared_product(d.name)
         fields = []
         if product is not None:
             props = product.input["schema"][0].get("properties", [])
             fields = [(p["name"], p.get("logicalType", "")) for p in props]
-        out.append(dataset("file" if src.path else "duckdb", name, fields))
+        names = [str(src.path)] if src.path else file_names(src.sql)
+        found = [_located(n, src.base) for n in names]
+        if not found:  # a query that names no file: the domain's table as a whole
+            out.append(dataset("duckdb", f"{spec.name}.{d.name}", fields))
+        out += [file_dataset(f, fields) for f in dict.fromkeys(x for xs in found for x in xs)]
     return out
+
+
+def _located(name: str, base: Path) -> list[str]:
+    """The files a name read by DuckDB stands for: URLs as they are, paths absolute, globs
+    expanded (the pattern itself where nothing matches yet)."""
+    import glob
+
+    if "://" in name:
+        return [name]
+    path = Path(name) if Path(name).is_absolute() else base / name
+    text = os.path.normpath(path.resolve() if not glob.has_magic(name) else path)
+    matches = sorted(glob.glob(text, recursive=True)) if glob.has_magic(name) else []
+    return matches or [text]
 
 
 def train_mesh(
