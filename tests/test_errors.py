@@ -25,3 +25,12 @@ def test_every_error_class_has_its_own_exit_code():
 def test_every_grpc_status_but_ok_is_mapped():
     codes = {c.name for c in grpc.StatusCode} - {"OK"}
     assert codes == set(errors.GRPC_STATUS)
+
+
+def test_a_partys_own_error_exits_as_that_error_with_its_hint():
+    from splitmesh.errors import ContractError, PartyError
+
+    refused = PartyError("insurer", "Hello", "column 'x1' above its maximum", kind="ContractError")
+    assert refused.exit_code == ContractError.exit_code == 11 and refused.hint
+    crashed = PartyError("insurer", "Hello", "boom", kind="RuntimeError")
+    assert crashed.exit_code == PartyError.exit_code and crashed.hint is None

@@ -461,12 +461,24 @@ def product_init(
     ] = None,
     version: Annotated[str, typer.Option(help="the products' and contracts' version")] = "1.0.0",
     owner: Annotated[str | None, typer.Option(help="the owning team's name")] = None,
+    contact: Annotated[
+        str | None, typer.Option(help="the owning team's contact (user name or e-mail)")
+    ] = None,
     pii: Annotated[
         list[str] | None, typer.Option(help="a column to classify as PII (repeat)")
     ] = None,
+    sla: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a service level the domain promises, PROPERTY=VALUE[UNIT] (repeat): "
+            "frequency=1d, latency=4h, retention=365d"
+        ),
+    ] = None,
     sets: SetOption = None,
 ) -> None:
-    """Write a starting ODPS descriptor and ODCS contracts from each domain's own table."""
+    """Write a starting ODPS descriptor and ODCS contracts from each domain's own table
+    (servers: the files it reads; team; SLA)."""
+    from splitmesh.mesh.contracts import sla_properties, source_servers
     from splitmesh.mesh.products import init_product
 
     spec = _mesh_spec(mesh, None, sets=sets)
@@ -479,6 +491,7 @@ def product_init(
             f"--pii {unknown[0]!r} is not a column of {', '.join(names)}",
             hint="name a column of the domains' tables",
         )
+    sla_properties(sla or [])  # a malformed item fails before any file is written
     for name, table in tables.items():
         product = init_product(
             out / name,
@@ -486,7 +499,10 @@ def product_init(
             spec.model.bottom[-1],
             version=version,
             owner=owner,
+            contact=contact,
             pii=tuple(c for c in pii or () if c in table.columns),
+            servers=source_servers(name, spec.domain(name).source_for(spec.base)),
+            sla=sla or [],
         )
         console.print(
             f"wrote {product.folder} ({product.descriptor.id} v{version})", highlight=False

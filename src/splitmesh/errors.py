@@ -69,6 +69,13 @@ class PartyError(SplitmeshError):
     def __init__(self, party: str, call: str, message: str, *, kind: str = "Error") -> None:
         super().__init__(f"party {party!r} failed on {call}: {kind}: {message}")
         self.party, self.call, self.kind, self.remote_message = party, call, kind, message
+        # a party's own deliberate error (its contract refused the data, say) exits as that
+        # error would where the party runs, with its hint
+        known = _error_class(kind)
+        if known is not None and known is not PartyError:
+            self.exit_code = known.exit_code
+            if known.hint is not None:
+                self.hint = known.hint
 
 
 class TransportError(SplitmeshError):
@@ -139,6 +146,11 @@ class ContractError(SplitmeshError):
     """A contract is malformed, or data breaks it; the message names contract and column."""
 
     exit_code = 11
+    hint = (
+        "fix the data, or change what the contract declares and publish it as a new version "
+        "(splitmesh product init / product validate); ranges refuse data only where the "
+        "domain declared them (logicalTypeOptions)"
+    )
 
 
 class CatalogError(SplitmeshError):
@@ -193,3 +205,14 @@ GRPC_STATUS: dict[str, str] = {
     "DATA_LOSS": "the message was corrupted in transit",
     "UNAUTHENTICATED": "it could not authenticate us (TLS)",
 }
+
+
+def _error_class(name: str) -> type[SplitmeshError] | None:
+    """The error class of this table called ``name``, if any."""
+    todo = [SplitmeshError]
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ == name:
+            return cls
+        todo += cls.__subclasses__()
+    return None

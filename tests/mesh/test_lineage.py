@@ -10,6 +10,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,9 @@ def clean_env(monkeypatch, tmp_path):
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    events: list[tuple[str, dict]] = []
+    events: ClassVar[list[tuple[str, dict]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (the handler's API)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).events.append((self.path, json.loads(body)))
         self.send_response(201)

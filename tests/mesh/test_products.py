@@ -145,3 +145,59 @@ def test_an_embedding_that_breaks_its_output_contract_refuses_the_run(tmp_path, 
     assert r.returncode == 11
     assert ("domain 'insurer' sent embeddings of shape [32, 16] float32; its output contract "
             "'insurer-embedding' v1.0.0 promises [batch, 8] float32") in r.stderr  # fmt: skip
+
+
+def test_init_writes_servers_team_and_sla_blocks_the_odcs_schema_accepts(tmp_path, mesh):
+    from splitmesh.mesh.contracts import schema_errors
+
+    out = mesh.parent / "products"
+    r = splitmesh("product", "init", str(mesh), "--out", str(out), "--owner", "risk team",
+                  "--contact", "risk@bank.example", "--sla", "frequency=1d",
+                  "--sla", "latency=4h", "--sla", "retention=365d")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    spec = load_mesh(mesh)
+    for domain in ("bank", "insurer"):
+        doc = yaml.safe_load((out / domain / "input.odcs.yaml").read_text())
+        assert schema_errors(doc) == []
+        source = (mesh.parent / spec.domain(domain).source).resolve()
+        (server,) = doc["servers"]
+        assert server["type"] == "local" and server["path"] == str(source)
+        assert server["format"] == source.suffix.lstrip(".")
+        assert doc["team"] == {
+            "name": "risk team",
+            "members": [{"username": "risk@bank.example", "role": "owner"}],
+        }
+        sla = {p["property"]: (p["value"], p.get("unit")) for p in doc["slaProperties"]}
+        assert sla["frequency"] == (1, "d") and sla["latency"] == (4, "h")
+        assert sla["retention"] == (365, "d") and "generalAvailability" in sla
+        embedding = yaml.safe_load((out / domain / OUTPUT).read_text())
+        assert schema_errors(embedding) == [] and embedding["team"] == doc["team"]
+    r = splitmesh("product", "init", str(mesh), "--out", str(tmp_path / "p2"), "--sla", "often")
+    assert r.returncode == 11 and "PROPERTY=VALUE[UNIT]" in r.stderr
+    assert not (tmp_path / "p2").exists()
+
+
+def test_scoring_data_outside_the_training_range_is_accepted_a_declared_range_is_not(
+    tmp_path, mesh
+):
+    products = _with_products(mesh, tmp_path)
+    r = splitmesh("train", str(mesh), "--out", str(tmp_path / "out"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    # new rows one unit beyond anything seen in training: the derived contract has no range
+    spec = load_mesh(mesh)
+    source = mesh.parent / spec.domain("insurer").source
+    table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    table["x1"] = table["x1"].max() + 1.0
+    table.to_parquet(source) if source.suffix == ".parquet" else table.to_csv(source, index=False)
+    r = splitmesh("predict", str(mesh), "--model", str(tmp_path / "out"),
+                  "--out", str(tmp_path / "scores.csv"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # a range the domain declares refuses them, exit 11 with a hint
+    path = products / "insurer" / "input.odcs.yaml"
+    doc = yaml.safe_load(path.read_text())
+    x1 = next(p for p in doc["schema"][0]["properties"] if p["name"] == "x1")
+    x1["logicalTypeOptions"] = {"maximum": 1.0}
+    path.write_text(yaml.safe_dump(doc))
+    r = splitmesh("train", str(mesh), "--out", str(tmp_path / "out2"), "--no-progress")
+    assert r.returncode == 11, r.stderr
+    assert "above the contract's maximum 1.0" in r.stderr and "hint:" in r.stderr

@@ -32,7 +32,6 @@ MESH_FILE, NODE_FILE, POLICY_FILE = "mesh.yaml", "node.yaml", "policy.yaml"
 UID = 10001  # the image's unprivileged user (deploy/Dockerfile)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Mount:
     """A folder of the domain's own data (on this host) and where its container sees it."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,63 @@ def _custom(props: list[dict] | None) -> dict:
 
 # -- writing contracts ---------------------------------------------------------------------
 
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json",
+            ".jsonl": "json", ".ndjson": "json"}  # fmt: skip
+
+
+def source_servers(domain: str, source) -> list[dict]:
+    """ODCS ``servers``: where a domain's table physically lives, one per file its source
+    (a data/sources.Source) reads: the path, or every file its SQL names."""
+    from splitmesh.data.sources import file_names
+
+    names = [str(source.path)] if source.path is not None else file_names(source.sql)
+    out = []
+    for i, name in enumerate(names):
+        fmt = next((f for ext, f in _FORMATS.items() if name.lower().endswith(ext)), "csv")
+        server = {"server": domain if len(names) == 1 else f"{domain}-{i + 1}"}
+        if name.startswith("s3://"):
+            out.append({**server, "type": "s3", "location": name, "format": fmt})
+            continue
+        path = Path(name) if Path(name).is_absolute() else Path(source.base) / name
+        out.append({**server, "type": "local", "path": os.path.normpath(path), "format": fmt})
+    return out
+
+
+def team_block(domain: str, owner: str | None = None, contact: str | None = None) -> dict:
+    """ODCS ``team`` (the v3.1 object): the owning team, and its contact as the owner."""
+    team = {"name": owner or f"{domain} domain team"}
+    if contact:
+        team["members"] = [{"username": contact, "role": "owner"}]
+    return team
+
+
+_SLA = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+(?:\.\d+)?)?\s*(.*?)\s*$")
+
+
+def sla_properties(items: list[str] = (), *, published: str | None = None) -> list[dict]:
+    """ODCS ``slaProperties`` from ``PROPERTY=VALUE[UNIT]`` items (``frequency=1d``,
+    ``latency=4h``, ``retention=365d``, ``timeOfAvailability=09:00``), after
+    ``generalAvailability``: the day the contract was published."""
+    import datetime as dt
+
+    day = published or dt.date.today().isoformat()
+    out = [{"property": "generalAvailability", "value": day}]
+    for item in items:
+        m = _SLA.match(item)
+        if m is None or (m.group(2) is None and not m.group(3)):
+            raise ContractError(
+                f"SLA {item!r} is not PROPERTY=VALUE[UNIT]",
+                hint="e.g. --sla frequency=1d --sla latency=4h --sla retention=365d",
+            )
+        name, number, rest = m.groups()
+        if number is None:
+            prop = {"property": name, "value": rest}
+        else:
+            value = float(number) if "." in number else int(number)
+            prop = {"property": name, "value": value, **({"unit": rest} if rest else {})}
+        out = [p for p in out if p["property"] != name] + [prop]
+    return out
+
 
 def input_contract(
     table,
@@ -76,12 +135,16 @@ def input_contract(
     version: str = "1.0.0",
     product: str | None = None,
     pii: tuple[str, ...] = (),
+    servers: list[dict] = (),
+    team: dict | None = None,
+    sla: list[dict] | None = None,
 ) -> dict:
     """The input contract a domain's current table satisfies: its key, feature columns, their
     logical types and nullability, and its row count as the floor. No observed value (a
     minimum, a maximum) goes in: a published contract carries no training value, and new
     rows outside the training range are the model's to score, not the contract's to refuse.
-    Ranges that must hold are declared by the domain (``logicalTypeOptions``)."""
+    Ranges that must hold are declared by the domain (``logicalTypeOptions``). ``servers``,
+    ``team`` and ``sla``: where the table lives, who owns it, what it promises."""
     unknown = [c for c in pii if c not in table.columns]
     if unknown:
         raise ContractError(
@@ -133,6 +196,9 @@ def input_contract(
         "status": "active",
         "domain": domain,
         "dataProduct": product or f"{domain}-bottom-model",
+        **({"servers": list(servers)} if servers else {}),
+        "team": team or team_block(domain),
+        **({"slaProperties": sla} if sla else {}),
         "description": {
             "purpose": f"The columns of domain {domain!r} its bottom model reads; they never "
             "leave the domain.",
@@ -159,7 +225,13 @@ def input_contract(
 
 
 def output_contract(
-    domain: str, width: int, *, version: str = "1.0.0", product: str | None = None
+    domain: str,
+    width: int,
+    *,
+    version: str = "1.0.0",
+    product: str | None = None,
+    team: dict | None = None,
+    sla: list[dict] | None = None,
 ) -> dict:
     """The embedding port: one float32 array of ``width`` values per row, restricted."""
     return {
@@ -171,6 +243,8 @@ def output_contract(
         "status": "active",
         "domain": domain,
         "dataProduct": product or f"{domain}-bottom-model",
+        "team": team or team_block(domain),
+        **({"slaProperties": sla} if sla else {}),
         "description": {
             "purpose": f"What domain {domain!r} hands the coordinator: one cut-layer embedding "
             "per aligned row, never a raw column.",

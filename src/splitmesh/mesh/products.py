@@ -26,6 +26,8 @@ from splitmesh.mesh.contracts import (
     input_contract,
     output_contract,
     read_contract,
+    sla_properties,
+    team_block,
     write_contract,
 )
 from splitmesh.yaml_files import dump, load_yaml_model
@@ -249,13 +251,23 @@ def init_product(
     *,
     version: str = "1.0.0",
     owner: str | None = None,
+    contact: str | None = None,
     pii: tuple[str, ...] = (),
+    servers: list[dict] = (),
+    sla: list[str] = (),
 ) -> Product:
-    """A starting descriptor and contracts from a domain's table (DomainTable)."""
+    """A starting descriptor and contracts from a domain's table (DomainTable): ``servers``
+    where it lives, ``owner`` and ``contact`` its team, ``sla`` items (PROPERTY=VALUE[UNIT])."""
     folder = Path(folder)
     pid = f"{table.domain}-bottom-model"
-    ins = input_contract(table, version=version, product=pid, pii=pii)
-    outs = output_contract(table.domain, cut_width, version=version, product=pid)
+    team = team_block(table.domain, owner, contact)
+    promises = sla_properties(list(sla))
+    ins = input_contract(
+        table, version=version, product=pid, pii=pii, servers=servers, team=team, sla=promises
+    )
+    outs = output_contract(
+        table.domain, cut_width, version=version, product=pid, team=team, sla=promises
+    )
     write_contract(folder / INPUT, ins)
     write_contract(folder / OUTPUT, outs)
     write_descriptor(
