@@ -24,6 +24,14 @@ def _splitmesh_home(tmp_path_factory) -> None:
     os.environ["SPLITMESH_HOME"] = str(tmp_path_factory.mktemp("splitmesh-home"))
 
 
+@pytest.fixture(autouse=True)
+def shared_catalog(tmp_path, monkeypatch) -> Path:
+    """The catalog runs record into by default (the user's shared one), one per test."""
+    path = tmp_path / "shared-catalog.db"
+    monkeypatch.setenv("SPLITMESH_CATALOG", str(path))
+    return path
+
+
 @pytest.fixture
 def creditcard_path() -> Path:
     if not CREDITCARD.is_file():

@@ -160,8 +160,10 @@ def test_product_init_names_a_pii_column_no_domain_holds(tmp_path):
     p = splitmesh("product", "init", str(mesh), "--out", str(tmp_path / "p"), "--pii", "age")
     assert p.returncode == 0, p.stderr
     assert sorted(x.name for x in (tmp_path / "p").iterdir()) == ["customers", "products"]
-    assert "pii" in (tmp_path / "p" / "customers" / "input.odcs.yaml").read_text()
-    assert "pii" not in (tmp_path / "p" / "products" / "input.odcs.yaml").read_text()
+    assert "classification: pii" in (tmp_path / "p" / "customers" / "input.odcs.yaml").read_text()
+    assert (
+        "classification: pii" not in (tmp_path / "p" / "products" / "input.odcs.yaml").read_text()
+    )
 
 
 def test_ctrl_c_stops_a_run_with_a_resume_hint_and_records_it(tmp_path, small_csv):

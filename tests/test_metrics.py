@@ -57,3 +57,19 @@ def test_ranking_metrics_by_hand():
     two = ranking_report(np.array([[0, 5]]), ks=(3,))
     assert two["recall@3"] == 0.5 and two["hr@3"] == 1.0
     assert two["ndcg@3"] == pytest.approx(1 / (1 + 1 / np.log2(3)))
+
+
+def test_curves_are_thinned_and_agree_with_the_areas():
+    from sklearn.metrics import auc
+
+    from splitmesh.metrics import CURVE_POINTS
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 5000)
+    scores = np.clip(y * 0.3 + rng.normal(0.35, 0.25, 5000), 0, 1)
+    m = binary_report(y, scores)
+    roc, pr = m["roc_curve"], m["pr_curve"]
+    assert 10 < len(roc["fpr"]) <= CURVE_POINTS and len(pr["recall"]) <= CURVE_POINTS
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0, 0, 1, 1)
+    assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(pr["recall"]) >= 0)
+    assert auc(roc["fpr"], roc["tpr"]) == pytest.approx(m["roc_auc"], abs=0.01)

@@ -68,7 +68,10 @@ LineageOption = Annotated[
 ]
 CatalogOption = Annotated[
     str | None,
-    typer.Option(help="catalog: SQLite file or postgresql:// URL (default OUT/catalog.db)"),
+    typer.Option(
+        help="catalog: SQLite file or postgresql:// URL (default $SPLITMESH_CATALOG, else "
+        "~/.splitmesh/catalog.db, shared by all runs)"
+    ),
 ]
 ProtectOption = Annotated[
     list[str] | None,
@@ -382,13 +385,18 @@ def _train(
     **where,
 ) -> None:
     from splitmesh.mesh.policy import load_policy
-    from splitmesh.report import print_mesh_report, write_results
-    from splitmesh.usecases.train import train_mesh
 
-    show = progress and sys.stderr.isatty()
+    # bars on a terminal, one line per step and epoch elsewhere (trainer.py)
+    show = progress
     rules = load_policy(policy) if policy else None
+    wire = "over gRPC" if spec.transport != "local" else "in process"
+    console.print(
+        f"{spec.name}: {spec.task}, {len(spec.domains)} domains, "
+        f"{', '.join(modes or [spec.mode])} {wire}; results to {out}",
+        highlight=False,
+    )
     if sweep is not None:
-        from splitmesh.report import plot_mesh_sweep, print_sweep_report
+        from splitmesh.report import plot_mesh_sweep, print_sweep_report, write_results
         from splitmesh.usecases.sweep import domains_sweep
 
         results = domains_sweep(
@@ -400,6 +408,9 @@ def _train(
         for p in [*write_results(results, out, plot=plot.name), plot]:
             console.print(f"wrote {p}")
         return
+    from splitmesh.report import print_mesh_report, write_results
+    from splitmesh.usecases.train import train_mesh
+
     results = train_mesh(
         spec, out, compare=compare, modes=modes, progress=show, resume=resume, policy=rules,
         **where,
@@ -416,12 +427,14 @@ def predict(
     out: Annotated[Path, typer.Option(help="the scores CSV, keyed by the label domain's key")],
     mode: Annotated[str | None, typer.Option(help="override the mesh file's mode")] = None,
     sets: SetOption = None,
+    progress: Annotated[bool, typer.Option(help="show each step")] = True,
 ) -> None:
     """Score the rows present in every domain's table with a trained model."""
+    spec = _mesh_spec(mesh, mode, sets=sets)
+    console.print(f"{spec.name}: scoring with the model in {model}", highlight=False)
     from splitmesh.usecases.train import predict_mesh
 
-    spec = _mesh_spec(mesh, mode, sets=sets)
-    done = predict_mesh(spec, model, out)
+    done = predict_mesh(spec, model, out, progress=progress)
     if spec.transport == "local" or spec.mode == "centralized":
         console.print(f"scored {done['rows']} rows; wrote {out}", highlight=False)
     else:  # the label domain keeps its keys: the scores stay on its host
@@ -576,15 +589,13 @@ def product_export(
 
 
 @catalog_app.command("list")
-def catalog_list(
-    catalog: Annotated[str, typer.Option(help="SQLite file or postgresql:// URL")],
-) -> None:
+def catalog_list(catalog: CatalogOption = None) -> None:
     """Runs, products and contracts in the catalog."""
     from rich.table import Table
 
-    from splitmesh.mesh.catalog import Catalog
+    from splitmesh.mesh.catalog import Catalog, default_catalog
 
-    cat = Catalog(catalog, create=False)
+    cat = Catalog(catalog or default_catalog(), create=False)
     views = (
         ("runs", cat.list_runs(), ("id", "job", "mode", "status", "started_at", "policy_version")),
         ("products", cat.list_products(), ("id", "domain", "latest", "runs")),
@@ -592,8 +603,9 @@ def catalog_list(
     )
     for title, rows, cols in views:
         t = Table(title=f"{title} ({len(rows)})")
-        for c in cols:
-            t.add_column(c)
+        for c in cols:  # never cut: catalog show takes an id as printed; the rest may fold
+            whole = max((len(str(r.get(c))) for r in rows), default=0) if c == "id" else None
+            t.add_column(c, overflow="fold", no_wrap=c == "id", min_width=whole)
         for r in rows:
             t.add_row(*(str(r.get(c) if r.get(c) is not None else "-") for c in cols))
         console.print(t)
@@ -603,14 +615,14 @@ def catalog_list(
 @catalog_app.command("show")
 def catalog_show(
     ident: Annotated[str, typer.Argument(help="a run id (or prefix), a product or contract id")],
-    catalog: Annotated[str, typer.Option(help="SQLite file or postgresql:// URL")],
+    catalog: CatalogOption = None,
 ) -> None:
     """One run with its metrics, products and lineage; or a product's versions; or a contract."""
     import json
 
-    from splitmesh.mesh.catalog import Catalog
+    from splitmesh.mesh.catalog import Catalog, default_catalog
 
-    cat = Catalog(catalog, create=False)
+    cat = Catalog(catalog or default_catalog(), create=False)
     console.print_json(json.dumps(cat.show(ident), default=str))
     cat.close()
 

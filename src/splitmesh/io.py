@@ -13,6 +13,11 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def splitmesh_home() -> Path:
+    """The user's splitmesh folder: ``$SPLITMESH_HOME``, default ``~/.splitmesh``."""
+    return Path(os.environ.get("SPLITMESH_HOME") or Path.home() / ".splitmesh")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
     ``private``: owner-only (0600: keys, checkpoints); else as the umask allows, so that

@@ -67,7 +67,24 @@ def binary_report(
     out["log_loss"] = float(skm.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1]))
     out["brier"] = float(skm.brier_score_loss(y_true, scores))
     out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
+    # the curves, thinned to at most CURVE_POINTS points: aggregates like the AUC, no
+    # threshold and no row (the label owner sends them in label-preserving runs)
+    fpr, tpr, _ = skm.roc_curve(y_true, scores)
+    precision, recall, _ = skm.precision_recall_curve(y_true, scores)
+    out["roc_curve"] = _thinned({"fpr": fpr, "tpr": tpr})
+    out["pr_curve"] = _thinned({"recall": recall[::-1], "precision": precision[::-1]})
     return out
+
+
+CURVE_POINTS = 101
+
+
+def _thinned(curve: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Each of the curve's arrays at the same at most CURVE_POINTS evenly spaced indices
+    (both ends kept), rounded to 4 decimals."""
+    n = len(next(iter(curve.values())))
+    keep = np.unique(np.linspace(0, n - 1, min(n, CURVE_POINTS)).round().astype(int))
+    return {k: [round(float(x), 4) for x in v[keep]] for k, v in curve.items()}
 
 
 # --- ranking ---------------------------------------------------------------------------------

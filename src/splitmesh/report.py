@@ -115,7 +115,8 @@ def _num(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def mesh_markdown(results: dict) -> str:
+def mesh_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
+    """The run's report; ``plots``: run mode -> its figure, relative to the report."""
     head, rows = _mesh_rows(results)
     lines = [f"# splitmesh train: mesh {results['mesh']} ({results['task']})", ""]
     lines += ["Test rows; model selection on validation rows only.", ""]
@@ -139,6 +140,9 @@ def mesh_markdown(results: dict) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in rows]
     notes = list(dict.fromkeys(n for r in results["runs"] for n in r.get("notes", [])))
     lines += ["", *(f"- {n}" for n in notes)] if notes else []
+    if plots:
+        lines += ["", "## Curves", ""]
+        lines += [f"![{mode}]({path})" for mode, path in plots.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -147,9 +151,104 @@ def write_results(results: dict, out: str | Path, *, plot: str | None = None) ->
     paths = [out / "results.json", out / "report.md"]
     atomic_write_json(paths[0], results)
     sweep = "summary" in results  # a domains sweep
-    text = sweep_markdown(results, plot) if sweep else mesh_markdown(results)
+    plots = {} if sweep else plot_runs(results, out)
+    text = sweep_markdown(results, plot) if sweep else mesh_markdown(results, plots)
     atomic_write_text(paths[1], text + governance_markdown(results))
-    return paths
+    return [*paths, *(out / p for p in plots.values())]
+
+
+def _save(fig, path: Path) -> None:
+    """``fig`` as ``path`` whole or not at all."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_runs(results: dict, out: str | Path) -> dict[str, str]:
+    """Per run, ``plots/<mode>.png``: training loss and the validation metric per epoch,
+    then ROC and precision-recall curves (binary) or the confusion matrix (multiclass).
+    Returns mode -> the file, relative to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = {}
+    for run in results.get("runs", []):
+        if not run.get("losses"):
+            continue  # a run resumed as finished, or from before curves were kept
+        m = run["metrics"]
+        extra = []
+        if "roc_curve" in m:
+            extra = [_roc, _pr]
+        elif len(m.get("confusion_matrix") or []) > 2:
+            extra = [_confusion]
+        fig, axes = plt.subplots(1, 1 + len(extra), figsize=(4.6 * (1 + len(extra)), 3.8))
+        axes = list(axes) if extra else [axes]
+        _training(axes[0], run)
+        for ax, draw in zip(axes[1:], extra, strict=True):
+            draw(ax, m)
+        fig.suptitle(f"{results.get('mesh', '')}: {run['mode']}")
+        fig.tight_layout()
+        rel = f"plots/{run['mode']}.png"
+        _save(fig, Path(out) / rel)
+        done[run["mode"]] = rel
+    return done
+
+
+def _training(ax, run: dict) -> None:
+    epochs = range(1, len(run["losses"]) + 1)
+    ax.plot(epochs, run["losses"], marker=".", label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    curve = run.get("validation_curve") or {}
+    if curve.get("values"):
+        val = ax.twinx()
+        val.plot(epochs[: len(curve["values"])], curve["values"], color="tab:orange",
+                 marker=".", label=f"validation {curve['metric']}")  # fmt: skip
+        val.set_ylabel(f"validation {curve['metric']}")
+        val.axvline(run["best_epoch"], color="grey", linestyle=":", label="kept epoch")
+        val.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("training")
+    ax.grid(alpha=0.3)
+
+
+def _roc(ax, m: dict) -> None:
+    ax.plot(m["roc_curve"]["fpr"], m["roc_curve"]["tpr"], label=f"AUC {m['roc_auc']:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _pr(ax, m: dict) -> None:
+    curve = m["pr_curve"]
+    ax.plot(curve["recall"], curve["precision"], label=f"AUPRC {m['average_precision']:.3f}")
+    base = m["support_1"] / max(1, m["support_0"] + m["support_1"])
+    ax.axhline(base, color="grey", linestyle=":", label=f"prevalence {base:.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title="precision-recall (test)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _confusion(ax, m: dict) -> None:
+    import numpy as np
+
+    cm = np.asarray(m["confusion_matrix"])
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black", fontsize=8)  # fmt: skip
+    labels = m.get("classes") or list(range(len(cm)))
+    ax.set_xticks(range(len(cm)), labels, rotation=45)
+    ax.set_yticks(range(len(cm)), labels)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
 
 
 def governance_markdown(results: dict) -> str:

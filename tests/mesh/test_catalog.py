@@ -31,11 +31,12 @@ def mesh(tmp_path):
     )  # fmt: skip
 
 
-def test_a_run_leaves_catalog_rows_and_lineage_events(tmp_path, mesh):
+def test_a_run_leaves_catalog_rows_and_lineage_events(tmp_path, mesh, shared_catalog):
     out = tmp_path / "out"
     res = train_mesh(load_mesh(mesh), out, compare=True, progress=False)
     split, central = res["runs"]
-    cat = Catalog(out / "catalog.db")
+    assert res["catalog"].endswith(str(shared_catalog))  # the user's shared catalog
+    cat = Catalog(shared_catalog)
     runs = {r["id"]: r for r in cat.list_runs()}
     assert {r["status"] for r in runs.values()} == {"complete"}
     assert set(runs) == {split["run_uuid"], central["run_uuid"]}
@@ -58,19 +59,23 @@ def test_a_run_leaves_catalog_rows_and_lineage_events(tmp_path, mesh):
         ("START", central["run_uuid"]), ("COMPLETE", central["run_uuid"])]  # fmt: skip
     assert len(events[1]["inputs"]) == 2 and len(events[1]["outputs"]) == 2
 
-    r = splitmesh("catalog", "list", "--catalog", str(out / "catalog.db"))
+    r = splitmesh("catalog", "list")  # the shared catalog, as $SPLITMESH_CATALOG names it
     assert r.returncode == 0 and "insurer-bottom-model" in r.stdout
-    r = splitmesh("catalog", "show", "nothing-here", "--catalog", str(out / "catalog.db"))
+    assert split["run_uuid"] in r.stdout  # whole: catalog show takes it as printed
+    r = splitmesh("catalog", "show", "nothing-here", "--catalog", str(shared_catalog))
     assert r.returncode == 12 and "nothing in catalog" in r.stderr
+    r = splitmesh("catalog", "list", "--catalog", str(tmp_path / "typo.db"))
+    assert r.returncode == 12 and "no catalog at" in r.stderr
+    assert not (tmp_path / "typo.db").exists()
 
 
-def test_a_failed_run_is_recorded_as_failed(tmp_path, mesh):
+def test_a_failed_run_is_recorded_as_failed(tmp_path, mesh, shared_catalog):
     spec = load_mesh(mesh)
     gone = mesh.parent / spec.domain("insurer").source
     gone.unlink()  # the insurer's table disappears between planning and the run
     with pytest.raises(Exception, match=gone.name):
         train_mesh(spec, tmp_path / "out", progress=False)
-    cat = Catalog(tmp_path / "out" / "catalog.db")
+    cat = Catalog(shared_catalog)
     (run,) = cat.list_runs()
     assert run["status"] == "failed" and gone.name in run["reason"]
     events = [json.loads(x) for x in (tmp_path / "out" / "lineage.jsonl").read_text().splitlines()]
@@ -149,8 +154,10 @@ def test_postgresql_catalog(postgres_url):
 
 
 def test_product_versions_name_their_contracts(tmp_path, mesh):
-    res = train_mesh(load_mesh(mesh), tmp_path / "out", progress=False)
-    cat = Catalog(tmp_path / "out" / "catalog.db")
+    res = train_mesh(
+        load_mesh(mesh), tmp_path / "out", progress=False, catalog=str(tmp_path / "c.db")
+    )
+    cat = Catalog(tmp_path / "c.db")
     versions = cat.show("bank-bottom-model")["product"]["versions"]
     version = res["runs"][0]["products"][0]["version"]
     assert versions[0]["output_contract"] == f"bank-embedding@{version}"

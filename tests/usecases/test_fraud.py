@@ -159,7 +159,9 @@ def test_real_subset_split_modes_match_centralized_and_linear_reference(tmp_path
     assert ap["centralized"] >= res["references"][0]["metrics"]["average_precision"] - 0.01
 
 
-def test_fraud_under_a_policy_publishes_products_and_records_every_run(creditcard_path, tmp_path):
+def test_fraud_under_a_policy_publishes_products_and_records_every_run(
+    creditcard_path, tmp_path, shared_catalog
+):
     from splitmesh.mesh.audit import verify
     from splitmesh.mesh.catalog import Catalog
     from splitmesh.mesh.export import onnx_metadata
@@ -179,7 +181,7 @@ def test_fraud_under_a_policy_publishes_products_and_records_every_run(creditcar
     meta = onnx_metadata(tmp_path / "out" / "payments" / "bottom.onnx")
     assert meta["policy_hash"] == policy.hash
     assert meta["input_contract"].startswith("payments-input@1.0.0+")
-    cat = Catalog(tmp_path / "out" / "catalog.db")
+    cat = Catalog(shared_catalog)
     assert [r["status"] for r in cat.list_runs()] == ["complete", "complete"]
     assert len(cat.list_products()) == 3  # the same three products, one version per run
     assert verify(tmp_path / "out" / "audit.jsonl")["records"] > 2
@@ -187,7 +189,7 @@ def test_fraud_under_a_policy_publishes_products_and_records_every_run(creditcar
     forbidding = policy.model_copy(update={"forbidden_columns": ["Amount"]})
     with pytest.raises(PolicyError, match=r"'columns' refuses: .* forbidden .*Amount"):
         train_mesh(s, tmp_path / "refused", modes=modes, progress=False, policy=forbidding)
-    assert Catalog(tmp_path / "refused" / "catalog.db").list_runs() == []
+    assert len(Catalog(shared_catalog).list_runs()) == 2  # the refused run left no row
     assert np.isfinite(res["runs"][0]["metrics"]["roc_auc"])
 
 

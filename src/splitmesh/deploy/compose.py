@@ -101,7 +101,7 @@ class ComposeStack:
         mesh = f"{CONFIG_DIR}/{MESH_FILE}"
         out = f"{OUT_DIR}/{self.layout.spec.name}"
         volumes = [f"./{COORDINATOR}/{MESH_FILE}:{mesh}:ro", f"./out:{OUT_DIR}"]
-        command = ["train", mesh, "--out", out, "--resume", "--no-progress"]
+        command = ["train", mesh, "--out", out, "--resume"]  # one line per epoch in the log
         svc = self._base(COORDINATOR, command, volumes)
         svc["depends_on"] = {d: {"condition": "service_healthy"} for d in self.layout.domains}
         return svc

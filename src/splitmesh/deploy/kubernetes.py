@@ -266,7 +266,7 @@ class KubernetesManifests:
         mesh = f"{CONFIG_DIR}/{MESH_FILE}"
         out = f"{OUT_DIR}/{self.instance}"
         # --resume: a coordinator the Job restarts picks up the run from its checkpoints
-        args = ["train", mesh, "--out", out, "--resume", "--no-progress"]
+        args = ["train", mesh, "--out", out, "--resume"]  # one line per epoch in the log
         container = self._container(COORDINATOR, args, [{"name": "out", "mountPath": OUT_DIR}])
         wait = self._container(COORDINATOR, ["mesh", "wait", mesh, "--timeout", "900"], [])
         wait["name"] = "wait-for-nodes"

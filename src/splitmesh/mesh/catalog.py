@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,15 @@ def _body(doc: dict) -> tuple[str, str]:
     return body, hashlib.sha256(body.encode()).hexdigest()
 
 
+def default_catalog() -> str:
+    """The catalog every run records into unless told otherwise: ``$SPLITMESH_CATALOG`` (a
+    SQLite file or a postgresql:// URL), else ``catalog.db`` in the user's splitmesh folder,
+    one for all of this user's runs."""
+    from splitmesh.io import splitmesh_home
+
+    return os.environ.get("SPLITMESH_CATALOG") or str(splitmesh_home() / "catalog.db")
+
+
 class Catalog:
     """``create``: make the catalog when it is not there (a run records into it); a
     command that only reads one refuses a SQLite file that does not exist."""
@@ -112,7 +122,9 @@ class Catalog:
     def __init__(self, where: str | Path, *, create: bool = True) -> None:
         if not create and "://" not in str(where) and not Path(where).is_file():
             raise CatalogError(
-                f"no catalog at {where}", hint="give the catalog.db a run wrote (OUT/catalog.db)"
+                f"no catalog at {where}",
+                hint="runs record into $SPLITMESH_CATALOG, else ~/.splitmesh/catalog.db; "
+                "--catalog names another (a SQLite file a run wrote, or a postgresql:// URL)",
             )
         self.url = engine_url(where)
         try:

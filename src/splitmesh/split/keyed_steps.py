@@ -222,8 +222,11 @@ class KeyedSteps:
             raise ConfigError(f"the model in {folder} was trained in {meta['mode']} mode")
         if meta["domains"] != c.domains:
             raise ConfigError(f"the model in {folder} was trained on domains {meta['domains']}")
+        step = c.on_step or (lambda _: None)
+        step("opening the domains' tables")
         c.hello("predict")
         c.align()
+        step("loading the trained parts")
         loaded = c.t.request_many(dict.fromkeys([*c.domains, lo], LoadModel()))
         n = expect(loaded[lo], Ack, lo).info["rows"]
         widths = [meta["cut_widths"][d] for d in c.domains]
@@ -238,6 +241,7 @@ class KeyedSteps:
             task = Task(**meta["task"])
             head = network.build_head(network.head_in(spec, len(c.domains)), task.out_features, 0)
             c.head_ = load_module(folder / "head.pt", head, "the coordinator").eval()
+        step(f"scoring {n} rows")
         for i, pos in enumerate(eval_batches(n, c.eval_batch)):
             hs = c.embed(PREDICT, pos, i)
             with torch.no_grad():
@@ -248,5 +252,6 @@ class KeyedSteps:
             if task is None:
                 msg = Head(PREDICT, pos, i, False, to_wire(act, c.wire_dtype))
                 expect(c.t.request(lo, msg), HeadReply, lo)
+        step("writing the scores")
         done = expect(c.t.request(lo, WriteScores(PREDICT)), Ack, lo)
         return {"rows": n, "alignment": c.alignment_, **done.info}

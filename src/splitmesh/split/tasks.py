@@ -159,6 +159,7 @@ class Task:
                 ),
                 "log_loss": float(skm.log_loss(y, _clip_rows(scores), labels=labels)),
             }
+            out["confusion_matrix"] = skm.confusion_matrix(y, pred, labels=labels).tolist()
             if len(np.unique(y)) == self.n_classes:
                 out["roc_auc_ovr"] = float(skm.roc_auc_score(y, scores, multi_class="ovr"))
             return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -64,12 +65,30 @@ class FitResult:
     validation: list[float]  # validation select_metric per epoch (empty without selection)
 
 
+def _line(text: str) -> None:
+    """A progress line where no bar can be drawn (CI, container logs, a pipe)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _bars(progress: bool) -> bool:
+    """Progress as bars on a terminal; elsewhere (``progress`` still asked) as lines."""
+    return progress and sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def shown_steps(learner: object, progress: bool, label: str) -> Iterator[None]:
     """While preparing: a spinner naming each step the learner reports (its ``on_step``,
-    e.g. the alignment's), with the time spent."""
+    e.g. the alignment's), with the time spent; one line per step off a terminal."""
     if not progress or not hasattr(learner, "on_step"):
         yield
+        return
+    if not _bars(progress):
+        start = time.monotonic()
+        learner.on_step = lambda what: _line(f"{label}: {what} ({time.monotonic() - start:.1f} s)")
+        try:
+            yield
+        finally:
+            learner.on_step = None
         return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, transient=True) as bar:
@@ -115,7 +134,8 @@ def fit(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    lines = progress and not _bars(progress)
+    with Progress(*columns, disable=not _bars(progress), transient=True) as bar:
         task = bar.add_task(
             label or learner.mode,
             total=cfg.epochs * len(plan),
@@ -129,6 +149,8 @@ def fit(
             while st["epoch"] < cfg.epochs and not st["stopped"]:
                 _epoch(learner, cfg, metric, plan, st, lambda: bar.advance(task))
                 bar.update(task, epoch=st["epoch"], loss=f"{st['losses'][-1]:.4f}")
+                if lines:
+                    _line(_epoch_line(label or learner.mode, cfg, metric, st))
                 done = st["epoch"] >= cfg.epochs or st["stopped"]
                 if done or last is None or time.monotonic() - last >= cfg.checkpoint_interval:
                     learner.save_checkpoint(st)
@@ -138,6 +160,16 @@ def fit(
     if cfg.patience is not None:
         learner.restore("best")
     return FitResult(st["losses"], st["seconds"], st["step"], st["best_epoch"], st["history"])
+
+
+def _epoch_line(label: str, cfg: Training, metric: str, st: dict) -> str:
+    """``label: epoch 3/20 loss 0.2412 val log_loss 0.2201 (best) 0.05 s``."""
+    text = f"{label}: epoch {st['epoch']}/{cfg.epochs} loss {st['losses'][-1]:.4f}"
+    if st["history"]:
+        best = " (best)" if st["best_epoch"] == st["epoch"] else ""
+        text += f" val {metric} {st['history'][-1]:.4f}{best}"
+    text += f" {st['seconds'][-1]:.2f} s"
+    return text + (" - stopping early" if st["stopped"] else "")
 
 
 def _committed(learner: Learner) -> dict[str, Any] | None:

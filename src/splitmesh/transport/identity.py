@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from splitmesh.errors import ConfigError, ProtocolError
+from splitmesh.io import splitmesh_home
 
 CA_NAME = "splitmesh mesh CA"
 
@@ -297,10 +298,6 @@ def _secret(key, label: str) -> bytes:
         serialization.NoEncryption(),
     )
     return hmac.new(der, label.encode(), hashlib.sha256).digest()
-
-
-def splitmesh_home() -> Path:
-    return Path(os.environ.get("SPLITMESH_HOME") or Path.home() / ".splitmesh")
 
 
 def local_signer() -> LocalSigner:

@@ -1,8 +1,9 @@
 """One governed run, whatever the use case: the policy judged before anything runs, then
 every run's events in the audit log, OpenLineage and the catalog.
 
-Where things go, by default under the run's ``--out``: ``audit.jsonl``, ``lineage.jsonl``,
-``catalog.db`` (SQLite); each can be pointed elsewhere (the catalog at a PostgreSQL URL).
+Where things go, by default: ``audit.jsonl`` and ``lineage.jsonl`` under the run's
+``--out``, the run into the user's shared catalog (``$SPLITMESH_CATALOG``, else
+``~/.splitmesh/catalog.db``); each can be pointed elsewhere (the catalog at a PostgreSQL URL).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from splitmesh.mesh.audit import AuditLog
-from splitmesh.mesh.catalog import Catalog
+from splitmesh.mesh.catalog import Catalog, default_catalog
 from splitmesh.mesh.lineage import Lineage, dataset
 from splitmesh.mesh.policy import Policy, check_run, enforce
 
@@ -42,7 +43,7 @@ class Governance:
         self.out = Path(self.out)
         self.audit = AuditLog(self.audit_path or self.out / "audit.jsonl")
         self.lineage = Lineage(self.lineage_path or self.out / "lineage.jsonl")
-        self.catalog = Catalog(self.catalog_url or self.out / "catalog.db")
+        self.catalog = Catalog(self.catalog_url or default_catalog())
 
     @property
     def policy_hash(self) -> str | None:

@@ -253,6 +253,12 @@ def run_mode(
             "epoch_seconds": [round(x, 4) for x in result.epoch_seconds],
             "epochs_run": len(result.losses),
             "best_epoch": result.best_epoch,
+            # per epoch: the training loss, and the validation metric model selection watched
+            "losses": [round(x, 6) for x in result.losses],
+            "validation_curve": {
+                "metric": cfg.select_metric or learner.default_metric,
+                "values": [round(float(x), 6) for x in result.validation],
+            },
             "wire_bytes": train_bytes,
             "wire_bytes_per_example": train_bytes / max(1, n_train * len(result.losses)),
             "wire_bytes_setup": setup_bytes,
@@ -494,10 +500,12 @@ def train_mesh(
     }
 
 
-def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path | None) -> dict:
+def predict_mesh(
+    spec: MeshSpec, model_dir: str | Path, out: str | Path | None, *, progress: bool = False
+) -> dict:
     """Score the rows every domain's (new) table holds; the label domain writes them: in
     process to ``out``, over the network to its node's own outputs folder (the reply names
-    the file)."""
+    the file). ``progress``: each step (loading, aligning, scoring) as it starts."""
     model_dir = Path(model_dir)
     if spec.task == "ranking":
         raise ConfigError(
@@ -511,7 +519,8 @@ def predict_mesh(spec: MeshSpec, model_dir: str | Path, out: str | Path | None) 
     transport = _transport(spec, spec.mode, model_dir, ckpt=False, scores=scores)
     coord = coordinator(spec, transport, spec.mode, None)
     try:
-        return coord.predict(model_dir)
+        with shown_steps(coord, progress, "predict"):
+            return coord.predict(model_dir)
     finally:
         coord.close()
         transport.close()
