@@ -55,11 +55,16 @@ class Optim(Strict):
 
 
 class Training(Optim):
-    epochs: int = Field(default=20, ge=1, description="an upper bound when patience is set")
+    # Defaults that fit small tables without tuning (benchmarks/defaults.py): a large epoch
+    # budget that early stopping on validation cuts short, and a learning rate that gets a
+    # few hundred rows somewhere in that budget. A table of millions of rows sets its own.
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-3, ge=0)
+    epochs: int = Field(default=200, ge=1, description="an upper bound when patience is set")
     batch_size: int = Field(default=256, ge=1)
     seed: int = 0
     patience: int | None = Field(
-        default=5, ge=1, description="epochs without a validation gain before stopping; "
+        default=20, ge=1, description="epochs without a validation gain before stopping; "
         "null: keep the last epoch"
     )  # fmt: skip
     select_metric: str | None = Field(

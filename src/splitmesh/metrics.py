@@ -11,7 +11,9 @@ LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 
 # what model selection watches by default, and may watch, per task (names as the task's
 # report gives them; split/tasks.py)
-DEFAULT_SELECT = {"binary": "average_precision", "multiclass": "log_loss", "regression": "rmse"}
+# log-loss for classes: it keeps improving after the ranking metrics (AUPRC) have levelled
+# off, so early stopping does not stop a model that is still uncalibrated
+DEFAULT_SELECT = {"binary": "log_loss", "multiclass": "log_loss", "regression": "rmse"}
 SELECT_METRICS = {
     "binary": ("average_precision", "roc_auc", "log_loss", "brier", "f1", "f1_macro", "accuracy"),
     "multiclass": ("log_loss", "accuracy", "macro_f1"),

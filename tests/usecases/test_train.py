@@ -212,13 +212,13 @@ def test_over_grpc_nodes_give_the_in_process_model(tmp_path, fraud_mesh):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_the_linear_reference_reads_the_categories_of_any_domain_that_has_them():
-    """One domain with a telling category, another with numbers only: the reference one-hots
+def test_the_references_read_the_categories_of_any_domain_that_has_them():
+    """One domain with a telling category, another with numbers only: the references one-hot
     the category (it used to be dropped unless every domain had one)."""
     from splitmesh.config import Model, Optim, Resample
     from splitmesh.split.centralized import CentralizedLearner
     from splitmesh.split.tasks import Task
-    from splitmesh.usecases.train import linear_reference
+    from splitmesh.usecases.train import references
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 600)
@@ -234,5 +234,6 @@ def test_the_linear_reference_reads_the_categories_of_any_domain_that_has_them()
     )
     learner.prepare(test=0.2, validation=0.2, resample=Resample())
     learner.build()
-    ref = linear_reference(learner, 0)
-    assert ref["mode"] == "linear (reference)" and ref["metrics"]["accuracy"] > 0.95
+    linear, trees = references(learner, 0)
+    assert linear["mode"] == "linear (reference)" and linear["metrics"]["accuracy"] > 0.95
+    assert trees["mode"] == "boosted trees (reference)" and trees["metrics"]["accuracy"] > 0.95

@@ -208,7 +208,10 @@ def input_contract(
             {
                 "name": domain,
                 "physicalType": "table",
-                "physicalName": str(table.source),
+                # where it was read: a declared contract's (its servers say so too); a
+                # derived one names no location, so the same data gives the same contract
+                # wherever it is read from (one shared catalog holds every run's)
+                **({"physicalName": str(table.source)} if servers else {}),
                 "properties": props,
                 "quality": [
                     {

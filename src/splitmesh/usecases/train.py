@@ -275,9 +275,7 @@ def run_mode(
             run["privacy_attacks"] = attack(spec, learner, transport)["attacks"]
         if mode == "centralized":  # what the model must beat, on the same rows
             run["references"] = (
-                ranking_references(learner)
-                if ranking
-                else [linear_reference(learner, spec.training.seed)]
+                ranking_references(learner) if ranking else references(learner, spec.training.seed)
             )
         if store:
             store.finish(run)
@@ -341,36 +339,60 @@ def _still_learning(result, cfg: Training, mode: str) -> list[str]:
     ]
 
 
-def linear_reference(learner: CentralizedLearner, seed: int) -> dict:
-    """What a user would try first: a linear model (logistic regression, or least squares
-    for regression) on the same joined, prepared, resampled training rows; categorical
-    columns one-hot."""
-    from sklearn.linear_model import LinearRegression, LogisticRegression
+def _joined_rows(learner: CentralizedLearner) -> dict[str, np.ndarray]:
+    """The centralized run's joined, prepared, resampled rows per partition, categorical
+    columns one-hot: what a user would hand a scikit-learn model."""
     from sklearn.preprocessing import OneHotEncoder
 
-    task, parts = learner.task_, learner.x_  # per partition, per domain: (numeric, codes)
+    parts = learner.x_  # per partition, per domain: (numeric, codes)
     x = {p: np.hstack([num.numpy() for num, _ in parts[p].values()]) for p in parts}
     codes = {p: np.hstack([c.numpy() for _, c in parts[p].values()]) for p in parts}
     # resampled training rows carry no codes (resampling refuses categorical columns)
     if codes["train"].shape[1] and len(codes["train"]) == len(x["train"]):
         hot = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(codes["train"])
         x = {p: np.hstack([x[p], hot.transform(codes[p])]) for p in x}
-    y = learner.y_
+    return x
+
+
+def references(learner: CentralizedLearner, seed: int) -> list[dict]:
+    """What a user would try first, on the same joined rows as the centralized run: a
+    linear model (logistic regression, or least squares) and gradient-boosted trees
+    (scikit-learn's histogram GBM, its defaults)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    task, x, y = learner.task_, _joined_rows(learner), learner.y_
     if task.name == "regression":
-        predict = LinearRegression().fit(x["train"], y["train"]).predict
+        models = {
+            "linear": LinearRegression(),
+            "boosted trees": HistGradientBoostingRegressor(random_state=seed),
+        }
     else:
-        model = LogisticRegression(max_iter=2000, random_state=seed).fit(x["train"], y["train"])
-        binary = task.name == "binary"
-        predict = (lambda a: model.predict_proba(a)[:, 1]) if binary else model.predict_proba
-    scores = {p: predict(x[p]) for p in ("val", "test")}
-    metrics = task.evaluate(y, scores, "val", ["val", "test"])
-    return {
-        "mode": "linear (reference)",
-        "transport": "in-process",
-        "domains": list(learner.domains),
-        "metrics": metrics["test"],
-        "validation_metrics": metrics["val"],
-    }
+        models = {
+            "linear": LogisticRegression(max_iter=2000, random_state=seed),
+            "boosted trees": HistGradientBoostingClassifier(random_state=seed),
+        }
+    out = []
+    for name, model in models.items():
+        model.fit(x["train"], y["train"])
+        if task.name == "regression":
+            predict = model.predict
+        elif task.name == "binary":
+            predict = lambda a, m=model: m.predict_proba(a)[:, 1]  # noqa: E731
+        else:
+            predict = model.predict_proba
+        scores = {p: predict(x[p]) for p in ("val", "test")}
+        metrics = task.evaluate(y, scores, "val", ["val", "test"])
+        out.append(
+            {
+                "mode": f"{name} (reference)",
+                "transport": "in-process",
+                "domains": list(learner.domains),
+                "metrics": metrics["test"],
+                "validation_metrics": metrics["val"],
+            }
+        )
+    return out
 
 
 def ranking_references(learner) -> list[dict]:
