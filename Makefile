@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# The CPU wheel first: with it installed, "torch==2.13.0" below is already satisfied
 	# and no CUDA packages are pulled in.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,mlflow]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -73,6 +73,13 @@ CatalogOption = Annotated[
         "~/.splitmesh/catalog.db, shared by all runs)"
     ),
 ]
+MlflowOption = Annotated[
+    str | None,
+    typer.Option(
+        help="log runs, metrics, figures and models to this MLflow tracking URI (default "
+        "$MLFLOW_TRACKING_URI); needs splitmesh[mlflow]"
+    ),
+]
 ProtectOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -194,6 +201,7 @@ def fraud(
     audit: AuditOption = None,
     lineage: LineageOption = None,
     catalog: CatalogOption = None,
+    mlflow: MlflowOption = None,
     progress: bool = True,
 ) -> None:
     """Credit-card fraud detection, split across three domains and a label domain, against
@@ -273,6 +281,7 @@ def recsys(
     audit: AuditOption = None,
     lineage: LineageOption = None,
     catalog: CatalogOption = None,
+    mlflow: MlflowOption = None,
     progress: bool = True,
 ) -> None:
     """A recommender (NeuMF) across sales, customers and products, against a centralized
@@ -344,6 +353,7 @@ def train(
     audit: AuditOption = None,
     lineage: LineageOption = None,
     catalog: CatalogOption = None,
+    mlflow: MlflowOption = None,
     resume: ResumeOption = False,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
@@ -360,7 +370,7 @@ def train(
 # what a command's parameters pass on to the run itself (the rest shape the mesh)
 _RUN_OPTIONS = (
     "out", "compare", "resume", "progress", "policy", "audit", "lineage", "catalog",
-    "privacy_audit",
+    "privacy_audit", "mlflow",
 )  # fmt: skip
 
 
@@ -382,9 +392,15 @@ def _train(
     policy,
     sweep: int | None = None,
     modes: list[str] | None = None,
+    mlflow: str | None = None,
     **where,
 ) -> None:
     from splitmesh.mesh.policy import load_policy
+    from splitmesh.mesh.tracking import check_available, tracking_uri
+
+    mlflow = tracking_uri(mlflow)
+    if mlflow is not None:
+        check_available()
 
     # bars on a terminal, one line per step and epoch elsewhere (trainer.py)
     show = progress
@@ -418,6 +434,16 @@ def _train(
     print_mesh_report(results, console)
     for p in write_results(results, out):
         console.print(f"wrote {p}")
+    if mlflow is not None:
+        from splitmesh.mesh.tracking import log_results
+
+        logged = log_results(results, out, mlflow)
+        registered = ", ".join(f"{k} v{v}" for k, v in logged["registered"].items())
+        console.print(
+            f"MLflow {mlflow}: experiment splitmesh/{results['mesh']}, runs "
+            f"{', '.join(logged['runs'])}; registered {registered or 'nothing'}",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -1,0 +1,81 @@
+"""MLflow: a run logged to a local store and read back; its models in the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from splitmesh.data.datasets.vertical import write_vertical_mesh
+from tests.test_cli import splitmesh
+
+mlflow = pytest.importorskip("mlflow", reason="MLflow tracking needs splitmesh[mlflow]")
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 300
+    df = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n)})
+    df["y"] = (df.x0 + df.x1 > 0).astype(int)
+    return write_vertical_mesh(
+        df, {"bank": ["x0"], "insurer": ["x1"]}, label="y", label_domain="bank",
+        folder=tmp_path / "mesh", extra={"training": {"epochs": 3, "batch_size": 64}},
+    )  # fmt: skip
+
+
+def test_train_logs_its_runs_and_registers_the_composite_and_the_bottoms(mesh, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "out"
+    r = splitmesh("train", str(mesh), "--out", str(out), "--compare", "--mlflow", uri)
+    assert r.returncode == 0, r.stderr
+    assert "MLflow" in r.stdout
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("splitmesh/mesh")
+    runs = {x.info.run_name: x for x in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"label-preserving", "centralized"}
+    split = runs["label-preserving"]
+    assert split.data.params["training.epochs"] == "3" and split.data.params["domains"]
+    assert 0.5 < split.data.metrics["test_roc_auc"] <= 1.0
+    losses = client.get_metric_history(split.info.run_id, "train_loss")
+    assert [m.step for m in losses] == [1, 2, 3]
+    assert len(client.get_metric_history(split.info.run_id, "val_curve_log_loss")) == 3
+    artifacts = {a.path for a in client.list_artifacts(split.info.run_id)}
+    assert {"report.md", "results.json", "plots", "products", "model"} <= artifacts
+    onnx = {a.path for a in client.list_artifacts(split.info.run_id, "products/insurer")}
+    assert "products/insurer/bottom.onnx" in onnx
+    # the registry: the composite, tagged with the bottoms it was trained with
+    (composite,) = client.search_model_versions("name='mesh-label-preserving'")
+    assert composite.run_id == split.info.run_id
+    assert composite.tags["bottom.mesh-insurer-bottom"] == "1"
+    (bottom,) = client.search_model_versions("name='mesh-insurer-bottom'")
+    assert bottom.tags["splitmesh.onnx_sha256"] and bottom.source.endswith("products/insurer")
+
+
+def test_a_second_run_adds_versions_not_models(mesh, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for out in ("a", "b"):
+        r = splitmesh("train", str(mesh), "--out", str(tmp_path / out), "--mlflow", uri)
+        assert r.returncode == 0, r.stderr
+    client = mlflow.MlflowClient(uri)
+    versions = client.search_model_versions("name='mesh-label-preserving'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+
+
+def test_asking_for_mlflow_without_it_installed_fails_before_training(monkeypatch):
+    import builtins
+
+    from splitmesh.errors import ConfigError
+    from splitmesh.mesh.tracking import check_available
+
+    real = builtins.__import__
+
+    def no_mlflow(name, *args, **kwargs):
+        if name == "mlflow":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    with pytest.raises(ConfigError, match="mlflow is not installed") as err:
+        check_available()
+    assert "splitmesh[mlflow]" in err.value.hint
