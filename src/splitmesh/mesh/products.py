@@ -287,6 +287,12 @@ def find_products(root: str | Path) -> list[Product]:
     return [Product(p) for p in found]
 
 
+def _sha6(*docs: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(docs, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
 def publish(
     folder: str | Path,
     *,
@@ -308,13 +314,18 @@ def publish(
     # without a declared product, the derived contracts are versioned by the data they
     # describe (semver build metadata), so a changed table never reuses a contract version
     data_sha = str((meta.get("data") or {}).get("sha256", ""))[:8]
-    version = meta.get("product_version") or (
-        declared.descriptor.version if declared else f"1.0.0+{data_sha or 'unknown'}"
-    )
     pid = f"{table.domain}-bottom-model"
     if declared is not None:
+        version = meta.get("product_version") or declared.descriptor.version
         ins, outs = declared.input, declared.output
     else:
+        # versioned by the data and by the contracts' own text: a contract written
+        # differently (another splitmesh) never reuses a version another text holds
+        shape = _sha6(
+            input_contract(table, version="0", product=pid),
+            output_contract(table.domain, cut_width, version="0", product=pid),
+        )
+        version = meta.get("product_version") or f"1.0.0+{data_sha or 'unknown'}.{shape}"
         ins = input_contract(table, version=version, product=pid)
         outs = output_contract(table.domain, cut_width, version=version, product=pid)
     write_contract(folder / INPUT, ins)
