@@ -941,10 +941,40 @@ NodePolicyOption = Annotated[
 ]
 
 
-def _deploy_layout(mesh: Path, sets: list[str] | None, policy: Path | None):
+ExtractOption = Annotated[
+    str,
+    typer.Option(
+        help="shared: a domain whose folder another domain reads too gets its own table, "
+        "extracted here by its own query into OUT/data/<domain>/ (a container never holds "
+        "another domain's columns); all: every domain; none: mount the folders as they are"
+    ),
+]
+
+
+def _deploy_layout(
+    mesh: Path, out: Path, sets: list[str] | None, policy: Path | None, extract: str
+):
     from splitmesh.deploy.layout import MeshLayout
 
-    return MeshLayout(mesh, sets=sets or [], policy=policy)
+    if extract not in ("shared", "all", "none"):
+        raise ConfigError(f"The 'extract' parameter must be shared, all or none. Got {extract!r}.")
+    layout = MeshLayout(mesh, sets=sets or [], policy=policy)
+    shared = layout.shared_folders()
+    if extract == "none":
+        for name, others in shared.items():
+            err.print(
+                f"warning: domain {name!r}'s container will mount a folder that "
+                f"{', '.join(others)} read(s) too: their columns are readable in it",
+                soft_wrap=True,
+            )
+        return layout
+    names = layout.domains if extract == "all" else list(shared)
+    if names:
+        console.print(f"extracting {', '.join(names)}: each its own table, read by its own query")
+        layout.extract(out / "data", names)
+        for name in names:
+            console.print(f"  {name}: {layout.extracted[name]}", highlight=False)
+    return layout
 
 
 def _image() -> str:
@@ -967,6 +997,7 @@ def deploy_kubernetes(
         ),
     ] = "claim",
     policy: NodePolicyOption = None,
+    extract: ExtractOption = "shared",
     sets: SetOption = None,
 ) -> None:
     """Kubernetes manifests for any mesh: a StatefulSet, Service, Secret and NetworkPolicy
@@ -975,7 +1006,7 @@ def deploy_kubernetes(
 
     if data not in ("claim", "host"):
         raise ConfigError(f"The 'data' parameter must be 'claim' or 'host'. Got {data!r}.")
-    layout = _deploy_layout(mesh, sets, policy)
+    layout = _deploy_layout(mesh, out, sets, policy, extract)
     ns = namespace or _dns_label(f"splitmesh-{layout.spec.name}")
     manifests = KubernetesManifests(layout, namespace=ns, image=image or _image(), data=data)
     written = manifests.write(out)
@@ -992,13 +1023,14 @@ def deploy_compose(
     out: DeployOutOption,
     image: ImageOption = "",
     policy: NodePolicyOption = None,
+    extract: ExtractOption = "shared",
     sets: SetOption = None,
 ) -> None:
     """A Docker Compose stack for any mesh: one container per party, each node mounting only
     its own data, health-checked; `docker compose up` in OUT trains."""
     from splitmesh.deploy.compose import ComposeStack
 
-    layout = _deploy_layout(mesh, sets, policy)
+    layout = _deploy_layout(mesh, out, sets, policy, extract)
     written = ComposeStack(layout, image=image or _image()).write(out)
     console.print(
         f"wrote {len(written)} files to {out}; run with: cd {out} && docker compose up "

@@ -52,3 +52,37 @@ model: {bottom: [8], top: [8]}
 """
     )
     return mesh
+
+
+@pytest.fixture
+def one_file_mesh(tmp_path) -> Path:
+    """Three domains reading their columns of one CSV (labels included), as the fraud example
+    does: each container would hold every column, unless each domain's table is extracted."""
+    rng = np.random.default_rng(1)
+    n = 400
+    x = rng.normal(size=(n, 4))
+    frame = pd.DataFrame({"id": np.arange(n), "a1": x[:, 0], "a2": x[:, 1], "b1": x[:, 2],
+                          "b2": x[:, 3], "label": (x[:, 0] - x[:, 3] > 0).astype(int)})  # fmt: skip
+    (tmp_path / "all").mkdir()
+    frame.to_csv(tmp_path / "all" / "table.csv", index=False)
+    mesh = tmp_path / "one" / "mesh.yaml"
+    mesh.parent.mkdir()
+    read = "FROM read_csv('../all/table.csv')"
+    mesh.write_text(
+        f"""
+name: onefile
+task: binary
+label: {{domain: labels, column: label}}
+domains:
+  - {{name: left, key: id, data_dirs: [../all], source: {{sql: "SELECT id, a1, a2 {read}"}}}}
+  - {{name: right, key: id, data_dirs: [../all], source: {{sql: "SELECT id, b1, b2 {read}"}}}}
+  - name: labels
+    key: id
+    features: []
+    data_dirs: [../all]
+    source: {{sql: "SELECT id, label {read}"}}
+training: {{epochs: 25, batch_size: 32, lr: 0.01}}
+model: {{bottom: [8], top: [8]}}
+"""
+    )
+    return mesh

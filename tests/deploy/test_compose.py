@@ -28,6 +28,20 @@ def stack(folders_mesh, tmp_path) -> Path:
     return out
 
 
+@pytest.fixture(params=["own folders", "one file, extracted"])
+def any_stack(request, folders_mesh, one_file_mesh, tmp_path) -> Path:
+    """A stack of domains with folders of their own, and one whose domains read one file
+    (each extracted to its own table, as splitmesh deploy does by default)."""
+    out = tmp_path / "stack"
+    if request.param == "own folders":
+        layout = MeshLayout(folders_mesh)
+    else:
+        layout = MeshLayout(one_file_mesh)
+        layout.extract(out / "data", list(layout.shared_folders()))
+    ComposeStack(layout, image="sm:1").write(out)
+    return out
+
+
 def _compose(stack: Path) -> dict:
     return yaml.safe_load((stack / "compose.yaml").read_text())
 
@@ -110,9 +124,10 @@ def _materialise(stack: Path, scratch: Path, ports: dict[str, dict[str, int]]) -
     return commands
 
 
-def test_the_rendered_stack_trains_over_mutual_tls_as_written(stack, tmp_path):
+def test_the_rendered_stack_trains_over_mutual_tls_as_written(any_stack, tmp_path):
     """No docker needed: every party runs its rendered command on its rendered files, each
     seeing only its own mounts (moved under a folder of its own), over loopback."""
+    stack = any_stack
     services = _compose(stack)["services"]
     domains = [n for n in services if n != COORDINATOR]
     ports = {d: {"50051": _free_port(), "50052": _free_port()} for d in domains}
@@ -146,7 +161,7 @@ def test_the_rendered_stack_trains_over_mutual_tls_as_written(stack, tmp_path):
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs.values():
             p.wait(30)
-    out = tmp_path / "roots" / COORDINATOR / "out" / "folders"
+    (out,) = (tmp_path / "roots" / COORDINATOR / "out").iterdir()
     results = json.loads((out / "results.json").read_text())
     assert results["runs"][0]["metrics"]["roc_auc"] > 0.8  # written into the mounted folder
     for d in domains:  # each node kept its signed log and its trained part on its volume

@@ -83,3 +83,26 @@ def test_a_domain_that_cannot_name_a_node_is_refused(folders_mesh):
 def test_settings_given_with_set_are_in_the_rendered_mesh(folders_mesh, tmp_path):
     layout = MeshLayout(folders_mesh, sets=["training.epochs=7"])
     assert load_mesh(_reload(tmp_path, layout.mesh_document())).training.epochs == 7
+
+
+def test_domains_reading_one_file_are_found_and_each_extracted_to_its_own_columns(
+    one_file_mesh, tmp_path
+):
+    import pyarrow.parquet as pq
+
+    layout = MeshLayout(one_file_mesh)
+    assert layout.shared_folders() == {
+        "left": ["right", "labels"],
+        "right": ["left", "labels"],
+        "labels": ["left", "right"],
+    }
+    layout.extract(tmp_path / "data", layout.domains)
+    assert layout.shared_folders() == {}
+    columns = {
+        d: pq.read_table(layout.extracted[d]).schema.names for d in ("left", "right", "labels")
+    }
+    assert columns == {"left": ["id", "a1", "a2"], "right": ["id", "b1", "b2"],
+                       "labels": ["id", "label"]}  # fmt: skip
+    spec = load_mesh(_reload(tmp_path, layout.mesh_document()))
+    assert spec.domain("right").source == "/data/right/right.parquet"
+    assert [m.host for m in layout.mounts["right"]] == [tmp_path / "data" / "right"]

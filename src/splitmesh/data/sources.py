@@ -284,6 +284,31 @@ def read_batches(source: Source, domain: str, rows: int = 1 << 20) -> Iterator[p
         yield from con.sql(query).to_arrow_reader(rows)
 
 
+def write_parquet(source: Source, domain: str, path: Path) -> Path:
+    """The source's table as one Parquet file, streamed batch by batch, written whole or
+    not at all."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    writer = None
+    try:
+        for batch in read_batches(source, domain):
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, batch.schema)
+            writer.write_batch(batch)
+        if writer is None:
+            raise DataError(f"domain {domain!r}: {source.describe()} holds no rows")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def load_domain_table(
     domain: str,
     source: Source,

@@ -77,9 +77,35 @@ class MeshLayout:
             self._check_name(name)
         self.policy = Path(policy).read_text() if policy is not None else None
         self.mounts = {d.name: _mounts(d, self.spec.base) for d in self.spec.domains}
+        self.extracted: dict[str, Path] = {}
         self._mesh = self._mesh_document()  # a path no container could read fails here
         ca, issued = issue_certificates([COORDINATOR, *self.domains], days=days)
         self.identities = {p: Identity(ca, cert, key) for p, (cert, key) in issued.items()}
+
+    def shared_folders(self) -> dict[str, list[str]]:
+        """Domains whose containers would mount a folder another domain reads too (the
+        whole of a table of which each domain selects its columns, labels included)."""
+        out: dict[str, list[str]] = {}
+        for a in self.domains:
+            for b in self.domains:
+                if a != b and any(
+                    _overlap(m.host, n.host) for m in self.mounts[a] for n in self.mounts[b]
+                ):
+                    out.setdefault(a, []).append(b)
+        return out
+
+    def extract(self, folder: str | Path, domains: list[str]) -> None:
+        """Each of ``domains`` gets its own table, read here by its own source and written
+        as ``folder/<domain>/<domain>.parquet``: its container then mounts that alone."""
+        from splitmesh.data.sources import write_parquet
+
+        for name in domains:
+            d = self.spec.domain(name)
+            target = Path(folder).resolve() / name / f"{name}.parquet"
+            write_parquet(d.source_for(self.spec.base), name, target)
+            self.extracted[name] = target
+            self.mounts[name] = [Mount(target.parent, f"/data/{name}")]
+        self._mesh = self._mesh_document()
 
     def _check_name(self, name: str) -> None:
         try:
@@ -140,6 +166,9 @@ class MeshLayout:
 
     def _containerised(self, d: DomainSpec, mounts: list[Mount]) -> DomainSpec:
         dirs = [m.container for m in mounts]
+        if d.name in self.extracted:  # its own table, exactly as its source selected it
+            inside = f"{dirs[0]}/{self.extracted[d.name].name}"
+            return d.model_copy(update={"source": inside, "data_dirs": dirs})
         if isinstance(d.source, SqlSource):
             sql = _rewrite_sql(d, self.spec.base, mounts, self.path)
             return d.model_copy(update={"source": SqlSource(sql=sql), "data_dirs": dirs})
@@ -177,6 +206,10 @@ def _norm(p: str | Path, base: Path) -> Path:
     """Absolute and normalised, without following links or globs (they may not exist yet)."""
     p = Path(p)
     return Path(os.path.normpath(p if p.is_absolute() else base / p))
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
 
 
 def _mounts(d: DomainSpec, base: Path) -> list[Mount]:
