@@ -132,7 +132,7 @@ def _ratio(value: str) -> float | None:
 
 def _modes(mode: str) -> list[str]:
     """all: the centralized baseline and both split modes; split: the two split modes."""
-    from splitmesh.split.common import MODES, check_mode
+    from splitmesh.config import MODES, check_mode
 
     modes = {"all": list(MODES), "split": list(MODES[1:])}.get(mode, mode.split(","))
     return [check_mode(m.strip()) for m in modes]
@@ -424,6 +424,8 @@ def _train(
         for p in [*write_results(results, out, plot=plot.name), plot]:
             console.print(f"wrote {p}")
         return
+    if progress:  # importing torch and the engine: most of two seconds on a cold start
+        err.print("loading the training engine (torch)", highlight=False)
     from splitmesh.report import print_mesh_report, write_results
     from splitmesh.usecases.train import train_mesh
 
@@ -474,8 +476,8 @@ def predict(
 def _mesh_spec(mesh: Path, mode: str | None, network=None, sets: list[str] | None = None):
     """The mesh file with ``--set`` overrides, the mode and (for local nodes) the
     transport overridden."""
+    from splitmesh.config import check_mode
     from splitmesh.mesh.spec import load_mesh
-    from splitmesh.split.common import check_mode
 
     spec = load_mesh(mesh, sets or ())
     if mode is not None:

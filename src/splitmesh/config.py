@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 
-from splitmesh.errors import ProtocolError
+from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.yaml_files import Strict
 
 MAX_WIDTH, MAX_LAYERS = 65_536, 16  # a model part anyone may ask a party for
@@ -31,6 +31,15 @@ def from_message(cls: type[M], value: Any, who: str) -> M:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or cls.__name__
         raise ProtocolError(f"{who}: {cls.__name__} field {field!r}: {err['msg']}") from None
+
+
+MODES = ("centralized", "label-sharing", "label-preserving")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"The 'mode' parameter must be one of {MODES}. Got {mode!r} instead.")
+    return mode
 
 
 class Optim(Strict):

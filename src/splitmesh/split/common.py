@@ -8,19 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from splitmesh.config import MODES, check_mode  # noqa: F401 (the split package's names)
 from splitmesh.errors import ConfigError
 from splitmesh.transport.codec import Int8Tensor
 
-MODES = ("centralized", "label-sharing", "label-preserving")
 PARTITIONS = ("train", "val", "test")
 # How embeddings and gradients travel: int8 is quantized with one scale per tensor.
 WIRE_DTYPES = ("float32", "float16", "int8")
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"The 'mode' parameter must be one of {MODES}. Got {mode!r} instead.")
-    return mode
 
 
 def check_wire_dtype(wire_dtype: str) -> str:

@@ -70,6 +70,11 @@ def _line(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def announce(text: str) -> None:
+    """A step about to start, on a terminal or in a log alike."""
+    _line(text)
+
+
 def _bars(progress: bool) -> bool:
     """Progress as bars on a terminal; elsewhere (``progress`` still asked) as lines."""
     return progress and sys.stderr.isatty()

@@ -32,7 +32,7 @@ from splitmesh.split.keyed import labeled_rows
 from splitmesh.split.node import Node
 from splitmesh.split.saved import save_module
 from splitmesh.split.tasks import Task
-from splitmesh.split.trainer import fit, shown_steps
+from splitmesh.split.trainer import announce, fit, shown_steps
 from splitmesh.transport.base import Transport
 from splitmesh.transport.identity import Identity
 from splitmesh.transport.local import LocalTransport
@@ -189,6 +189,9 @@ def run_mode(
     cfg = spec.training.model_copy(update={"min_batch": max(min_batch, spec.training.min_batch)})
     transport = None
     ranking = spec.task == "ranking"
+    if progress:  # reading the tables (in process) or reaching the nodes takes a moment
+        where = "reaching the nodes" if spec.transport != "local" else "reading the domains' tables"
+        announce(f"{mode}: {where}")
     if mode == "centralized" and ranking:
         run, optim = run_id(spec, mode), spec.training
         learner, alignment = star_centralized(spec, run=run, ckpt=ckpt, optim=optim), {}
