@@ -18,7 +18,7 @@ import yaml
 from splitmesh.deploy.compose import ComposeStack
 from splitmesh.deploy.layout import COORDINATOR, MeshLayout
 
-PREFIXES = ("/etc/splitmesh", "/data", "/state", "/out")
+PREFIXES = ("/etc/splitmesh", "/data", "/state", "/out")  # what a container mounts
 
 
 @pytest.fixture
@@ -95,9 +95,11 @@ def _moved(value, root: Path, ports: dict[str, int]):
     return value.replace("'/data/", f"'{root}/data/")
 
 
-def _materialise(stack: Path, scratch: Path, ports: dict[str, dict[str, int]]) -> dict[str, list]:
+def _materialise(
+    stack: Path, scratch: Path, ports: dict[str, dict[str, int]]
+) -> dict[str, tuple[list, dict]]:
     """Each service's mounts laid out under its own root (files rewritten to it), as the
-    container would see them; returns each service's command with its paths moved."""
+    container would see them; returns each service's command and environment, moved."""
     commands = {}
     for name, svc in _compose(stack)["services"].items():
         root = scratch / name
@@ -120,7 +122,8 @@ def _materialise(stack: Path, scratch: Path, ports: dict[str, dict[str, int]]) -
                 target.write_text(yaml.safe_dump(doc))
             else:
                 target.symlink_to(source)
-        commands[name] = [_moved(c, root, {}) for c in svc["command"]]
+        env = {k: _moved(v, root, {}) for k, v in svc.get("environment", {}).items()}
+        commands[name] = ([_moved(c, root, {}) for c in svc["command"]], {**os.environ, **env})
     return commands
 
 
@@ -135,7 +138,8 @@ def test_the_rendered_stack_trains_over_mutual_tls_as_written(any_stack, tmp_pat
     cli = [sys.executable, "-m", "splitmesh.cli"]
     procs = {
         d: subprocess.Popen(
-            [*cli, *commands[d]],
+            [*cli, *commands[d][0]],
+            env=commands[d][1],
             stdout=open(tmp_path / f"{d}.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -154,14 +158,17 @@ def test_the_rendered_stack_trains_over_mutual_tls_as_written(any_stack, tmp_pat
         for d in domains:  # the container's health check, on the plaintext port
             health = [*cli, "node", "health", f"127.0.0.1:{ports[d]['50052']}"]
             assert subprocess.run(health, capture_output=True).returncode == 0
-        train = subprocess.run([*cli, *commands[COORDINATOR]], capture_output=True, text=True)
+        command, env = commands[COORDINATOR]
+        train = subprocess.run([*cli, *command], capture_output=True, text=True, env=env)
         assert train.returncode == 0, (train.stdout, train.stderr)
     finally:
         for p in procs.values():
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs.values():
             p.wait(30)
-    (out,) = (tmp_path / "roots" / COORDINATOR / "out").iterdir()
+    volume = tmp_path / "roots" / COORDINATOR / "out"
+    assert (volume / "catalog.db").is_file()  # the run's record kept on its volume
+    (out,) = [p for p in volume.iterdir() if p.is_dir() and not p.name.startswith(".")]
     results = json.loads((out / "results.json").read_text())
     assert results["runs"][0]["metrics"]["roc_auc"] > 0.8  # written into the mounted folder
     for d in domains:  # each node kept its signed log and its trained part on its volume

@@ -24,11 +24,10 @@ from splitmesh.deploy.layout import (
     STATE_DIR,
     TLS_DIR,
     MeshLayout,
+    container_env,
     dump_yaml,
 )
 from splitmesh.io import atomic_write_bytes, atomic_write_text
-
-_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
 
 
 def _repository() -> Path | None:
@@ -69,7 +68,7 @@ class ComposeStack:
             "tmpfs": ["/tmp"],
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
-            "environment": dict(_ENV),
+            "environment": container_env(party),
             "networks": ["mesh"],
             "volumes": [f"./{party}/tls:{TLS_DIR}:ro", *volumes],
         }

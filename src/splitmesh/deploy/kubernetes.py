@@ -27,6 +27,7 @@ from splitmesh.deploy.layout import (
     UID,
     MeshLayout,
     Mount,
+    container_env,
     dump_yaml,
 )
 from splitmesh.io import atomic_write_bytes, atomic_write_text
@@ -162,11 +163,7 @@ class KubernetesManifests:
             "name": "coordinator" if party == COORDINATOR else "node",
             "image": self.image,
             "args": args,
-            "env": [  # the root filesystem is read-only: caches and spills go to /tmp
-                {"name": "HOME", "value": "/tmp"},
-                {"name": "TMPDIR", "value": "/tmp"},
-                {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
-            ],
+            "env": [{"name": k, "value": v} for k, v in container_env(party).items()],
             "resources": {
                 "requests": {"cpu": "500m", "memory": "1Gi"},
                 "limits": {"memory": self.memory},

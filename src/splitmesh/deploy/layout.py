@@ -198,6 +198,16 @@ def dump_yaml(*docs: Any) -> str:
     return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False)
 
 
+def container_env(party: str) -> dict[str, str]:
+    """A party's environment: the root filesystem is read-only, so caches and spills go to
+    /tmp; what splitmesh keeps for the party (its catalog, keys) goes to its volume."""
+    env = {"HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
+    if party == COORDINATOR:  # the run's catalog beside its results, kept after the run
+        return {**env, "SPLITMESH_HOME": f"{OUT_DIR}/.splitmesh",
+                "SPLITMESH_CATALOG": f"{OUT_DIR}/catalog.db"}  # fmt: skip
+    return {**env, "SPLITMESH_HOME": f"{STATE_DIR}/.splitmesh"}
+
+
 # the TLS files' names inside a container (a Kubernetes TLS Secret's keys)
 _TLS_FILES = {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"}
 
