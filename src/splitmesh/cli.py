@@ -400,7 +400,7 @@ def _train(
 
     mlflow = tracking_uri(mlflow)
     if mlflow is not None:
-        check_available()
+        check_available(mlflow)
 
     # bars on a terminal, one line per step and epoch elsewhere (trainer.py)
     show = progress

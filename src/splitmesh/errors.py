@@ -159,6 +159,12 @@ class CatalogError(SplitmeshError):
     exit_code = 12
 
 
+class TrackingError(SplitmeshError):
+    """MLflow or OpenLineage could not take what a run sent (or is misconfigured)."""
+
+    exit_code = 13
+
+
 class Stopped(SplitmeshError):
     """The user stopped the command (Ctrl-C); what was written is consistent."""
 

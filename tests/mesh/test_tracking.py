@@ -79,3 +79,23 @@ def test_asking_for_mlflow_without_it_installed_fails_before_training(monkeypatc
     with pytest.raises(ConfigError, match="mlflow is not installed") as err:
         check_available()
     assert "splitmesh[mlflow]" in err.value.hint
+
+
+def test_an_unreachable_server_is_refused_before_training_and_resume_logs_a_finished_run(
+    mesh, tmp_path
+):
+    out = tmp_path / "out"
+    r = splitmesh("train", str(mesh), "--out", str(out), "--mlflow", "http://127.0.0.1:9")
+    assert r.returncode == 13 and "does not answer" in r.stderr
+    assert not (out / "results.json").exists()  # nothing trained
+    r = splitmesh("train", str(mesh), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    # logged afterwards: --resume finds the finished run and trains nothing
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = splitmesh("train", str(mesh), "--out", str(out), "--resume", "--mlflow", uri)
+    assert r.returncode == 0, r.stderr
+    assert "epoch 1/" not in r.stderr
+    client = mlflow.MlflowClient(uri)
+    (version,) = client.search_model_versions("name='mesh-label-preserving'")
+    run = client.get_run(version.run_id)
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3

@@ -15,6 +15,8 @@ import logging
 import os
 from pathlib import Path
 
+from splitmesh.errors import TrackingError
+
 NAMESPACE = "splitmesh"
 PRODUCER = "https://github.com/splitmesh/splitmesh"
 
@@ -59,7 +61,16 @@ class Lineage:
         logging.getLogger("openlineage").setLevel(logging.WARNING)
         transport = FileTransport(FileConfig(log_file_path=str(self.path), append=True))
         self.client = OpenLineageClient(transport=transport)
-        self.remote = OpenLineageClient() if standard_config() else None
+        self.remote = None
+        if standard_config():
+            try:
+                self.remote = OpenLineageClient()
+            except Exception as exc:  # a malformed openlineage.yml: say so before the run
+                raise TrackingError(
+                    f"the OpenLineage configuration cannot be used: {exc}",
+                    hint="check openlineage.yml (OPENLINEAGE_CONFIG) or OPENLINEAGE_URL; "
+                    "unset them to write lineage to the run's file only",
+                ) from exc
         self.failures: list[str] = []
 
     @property

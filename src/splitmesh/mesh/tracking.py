@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from splitmesh.errors import ConfigError
+from splitmesh.errors import ConfigError, TrackingError
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
@@ -29,8 +29,9 @@ def tracking_uri(given: str | None) -> str | None:
     return given or os.environ.get(TRACKING_ENV) or None
 
 
-def check_available() -> None:
-    """Refuse before training, not after, when MLflow is asked for but not installed."""
+def check_available(uri: str | None = None) -> None:
+    """Refuse before training, not after: MLflow asked for but not installed, or a tracking
+    server that does not answer its health check."""
     try:
         import mlflow  # noqa: F401
     except ImportError:
@@ -39,6 +40,16 @@ def check_available() -> None:
             "not installed",
             hint="pip install 'splitmesh[mlflow]'",
         ) from None
+    if uri is not None and uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except requests.RequestException as exc:
+            raise TrackingError(
+                f"the MLflow server at {uri} does not answer ({exc})",
+                hint="start it, or point --mlflow / MLFLOW_TRACKING_URI at one that runs",
+            ) from None
 
 
 def _flat(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
@@ -62,7 +73,19 @@ def _scalars(prefix: str, metrics: dict) -> dict[str, float]:
 
 def log_results(results: dict, out: str | Path, uri: str) -> dict[str, Any]:
     """Log every run of ``results`` (what ``train`` wrote under ``out``) to the MLflow
-    tracking server or store at ``uri``; returns the run ids and registered versions."""
+    tracking server or store at ``uri``; returns the run ids and registered versions.
+    A store that refuses or cannot be reached is a TrackingError: the results stay on disk."""
+    try:
+        return _log_results(results, out, uri)
+    except Exception as exc:
+        raise TrackingError(
+            f"MLflow at {uri} did not take the run: {type(exc).__name__}: {exc}",
+            hint=f"the results are in {out}; the same command with --resume logs them again "
+            "without training",
+        ) from exc
+
+
+def _log_results(results: dict, out: str | Path, uri: str) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
 
