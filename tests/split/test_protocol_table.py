@@ -90,3 +90,24 @@ def test_a_node_names_the_phase_a_message_belongs_to():
         node.handle(m.Backward(0, np.zeros((2, 4), np.float32)))
     with pytest.raises(ProtocolError, match="does not serve WriteScores"):
         node.handle(m.WriteScores("predict"))
+
+
+def test_a_call_logged_after_the_node_closed_its_log_is_signed_too(tmp_path):
+    """A server thread may still finish a call after the node signed its access log at
+    stop: that record must not be left outside the signed head."""
+    from splitmesh.mesh.audit import AuditLog, verify
+    from splitmesh.split.node import Caller
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    node = Node(
+        "d",
+        lambda h: ColumnsParty("d", np.zeros((8, 2)), ["a", "b"]),
+        serves={proto.BOTTOM},
+        modes=["label-sharing"],
+        audit=log,
+    )
+    node._log("Forward", Caller("f" * 64, "s"), None, m.Ack())  # hot: not synced at once
+    node.close()
+    node._log("Forward", Caller("f" * 64, "s"), None, m.Ack())  # a straggler after close
+    done = verify(tmp_path / "audit.jsonl")
+    assert done["records"] == 2 and done["unsigned"] == 0

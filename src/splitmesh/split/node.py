@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -81,6 +82,8 @@ class Node:
         self.party: Party | None = None
         self.run: Run | None = None
         self._opened: set[str] = set()  # run ids this process has opened
+        self._closed = False  # the access log's head is signed: what follows signs it again
+        self._closing = threading.Lock()
 
     # -- the wire's entry: decode under the run's bounds, answer, log --------------------------
     def serve(self, incoming: Incoming, caller: Caller) -> Message:
@@ -282,24 +285,30 @@ class Node:
         if self.audit is None:
             return
         refused = isinstance(reply, ErrorReply)
-        self.audit.append(
-            "node.call",
-            result="refused" if refused else "ok",
-            reason=f"{reply.kind}: {reply.detail}"[:500] if refused else "",
-            inputs={
-                "node": self.name,
-                "type": kind[:64],
-                "run": run,
-                "caller": caller.fingerprint,
-                "session": caller.client[:64],
-            },
-            sync=not (kind in _HOT and not refused),
-        )
+        with self._closing:
+            self.audit.append(
+                "node.call",
+                result="refused" if refused else "ok",
+                reason=f"{reply.kind}: {reply.detail}"[:500] if refused else "",
+                inputs={
+                    "node": self.name,
+                    "type": kind[:64],
+                    "run": run,
+                    "caller": caller.fingerprint,
+                    "session": caller.client[:64],
+                },
+                # after close, a call still finishing on a server thread is signed at once
+                sync=self._closed or not (kind in _HOT and not refused),
+            )
 
     def close(self) -> None:
-        """Flush the access log (the node is stopping)."""
-        if self.audit is not None:
-            self.audit.sync()
+        """Flush the access log (the node is stopping). A handler thread of a call that
+        the server cut at its stop may still log that call: that record signs the head
+        again, so the log never ends in records the signed head does not cover."""
+        with self._closing:
+            self._closed = True
+            if self.audit is not None:
+                self.audit.sync()
 
 
 _TYPES: dict[str, type[Message]] = {cls.__name__: cls for cls in proto.TABLE}
