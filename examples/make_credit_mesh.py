@@ -44,6 +44,7 @@ def main() -> None:
         extra={
             "training": {
                 "epochs": 100,
+                "lr": 0.001,
                 "batch_size": 64,
                 "patience": 20,
                 "weight_decay": 1e-4,
