@@ -330,6 +330,7 @@ def test_idle_session_streams_cannot_starve_a_node(nodes, attacker):
 
     from splitmesh.transport.grpc import Endpoint, TlsFiles, wait_serving
     from splitmesh.transport.grpc.server import CLIENT_ID
+    from splitmesh.transport.grpc.tls import read_fingerprints
 
     stub, held, ends = attacker.stubs["security"], [], []
 
@@ -346,6 +347,11 @@ def test_idle_session_streams_cannot_starve_a_node(nodes, attacker):
             next(extra)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
         assert "refuses another session stream" in err.value.details()
+        # and the node's access log says so, naming the caller's certificate
+        (record,) = refused(nodes, "security", "(session stream)")
+        assert "refuses another session stream" in record["reason"]
+        coordinator = read_fingerprints(nodes.workdir / "certs" / "fingerprints.json")
+        assert record["input"]["caller"] == coordinator["coordinator"]
         tls = TlsFiles.for_party(nodes.workdir / "certs", "coordinator")
         wait_serving([Endpoint("security", nodes.addresses["security"])], tls=tls, timeout=10)
     finally:
@@ -358,6 +364,27 @@ def test_idle_session_streams_cannot_starve_a_node(nodes, attacker):
 
     reply = attacker.envelope("security", envelope(Bye()), via="Session")
     assert isinstance(reply, Ack | ErrorReply)  # answered on a new stream
+
+
+def test_a_mesh_certificate_the_node_does_not_accept_is_refused_and_logged(nodes):
+    """Another domain's certificate (signed by the mesh CA, so TLS lets it in) calling a
+    node that accepts only the coordinator: refused, and recorded in the node's log."""
+    from splitmesh.transport.grpc import TlsFiles
+    from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
+    from splitmesh.transport.grpc.server import CLIENT_ID
+    from splitmesh.transport.messages import envelope as to_envelope
+
+    ca, cert, key = TlsFiles.for_party(nodes.workdir / "certs", "payments").read()
+    creds = grpc.ssl_channel_credentials(ca, key, cert)
+    target = [("grpc.ssl_target_name_override", "security")]
+    with grpc.secure_channel(nodes.addresses["security"], creds, options=target) as ch:
+        stub = pb_grpc.PartyStub(ch)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Call(to_envelope(Bye()), timeout=10, metadata=((CLIENT_ID, "intruder"),))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    (record,) = refused(nodes, "security", "(connection)")
+    assert "does not accept the caller's certificate" in record["reason"]
+    assert record["input"]["session"] == "intruder"
 
 
 def test_the_access_log_holds_every_call_and_verifies(nodes):

@@ -113,6 +113,12 @@ class Node:
         run = self.run.id if self.run else None
         self._log("(not decoded)", Caller(None, session), run, reason)
 
+    def refused(self, what: str, caller: Caller, kind: str, why: str) -> None:
+        """A call the transport turned away before decoding it (an unaccepted certificate,
+        one session stream too many): logged as refused."""
+        run = self.run.id if self.run else None
+        self._log(what, caller, run, ErrorReply(kind, why))
+
     def handle(self, msg: Message, caller: Caller = LOCAL) -> Message:
         kind = type(msg).__name__
         rule = proto.rule_for(msg)

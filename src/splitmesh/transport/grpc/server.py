@@ -137,10 +137,9 @@ class _Servicer(pb_grpc.PartyServicer):
         client = dict(context.invocation_metadata() or ()).get(CLIENT_ID, "")
         refused = self.s.sessions.open(caller)
         if refused is not None:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"node {self.s.name!r} refuses another session stream: {refused}",
-            )
+            why = f"node {self.s.name!r} refuses another session stream: {refused}"
+            self.s.refuse("(session stream)", caller, client, "ResourceExhausted", why)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
         said_goodbye = False
         try:
             for request in requests:
@@ -163,11 +162,13 @@ class _Servicer(pb_grpc.PartyServicer):
         s = self.s
         caller = _peer_fingerprint(context)
         if s.allow is not None and caller not in s.allow:
-            context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
+            why = (
                 f"node {s.name!r} does not accept the caller's certificate "
-                f"(sha256 {caller or 'none'}); it accepts {len(s.allow)} fingerprint(s)",
+                f"(sha256 {caller or 'none'}); it accepts {len(s.allow)} fingerprint(s)"
             )
+            client = dict(context.invocation_metadata() or ()).get(CLIENT_ID, "")
+            s.refuse("(connection)", caller, client, "PermissionDenied", why)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
         return caller
 
     def _serve(self, key: tuple[str, str], request: pb.Envelope, caller: str | None):
@@ -260,6 +261,16 @@ class PartyServer:
 
         self.report = report
         self.arrivals = _Arrivals(report)
+        refused_hook = getattr(handler, "refused", None)
+
+        def refuse(what: str, caller: str | None, client: str, kind: str, why: str) -> None:
+            """A call turned away before the handler saw it: the handler logs it all the
+            same (a node's access log holds every call, refused ones first of all)."""
+            if refused_hook is not None:
+                with self.lock:
+                    refused_hook(what, Caller(caller, client), kind, why)
+
+        self.refuse = refuse
         # a Session holds a worker for its life: room for the coordinator's stream, a
         # replacement stream while the old one winds down, probes and one-off calls; two
         # workers are never held by streams, and no caller holds more than half
