@@ -402,8 +402,7 @@ def _train(
     if mlflow is not None:
         check_available(mlflow)
 
-    # bars on a terminal, one line per step and epoch elsewhere (trainer.py)
-    show = progress
+    # progress: bars on a terminal, one line per step and epoch elsewhere (trainer.py)
     rules = load_policy(policy) if policy else None
     wire = "over gRPC" if spec.transport != "local" else "in process"
     console.print(
@@ -416,7 +415,7 @@ def _train(
         from splitmesh.usecases.sweep import domains_sweep
 
         results = domains_sweep(
-            spec, out, seeds=sweep, compare=compare, modes=modes, progress=show, policy=rules,
+            spec, out, seeds=sweep, compare=compare, modes=modes, progress=progress, policy=rules,
             **where,
         )  # fmt: skip
         print_sweep_report(results, console)
@@ -430,7 +429,7 @@ def _train(
     from splitmesh.usecases.train import train_mesh
 
     results = train_mesh(
-        spec, out, compare=compare, modes=modes, progress=show, resume=resume, policy=rules,
+        spec, out, compare=compare, modes=modes, progress=progress, resume=resume, policy=rules,
         **where,
     )  # fmt: skip
     print_mesh_report(results, console)

@@ -65,14 +65,10 @@ class FitResult:
     validation: list[float]  # validation select_metric per epoch (empty without selection)
 
 
-def _line(text: str) -> None:
-    """A progress line where no bar can be drawn (CI, container logs, a pipe)."""
-    print(text, file=sys.stderr, flush=True)
-
-
 def announce(text: str) -> None:
-    """A step about to start, on a terminal or in a log alike."""
-    _line(text)
+    """A progress line: a step about to start, or where no bar can be drawn (CI, container
+    logs, a pipe)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def _bars(progress: bool) -> bool:
@@ -89,7 +85,9 @@ def shown_steps(learner: object, progress: bool, label: str) -> Iterator[None]:
         return
     if not _bars(progress):
         start = time.monotonic()
-        learner.on_step = lambda what: _line(f"{label}: {what} ({time.monotonic() - start:.1f} s)")
+        learner.on_step = lambda what: announce(
+            f"{label}: {what} ({time.monotonic() - start:.1f} s)"
+        )
         try:
             yield
         finally:
@@ -155,7 +153,7 @@ def fit(
                 _epoch(learner, cfg, metric, plan, st, lambda: bar.advance(task))
                 bar.update(task, epoch=st["epoch"], loss=f"{st['losses'][-1]:.4f}")
                 if lines:
-                    _line(_epoch_line(label or learner.mode, cfg, metric, st))
+                    announce(_epochannounce(label or learner.mode, cfg, metric, st))
                 done = st["epoch"] >= cfg.epochs or st["stopped"]
                 if done or last is None or time.monotonic() - last >= cfg.checkpoint_interval:
                     learner.save_checkpoint(st)
@@ -167,7 +165,7 @@ def fit(
     return FitResult(st["losses"], st["seconds"], st["step"], st["best_epoch"], st["history"])
 
 
-def _epoch_line(label: str, cfg: Training, metric: str, st: dict) -> str:
+def _epochannounce(label: str, cfg: Training, metric: str, st: dict) -> str:
     """``label: epoch 3/20 loss 0.2412 val log_loss 0.2201 (best) 0.05 s``."""
     text = f"{label}: epoch {st['epoch']}/{cfg.epochs} loss {st['losses'][-1]:.4f}"
     if st["history"]:
