@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from splitmesh import metrics as metrics_mod
 from splitmesh.metrics import best_f1_threshold, binary_report
 
 
@@ -73,3 +74,44 @@ def test_curves_are_thinned_and_agree_with_the_areas():
     assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0, 0, 1, 1)
     assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(pr["recall"]) >= 0)
     assert auc(roc["fpr"], roc["tpr"]) == pytest.approx(m["roc_auc"], abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_binary_metrics_equal_scikit_learns(seed):
+    """Computed in numpy (no scikit-learn import where a run ends), the same figures as
+    scikit-learn's functions: ties (rounded scores), imbalance, a threshold nobody reaches."""
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 3000))
+    y = (rng.random(n) < rng.uniform(0.02, 0.6)).astype(int)
+    y[:2] = [0, 1]
+    s = np.clip(y * rng.uniform(0, 0.5) + rng.random(n) * 0.7, 0, 1)
+    if seed % 3 == 0:
+        s = s.round(1)  # many ties
+    if seed % 4 == 1:
+        s[::3] = 1.0  # certain predictions (clipped in the log loss)
+    m = binary_report(y, s)
+    t = m["threshold"]
+    pred = (s >= t).astype(int)
+    p, r, f, sup = skm.precision_recall_fscore_support(y, pred, labels=[0, 1], zero_division=0)
+    close = lambda a, b: a == pytest.approx(b, rel=1e-12, abs=1e-15)  # noqa: E731
+    for c in (0, 1):
+        assert close(m[f"precision_{c}"], p[c]) and close(m[f"recall_{c}"], r[c])
+        assert close(m[f"f1_{c}"], f[c]) and m[f"support_{c}"] == sup[c]
+    assert close(m["f1_macro"], f.mean())
+    assert close(m["accuracy"], skm.accuracy_score(y, pred))
+    assert close(m["roc_auc"], skm.roc_auc_score(y, s))
+    assert close(m["average_precision"], skm.average_precision_score(y, s))
+    assert close(m["log_loss"], skm.log_loss(y, np.clip(s, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    assert close(m["brier"], skm.brier_score_loss(y, s))
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
+    ours, theirs = metrics_mod.roc_curve(y, s), skm.roc_curve(y, s)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    ours, theirs = metrics_mod.precision_recall_curve(y, s), skm.precision_recall_curve(y, s)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    # the threshold scikit-learn's curve gives the best F1
+    pr, rc, th = theirs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(pr + rc > 0, 2 * pr * rc / (pr + rc), 0.0)[:-1]
+    assert t == th[f1 == f1.max()].max()

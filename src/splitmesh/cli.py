@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -1057,6 +1058,12 @@ def _stop(signum, frame) -> None:
 
 
 def main() -> None:
+    code = _main()
+    _leave(code)
+
+
+def _main() -> int | str | None:
+    """The command's exit status (what ``sys.exit`` would take)."""
     import signal
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
@@ -1073,7 +1080,31 @@ def main() -> None:
         err.print(f"[bold red]{type(exc).__name__}[/bold red]: {escape(str(exc))}", soft_wrap=True)
         if exc.hint:
             err.print(f"hint: {escape(exc.hint)}", soft_wrap=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def _leave(code: int | str | None) -> None:
+    """Exit with ``code`` after the exit handlers (logging, multiprocessing, MLflow) ran,
+    without the interpreter's teardown: with torch, grpc and the data loaded it spends
+    1-2 s freeing memory the system takes back at once (measured on `mesh up train`).
+    Every file the command writes is closed (and atomically replaced) before this."""
+    import atexit
+    import threading
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # what sys.exit does with a message
+        code = 1
+    for thread in threading.enumerate():  # as the interpreter would: non-daemon threads end
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,66 @@ SELECT_METRICS = {
 }
 
 
+# The binary metrics below are scikit-learn's definitions computed in numpy (tests compare
+# them with scikit-learn's functions): the party that scores a binary task would otherwise
+# import scikit-learn for them, about a second of CPU on the path of every run's end.
+
+
+def _clf_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    """False and true positives at each distinct score, highest first, and those scores."""
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, y = scores[order], (y_true[order] == 1).astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(scores)), y.size - 1]
+    tps = np.cumsum(y)[last]
+    return 1 + last - tps, tps, scores[last]
+
+
+def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(precision, recall, thresholds) as scikit-learn gives them: recall decreasing, the
+    curve closed by (precision 1, recall 0)."""
+    fps, tps, thresholds = _clf_curve(y_true, scores)
+    ps = tps + fps
+    precision = np.zeros_like(tps)
+    np.divide(tps, ps, out=precision, where=ps != 0)
+    recall = np.ones_like(tps) if tps[-1] == 0 else tps / tps[-1]
+    return np.r_[precision[::-1], 1], np.r_[recall[::-1], 0], thresholds[::-1]
+
+
+def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(fpr, tpr, thresholds), collinear points dropped, starting at (0, 0)."""
+    fps, tps, thresholds = _clf_curve(y_true, scores)
+    if len(fps) > 2:
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
+    fps, tps = np.r_[0, fps], np.r_[0, tps]
+    return fps / fps[-1], tps / tps[-1], np.r_[np.inf, thresholds]
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Sum over thresholds of precision x the recall gained (no interpolation)."""
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
+
+
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold with the highest class-1 F1 (ties: the highest threshold)."""
-    from sklearn import metrics as skm  # here, not at the top: feature nodes never need it
-
-    precision, recall, thresholds = skm.precision_recall_curve(y_true, scores)
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     # the curve's last point has no threshold
     best = int(np.argmax(f1[:-1][::-1]))
     return float(thresholds[::-1][best])
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts by (true class, predicted class), classes 0..n_classes-1."""
+    cells = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
+    return np.bincount(cells, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def binary_report(
@@ -50,29 +100,34 @@ def binary_report(
     if threshold is None:
         threshold = best_f1_threshold(y_true, scores)
     y_pred = (scores >= threshold).astype(int)
-    from sklearn import metrics as skm
-
-    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], zero_division=0)
+    cm = confusion(y_true, y_pred, 2)
+    tp = np.diag(cm).astype(np.float64)
+    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero division gives 0
+        p = np.where(predicted > 0, tp / predicted, 0.0)
+        r = np.where(support > 0, tp / support, 0.0)
+        f = np.where(predicted + support > 0, 2 * tp / (predicted + support), 0.0)
     out: dict = {"threshold": float(threshold)}
     for c in (0, 1):
         out[f"precision_{c}"] = float(p[c])
         out[f"recall_{c}"] = float(r[c])
         out[f"f1_{c}"] = float(f[c])
-        out[f"support_{c}"] = int(s[c])
+        out[f"support_{c}"] = int(support[c])
     out["precision_macro"] = float(p.mean())
     out["recall_macro"] = float(r.mean())
     out["f1_macro"] = float(f.mean())
-    out["support_macro"] = int(s.sum())
-    out["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
-    out["roc_auc"] = float(skm.roc_auc_score(y_true, scores))
-    out["average_precision"] = float(skm.average_precision_score(y_true, scores))
-    out["log_loss"] = float(skm.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1]))
-    out["brier"] = float(skm.brier_score_loss(y_true, scores))
-    out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
+    out["support_macro"] = int(support.sum())
+    out["accuracy"] = float(tp.sum() / len(y_true))
+    out["roc_auc"] = roc_auc(y_true, scores)
+    out["average_precision"] = average_precision(y_true, scores)
+    prob = np.clip(scores, 1e-7, 1 - 1e-7)
+    out["log_loss"] = float(-np.mean(np.where(y_true == 1, np.log(prob), np.log(1 - prob))))
+    out["brier"] = float(np.mean((y_true - scores) ** 2))
+    out["confusion_matrix"] = cm.tolist()
     # the curves, thinned to at most CURVE_POINTS points: aggregates like the AUC, no
     # threshold and no row (the label owner sends them in label-preserving runs)
-    fpr, tpr, _ = skm.roc_curve(y_true, scores)
-    precision, recall, _ = skm.precision_recall_curve(y_true, scores)
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    precision, recall, _ = precision_recall_curve(y_true, scores)
     out["roc_curve"] = _thinned({"fpr": fpr, "tpr": tpr})
     out["pr_curve"] = _thinned({"recall": recall[::-1], "precision": precision[::-1]})
     return out

@@ -41,10 +41,12 @@ COORDINATOR = "coordinator"
 
 
 # What the fork server imports once for every node. Nothing here may import grpc: a
-# process that forks must not have initialised it.
+# process that forks must not have initialised it. onnx (0.5 s, nearly all of it
+# ml_dtypes' initialisation) is what torch's exporter imports when a domain publishes its
+# part: once here rather than once per domain at the end of every run.
 _PRELOAD = [
     "torch", "pandas", "duckdb", "splitmesh.split.domain", "splitmesh.split.node",
-    "splitmesh.privacy.protections",
+    "splitmesh.privacy.protections", "onnx", "torch.onnx",
 ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from splitmesh.data.splitting import check_fractions, stratified_split
+from splitmesh.data.splitting import check_fractions, holdout, stratified_split
 from splitmesh.errors import ConfigError, DataError
 from splitmesh.metrics import binary_report
 from splitmesh.split.common import binary_loss
@@ -127,28 +127,23 @@ class Task:
         """Train / validation / test positions: stratified for classes, random otherwise."""
         if self.name != "regression":
             return stratified_split(y, test=test, validation=validation, seed=seed)
-        from sklearn.model_selection import train_test_split
-
         check_fractions(test, validation)
-        idx = np.arange(len(y))
-        rest, test_idx = train_test_split(idx, test_size=test, random_state=seed)
+        rest, test_idx = holdout(np.arange(len(y)), test, seed)
         train_idx, val_idx = rest, np.array([], dtype=np.int64)
         if validation > 0:
-            train_idx, val_idx = train_test_split(
-                rest, test_size=validation / (1 - test), random_state=seed
-            )
+            train_idx, val_idx = holdout(rest, validation / (1 - test), seed)
         parts = {"train": train_idx, "val": val_idx, "test": test_idx}
         return {p: np.sort(v).astype(np.int64) for p, v in parts.items()}
 
     def report(self, y: np.ndarray, scores: np.ndarray, *, threshold: float | None = None) -> dict:
         """Metrics under fixed names per task (binary: threshold chosen on these rows
         unless given)."""
-        from sklearn import metrics as skm  # the label owner's only: feature nodes skip it
-
-        if self.name == "binary":
+        if self.name == "binary":  # in numpy (metrics.py): no scikit-learn import
             out = binary_report(y, scores, threshold=threshold)
             out["f1"] = out["f1_1"]
             return out
+        from sklearn import metrics as skm  # the label owner's only: feature nodes skip it
+
         if self.name == "multiclass":
             labels = list(range(self.n_classes))
             pred = scores.argmax(axis=1)
