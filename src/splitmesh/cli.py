@@ -1059,6 +1059,8 @@ def _stop(signum, frame) -> None:
 
 def main() -> None:
     code = _main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage writes its data at the interpreter's exit
     _leave(code)
 
 
