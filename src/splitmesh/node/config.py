@@ -48,9 +48,25 @@ class NodeLimits(_Strict):
     max_batch: int = Field(
         default=Limits.max_batch, ge=1, description="largest batch a run may declare"
     )
+    refusals_burst: int = Field(
+        default=Limits.refusals_burst,
+        ge=1,
+        description="refused calls of one caller logged one by one before the rate applies",
+    )
+    refusals_per_s: float = Field(
+        default=Limits.refusals_per_s,
+        gt=0,
+        description="refused calls of one caller logged one by one per second, past the burst",
+    )
 
     def limits(self) -> Limits:
-        return Limits(self.max_message_mb * 2**20, self.idle_timeout_s, self.max_batch)
+        return Limits(
+            self.max_message_mb * 2**20,
+            self.idle_timeout_s,
+            self.max_batch,
+            self.refusals_burst,
+            self.refusals_per_s,
+        )
 
 
 class NodeConfig(_Strict):

@@ -25,6 +25,7 @@ from splitmesh.memory import peak_rss_mb
 from splitmesh.split import protocol as proto
 from splitmesh.split.limits import Limits
 from splitmesh.split.party import RUN_ID, Party
+from splitmesh.split.refusals import RefusalBudget
 from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.local import LOCAL, error_reply
 from splitmesh.transport.messages import Ack, Bye, ErrorReply, Hello, Message
@@ -84,6 +85,7 @@ class Node:
         self._opened: set[str] = set()  # run ids this process has opened
         self._closed = False  # the access log's head is signed: what follows signs it again
         self._closing = threading.Lock()
+        self.refusals = RefusalBudget(self.limits.refusals_burst, self.limits.refusals_per_s)
 
     # -- the wire's entry: decode under the run's bounds, answer, log --------------------------
     def serve(self, incoming: Incoming, caller: Caller) -> Message:
@@ -291,7 +293,12 @@ class Node:
         if self.audit is None:
             return
         refused = isinstance(reply, ErrorReply)
+        who = caller.fingerprint or ""
         with self._closing:
+            if refused and not self._closed and not self.refusals.admit(who):
+                self.refusals.count(who, f"{kind[:64]}: {reply.kind[:64]}", caller.client)
+                return
+            self._log_suppressed(who)  # what was counted first, in the order it came
             self.audit.append(
                 "node.call",
                 result="refused" if refused else "ok",
@@ -307,6 +314,28 @@ class Node:
                 sync=self._closed or not (kind in _HOT and not refused),
             )
 
+    def _log_suppressed(self, who: str, entry=None) -> None:
+        """One record for the refused calls of ``who`` that got none of their own."""
+        entry = entry or self.refusals.take(who)
+        if entry is None:
+            return
+        limits = self.limits
+        self.audit.append(
+            "node.calls_suppressed",
+            result="refused",
+            reason=(
+                f"{entry.count} refused call(s) of this caller past {limits.refusals_burst} "
+                f"at {limits.refusals_per_s:g}/s: counted here, not logged one by one"
+            ),
+            inputs={
+                "node": self.name,
+                "caller": who or None,
+                **entry.summary(),
+                "first": _since(entry.first),
+                "last": _since(entry.last),
+            },
+        )
+
     def close(self) -> None:
         """Flush the access log (the node is stopping). A handler thread of a call that
         the server cut at its stop may still log that call: that record signs the head
@@ -314,6 +343,8 @@ class Node:
         with self._closing:
             self._closed = True
             if self.audit is not None:
+                for who, entry in self.refusals.take_all().items():
+                    self._log_suppressed(who, entry)
                 self.audit.sync()
 
 
