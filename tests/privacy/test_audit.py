@@ -125,3 +125,19 @@ def test_a_run_attacks_itself_only_where_it_holds_the_truth(tmp_path):
     remote = spec.model_copy(update={"transport": "grpc-network"})
     with pytest.raises(ConfigError, match="only an in-process run holds"):
         check_privacy_audit(remote)
+
+
+def test_an_epoch_in_parts_is_refused_rather_than_scored_against_the_wrong_rows(tmp_path):
+    """Positions restart with every part of an epoch: the attacks' truth would be another
+    part's rows, so the audit (and a run's --privacy-audit) refuses, saying what to set."""
+    from splitmesh.errors import ConfigError
+    from splitmesh.usecases.train import run_mode
+    from tests.split.test_star import write_star
+
+    star = write_star(tmp_path, n_users=120, n_items=60, per_user=10)
+    sets = ["mode=label-sharing", "training.epochs=1", "ranking.part_examples=1024"]
+    spec = load_mesh(star, sets)
+    with pytest.raises(ConfigError, match=r"come in 3 parts \(ranking.part_examples=1,024\)"):
+        privacy_audit(spec, tmp_path / "audit", kinds=["gradients"], progress=False)
+    with pytest.raises(ConfigError, match=r"ranking\.part_examples"):
+        run_mode(spec, "label-sharing", tmp_path / "out", progress=False, privacy_audit=True)

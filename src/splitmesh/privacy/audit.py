@@ -30,6 +30,7 @@ from splitmesh.config import (
     Privacy,
     SecureAggregation,
 )
+from splitmesh.errors import ConfigError
 from splitmesh.io import atomic_write_json, atomic_write_text
 from splitmesh.mesh.spec import MeshSpec
 from splitmesh.privacy import attacks
@@ -161,6 +162,7 @@ def audit_run(spec: MeshSpec, mode: str, work: Path) -> dict:
                 test=spec.split.test, validation=spec.split.validation, resample=spec.resample
             )
         coord.build()
+        check_one_part(spec, coord)
         result = fit(coord, spec.training, progress=False)
         metrics = coord.evaluate(["val", "test"])["test"]
         found = attack(spec, coord, tap)
@@ -168,6 +170,21 @@ def audit_run(spec: MeshSpec, mode: str, work: Path) -> dict:
         coord.close()
         tap.close()
     return {"utility": metrics, "epochs_run": len(result.losses), **found}
+
+
+def check_one_part(spec: MeshSpec, coord) -> None:
+    """The attacks read what the parties hold of an epoch by position: an epoch planned a
+    part at a time (a ranking mesh past ``ranking.part_examples``) reuses positions across
+    its parts, so it is refused rather than scored against the wrong rows."""
+    parts = coord.epoch_parts(spec.training.batch_size, spec.training.min_batch)
+    if parts is not None and len(parts) > 1:
+        raise ConfigError(
+            f"mesh {spec.name!r}: the privacy audit needs each epoch in one part; this "
+            f"one's {sum(parts):,} training examples come in {len(parts)} parts "
+            f"(ranking.part_examples={spec.ranking.part_examples:,})",
+            hint="raise ranking.part_examples (--set ranking.part_examples=N) if memory "
+            "allows, or audit a sample of the fact table",
+        )
 
 
 def attack(spec: MeshSpec, coord, tap: Wiretap) -> dict:

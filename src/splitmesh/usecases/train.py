@@ -218,6 +218,10 @@ def run_mode(
                 )
         prep_seconds = time.perf_counter() - t0
         learner.build()
+        if privacy_audit and mode != "centralized":
+            from splitmesh.privacy.audit import check_one_part
+
+            check_one_part(spec, learner)
         setup_bytes = transport.stats.total() if transport else 0
         if transport:
             transport.stats.reset()
