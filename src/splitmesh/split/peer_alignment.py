@@ -290,41 +290,57 @@ class SignedAlignment:
 
 class AlignsKeys:
     """A party's side of key alignment: the PSI handlers over its ``alignment``; once
-    every intersection is done, ``rows_`` maps aligned positions to its own rows."""
+    every intersection is done, ``rows_`` maps aligned positions to its own rows.
+
+    A party aligning with several peers, each on its own keys (a star's fact domain),
+    overrides ``alignments``, ``by_peer`` and ``by_sender`` to pick the one a message is for.
+    """
 
     alignment: SignedAlignment
     rows_: np.ndarray | None = None
 
+    def alignments(self) -> list[SignedAlignment]:
+        return [self.alignment]
+
+    def by_peer(self, peer: object) -> SignedAlignment:
+        """The alignment a request naming ``peer`` is for."""
+        return self.alignment
+
+    def by_sender(self, msg: Relayed) -> SignedAlignment:
+        """The alignment a signed message relayed from a peer is for."""
+        return self.alignment
+
     @handles(Hello)
     def on_hello(self, msg: Hello) -> Ack:
-        self.alignment.run = msg.run  # every PSI message it signs or checks names this run
+        for a in self.alignments():
+            a.run = msg.run  # every PSI message it signs or checks names this run
         ack = super().on_hello(msg)
         ack.info["aligns_keys"] = True  # the coordinator relays PSI before any setup
         return ack
 
     @handles(PsiRequest)
     def on_psi_request(self, msg: PsiRequest) -> PsiBlob:
-        return self.alignment.request(msg.peer)
+        return self.by_peer(msg.peer).request(msg.peer)
 
     @handles(PsiServe)
     def on_psi_serve(self, msg: PsiServe) -> PsiReply:
-        return self.alignment.serve(msg)
+        return self.by_sender(msg).serve(msg)
 
     @handles(PsiTake)
     def on_psi_take(self, msg: PsiTake) -> Ack:
-        return Ack(info={"size": self.alignment.take(msg)})
+        return Ack(info={"size": self.by_sender(msg).take(msg)})
 
     @handles(PsiFinish)
     def on_psi_finish(self, msg: PsiFinish) -> Ack:
-        return Ack(info={"size": self.alignment.finish(msg)})
+        return Ack(info={"size": self.by_sender(msg).finish(msg)})
 
     @handles(PsiMatches)
     def on_psi_matches(self, msg: PsiMatches) -> PsiRows:
-        return self.alignment.matches(msg.peer)
+        return self.by_peer(msg.peer).matches(msg.peer)
 
     @handles(PsiApply)
     def on_psi_apply(self, msg: PsiApply) -> Ack:
-        return Ack(info={"size": self.alignment.apply(msg)})
+        return Ack(info={"size": self.by_sender(msg).apply(msg)})
 
     @handles(AlignDone)
     def on_align_done(self, msg: AlignDone) -> Ack:

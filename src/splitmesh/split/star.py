@@ -27,21 +27,17 @@ from splitmesh.errors import ProtocolError
 from splitmesh.split.entity import EntityDomain
 from splitmesh.split.interactions import InteractionsParty
 from splitmesh.split.party import handles
-from splitmesh.split.peer_alignment import AlignsKeys, Peers, SignedAlignment, claimed_sender
+from splitmesh.split.peer_alignment import (
+    AlignsKeys,
+    Peers,
+    Relayed,
+    SignedAlignment,
+    claimed_sender,
+)
 from splitmesh.transport.identity import Identity
 from splitmesh.transport.messages import (
     Ack,
     AlignDone,
-    Hello,
-    PsiApply,
-    PsiBlob,
-    PsiFinish,
-    PsiMatches,
-    PsiReply,
-    PsiRequest,
-    PsiRows,
-    PsiServe,
-    PsiTake,
 )
 
 
@@ -65,7 +61,7 @@ def feature_table(table: DomainTable) -> FeatureTable:
     )
 
 
-class FactDomain(InteractionsParty):
+class FactDomain(AlignsKeys, InteractionsParty):
     """The fact domain: the interactions owner of the recommender (split/interactions.py),
     over its own fact table, aligned with each dimension on the foreign key it names."""
 
@@ -87,59 +83,33 @@ class FactDomain(InteractionsParty):
         self.dimensions = dict(dimensions)  # dimension -> side, from its own mesh file
         keys = {"users": users, "items": items}
         peers = peers or {}
-        self.alignments = {
+        self.by_dimension = {
             d: SignedAlignment(self.name, [str(k) for k in keys[side].tolist()], peers.get(d))
             for d, side in self.dimensions.items()
         }
         self.maps: dict[str, np.ndarray] = {}  # side -> aligned position per index (-1: none)
 
-    @handles(Hello)
-    def on_hello(self, msg: Hello) -> Ack:
-        for a in self.alignments.values():
-            a.run = msg.run
-        ack = super().on_hello(msg)
-        ack.info["aligns_keys"] = True
-        return ack
+    # -- alignment, one signed PSI per dimension (AlignsKeys' handlers) ---------------------
+    def alignments(self) -> list[SignedAlignment]:
+        return list(self.by_dimension.values())
 
-    # -- alignment, one signed PSI per dimension --------------------------------------------
-    def _alignment(self, peer: object) -> SignedAlignment:
-        a = self.alignments.get(peer) if isinstance(peer, str) else None
+    def by_peer(self, peer: object) -> SignedAlignment:
+        a = self.by_dimension.get(peer) if isinstance(peer, str) else None
         if a is None:
             raise ProtocolError(
-                f"{self.role} {self.name!r} aligns keys with {sorted(self.alignments)} only, "
-                f"not {str(peer)[:40]!r}"
+                f"{self.role} {self.name!r} aligns keys with {sorted(self.by_dimension)} "
+                f"only, not {str(peer)[:40]!r}"
             )
         return a
 
-    @handles(PsiRequest)
-    def on_psi_request(self, msg: PsiRequest) -> PsiBlob:
-        return self._alignment(msg.peer).request(msg.peer)
-
-    @handles(PsiServe)
-    def on_psi_serve(self, msg: PsiServe) -> PsiReply:
-        return self._alignment(claimed_sender(msg, self.name)).serve(msg)
-
-    @handles(PsiTake)
-    def on_psi_take(self, msg: PsiTake) -> Ack:
-        return Ack(info={"size": self._alignment(claimed_sender(msg, self.name)).take(msg)})
-
-    @handles(PsiFinish)
-    def on_psi_finish(self, msg: PsiFinish) -> Ack:
-        return Ack(info={"size": self._alignment(claimed_sender(msg, self.name)).finish(msg)})
-
-    @handles(PsiMatches)
-    def on_psi_matches(self, msg: PsiMatches) -> PsiRows:
-        return self._alignment(msg.peer).matches(msg.peer)
-
-    @handles(PsiApply)
-    def on_psi_apply(self, msg: PsiApply) -> Ack:
-        return Ack(info={"size": self._alignment(claimed_sender(msg, self.name)).apply(msg)})
+    def by_sender(self, msg: Relayed) -> SignedAlignment:
+        return self.by_peer(claimed_sender(msg, self.name))
 
     @handles(AlignDone)
     def on_align_done(self, msg: AlignDone) -> Ack:
         sizes = {}
         for d, side in self.dimensions.items():
-            order = self.alignments[d].done()  # aligned position -> this side's index
+            order = self.by_dimension[d].done()  # aligned position -> this side's index
             n = self.data.n_users if side == "users" else self.data.n_items
             aligned = np.full(n, -1, np.int64)
             aligned[order] = np.arange(len(order))
