@@ -423,6 +423,15 @@ def _train(
         plot = plot_mesh_sweep(results, out)
         for p in [*write_results(results, out, plot=plot.name), plot]:
             console.print(f"wrote {p}")
+        if mlflow is not None:
+            from splitmesh.mesh.tracking import log_sweep
+
+            logged = log_sweep(results, out, mlflow)
+            console.print(
+                f"MLflow {mlflow}: experiment splitmesh/{results['mesh']}, run domains-sweep "
+                f"{logged['run']} with {len(logged['children'])} nested runs",
+                highlight=False,
+            )
         return
     if progress:  # importing torch and the engine: most of two seconds on a cold start
         err.print("loading the training engine (torch)", highlight=False)

@@ -99,3 +99,25 @@ def test_an_unreachable_server_is_refused_before_training_and_resume_logs_a_fini
     (version,) = client.search_model_versions("name='mesh-label-preserving'")
     run = client.get_run(version.run_id)
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
+
+
+def test_a_domains_sweep_is_logged_as_one_run_with_a_nested_run_per_training(mesh, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "sweep"
+    r = splitmesh("train", str(mesh), "--out", str(out), "--domains-sweep", "--seeds", "2",
+                  "--mlflow", uri)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "run domains-sweep" in r.stdout and "nested runs" in r.stdout
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("splitmesh/mesh")
+    runs = client.search_runs([exp.experiment_id])
+    (top,) = [x for x in runs if x.info.run_name == "domains-sweep"]
+    children = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == top.info.run_id]
+    assert len(children) == 4  # 1 and 2 domains, 2 seeds each, one mode
+    assert {c.data.params["seed"] for c in children} == {"0", "1"}
+    assert all(0.0 <= c.data.metrics["test_roc_auc"] <= 1.0 for c in children)
+    metrics = top.data.metrics
+    means = sorted(k for k in metrics if "/mean_" in k)
+    assert len(means) == 2 and any("/add_insurer/delta_" in k for k in metrics)
+    assert {"results.json", "report.md"} <= {a.path for a in client.list_artifacts(top.info.run_id)}
+    assert not client.search_registered_models()  # a sweep explores: nothing registered

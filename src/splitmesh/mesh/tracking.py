@@ -78,26 +78,80 @@ def log_results(results: dict, out: str | Path, uri: str) -> dict[str, Any]:
     try:
         return _log_results(results, out, uri)
     except Exception as exc:
-        raise TrackingError(
-            f"MLflow at {uri} did not take the run: {type(exc).__name__}: {exc}",
-            hint=f"the results are in {out}; the same command with --resume logs them again "
-            "without training",
-        ) from exc
+        raise _failed(uri, out, exc) from exc
 
 
-def _log_results(results: dict, out: str | Path, uri: str) -> dict[str, Any]:
+def _open(results: dict, uri: str) -> tuple[Any, Any, str, dict[str, str]]:
+    """(mlflow, its client, the mesh's experiment id, the settings as parameters)."""
     import mlflow
     from mlflow import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    out = Path(out)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    mesh = results["mesh"]
-    experiment = _experiment(client, f"splitmesh/{mesh}", uri)
+    experiment = _experiment(client, f"splitmesh/{results['mesh']}", uri)
     params = _flat("", {k: v for k, v in results["config"].items() if k != "domains"}, {})
     params["domains"] = ",".join(d["name"] for d in results["config"]["domains"])
+    return mlflow, client, experiment, params
+
+
+def _failed(uri: str, out: str | Path, exc: Exception) -> TrackingError:
+    return TrackingError(
+        f"MLflow at {uri} did not take the run: {type(exc).__name__}: {exc}",
+        hint=f"the results are in {out}; the same command with --resume logs them again "
+        "without training",
+    )
+
+
+def log_sweep(results: dict, out: str | Path, uri: str) -> dict[str, Any]:
+    """A domains sweep (usecases/sweep.py) as one MLflow run, ``domains-sweep``: each domain
+    set's mean and standard deviation of the selection metric and what each added domain
+    changes, per mode, with the sweep's files; under it one nested run per trained run
+    (its domains, seed, mode and test metrics). Nothing is registered: a sweep explores."""
+    try:
+        return _log_sweep(results, Path(out), uri)
+    except Exception as exc:
+        raise _failed(uri, out, exc) from exc
+
+
+def _log_sweep(results: dict, out: Path, uri: str) -> dict[str, Any]:
+    mlflow, _, experiment, params = _open(results, uri)
+    metric = results["metric"].replace("@", "_at_")
+    summary: dict[str, float] = {}
+    for mode, s in results["summary"].items():
+        for row in s["sets"]:
+            where = f"{mode}/{len(row['domains'])}_domains"
+            summary[f"{where}/mean_{metric}"] = row["mean"]
+            if row["std"] is not None:
+                summary[f"{where}/std_{metric}"] = row["std"]
+        for add in s["adds"]:
+            summary[f"{mode}/add_{add['domain']}/delta_{metric}"] = add["delta"]
+    tags = {"splitmesh.mesh": results["mesh"], "splitmesh.experiment": "domains-sweep"}
+    with mlflow.start_run(experiment_id=experiment, run_name="domains-sweep", tags=tags) as top:
+        mlflow.log_params({**params, "sweep.seeds": ",".join(map(str, results["seeds"]))})
+        mlflow.log_metrics(summary)
+        for path in (out / "results.json", out / "report.md", *out.glob("*.png")):
+            if path.is_file():
+                mlflow.log_artifact(str(path))
+        children = []
+        for run in results["runs"]:
+            name = f"{run['mode']} {'+'.join(run['domains'])} seed {run['seed']}"
+            with mlflow.start_run(
+                experiment_id=experiment, run_name=name, nested=True, tags=tags
+            ) as child:
+                mlflow.log_params(
+                    {"mode": run["mode"], "domains": ",".join(run["domains"]), "seed": run["seed"]}
+                )
+                mlflow.log_metrics(_scalars("test_", run["metrics"]))
+                children.append(child.info.run_id)
+    return {"experiment": experiment, "run": top.info.run_id, "children": children}
+
+
+def _log_results(results: dict, out: str | Path, uri: str) -> dict[str, Any]:
+    mlflow, client, experiment, params = _open(results, uri)
+    out = Path(out)
+    mesh = results["mesh"]
     logged: dict[str, Any] = {"experiment": experiment, "runs": {}, "registered": {}}
     shared = [out / "results.json", out / "report.md"]
     for run in results["runs"]:
