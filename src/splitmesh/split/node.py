@@ -25,7 +25,7 @@ from splitmesh.memory import peak_rss_mb
 from splitmesh.split import protocol as proto
 from splitmesh.split.limits import Limits
 from splitmesh.split.party import RUN_ID, Party
-from splitmesh.split.refusals import RefusalBudget
+from splitmesh.split.refusals import RefusalBudget, Suppressed
 from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.local import LOCAL, error_reply
 from splitmesh.transport.messages import Ack, Bye, ErrorReply, Hello, Message
@@ -314,7 +314,7 @@ class Node:
                 sync=self._closed or not (kind in _HOT and not refused),
             )
 
-    def _log_suppressed(self, who: str, entry=None) -> None:
+    def _log_suppressed(self, who: str, entry: Suppressed | None = None) -> None:
         """One record for the refused calls of ``who`` that got none of their own."""
         entry = entry or self.refusals.take(who)
         if entry is None:
