@@ -56,20 +56,12 @@ def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
     return fps / fps[-1], tps / tps[-1], np.r_[np.inf, thresholds]
 
 
-def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    fpr, tpr, _ = roc_curve(y_true, scores)
-    return float(np.trapezoid(tpr, fpr))
-
-
-def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Sum over thresholds of precision x the recall gained (no interpolation)."""
-    precision, recall, _ = precision_recall_curve(y_true, scores)
-    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
-
-
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold with the highest class-1 F1 (ties: the highest threshold)."""
-    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    return _best_f1(*precision_recall_curve(y_true, scores))
+
+
+def _best_f1(precision: np.ndarray, recall: np.ndarray, thresholds: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     # the curve's last point has no threshold
@@ -97,8 +89,11 @@ def binary_report(
         raise ConfigError(f"labels {y_true.shape} and scores {scores.shape} differ in shape")
     if len(np.unique(y_true)) < 2:
         raise ConfigError("metrics need both classes among the evaluated rows")
+    # each curve once: the threshold, the areas and the plotted curves all come from them
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
     if threshold is None:
-        threshold = best_f1_threshold(y_true, scores)
+        threshold = _best_f1(precision, recall, thresholds)
     y_pred = (scores >= threshold).astype(int)
     cm = confusion(y_true, y_pred, 2)
     tp = np.diag(cm).astype(np.float64)
@@ -118,16 +113,15 @@ def binary_report(
     out["f1_macro"] = float(f.mean())
     out["support_macro"] = int(support.sum())
     out["accuracy"] = float(tp.sum() / len(y_true))
-    out["roc_auc"] = roc_auc(y_true, scores)
-    out["average_precision"] = average_precision(y_true, scores)
+    out["roc_auc"] = float(np.trapezoid(tpr, fpr))
+    # average precision: precision x the recall gained at each threshold (no interpolation)
+    out["average_precision"] = float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
     prob = np.clip(scores, 1e-7, 1 - 1e-7)
     out["log_loss"] = float(-np.mean(np.where(y_true == 1, np.log(prob), np.log(1 - prob))))
     out["brier"] = float(np.mean((y_true - scores) ** 2))
     out["confusion_matrix"] = cm.tolist()
     # the curves, thinned to at most CURVE_POINTS points: aggregates like the AUC, no
     # threshold and no row (the label owner sends them in label-preserving runs)
-    fpr, tpr, _ = roc_curve(y_true, scores)
-    precision, recall, _ = precision_recall_curve(y_true, scores)
     out["roc_curve"] = _thinned({"fpr": fpr, "tpr": tpr})
     out["pr_curve"] = _thinned({"recall": recall[::-1], "precision": precision[::-1]})
     return out

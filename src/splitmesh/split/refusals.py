@@ -27,12 +27,11 @@ class Suppressed:
     sessions: set[str] = dataclasses.field(default_factory=set)
 
     def summary(self, limit: int = 20) -> dict:
+        """Its counts for a log record (the times are the caller's to format)."""
         return {
             "count": self.count,
-            "first": self.first,
-            "last": self.last,
             "by_type": dict(self.by_type.most_common(limit)),
-            "sessions": sorted(self.sessions)[:8],
+            "sessions": sorted(self.sessions),  # at most 8 (count)
         }
 
 
