@@ -456,3 +456,33 @@ def test_a_killed_coordinator_resumes_its_own_run_to_the_same_metrics(nodes, cre
     whole = run_mode(load_mesh(local), MODE, tmp_path / "whole", progress=False)
     assert got["metrics"]["roc_auc"] == whole["metrics"]["roc_auc"]
     assert got["metrics"]["average_precision"] == whole["metrics"]["average_precision"]
+
+
+def test_a_flood_of_refused_calls_is_counted_not_written_one_by_one(tmp_path, credit_mesh):
+    """Over gRPC to a node process: 60 calls it refuses (Forward with no run open), from
+    the coordinator's own certificate. The first 5 (its burst here) get records of their
+    own; the rest are counted into one record naming the caller, the session and the
+    type, written when the node stops; the log verifies with nothing unsigned."""
+    from splitmesh.node.config import NodeLimits
+
+    roles = {"security": MeshRef(file=credit_mesh.resolve(), domain="security")}
+    limits = NodeLimits(refusals_burst=5, refusals_per_s=0.001)
+    with LocalMesh(tmp_path / "wd", roles, limits=limits) as local:
+        attacker = Attacker(local)
+        try:
+            for _ in range(60):
+                reply = attacker.send("security", Forward("train", np.arange(4), 0, True))
+                assert isinstance(reply, ErrorReply)
+        finally:
+            attacker.close()
+    # the node stopped: its count is written and the log's head signed
+    log = local.workdir / "state" / "security" / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    own = [r for r in records if r["event"] == "node.call" and r["input"]["type"] == "Forward"]
+    assert len(own) == 5 and all(r["result"] == "refused" for r in own)
+    (summary,) = [r for r in records if r["event"] == "node.calls_suppressed"]
+    assert summary["input"]["count"] == 55
+    assert summary["input"]["by_type"] == {"Forward: ProtocolError": 55}
+    assert summary["input"]["sessions"] == [attacker.session]
+    assert summary["input"]["caller"] == own[0]["input"]["caller"] is not None
+    assert verify(log)["unsigned"] == 0
