@@ -191,10 +191,13 @@ class DomainTable:
     numeric_names: list[str]
     numeric: np.ndarray  # (n, k) float64, NaN where missing
     categorical_names: list[str]
-    categorical: np.ndarray  # (n, c) object, None where missing
+    categorical: np.ndarray  # (n, c) object, None where missing; codes if ``cardinalities``
     label_name: str | None = None
     label: np.ndarray | None = None  # raw label values
     notes: tuple[str, ...] = ()
+    # set by ``load_coded_table``: ``categorical`` holds codes 1..k in sorted order of the
+    # values' text, 0 for missing, and column j has cardinalities[j] codes (0 included)
+    cardinalities: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -330,62 +333,25 @@ def load_domain_table(
     where = source.describe()
     if len(df.columns) and _INDEX_COLUMN.match(str(df.columns[0])) and df.columns[0] != key:
         df = df.drop(columns=df.columns[0])
-
-    def need(cols: list[str], what: str) -> None:
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            have = ", ".join(map(str, df.columns[:10])) + (" ..." if len(df.columns) > 10 else "")
-            raise DataError(
-                f"domain {domain!r}: {what} column {missing[0]!r} is not in the table "
-                f"(it has {have})",
-                path=where,
-                column=missing[0],
-            )
-
-    need([key], "key")
     if label is not None and label_optional and label not in df.columns:
         label = None
-    if label is not None:
-        need([label], "label")
-    categorical = list(categorical or [])
-    skip = {key, *([label] if label else []), *(exclude or [])}
-    if features is None:
-        features = [c for c in df.columns if c not in skip]
-    need(list(features), "feature")
-    need(categorical, "categorical")
-    stray = [c for c in categorical if c not in features]
-    if stray:
-        raise ConfigError(
-            f"domain {domain!r}: categorical column {stray[0]!r} is not among its features"
-        )
-    if key in features or (label and label in features):
-        bad = key if key in features else label
-        raise ConfigError(f"domain {domain!r}: {bad!r} cannot be a feature (key or label)")
+    numeric_names, cat_names = _feature_columns(
+        domain, where, list(df.columns), key=key, label=label, features=features,
+        categorical=categorical, exclude=exclude,
+    )  # fmt: skip
     if df.empty:
         raise DataError(f"domain {domain!r}: the table has no rows", path=where)
 
     keys = _keys(df[key], domain, where, key)
     notes: list[str] = []
-    numeric_names = [c for c in features if c not in categorical]
-    cat_names = [c for c in features if c in categorical]
     for c in numeric_names:  # types are declared, never guessed from a stray cell
         df[c] = _numbers(df[c], domain, where, c)
-    if not numeric_names and not cat_names and not (label is not None and features == []):
-        raise ConfigError(
-            f"domain {domain!r} has no feature columns",
-            hint="list its features (a label domain with features: [] holds labels only)",
-        )
     numeric = (
         np.column_stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in numeric_names])
         if numeric_names
         else np.zeros((len(df), 0))
     )
-    if np.isinf(numeric).any():
-        j = int(np.flatnonzero(np.isinf(numeric).any(axis=0))[0])
-        i = int(np.flatnonzero(np.isinf(numeric[:, j]))[0])
-        raise DataError(
-            f"domain {domain!r}: infinite value", path=where, column=numeric_names[j], row=i + 1
-        )
+    _refuse_infinite(numeric, numeric_names, domain, where)
     cats = np.empty((len(df), len(cat_names)), dtype=object)
     for j, c in enumerate(cat_names):
         col = df[c]
@@ -403,6 +369,195 @@ def load_domain_table(
         label=None if label is None else df[label].to_numpy(),
         notes=tuple(notes),
     )
+
+
+# DuckDB types read as numbers as they are; any other type of a numeric feature goes
+# through ``_numbers`` (text that must parse, dates as their instants), as in a DataFrame
+_NUMBER_TYPES = re.compile(
+    r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL.*|BOOLEAN)$"
+)
+
+
+def load_coded_table(
+    domain: str,
+    source: Source,
+    *,
+    key: str,
+    features: list[str] | None = None,
+    categorical: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> DomainTable:
+    """A label-free table (a star schema's dimension) with its categories already coded,
+    read by DuckDB into Arrow: no DataFrame and no Python object per cell (the keys aside:
+    PSI hashes their text). Numbers as float64 (NaN where missing); each categorical
+    column as codes 1..k in sorted order of its values' text (0: missing or empty), the
+    codes ``encode_categories`` gives, without holding the values. Same checks and errors
+    as ``load_domain_table``."""
+    query, where = _query(source, domain)
+    con = _confined(source.folders())
+    with _reading(source, domain, where):
+        rel = con.sql(query)
+        have, types = list(rel.columns), [str(t) for t in rel.types]
+        if have and _INDEX_COLUMN.match(have[0]) and have[0] != key:
+            have, types = have[1:], types[1:]
+        numeric_names, cat_names = _feature_columns(
+            domain, where, have, key=key, label=None, features=features,
+            categorical=categorical, exclude=exclude,
+        )  # fmt: skip
+        typed = dict(zip(have, types, strict=True))
+
+        def quoted(c: str) -> str:
+            return '"' + c.replace('"', '""') + '"'
+
+        cols = [quoted(key)]
+        cols += [
+            f"CAST({quoted(c)} AS DOUBLE)" if _NUMBER_TYPES.match(typed[c]) else quoted(c)
+            for c in numeric_names
+        ]
+        cols += [f"CAST({quoted(c)} AS VARCHAR)" for c in cat_names]
+        table = con.sql(f"SELECT {', '.join(cols)} FROM ({query})").arrow()
+        if hasattr(table, "read_all"):  # DuckDB 2 gives a reader: the query runs here
+            table = table.read_all()
+    if table.num_rows == 0:
+        raise DataError(f"domain {domain!r}: the table has no rows", path=where)
+    keys = _arrow_keys(table.column(0), domain, where, key)
+    numeric = np.empty((table.num_rows, len(numeric_names)))
+    for j, c in enumerate(numeric_names):
+        col = table.column(1 + j)
+        if _NUMBER_TYPES.match(typed[c]):
+            numeric[:, j] = col.to_numpy(zero_copy_only=False)  # nulls come as NaN
+        else:
+            values = _numbers(col.to_pandas(), domain, where, c)
+            numeric[:, j] = values.astype("float64").to_numpy(na_value=np.nan)
+    _refuse_infinite(numeric, numeric_names, domain, where)
+    codes = np.zeros((table.num_rows, len(cat_names)), np.int64)
+    cards = []
+    for j in range(len(cat_names)):
+        codes[:, j], k = _sorted_codes(table.column(1 + len(numeric_names) + j))
+        cards.append(k)
+    return DomainTable(
+        domain=domain,
+        source=where,
+        key=key,
+        keys=keys,
+        numeric_names=numeric_names,
+        numeric=numeric,
+        categorical_names=cat_names,
+        categorical=codes,
+        cardinalities=tuple(cards),
+    )
+
+
+def _arrow_keys(column: pa.ChunkedArray, domain: str, where: str, key: str) -> np.ndarray:
+    """``_keys`` on an Arrow column: integer and text keys checked without pandas (its
+    duplicate check of 1.4M text keys took 650 MB); other types go to ``_keys``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if not (text or pa.types.is_integer(kind)):
+        return _keys(column.to_pandas(), domain, where, key)
+    if column.null_count:
+        i = int(np.flatnonzero(np.asarray(pc.is_null(column), bool))[0])
+        raise DataError(f"domain {domain!r}: missing key", path=where, column=key, row=i + 1)
+    if pa.types.is_integer(kind):
+        keys = column.to_numpy().astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        repeat = order[np.flatnonzero(keys[order][1:] == keys[order][:-1]) + 1]
+    else:  # a set of the strings (Arrow's hashing of them took 460 MB at 1.4M keys)
+        keys = column.to_numpy(zero_copy_only=False).astype(object, copy=False)
+        repeat = np.zeros(0, np.int64)
+        if len(set(keys)) < len(keys):
+            seen: set = set()
+            repeat = np.array([i for i, k in enumerate(keys) if k in seen or seen.add(k)])
+    if len(repeat):
+        i = int(repeat.min())  # the first row whose key an earlier row holds
+        example = keys[i].item() if isinstance(keys[i], np.generic) else keys[i]
+        raise DataError(
+            f"domain {domain!r}: duplicate key {example!r} ({len(repeat)} duplicate row(s)); "
+            "a key must name one row",
+            path=where,
+            column=key,
+            row=i + 1,
+            hint="de-duplicate the table, or give a {sql: ...} source that does",
+        )
+    return keys
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Codes 1..k of a text column by sorted distinct value (0: null or empty) and k + 1.
+    Arrow sorts text by its UTF-8 bytes, which is Python's order of the strings."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    values = encoded.dictionary
+    order = np.asarray(pc.array_sort_indices(values), np.int64)
+    order = order[np.asarray(pc.not_equal(values, ""), bool)[order]]  # "" counts as missing
+    code = np.zeros(len(values) + 1, np.int64)  # per dictionary entry; the last one: null
+    code[order] = np.arange(1, len(order) + 1)
+    return code[np.asarray(encoded.indices.fill_null(-1), np.int64)], len(order) + 1
+
+
+def _feature_columns(
+    domain: str,
+    where: str,
+    have: list[str],
+    *,
+    key: str,
+    label: str | None,
+    features: list[str] | None,
+    categorical: list[str] | None,
+    exclude: list[str] | None,
+) -> tuple[list[str], list[str]]:
+    """The table's numeric and categorical feature columns, checked against what it has
+    (``have``): every named column present, the key and the label never features."""
+
+    def need(cols: list[str], what: str) -> None:
+        missing = [c for c in cols if c not in have]
+        if missing:
+            shown = ", ".join(map(str, have[:10])) + (" ..." if len(have) > 10 else "")
+            raise DataError(
+                f"domain {domain!r}: {what} column {missing[0]!r} is not in the table "
+                f"(it has {shown})",
+                path=where,
+                column=missing[0],
+            )
+
+    need([key], "key")
+    if label is not None:
+        need([label], "label")
+    categorical = list(categorical or [])
+    skip = {key, *([label] if label else []), *(exclude or [])}
+    if features is None:
+        features = [c for c in have if c not in skip]
+    need(list(features), "feature")
+    need(categorical, "categorical")
+    stray = [c for c in categorical if c not in features]
+    if stray:
+        raise ConfigError(
+            f"domain {domain!r}: categorical column {stray[0]!r} is not among its features"
+        )
+    if key in features or (label and label in features):
+        bad = key if key in features else label
+        raise ConfigError(f"domain {domain!r}: {bad!r} cannot be a feature (key or label)")
+    numeric_names = [c for c in features if c not in categorical]
+    cat_names = [c for c in features if c in categorical]
+    if not numeric_names and not cat_names and not (label is not None and features == []):
+        raise ConfigError(
+            f"domain {domain!r} has no feature columns",
+            hint="list its features (a label domain with features: [] holds labels only)",
+        )
+    return numeric_names, cat_names
+
+
+def _refuse_infinite(numeric: np.ndarray, names: list[str], domain: str, where: str) -> None:
+    if np.isinf(numeric).any():
+        j = int(np.flatnonzero(np.isinf(numeric).any(axis=0))[0])
+        i = int(np.flatnonzero(np.isinf(numeric[:, j]))[0])
+        raise DataError(
+            f"domain {domain!r}: infinite value", path=where, column=names[j], row=i + 1
+        )
 
 
 def _numbers(col: pd.Series, domain: str, where: str, name: str, offset: int = 0) -> pd.Series:

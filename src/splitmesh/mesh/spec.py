@@ -306,6 +306,23 @@ class MeshSpec(_Strict):
             label_optional=predict,
         )
 
+    def read_dimension(self, name: str) -> DomainTable:
+        """A star schema's dimension ``name`` as its own party reads it: its categories
+        coded by DuckDB as it reads them (no Python object per cell)."""
+        from splitmesh.data.sources import load_coded_table
+
+        d = self.domain(name)
+        if name not in self.dimensions:
+            raise ConfigError(f"domain {name!r} is not a dimension of the mesh's star schema")
+        return load_coded_table(
+            d.name,
+            d.source_for(self.base),
+            key=d.key,
+            features=d.features,
+            categorical=d.categorical,
+            exclude=d.exclude,
+        )
+
 
 def load_mesh(path: str | Path, overrides: Sequence[str] = ()) -> MeshSpec:
     """Read and validate a mesh file; sources and certificates are read relative to it.

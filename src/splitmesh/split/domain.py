@@ -335,7 +335,7 @@ def _star_domain(
             )
 
         return MeshDomain(name, table, frozenset({proto.KEYS, proto.LABELS, proto.FACT}), make_fact)
-    table, peer = spec.read_domain(name), star_peers(fact, [name], identity)[name]
+    table, peer = spec.read_dimension(name), star_peers(fact, [name], identity)[name]
 
     def make_dimension(hello: Hello) -> Domain:
         rows = DimensionDomain(

@@ -48,7 +48,12 @@ def star_peers(fact: str, dimensions: list[str], identity: Identity) -> dict[str
 
 def feature_table(table: DomainTable) -> FeatureTable:
     """A dimension's keyed table as its bottom model reads it: categories coded 1..k
-    (0: missing) in sorted order of their values."""
+    (0: missing) in sorted order of their values (as read, when the loader coded them)."""
+    if table.cardinalities is not None:
+        return FeatureTable(
+            table.numeric, tuple(table.numeric_names), table.categorical,
+            tuple(table.categorical_names), table.cardinalities,
+        )  # fmt: skip
     codes = [encode_categories(table.categorical[:, j]) for j in range(table.categorical.shape[1])]
     return FeatureTable(
         numeric=table.numeric,

@@ -45,7 +45,7 @@ def joined_data(spec: MeshSpec) -> tuple[RecsysData, dict[str, PreparedFeatures]
     tables: dict[str, FeatureTable] = {}
     prepared: dict[str, PreparedFeatures] = {}
     for d, side in spec.dimensions.items():
-        table = spec.read_domain(d)
+        table = spec.read_dimension(d)
         full = feature_table(table)
         wanted = users if side == "users" else items
         # by key text, as PSI matches them (an integer key meets its text in the other)

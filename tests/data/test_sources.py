@@ -1,0 +1,104 @@
+"""A dimension's table read by DuckDB with its categories coded (``load_coded_table``):
+the same features, codes and errors as the DataFrame path, on random tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from splitmesh.data.sources import Source, load_coded_table, load_domain_table
+from splitmesh.errors import ConfigError, DataError
+from splitmesh.split.star import feature_table
+
+VALUES = ["a", "b", "B", "é", "zz", "10", "9", " x", "ä", "Ω"]
+
+
+def random_table(seed: int, rows: int, string_keys: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    keys = rng.permutation(rows * 3)[:rows]
+    df = pd.DataFrame({"k": [f"key-{k}" for k in keys] if string_keys else keys})
+    x = rng.normal(size=rows)
+    x[rng.random(rows) < 0.2] = np.nan
+    df["x"] = x
+    df["n"] = rng.integers(-5, 5, size=rows)
+    df["flag"] = rng.random(rows) < 0.5
+    text = rng.choice(VALUES, size=rows).astype(object)
+    text[rng.random(rows) < 0.15] = None
+    text[rng.random(rows) < 0.05] = ""  # empty text counts as missing
+    df["c"] = text
+    codes = rng.integers(0, 40, size=rows).astype(float)
+    codes[rng.random(rows) < 0.1] = np.nan
+    df["num_cat"] = codes  # a category stored as numbers with gaps
+    return df
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_the_coded_table_is_the_dataframe_paths_feature_table(tmp_path, seed, fmt):
+    df = random_table(seed, rows=50 + 40 * seed, string_keys=seed % 2 == 0)
+    path = tmp_path / f"t.{fmt}"
+    df.to_csv(path, index=False) if fmt == "csv" else df.to_parquet(path, index=False)
+    args = dict(key="k", categorical=["c", "num_cat", "flag"])
+    old = load_domain_table("customers", Source(path=path), **args)
+    new = load_coded_table("customers", Source(path=path), **args)
+    a, b = feature_table(old), feature_table(new)
+    assert a.columns == b.columns == ["x", "n", "flag", "c", "num_cat"]
+    np.testing.assert_array_equal(a.numeric, b.numeric)  # NaN where missing, in both
+    np.testing.assert_array_equal(a.categorical, b.categorical)
+    assert a.cardinalities == b.cardinalities
+    assert list(old.keys) == list(new.keys) and old.key_items() == new.key_items()
+    assert new.key_type == old.key_type
+    assert b.categorical.min() >= 0 and (b.categorical < np.array(b.cardinalities)).all()
+
+
+def test_a_sql_source_with_an_index_column_and_all_missing_category(tmp_path):
+    pd.DataFrame({"id": [3, 1, 2], "v": ["x", None, "y"]}).to_csv(tmp_path / "t.csv")
+    sql = "SELECT *, NULL::VARCHAR AS empty FROM read_csv('t.csv', header=true)"
+    t = load_coded_table(
+        "products", Source(sql=sql, base=tmp_path), key="id", categorical=["v", "empty"]
+    )
+    assert t.features == ["v", "empty"] and list(t.keys) == [3, 1, 2]
+    assert t.categorical.tolist() == [[1, 0], [0, 0], [2, 0]]
+    assert t.cardinalities == (3, 1)
+
+
+def write(tmp_path, df: pd.DataFrame):
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    return Source(path=path)
+
+
+@pytest.mark.parametrize(
+    ("df", "kwargs", "error", "match"),
+    [
+        ({"k": ["a", "b", "a", "b"], "x": [1, 2, 3, 4]}, {}, DataError,
+         "duplicate key 'a' \\(2 duplicate row"),
+        ({"k": [5, 6, 6], "x": [1, 2, 3]}, {}, DataError, "duplicate key 6 \\(1 duplicate"),
+        ({"k": ["a", None, "c"], "x": [1, 2, 3]}, {}, DataError, "missing key"),
+        ({"k": [1, 2, 3], "x": ["1", "two", "3"]}, {}, DataError, "non-numeric value 'two'"),
+        ({"k": [1, 2, 3], "x": [1.0, np.inf, 3.0]}, {}, DataError, "infinite value"),
+        ({"k": [1, 2], "x": [1, 2]}, {"features": ["y"]}, DataError,
+         "feature column 'y' is not in the table"),
+        ({"k": [1, 2], "x": [1, 2]}, {"categorical": ["z"], "features": ["x"]}, DataError,
+         "categorical column 'z' is not in the table"),
+        ({"k": [1, 2], "x": [1, 2]}, {"features": ["k"]}, ConfigError, "cannot be a feature"),
+        ({"k": [1, 2]}, {}, ConfigError, "has no feature columns"),
+        ({"k": [], "x": []}, {}, DataError, "has no rows"),
+    ],
+)  # fmt: skip
+def test_bad_tables_are_refused_as_the_dataframe_path_refuses_them(
+    tmp_path, df, kwargs, error, match
+):
+    src = write(tmp_path, pd.DataFrame(df))
+    for load in (load_domain_table, load_coded_table):
+        with pytest.raises(error, match=match) as info:
+            load("customers", src, key="k", **kwargs)
+        assert "customers" in str(info.value)
+
+
+def test_the_error_names_the_row_of_the_first_repeated_key(tmp_path):
+    src = write(tmp_path, pd.DataFrame({"k": ["a", "b", "c", "b", "a"], "x": range(5)}))
+    with pytest.raises(DataError) as info:
+        load_coded_table("customers", src, key="k")
+    assert info.value.row == 4 and "duplicate key 'b' (2 duplicate row(s))" in str(info.value)
