@@ -471,18 +471,24 @@ def _arrow_keys(column: pa.ChunkedArray, domain: str, where: str, key: str) -> n
         if len(set(keys)) < len(keys):
             seen: set = set()
             repeat = np.array([i for i, k in enumerate(keys) if k in seen or seen.add(k)])
-    if len(repeat):
-        i = int(repeat.min())  # the first row whose key an earlier row holds
-        example = keys[i].item() if isinstance(keys[i], np.generic) else keys[i]
-        raise DataError(
-            f"domain {domain!r}: duplicate key {example!r} ({len(repeat)} duplicate row(s)); "
-            "a key must name one row",
-            path=where,
-            column=key,
-            row=i + 1,
-            hint="de-duplicate the table, or give a {sql: ...} source that does",
-        )
+    if len(repeat):  # the first row whose key an earlier row holds
+        _refuse_duplicate(keys, int(repeat.min()), len(repeat), domain, where, key)
     return keys
+
+
+def _refuse_duplicate(
+    keys: np.ndarray, row: int, count: int, domain: str, where: str, key: str
+) -> None:
+    """The error for ``count`` rows whose key an earlier row holds, the first at ``row``."""
+    example = keys[row].item() if isinstance(keys[row], np.generic) else keys[row]
+    raise DataError(
+        f"domain {domain!r}: duplicate key {example!r} ({count} duplicate row(s)); "
+        "a key must name one row",
+        path=where,
+        column=key,
+        row=row + 1,
+        hint="de-duplicate the table, or give a {sql: ...} source that does",
+    )
 
 
 def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
@@ -594,16 +600,8 @@ def _keys(col: pd.Series, domain: str, where: str, key: str) -> np.ndarray:
         keys = col.astype(str).to_numpy(dtype=object)
     dup = pd.Series(keys).duplicated()
     if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        n, example = int(dup.sum()), keys[i]
-        example = example.item() if isinstance(example, np.generic) else example
-        raise DataError(
-            f"domain {domain!r}: duplicate key {example!r} ({n} duplicate row(s)); "
-            "a key must name one row",
-            path=where,
-            column=key,
-            row=i + 1,
-            hint="de-duplicate the table, or give a {sql: ...} source that does",
+        _refuse_duplicate(
+            keys, int(np.flatnonzero(dup.to_numpy())[0]), int(dup.sum()), domain, where, key
         )
     return keys
 
