@@ -266,6 +266,14 @@ def recsys(
     patience: Annotated[
         int | None, typer.Option(help="stop after N epochs without validation NDCG gain")
     ] = None,
+    pretrain: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="NCF pre-training: N epochs of GMF alone, then N of the MLP alone, before "
+            "--epochs of both (ranking.pretrain)",
+        ),
+    ] = None,
     batch_size: int | None = None,
     lr: float | None = None,
     seed: Annotated[int, typer.Option(help="training seed (and synthetic data's)")] = 0,
@@ -304,6 +312,8 @@ def _recsys_spec(params: dict):
         **{
             "ranking.negatives": params["negatives"],
             "ranking.eval_negatives": "null" if full else params["eval_negatives"],
+            "ranking.pretrain.gmf_epochs": params["pretrain"],
+            "ranking.pretrain.mlp_epochs": params["pretrain"],
         },
     ) + _protect_sets(params["protect"])
     synthetic = {

@@ -138,6 +138,17 @@ class Resample(Strict):
     k_neighbors: int = Field(default=5, ge=1, le=1000)
 
 
+class Pretrain(Strict):
+    """The NCF paper's pre-training of NeuMF (He et al. 2017, section 3.4.1): the GMF part
+    alone, then the MLP part alone, then both, the head reading ``alpha`` x GMF and
+    ``1 - alpha`` x MLP. Its epochs come before ``training.epochs``; model selection and
+    early stopping watch only the last phase."""
+
+    gmf_epochs: int = Field(default=10, ge=1, le=1000, description="epochs of GMF alone")
+    mlp_epochs: int = Field(default=10, ge=1, le=1000, description="epochs of the MLP alone")
+    alpha: float = Field(default=0.5, gt=0, lt=1, description="the GMF part's share of the head")
+
+
 class Ranking(Strict):
     """Bounded: a fact domain allocates what these ask for."""
 
@@ -166,6 +177,9 @@ class Ranking(Strict):
         le=1 << 26,
         description="training examples planned, relayed and held at once: an epoch of more "
         "is trained in parts, which bounds every party's memory",
+    )
+    pretrain: Pretrain | None = Field(
+        default=None, description="NeuMF pre-training (GMF, then MLP, then both); null: none"
     )
 
 

@@ -26,3 +26,35 @@ def test_top_reads_the_gmf_columns_and_the_rest_as_neumf_defines_them(layout, gm
     assert torch.equal(got, want)
     assert torch.equal(grad_got, grad_want)
     assert got.shape[1] == top.out_features
+
+
+def test_a_pretraining_phase_leaves_the_other_part_out_and_alpha_weighs_them() -> None:
+    torch.manual_seed(0)
+    layout, gmf = [(48, 48), (16, 0), (0, 16)], 16
+    top = NeuMFTop(layout, gmf, (32, 16), "relu", 0.0, alpha=0.25)
+    x = torch.randn(32, 128, requires_grad=True)
+    top.phase = "gmf"
+    out = top(x)
+    out.sum().backward()
+    # GMF alone: the tower's half is zeros, and nothing that feeds the tower (MLP id
+    # parts, dimension domains) or the tower itself gets a gradient
+    assert torch.equal(out[:, gmf:], torch.zeros(32, 16))
+    fed = torch.zeros(128, dtype=torch.bool)
+    fed[:gmf] = fed[48 : 48 + gmf] = True
+    assert torch.equal(x.grad[:, ~fed], torch.zeros(32, 128 - 2 * gmf))
+    assert x.grad[:, fed].abs().sum() > 0
+    assert all(p.grad is None for p in top.mlp.parameters())
+    x.grad = None
+    top.phase = "mlp"
+    out = top(x)
+    out.sum().backward()
+    assert torch.equal(out[:, :gmf], torch.zeros(32, gmf))
+    assert torch.equal(x.grad[:, fed], torch.zeros(32, 2 * gmf))
+    # the whole model, pre-trained: alpha x GMF, (1 - alpha) x MLP
+    top.phase = "neumf"
+    plain = NeuMFTop(layout, gmf, (32, 16), "relu", 0.0)
+    plain.load_state_dict(top.state_dict())
+    want = plain(x)
+    got = top(x)
+    assert torch.allclose(got[:, :gmf], 0.25 * want[:, :gmf])
+    assert torch.allclose(got[:, gmf:], 0.75 * want[:, gmf:])

@@ -3,6 +3,7 @@ gets to see."""
 
 import numpy as np
 import pytest
+import torch
 
 from splitmesh.config import Model, Optim, Ranking, Training
 from splitmesh.data.interactions import FeatureTable, RecsysData
@@ -293,3 +294,59 @@ class MiscountingParts(LocalTransport):
 def test_the_coordinator_refuses_a_fact_domain_that_cuts_epochs_otherwise():
     with pytest.raises(ProtocolError, match="cuts each epoch into 2 parts; this run's sizes"):
         split("label-sharing", star(), transport_cls=MiscountingParts)
+
+
+def _weights(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("mode", ["label-sharing", "label-preserving"])
+def test_pretraining_gmf_alone_leaves_every_other_part_where_it_was(mode):
+    # the NCF paper's pre-training in a split run: while GMF trains alone, the MLP id parts,
+    # the dimension domains' towers, the coordinator's tower and the head's MLP inputs stay
+    # as they were (zero gradients and no weight decay); then split equals centralized
+    from splitmesh.config import Pretrain
+
+    data = star()
+    ranking = Ranking(ks=(5, 10), pretrain=Pretrain(gmf_epochs=1, mlp_epochs=1, alpha=0.3))
+    learner, t = split(mode, data, ranking)
+    sales, customers = t._handlers["sales"], t._handlers["customers"]
+    head = learner.head_ if mode == "label-sharing" else sales.head_.head
+    parts = (sales.bottom_, customers.bottom_, learner.top_, head)
+    before, seen = [_weights(m) for m in parts], {}
+
+    def set_phase(phase, own=learner.set_phase):
+        if phase == "mlp":  # GMF's epoch is over: what each part holds now
+            seen["after"] = [_weights(m) for m in parts]
+        own(phase)
+
+    learner.set_phase = set_phase
+    fit(learner, Training(epochs=1, batch_size=64, patience=None), progress=False)
+    (ids, tower, top, head_w), (ids_now, tower_now, top_now, head_now) = before, seen["after"]
+    g = SPEC.gmf
+    for side in ("user", "item"):
+        was, now = ids[f"{side}.weight"], ids_now[f"{side}.weight"]
+        assert torch.equal(now[:, g:], was[:, g:])  # the MLP parts
+        assert not torch.equal(now[:, :g], was[:, :g])  # GMF trained
+    assert all(torch.equal(v, tower[k]) for k, v in tower_now.items())
+    assert all(torch.equal(v, top[k]) for k, v in top_now.items())
+    assert torch.equal(head_now["weight"][:, g:], head_w["weight"][:, g:])
+    assert not torch.equal(head_now["weight"][:, :g], head_w["weight"][:, :g])
+
+
+@pytest.mark.parametrize("mode", ["label-sharing", "label-preserving"])
+def test_pretrained_split_equals_centralized(mode):
+    from splitmesh.config import Pretrain
+
+    data = star()
+    ranking = Ranking(ks=(5, 10), pretrain=Pretrain(gmf_epochs=2, mlp_epochs=1, alpha=0.3))
+    ref = central(data, ranking)
+    r0 = fit(ref, TRAIN, progress=False)
+    learner, _ = split(mode, data, ranking)
+    r1 = fit(learner, TRAIN, progress=False)
+    assert len(r1.losses) == 6 and r1.pretrain_epochs == 3 and r1.best_epoch > 3
+    assert r1.losses == pytest.approx(r0.losses, rel=1e-5)
+    assert r1.validation == pytest.approx(r0.validation, rel=1e-5)
+    m0, m1 = ref.evaluate(["test"])["test"], learner.evaluate(["test"])["test"]
+    assert m1 == pytest.approx(m0, rel=1e-5)
+    assert m1["hr@10"] > 0.25

@@ -130,3 +130,41 @@ def test_an_epoch_in_parts_is_started_part_by_part_with_positions_in_the_part(cl
     assert steps[2][1] == steps[3][1] == list(range(10))
     # the next batch is sent ahead only within a part: the next part is not planned yet
     assert steps[0][2] == steps[1][1] and steps[1][2] is None and steps[2][2] is None
+
+
+class Pretrained(Clocked):
+    """Two pre-training phases (2 and 1 epochs) before the model's own; records the phase
+    each epoch trained in."""
+
+    def __init__(self, clock: list[float], scores: list[float]) -> None:
+        super().__init__(clock, 0.1, scores)
+        self.phase, self.phases = "neumf", []
+
+    def pretraining(self) -> list[tuple[str, int]]:
+        return [("gmf", 2), ("mlp", 1)]
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+
+    def start_epoch(self, epoch: int, part: int = 0) -> None:
+        super().start_epoch(epoch, part)
+        self.phases.append(self.phase)
+
+
+def test_pretraining_phases_come_first_and_are_never_the_kept_epoch(clock):
+    # the pre-training epochs score best, but only the model's own epochs are kept, and
+    # early stopping counts from the first of them
+    scores = [0.9, 0.95, 0.99, 0.5, 0.6, 0.55, 0.54, 0.53, 0.52, 0.51]
+    learner = Pretrained(clock, scores)
+    result = trainer.fit(learner, cfg(epochs=6, patience=2), progress=False)
+    assert learner.phases == ["gmf", "gmf", "mlp", "neumf", "neumf", "neumf", "neumf"]
+    assert result.best_epoch == 5 and result.pretrain_epochs == 3
+    assert len(result.validation) == len(result.losses) == 7  # a curve over every epoch
+    assert learner.phase == "neumf"  # what is evaluated and saved after fit
+
+
+def test_without_patience_pretraining_adds_its_epochs_and_ends_on_the_whole_model(clock):
+    learner = Pretrained(clock, [0.5] * 10)
+    result = trainer.fit(learner, cfg(epochs=2), progress=False)
+    assert learner.phases == ["gmf", "gmf", "mlp", "neumf", "neumf"]
+    assert result.best_epoch == 5 and learner.saved == [1, 5]

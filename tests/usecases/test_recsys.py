@@ -96,8 +96,23 @@ def test_bad_options_are_named(tmp_path, args, code, pattern):
     assert "Traceback" not in p.stderr
 
 
+def test_pretraining_runs_its_phases_first_and_keeps_an_epoch_of_the_whole_model(tmp_path):
+    out = tmp_path / "out"
+    p = splitmesh("recsys", *TINY, "--pretrain", "2", "--epochs", "2", "--patience", "2",
+                  "--mode", "centralized,label-sharing", "--out", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    central, split = json.loads((out / "results.json").read_text())["runs"]
+    for run in (central, split):
+        assert run["epochs_run"] == 6 and run["pretrain_epochs"] == 4
+        assert run["best_epoch"] in (5, 6)  # never a pre-training epoch
+        assert len(run["validation_curve"]["values"]) == 6
+    assert split["metrics"] == pytest.approx(central["metrics"], rel=1e-5)
+    assert split["losses"] == pytest.approx(central["losses"], rel=1e-5)
+
+
 def test_mesh_up_recsys_gives_the_in_process_figures(tmp_path):
-    args = [*TINY, "--mode", "label-preserving"]
+    # pre-trained: its phases change only the coordinator's top, the same over the wire
+    args = [*TINY, "--mode", "label-preserving", "--pretrain", "1"]
     local = splitmesh("recsys", *args, "--out", str(tmp_path / "local"))
     grpc = splitmesh("mesh", "up", "recsys", "--workdir", str(tmp_path / "mesh"), *args,
                      "--out", str(tmp_path / "grpc"))  # fmt: skip

@@ -171,6 +171,16 @@ class MeshSpec(_Strict):
                     "privacy.secure_aggregation needs two or more domains with features "
                     "(the sum of one embedding is that embedding)"
                 )
+        if self.ranking.pretrain is not None:
+            if self.task != "ranking":
+                raise ValueError("ranking.pretrain pre-trains NeuMF: a ranking task only")
+            if self.training.weight_decay:
+                # L2 decay is in the gradient: with Adam it moves the part a phase leaves
+                # out toward zero by about lr per step, undoing what it learned
+                raise ValueError(
+                    "ranking.pretrain needs training.weight_decay 0: the decay would shrink "
+                    "the part each phase leaves out"
+                )
         metric, allowed = self.training.select_metric, self.select_metrics()
         if metric is not None and metric not in allowed:
             raise ValueError(

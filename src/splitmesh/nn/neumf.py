@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from splitmesh.config import Model
+from splitmesh.config import Model, Pretrain
 from splitmesh.errors import ConfigError
 from splitmesh.nn.mlp import make_mlp
 from splitmesh.nn.network import build_bottom, seeded
@@ -49,11 +49,25 @@ def _tower(model: Model) -> tuple[int, ...]:
     return tuple(model.top)
 
 
-def build_top(model: Model, layout: Layout, seed: int) -> NeuMFTop:
+def build_top(model: Model, layout: Layout, seed: int, alpha: float | None = None) -> NeuMFTop:
+    """``alpha``: pre-trained (``ranking.pretrain``), the GMF part's share of the head."""
     tower = _tower(model)
     return seeded(
-        seed, "top", lambda: NeuMFTop(layout, model.gmf, tower, model.activation, model.dropout)
+        seed,
+        "top",
+        lambda: NeuMFTop(layout, model.gmf, tower, model.activation, model.dropout, alpha),
     )
+
+
+def pretraining(pretrain: Pretrain | None) -> list[tuple[str, int]]:
+    """The phases that come before the whole model's, with their epochs (split/trainer.py)."""
+    if pretrain is None:
+        return []
+    return [("gmf", pretrain.gmf_epochs), ("mlp", pretrain.mlp_epochs)]
+
+
+def alpha(pretrain: Pretrain | None) -> float | None:
+    return None if pretrain is None else pretrain.alpha
 
 
 def head_in(model: Model) -> int:
@@ -90,13 +104,31 @@ class IdEmbeddings(nn.Module):
         return torch.cat(self.sides(users, items), dim=1)
 
 
+PHASES = ("gmf", "mlp", "neumf")  # pre-training's phases, then the whole model
+
+
 class NeuMFTop(nn.Module):
-    """GMF product of the interactions domain's GMF parts, MLP tower over the rest."""
+    """GMF product of the interactions domain's GMF parts, MLP tower over the rest.
+
+    ``phase`` "gmf" or "mlp" (pre-training) leaves the other part out: its half of the
+    output is zeros, so nothing that feeds it gets a gradient (the dimension domains'
+    towers included, while GMF trains alone). A pre-trained model (``alpha`` set) weighs
+    the parts alpha and 1 - alpha in its last phase and after: the paper's combined head
+    [alpha h_GMF, (1 - alpha) h_MLP], here scaling the head's input instead of its weights
+    so that the head stays where it is (at the label owner in label-preserving).
+    """
 
     def __init__(
-        self, layout: Layout, gmf: int, hidden: tuple[int, ...], activation: str, dropout: float
+        self,
+        layout: Layout,
+        gmf: int,
+        hidden: tuple[int, ...],
+        activation: str,
+        dropout: float,
+        alpha: float | None = None,
     ) -> None:
         super().__init__()
+        self.alpha, self.phase = alpha, "neumf"
         self.layout = [tuple(w) for w in layout]
         # the interactions domain comes first: [user GMF | user MLP | item GMF | item MLP];
         # the GMF parts are column ranges, and slicing them (not indexing by a list of
@@ -109,9 +141,14 @@ class NeuMFTop(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, u = self.gmf, self.user_w
-        gmf = x[:, :g] * x[:, u : u + g]
-        rest = torch.cat([x[:, g:u], x[:, u + g :]], dim=1)
-        return torch.cat([gmf, self.mlp(rest)], dim=1)
+        gmf = x.new_zeros(len(x), g) if self.phase == "mlp" else x[:, :g] * x[:, u : u + g]
+        if self.phase == "gmf":
+            mlp = x.new_zeros(len(x), self.out_features - g)
+        else:
+            mlp = self.mlp(torch.cat([x[:, g:u], x[:, u + g :]], dim=1))
+        if self.phase == "neumf" and self.alpha is not None:
+            gmf, mlp = gmf * self.alpha, mlp * (1 - self.alpha)
+        return torch.cat([gmf, mlp], dim=1)
 
 
 def assemble(

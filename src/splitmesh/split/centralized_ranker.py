@@ -77,7 +77,7 @@ class CentralizedRanker(OneProcessLearner):
         self.net_ = nn.ModuleDict(
             {
                 "bottoms": nn.ModuleDict(parts),
-                "top": neumf.build_top(s, layout, seed),
+                "top": neumf.build_top(s, layout, seed, neumf.alpha(self.ranking.pretrain)),
                 "head": neumf.build_head(s, seed),
             }
         )
@@ -97,6 +97,12 @@ class CentralizedRanker(OneProcessLearner):
     def start_epoch(self, epoch: int, part: int = 0) -> None:
         u, i, y = self.task.epoch(epoch, part)
         self._ex = (torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y))
+
+    def pretraining(self) -> list[tuple[str, int]]:
+        return neumf.pretraining(self.ranking.pretrain)
+
+    def set_phase(self, phase: str) -> None:
+        self.net_["top"].phase = phase
 
     def _embed(self, d: str, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         m = self.net_["bottoms"][d]

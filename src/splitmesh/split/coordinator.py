@@ -438,6 +438,17 @@ class Coordinator:
     def start_epoch(self, epoch: int, part: int = 0) -> None:
         self.steps.start_epoch(epoch, part)
 
+    def pretraining(self) -> list[tuple[str, int]]:
+        """Phases before the model's own (a ranking mesh's ``ranking.pretrain``)."""
+        if isinstance(self.steps, StarSteps):
+            return self.steps.pretraining()
+        return []
+
+    def set_phase(self, phase: str) -> None:
+        """The phase only changes the top (split/trainer.py); the domains see the zero
+        gradients of a part left out, which leave it where it is."""
+        self.top_.phase = phase
+
     def flush(self) -> None:
         """Deliver owed gradients now (the outbox delivers them before any other message
         anyway); a Forward sent ahead is dropped with its step."""

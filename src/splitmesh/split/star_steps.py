@@ -129,7 +129,7 @@ class StarSteps:
     def build(self) -> list[torch.nn.Parameter]:
         c = self.c
         c.aggregator = make_aggregator("concat")
-        c.top_ = neumf.build_top(c.spec, self.layout, c.seed)
+        c.top_ = neumf.build_top(c.spec, self.layout, c.seed, neumf.alpha(self.ranking.pretrain))
         params = list(c.top_.parameters())
         if c.mode == "label-sharing":
             c.head_ = neumf.build_head(c.spec, c.seed)
@@ -139,6 +139,9 @@ class StarSteps:
             setup = SetupHead(neumf.head_in(c.spec), c.optim.wire(), c.seed, c.wire_dtype)
             expect(c.t.request(self.owner, setup), Ack, self.owner)
         return params
+
+    def pretraining(self) -> list[tuple[str, int]]:
+        return neumf.pretraining(self.ranking.pretrain)
 
     # -- relaying sealed row plans -----------------------------------------------------
     def _relay(self, plans: Plans, partition: str, context: str) -> None:

@@ -55,6 +55,9 @@ class Learner(Protocol):
 
     def load_checkpoint(self) -> dict[str, Any] | None: ...
 
+    # optional: ``pretraining() -> [(phase, epochs), ...]``, phases before the model's own
+    # (NeuMF's GMF then MLP), and ``set_phase(phase)`` before each epoch ("neumf" the last)
+
 
 @dataclasses.dataclass
 class FitResult:
@@ -63,6 +66,7 @@ class FitResult:
     steps: int
     best_epoch: int  # 1-based epoch whose weights the learner holds at the end
     validation: list[float]  # validation select_metric per epoch (empty without selection)
+    pretrain_epochs: int = 0  # the first epochs, pre-training (never selected)
 
 
 def announce(text: str) -> None:
@@ -120,14 +124,21 @@ def fit(
     every party (tens of ms over gRPC, as long as a small epoch), so short epochs are not
     each paid for. ``resume`` continues from the last checkpoint, which gives the same result
     as a run that was never interrupted.
+
+    A learner with pre-training phases (``pretraining()``) runs them first, for their own
+    epochs on top of ``cfg.epochs``; validation is recorded for every epoch, but only the
+    last phase's epochs are kept or count toward early stopping.
     """
+    pre = learner.pretraining() if hasattr(learner, "pretraining") else []
+    first = sum(n for _, n in pre)
+    epochs = first + cfg.epochs
     parts = learner.epoch_parts(cfg.batch_size, cfg.min_batch)
     plan = BatchPlan(
         learner.n_train, cfg.batch_size, cfg.seed, min_batch=cfg.min_batch, parts=parts
     )
     metric = cfg.select_metric or learner.default_metric
     st = {"epoch": 0, "step": 0, "losses": [], "seconds": [], "history": []}
-    st.update(best=-float("inf"), best_epoch=cfg.epochs, stopped=False)
+    st.update(best=-float("inf"), best_epoch=epochs, stopped=False)
     if resume:
         st = learner.load_checkpoint() or st
     columns = (
@@ -141,33 +152,48 @@ def fit(
     with Progress(*columns, disable=not _bars(progress), transient=True) as bar:
         task = bar.add_task(
             label or learner.mode,
-            total=cfg.epochs * len(plan),
+            total=epochs * len(plan),
             completed=st["epoch"] * len(plan),
             epoch=st["epoch"],
-            epochs=cfg.epochs,
+            epochs=epochs,
             loss="-",
         )
         last = None  # when this process last checkpointed
         try:
-            while st["epoch"] < cfg.epochs and not st["stopped"]:
-                _epoch(learner, cfg, metric, plan, st, lambda: bar.advance(task))
+            while st["epoch"] < epochs and not st["stopped"]:
+                if pre:
+                    learner.set_phase(_phase(pre, st["epoch"]))
+                _epoch(learner, cfg, metric, plan, st, lambda: bar.advance(task), first)
                 bar.update(task, epoch=st["epoch"], loss=f"{st['losses'][-1]:.4f}")
                 if lines:
-                    announce(_epochannounce(label or learner.mode, cfg, metric, st))
-                done = st["epoch"] >= cfg.epochs or st["stopped"]
+                    announce(_epochannounce(label or learner.mode, epochs, metric, st))
+                done = st["epoch"] >= epochs or st["stopped"]
                 if done or last is None or time.monotonic() - last >= cfg.checkpoint_interval:
                     learner.save_checkpoint(st)
                     last = time.monotonic()
         except (TransportError, PartyError) as exc:
             raise RunInterrupted(str(exc), _committed(learner)) from exc
+    if pre:  # also when a resumed run had nothing left to train
+        learner.set_phase(_phase(pre, epochs))
     if cfg.patience is not None:
         learner.restore("best")
-    return FitResult(st["losses"], st["seconds"], st["step"], st["best_epoch"], st["history"])
+    return FitResult(
+        st["losses"], st["seconds"], st["step"], st["best_epoch"], st["history"], first
+    )
 
 
-def _epochannounce(label: str, cfg: Training, metric: str, st: dict) -> str:
+def _phase(pre: list[tuple[str, int]], epoch: int) -> str:
+    """The phase of 0-based ``epoch``: a pre-training phase's name, or "neumf" after."""
+    for name, n in pre:
+        if epoch < n:
+            return name
+        epoch -= n
+    return "neumf"
+
+
+def _epochannounce(label: str, epochs: int, metric: str, st: dict) -> str:
     """``label: epoch 3/20 loss 0.2412 val log_loss 0.2201 (best) 0.05 s``."""
-    text = f"{label}: epoch {st['epoch']}/{cfg.epochs} loss {st['losses'][-1]:.4f}"
+    text = f"{label}: epoch {st['epoch']}/{epochs} loss {st['losses'][-1]:.4f}"
     if st["history"]:
         best = " (best)" if st["best_epoch"] == st["epoch"] else ""
         text += f" val {metric} {st['history'][-1]:.4f}{best}"
@@ -182,9 +208,10 @@ def _committed(learner: Learner) -> dict[str, Any] | None:
 
 
 def _epoch(
-    learner: Learner, cfg: Training, metric: str, plan: BatchPlan, st: dict, advance
+    learner: Learner, cfg: Training, metric: str, plan: BatchPlan, st: dict, advance, first: int
 ) -> None:
-    """One epoch, then validation and the keep-or-stop decision; updates ``st`` in place."""
+    """One epoch, then validation and the keep-or-stop decision (none in the ``first``
+    epochs, pre-training); updates ``st`` in place."""
     t0, total, n = time.perf_counter(), 0.0, 0
     batches = plan.epoch(st["epoch"])
     part, following = None, next(batches, None)
@@ -204,6 +231,8 @@ def _epoch(
     if cfg.patience is None:
         return
     st["history"].append(learner.evaluate(["val"])["val"][metric])
+    if st["epoch"] <= first:
+        return
     gain = -st["history"][-1] if metric in LOWER_IS_BETTER else st["history"][-1]
     if gain > st["best"]:
         st["best"], st["best_epoch"] = gain, st["epoch"]

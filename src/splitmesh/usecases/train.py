@@ -259,6 +259,7 @@ def run_mode(
             else 0.0,
             "epoch_seconds": [round(x, 4) for x in result.epoch_seconds],
             "epochs_run": len(result.losses),
+            "pretrain_epochs": result.pretrain_epochs,  # the first ones (never kept)
             "best_epoch": result.best_epoch,
             # per epoch: the training loss, and the validation metric model selection watched
             "losses": [round(x, 6) for x in result.losses],
@@ -338,11 +339,15 @@ def privacy_record(learner, spec: MeshSpec, epochs: int) -> dict | None:
 def _still_learning(result, cfg: Training, mode: str) -> list[str]:
     """A note when the kept epoch is the last one allowed: more epochs may still help."""
     ran = len(result.losses)
-    if cfg.patience is None or ran < cfg.epochs or result.best_epoch != ran:
+    if (
+        cfg.patience is None
+        or ran < cfg.epochs + result.pretrain_epochs
+        or result.best_epoch != ran
+    ):
         return []
     return [
         f"{mode}: the best validation epoch was the last one allowed ({ran}); the model may "
-        f"still be learning (more epochs: --set training.epochs={2 * ran})"
+        f"still be learning (more epochs: --set training.epochs={2 * cfg.epochs})"
     ]
 
 
