@@ -227,6 +227,11 @@ def test_a_fact_table_reads_in_batches_into_sorted_distinct_keys(tmp_path):
         (lambda m: m["domains"][1].pop("key"), "names no key"),
         (lambda m: m["fact"]["item"].update(domain="customers"), "the same dimension"),
         (lambda m: m["training"].update(select_metric="hr@20"), "not a ranking metric"),
+        (
+            lambda m: (m["ranking"].update(pretrain={}), m["training"].update(weight_decay=1e-4)),
+            "ranking.pretrain needs training.weight_decay 0",
+        ),
+        (lambda m: m["ranking"].update(pretrain={"alpha": 1}), "alpha"),
     ],
 )
 def test_a_ranking_mesh_file_is_checked(tmp_path, change, message):
