@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from splitmesh.config import Model, Optim, Ranking, Training
+from splitmesh.config import Model, Optim, Pretrain, Ranking, Training
 from splitmesh.data.interactions import FeatureTable, RecsysData
 from splitmesh.errors import PartyError, ProtocolError
 from splitmesh.split.centralized_ranker import CentralizedRanker
@@ -304,9 +304,7 @@ def _weights(module) -> dict:
 def test_pretraining_gmf_alone_leaves_every_other_part_where_it_was(mode):
     # the NCF paper's pre-training in a split run: while GMF trains alone, the MLP id parts,
     # the dimension domains' towers, the coordinator's tower and the head's MLP inputs stay
-    # as they were (zero gradients and no weight decay); then split equals centralized
-    from splitmesh.config import Pretrain
-
+    # as they were (zero gradients and no weight decay)
     data = star()
     ranking = Ranking(ks=(5, 10), pretrain=Pretrain(gmf_epochs=1, mlp_epochs=1, alpha=0.3))
     learner, t = split(mode, data, ranking)
@@ -336,8 +334,6 @@ def test_pretraining_gmf_alone_leaves_every_other_part_where_it_was(mode):
 
 @pytest.mark.parametrize("mode", ["label-sharing", "label-preserving"])
 def test_pretrained_split_equals_centralized(mode):
-    from splitmesh.config import Pretrain
-
     data = star()
     ranking = Ranking(ks=(5, 10), pretrain=Pretrain(gmf_epochs=2, mlp_epochs=1, alpha=0.3))
     ref = central(data, ranking)

@@ -104,9 +104,6 @@ class IdEmbeddings(nn.Module):
         return torch.cat(self.sides(users, items), dim=1)
 
 
-PHASES = ("gmf", "mlp", "neumf")  # pre-training's phases, then the whole model
-
-
 class NeuMFTop(nn.Module):
     """GMF product of the interactions domain's GMF parts, MLP tower over the rest.
 
