@@ -102,3 +102,73 @@ def test_the_error_names_the_row_of_the_first_repeated_key(tmp_path):
     with pytest.raises(DataError) as info:
         load_coded_table("customers", src, key="k")
     assert info.value.row == 4 and "duplicate key 'b' (2 duplicate row(s))" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_boolean_date_and_decimal_features_read_as_numbers_in_both_paths(tmp_path, fmt):
+    # DuckDB pushed a CAST of a CSV's BOOLEAN column into its reader, which then failed
+    # on the text "True"; a DATE feature is its instant (microseconds), as in a DataFrame
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    day = [datetime.date(2024, 1, 1), datetime.date(2024, 1, 2), datetime.date(2024, 3, 1)]
+    t = pa.table(
+        {
+            "k": [1, 2, 3],
+            "flag": [True, False, True],
+            "day": day,
+            "price": pa.array([decimal.Decimal("0.47"), decimal.Decimal("1.10"), None]),
+        }
+    )
+    path = tmp_path / f"t.{fmt}"
+    pq.write_table(t, path) if fmt == "parquet" else t.to_pandas().to_csv(path, index=False)
+    micros = [(d - datetime.date(1970, 1, 1)).days * 86_400e6 for d in day]
+    expected = np.array([[1.0, micros[0], 0.47], [0.0, micros[1], 1.1], [1.0, micros[2], np.nan]])
+    for load in (load_domain_table, load_coded_table):
+        got = load("customers", Source(path=path), key="k")
+        assert got.numeric_names == ["flag", "day", "price"]
+        np.testing.assert_array_equal(got.numeric, expected)
+
+
+def test_categories_and_labels_keep_their_types(tmp_path):
+    """Integers with gaps stay integers, booleans booleans; missing is None (NaN too)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "k": ["a", "b", "c"],
+                "shop": pa.array([3, None, 7], pa.int64()),
+                "online": pa.array([True, None, False]),
+                "score": pa.array([0.5, float("nan"), None], pa.float64()),
+                "y": pa.array([1, 0, None], pa.int64()),
+            }
+        ),
+        path,
+    )
+    t = load_domain_table(
+        "sales", Source(path=path), key="k", categorical=["shop", "online", "score"], label="y"
+    )
+    rows = t.categorical.tolist()
+    assert rows == [[3, True, 0.5], [None, None, None], [7, False, None]]
+    assert [type(v) for v in rows[0]] == [int, bool, float]
+    assert t.label.tolist()[:2] == [1, 0] and pd.isna(t.label[2])
+
+
+def test_a_wide_table_is_read_without_a_dataframe_of_it(tmp_path, monkeypatch):
+    """Tabular domains read through Arrow too: pandas never sees the whole table."""
+    df = random_table(0, rows=200, string_keys=False)
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path, index=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a DataFrame was made")
+
+    monkeypatch.setattr(pd.DataFrame, "__init__", refuse)
+    t = load_domain_table("customers", Source(path=path), key="k", categorical=["c"], label="n")
+    assert len(t) == 200 and t.numeric_names == ["x", "flag", "num_cat"]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from splitmesh.data.sources import Source, read_frame
+from splitmesh.data.sources import Source, load_domain_table
 from splitmesh.errors import ConfigError, DataError, ProtocolError
 from splitmesh.mesh.spec import load_mesh
 from splitmesh.split.columns import ColumnsParty
@@ -55,14 +55,15 @@ def own(tmp_path):
 def test_a_sql_source_reads_only_its_own_folder(own, sql, error, says):
     sql = sql.format(secret=own.parent / "secret.csv")
     with pytest.raises(error, match=f"domain 'bank'.*{says}") as e:
-        read_frame(Source(sql=sql, base=own), "bank")
+        load_domain_table("bank", Source(sql=sql, base=own), key="id")
     assert "hunter2" not in str(e.value)
     assert not (own / "out.csv").exists() and not (own / "x.db").exists()
 
 
 def test_a_sql_source_still_reads_its_own_files(own):
-    frame = read_frame(Source(sql="SELECT id, x * 2 AS x2 FROM 't.csv'", base=own), "bank")
-    assert frame["x2"].tolist() == [1.0, 3.0, 5.0]
+    src = Source(sql="SELECT id, x * 2 AS x2 FROM 't.csv'", base=own)
+    table = load_domain_table("bank", src, key="id")
+    assert table.numeric_names == ["x2"] and table.numeric[:, 0].tolist() == [1.0, 3.0, 5.0]
 
 
 def test_the_cli_refuses_a_prying_mesh_before_training(tmp_path, own):

@@ -270,14 +270,6 @@ def _reading(source: Source, domain: str, where: str) -> Iterator[None]:
         raise DataError(f"domain {domain!r}: cannot read it: {first}", path=where) from None
 
 
-def read_frame(source: Source, domain: str) -> pd.DataFrame:
-    """The whole table of one source as a DataFrame (types as DuckDB infers them)."""
-    query, where = _query(source, domain)
-    con = _confined(source.folders())
-    with _reading(source, domain, where):
-        return con.sql(query).df()
-
-
 def read_batches(source: Source, domain: str, rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
     """The table of one source as Arrow record batches of up to ``rows`` rows, in order:
     only one batch is in memory at a time (DuckDB streams the rest)."""
@@ -325,54 +317,26 @@ def load_domain_table(
 ) -> DomainTable:
     """Validate and split one domain's table into keys, numeric and categorical columns.
 
-    ``features`` None: every column but the key, the label and ``exclude``. Columns that
-    are not numbers are embedded as categories even when not listed (a note says so).
-    ``label_optional``: new rows to score may come without the label column.
+    Read by DuckDB into Arrow, a column at a time into numpy: no DataFrame of the whole
+    table (pandas held about three times the final arrays). ``features`` None: every
+    column but the key, the label and ``exclude``. ``label_optional``: new rows to score
+    may come without the label column. Categorical values keep their type (text, numbers,
+    booleans; None where missing).
     """
-    df = read_frame(source, domain)
-    where = source.describe()
-    if len(df.columns) and _INDEX_COLUMN.match(str(df.columns[0])) and df.columns[0] != key:
-        df = df.drop(columns=df.columns[0])
-    if label is not None and label_optional and label not in df.columns:
-        label = None
-    numeric_names, cat_names = _feature_columns(
-        domain, where, list(df.columns), key=key, label=label, features=features,
-        categorical=categorical, exclude=exclude,
+    read = _read_arrow(
+        source, domain, key=key, label=label, features=features, categorical=categorical,
+        exclude=exclude, label_optional=label_optional, text_categories=False,
     )  # fmt: skip
-    if df.empty:
-        raise DataError(f"domain {domain!r}: the table has no rows", path=where)
-
-    keys = _keys(df[key], domain, where, key)
-    notes: list[str] = []
-    for c in numeric_names:  # types are declared, never guessed from a stray cell
-        df[c] = _numbers(df[c], domain, where, c)
-    numeric = (
-        np.column_stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in numeric_names])
-        if numeric_names
-        else np.zeros((len(df), 0))
-    )
-    _refuse_infinite(numeric, numeric_names, domain, where)
-    cats = np.empty((len(df), len(cat_names)), dtype=object)
-    for j, c in enumerate(cat_names):
-        col = df[c]
-        cats[:, j] = np.where(col.isna().to_numpy(), None, col.astype(object).to_numpy())
-    return DomainTable(
-        domain=domain,
-        source=where,
-        key=key,
-        keys=keys,
-        numeric_names=numeric_names,
-        numeric=numeric,
-        categorical_names=cat_names,
-        categorical=cats,
-        label_name=label,
-        label=None if label is None else df[label].to_numpy(),
-        notes=tuple(notes),
-    )
+    keys, numeric, columns = _split_columns(read)
+    cats = np.empty((len(keys), len(read.categorical)), dtype=object)
+    for j in range(len(read.categorical)):
+        cats[:, j] = _objects(columns.pop(0))
+    label_values = None if read.label is None else _pandas(columns.pop(0)).to_numpy()
+    return read.domain_table(keys, numeric, cats, label_name=read.label, label=label_values)
 
 
-# DuckDB types read as numbers as they are; any other type of a numeric feature goes
-# through ``_numbers`` (text that must parse, dates as their instants), as in a DataFrame
+# DuckDB types whose Arrow columns cast to float64 as numbers; any other type of a numeric
+# feature goes through ``_numbers`` (text that must parse, dates as their instants)
 _NUMBER_TYPES = re.compile(
     r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL.*|BOOLEAN)$"
 )
@@ -387,12 +351,68 @@ def load_coded_table(
     categorical: list[str] | None = None,
     exclude: list[str] | None = None,
 ) -> DomainTable:
-    """A label-free table (a star schema's dimension) with its categories already coded,
-    read by DuckDB into Arrow: no DataFrame and no Python object per cell (the keys aside:
-    PSI hashes their text). Numbers as float64 (NaN where missing); each categorical
-    column as codes 1..k in sorted order of its values' text (0: missing or empty), the
-    codes ``encode_categories`` gives, without holding the values. Same checks and errors
-    as ``load_domain_table``."""
+    """A label-free table (a star schema's dimension) with its categories already coded:
+    no Python object per cell (the keys aside: PSI hashes their text). Numbers as float64
+    (NaN where missing); each categorical column as codes 1..k in sorted order of its
+    values' text (0: missing or empty), the codes ``encode_categories`` gives, without
+    holding the values. Same checks and errors as ``load_domain_table``."""
+    read = _read_arrow(
+        source, domain, key=key, label=None, features=features, categorical=categorical,
+        exclude=exclude, label_optional=False, text_categories=True,
+    )  # fmt: skip
+    keys, numeric, columns = _split_columns(read)
+    codes = np.zeros((len(keys), len(read.categorical)), np.int64)
+    cards = []
+    for j in range(len(read.categorical)):
+        codes[:, j], k = _sorted_codes(columns.pop(0))
+        cards.append(k)
+    return read.domain_table(keys, numeric, codes, cardinalities=tuple(cards))
+
+
+@dataclasses.dataclass
+class _Read:
+    """A table as read: its Arrow columns in order (key, numeric features, categorical
+    features, label), the names of each kind and DuckDB's type of each numeric feature."""
+
+    domain: str
+    where: str
+    key: str
+    columns: list[pa.ChunkedArray]
+    numeric: list[str]
+    categorical: list[str]
+    label: str | None
+    numeric_types: list[str]
+
+    def domain_table(
+        self, keys: np.ndarray, numeric: np.ndarray, categorical: np.ndarray, **rest
+    ) -> DomainTable:
+        return DomainTable(
+            domain=self.domain,
+            source=self.where,
+            key=self.key,
+            keys=keys,
+            numeric_names=self.numeric,
+            numeric=numeric,
+            categorical_names=self.categorical,
+            categorical=categorical,
+            **rest,
+        )
+
+
+def _read_arrow(
+    source: Source,
+    domain: str,
+    *,
+    key: str,
+    label: str | None,
+    features: list[str] | None,
+    categorical: list[str] | None,
+    exclude: list[str] | None,
+    label_optional: bool,
+    text_categories: bool,
+) -> _Read:
+    """The key, feature and label columns of a source, checked by name, read by DuckDB
+    into Arrow; decimals as doubles, categories as text with ``text_categories``."""
     query, where = _query(source, domain)
     con = _confined(source.folders())
     with _reading(source, domain, where):
@@ -400,8 +420,10 @@ def load_coded_table(
         have, types = list(rel.columns), [str(t) for t in rel.types]
         if have and _INDEX_COLUMN.match(have[0]) and have[0] != key:
             have, types = have[1:], types[1:]
+        if label is not None and label_optional and label not in have:
+            label = None
         numeric_names, cat_names = _feature_columns(
-            domain, where, have, key=key, label=None, features=features,
+            domain, where, have, key=key, label=label, features=features,
             categorical=categorical, exclude=exclude,
         )  # fmt: skip
         typed = dict(zip(have, types, strict=True))
@@ -409,43 +431,98 @@ def load_coded_table(
         def quoted(c: str) -> str:
             return '"' + c.replace('"', '""') + '"'
 
-        cols = [quoted(key)]
-        cols += [
-            f"CAST({quoted(c)} AS DOUBLE)" if _NUMBER_TYPES.match(typed[c]) else quoted(c)
-            for c in numeric_names
-        ]
-        cols += [f"CAST({quoted(c)} AS VARCHAR)" for c in cat_names]
+        def as_read(c: str) -> str:
+            """Decimals as DuckDB's doubles (Arrow's are a bit off: 0.47000000000000003);
+            other numbers are made float64 by Arrow, not by a CAST here, because DuckDB
+            pushes a cast into its CSV reader, which then parses a BOOLEAN's text as a
+            number and fails."""
+            wide = typed[c].startswith("DECIMAL") or typed[c].endswith("HUGEINT")
+            return f"CAST({quoted(c)} AS DOUBLE)" if wide else quoted(c)
+
+        cols = [as_read(c) for c in (key, *numeric_names)]
+        if text_categories:
+            cols += [f"CAST({quoted(c)} AS VARCHAR)" for c in cat_names]
+        else:
+            cols += [as_read(c) for c in cat_names]
+        cols += [as_read(label)] if label is not None else []
         table = con.sql(f"SELECT {', '.join(cols)} FROM ({query})").arrow()
         if hasattr(table, "read_all"):  # DuckDB 2 gives a reader: the query runs here
             table = table.read_all()
     if table.num_rows == 0:
         raise DataError(f"domain {domain!r}: the table has no rows", path=where)
-    keys = _arrow_keys(table.column(0), domain, where, key)
-    numeric = np.empty((table.num_rows, len(numeric_names)))
-    for j, c in enumerate(numeric_names):
-        col = table.column(1 + j)
-        if _NUMBER_TYPES.match(typed[c]):
-            numeric[:, j] = col.to_numpy(zero_copy_only=False)  # nulls come as NaN
+    columns = list(table.columns)
+    del table  # each column is let go once it is converted
+    numeric_types = [typed[c] for c in numeric_names]
+    return _Read(domain, where, key, columns, numeric_names, cat_names, label, numeric_types)
+
+
+def _split_columns(read: _Read) -> tuple[np.ndarray, np.ndarray, list[pa.ChunkedArray]]:
+    """The keys (checked) and the numeric features as one float64 array (NaN where
+    missing, infinities refused); the columns not yet converted, in order. Each column's
+    Arrow memory is let go as soon as it is in numpy."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns, domain, where = read.columns, read.domain, read.where
+    keys = _arrow_keys(columns.pop(0), domain, where, read.key)
+    numeric = np.empty((len(keys), len(read.numeric)))
+    for j, (c, kind) in enumerate(zip(read.numeric, read.numeric_types, strict=True)):
+        col = columns.pop(0)
+        if _NUMBER_TYPES.match(kind):
+            numeric[:, j] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)  # NaN
         else:
-            values = _numbers(col.to_pandas(), domain, where, c)
+            values = _numbers(_pandas(col), domain, where, c)
             numeric[:, j] = values.astype("float64").to_numpy(na_value=np.nan)
-    _refuse_infinite(numeric, numeric_names, domain, where)
-    codes = np.zeros((table.num_rows, len(cat_names)), np.int64)
-    cards = []
-    for j in range(len(cat_names)):
-        codes[:, j], k = _sorted_codes(table.column(1 + len(numeric_names) + j))
-        cards.append(k)
-    return DomainTable(
-        domain=domain,
-        source=where,
-        key=key,
-        keys=keys,
-        numeric_names=numeric_names,
-        numeric=numeric,
-        categorical_names=cat_names,
-        categorical=codes,
-        cardinalities=tuple(cards),
-    )
+        del col
+    _refuse_infinite(numeric, read.numeric, domain, where)
+    return keys, numeric, columns
+
+
+def _objects(column: pa.ChunkedArray) -> np.ndarray:
+    """A categorical column as Python values, None where missing (NaN included), as a
+    DataFrame of DuckDB's table gave them: text, integers, floats, booleans; any other
+    type through ``_pandas``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.to_numpy(zero_copy_only=False)  # str objects, None where null
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_floating(kind):
+        missing = np.asarray(pc.is_null(column, nan_is_null=True), bool)
+        if pa.types.is_floating(kind):
+            values = column.to_numpy(zero_copy_only=False)
+        else:  # nulls filled first, so that integers stay integers
+            values = pc.fill_null(column, False if pa.types.is_boolean(kind) else 0).to_numpy()
+        out = values.astype(object)
+        out[missing] = None
+        return out
+    col = _pandas(column)
+    return np.where(col.isna().to_numpy(), None, col.astype(object).to_numpy())
+
+
+# Arrow integer and boolean types as the nullable pandas types DuckDB gives when a column
+# has nulls (integers stay integers, missing values are pd.NA)
+_NULLABLE = {
+    "int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64", "uint8": "UInt8",
+    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64", "bool": "boolean",
+}  # fmt: skip
+
+
+def _pandas(column: pa.ChunkedArray) -> pd.Series:
+    """One Arrow column as the Series a DataFrame of DuckDB's result holds: dates as
+    datetime64[us], integers and booleans with nulls nullable (decimals are read as
+    doubles by ``_read_arrow``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_date(kind):
+        column = pc.cast(column, pa.timestamp("us"))
+    if column.null_count and str(column.type) in _NULLABLE:
+        dtype = pd.api.types.pandas_dtype(_NULLABLE[str(column.type)])
+        return column.to_pandas(types_mapper={column.type: dtype}.get)
+    return column.to_pandas()
 
 
 def _arrow_keys(column: pa.ChunkedArray, domain: str, where: str, key: str) -> np.ndarray:
@@ -457,7 +534,7 @@ def _arrow_keys(column: pa.ChunkedArray, domain: str, where: str, key: str) -> n
     kind = column.type
     text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
     if not (text or pa.types.is_integer(kind)):
-        return _keys(column.to_pandas(), domain, where, key)
+        return _keys(_pandas(column), domain, where, key)
     if column.null_count:
         i = int(np.flatnonzero(np.asarray(pc.is_null(column), bool))[0])
         raise DataError(f"domain {domain!r}: missing key", path=where, column=key, row=i + 1)
