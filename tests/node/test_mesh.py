@@ -23,6 +23,7 @@ from splitmesh.node.launcher import LocalMesh
 from splitmesh.usecases.fraud import fraud_mesh
 from splitmesh.usecases.train import run_id, run_mode
 from tests.conftest import CREDITCARD
+from tests.test_cli import splitmesh
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +211,23 @@ def test_a_failure_while_the_coordinator_loads_leaves_no_node_running(fraud, tmp
         local.up(meanwhile=fail)
     assert set(local.procs) == set(spec.domain_names)
     assert all(p.poll() is not None for p in local.procs.values())
+
+
+def test_a_second_node_on_a_running_nodes_state_folder_is_refused(mesh):
+    """Two nodes on one state folder would interleave one access log (its chain then no
+    longer verifies) and overwrite each other's checkpoints: the second one must not start."""
+    name = next(iter(mesh.configs))
+    state = load_node_config(mesh.configs[name]).state_dir
+    log = (state / "audit.jsonl").read_bytes()
+    done = splitmesh("node", "serve", "--config", str(mesh.configs[name]))
+    assert done.returncode != 0
+    out = " ".join((done.stdout + done.stderr).split())
+    assert (
+        f"state folder {state} is in use by another running node (pid {mesh.procs[name].pid})"
+        in out
+    )
+    assert "Traceback" not in out
+    assert (state / "audit.jsonl").read_bytes() == log  # not a record more
 
 
 def test_resume_refused_when_a_node_restarts_on_other_data(mesh, fraud, data, tmp_path):

@@ -10,7 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from splitmesh.errors import ConfigError, NodeUnreachableError, PartyError, ProtocolError
+from splitmesh.errors import (
+    ConfigError,
+    NodeUnreachableError,
+    PartyError,
+    ProtocolError,
+    TransportError,
+)
 from splitmesh.transport.codec import Int8Tensor
 from splitmesh.transport.grpc import (
     Endpoint,
@@ -171,6 +177,19 @@ def test_plaintext_only_when_asked_and_only_on_loopback():
     finally:
         t.close()
         server.stop()
+
+
+def test_a_node_port_is_its_own():
+    """No second server binds a port a node listens on (gRPC's default SO_REUSEPORT
+    would let it, and take part of the node's connections)."""
+    first = PartyServer(Echo(), "127.0.0.1:0", name="x", tls=None, insecure=True).start()
+    try:
+        with pytest.raises(
+            TransportError, match=f"node 'y' cannot listen on 127.0.0.1:{first.port}"
+        ):
+            PartyServer(Echo(), f"127.0.0.1:{first.port}", name="y", tls=None, insecure=True)
+    finally:
+        first.stop()
 
 
 def test_deadline_turns_a_hung_node_into_a_clear_error(certs):

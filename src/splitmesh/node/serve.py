@@ -7,6 +7,7 @@ Nothing of that comes from the wire.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from splitmesh.errors import ConfigError
@@ -24,6 +25,42 @@ def _state(cfg: NodeConfig) -> Path:
             f"node {cfg.name!r} has no state_dir: it keeps its checkpoints and access log there"
         )
     return cfg.state_dir
+
+
+# State folders this process holds, with the open lock file that holds each: the lock
+# lasts as long as the process (a node's process ends when the node stops).
+_HELD: dict[Path, int] = {}
+
+
+def _hold_state(cfg: NodeConfig) -> Path:
+    """Its state folder, for this node alone: a second node on the same folder (a copied
+    node file, a node started twice) would interleave records in one access log and
+    overwrite the other's checkpoints, so it is refused while the first one runs."""
+    import fcntl
+
+    state = _state(cfg)
+    key = state.resolve()
+    if key in _HELD:
+        return state
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(
+            f"node {cfg.name!r}: its state folder {state} is in use by another running node "
+            f"(pid {holder})",
+            hint="give each node its own state_dir, or stop the other node first",
+        ) from None
+    except OSError:  # a file system without locks: nothing to hold the folder with
+        os.close(fd)
+        return state
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = fd
+    return state
 
 
 def _identity(cfg: NodeConfig) -> Identity | None:
@@ -76,7 +113,7 @@ def build_node(cfg: NodeConfig) -> tuple[Node, str]:
     spec = load_mesh(cfg.mesh.file)
     name = cfg.mesh.domain
     spec.domain(name)  # a node file naming a domain the mesh lacks fails before any read
-    state = _state(cfg)
+    state = _hold_state(cfg)
     identity = _identity(cfg)
     audit = _access_log(cfg, identity)
     rules = None
