@@ -187,3 +187,34 @@ def test_cli_audit_verify_exits_non_zero_naming_the_record(tmp_path):
     _head(path).write_text("garbage")
     p = splitmesh("audit", "verify", str(path))
     assert p.returncode == 9 and "Traceback" not in p.stderr
+
+
+def _append_many(path: str, who: str, n: int) -> None:
+    log = AuditLog(path)
+    for i in range(n):
+        log.append("node.call", result="ok", inputs={"who": who, "i": i}, sync=i % 7 == 0)
+    log.sync()
+
+
+def test_processes_appending_to_one_log_keep_one_chain(tmp_path):
+    """Two commands writing one governance log, or a log reopened while its writer runs:
+    every record chains to the one before it in the file, none is lost."""
+    import multiprocessing
+
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path).append("start", result="ok")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 150)) for w in "ab"]
+    for p in procs:
+        p.start()
+    _append_many(str(path), "c", 150)  # a third writer, in this process
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    done = verify(path)
+    assert done["records"] == 1 + 3 * 150 and done["unsigned"] == 0
+    records = [json.loads(line) for line in _lines(path)]
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    for who in "abc":
+        mine = [r["input"]["i"] for r in records if r["input"].get("who") == who]
+        assert mine == list(range(150))

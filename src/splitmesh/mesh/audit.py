@@ -1,7 +1,9 @@
 """The append-only audit log: one JSON record per line, each holding the previous
 record's hash, so that an edited, deleted, reordered or truncated record is found.
 
-Appends are one ``write`` of a whole line on an O_APPEND descriptor. A sidecar
+Appends are one ``write`` of a whole line on an O_APPEND descriptor, under an exclusive
+``flock`` of the log: a writer first takes in what other processes appended since its own
+last record, so several writers (two commands on one governance log) keep one chain. A sidecar
 ``<log>.head``, written atomically and **signed** by the writing party's key, holds the
 number and hash of the last record the writer made durable (fsync): rewriting the chain
 or cutting records the head covers needs that key. The head is required once the log has
@@ -20,7 +22,9 @@ it; comparing the head with a copy kept elsewhere (the catalog, a run's report) 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -125,10 +129,50 @@ class AuditLog:
         self.signer = signer or local_signer()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch(exist_ok=True)
-        self._seq, self._prev = 0, GENESIS
+        self._seq, self._prev, self._end = 0, GENESIS, 0
         self._dirty, self._synced = False, time.monotonic()
-        for event, reason in self._recover():
+        with self._locked():
+            events = self._recover()
+            self._end = self.path.stat().st_size
+        for event, reason in events:
             self.append(event, result="error" if event == LOSS else "ok", reason=reason)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The log to itself, against other processes appending to it (two commands
+        writing one governance log, say): an exclusive lock while a record is written,
+        and what the others appended since this writer's last record read first, so
+        every record chains to the one before it in the file."""
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # let go when the file is closed
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _catch_up(self, fd: int) -> None:
+        """Take in the records other writers appended since this one's last."""
+        size = os.fstat(fd).st_size
+        if size == self._end:
+            return
+        if size < self._end:
+            raise AuditError(f"audit log {self.path} was cut while open ({size} B < {self._end})")
+        theirs = os.pread(fd, size - self._end, self._end)
+        lines = theirs.splitlines()
+        try:
+            records = [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            raise AuditError(
+                f"audit log {self.path}: another writer left a malformed record"
+            ) from None
+        for rec in records:
+            if rec.get("seq") != self._seq or rec.get("prev") != self._prev:
+                raise AuditError(
+                    f"audit log {self.path}: record {rec.get('seq')} from another writer does "
+                    f"not follow record {self._seq - 1}"
+                )
+            self._seq, self._prev = self._seq + 1, rec["hash"]
+        self._end = size
 
     @property
     def signer_fingerprint(self) -> str:
@@ -197,43 +241,40 @@ class AuditLog:
 
         ``sync=False`` (hot paths) leaves making it durable to the next synced append, at
         most a second later, or ``sync()``."""
-        record = {
-            "seq": self._seq,
-            "decision_id": decision_id or uuid.uuid4().hex,
-            "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            "event": event,
-            "policy_hash": policy_hash,
-            "input": inputs or {},
-            "result": result,
-            "reason": reason,
-            "prev": self._prev,
-        }
-        record["hash"] = record_hash(record)
-        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
+        with self._locked() as fd:
+            self._catch_up(fd)  # the others' records first: this one follows theirs
+            record = {
+                "seq": self._seq,
+                "decision_id": decision_id or uuid.uuid4().hex,
+                "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+                "event": event,
+                "policy_hash": policy_hash,
+                "input": inputs or {},
+                "result": result,
+                "reason": reason,
+                "prev": self._prev,
+            }
+            record["hash"] = record_hash(record)
+            line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
             os.write(fd, line)
             if sync or time.monotonic() - self._synced > _SYNC_EVERY_S:
                 os.fsync(fd)
                 sync = True
-        finally:
-            os.close(fd)
-        self._seq, self._prev = self._seq + 1, record["hash"]
-        self._dirty = True
-        if sync:
-            self._write_head()
-        return record
+            self._end += len(line)
+            self._seq, self._prev = self._seq + 1, record["hash"]
+            self._dirty = True
+            if sync:
+                self._write_head()
+            return record
 
     def sync(self) -> None:
         """Make every record appended so far durable and covered by the signed head."""
         if not self._dirty:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
+        with self._locked() as fd:
+            self._catch_up(fd)
             os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._write_head()
+            self._write_head()
 
     def _write_head(self) -> None:
         seq = self._seq - 1
