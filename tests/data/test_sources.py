@@ -1,5 +1,7 @@
-"""A dimension's table read by DuckDB with its categories coded (``load_coded_table``):
-the same features, codes and errors as the DataFrame path, on random tables."""
+"""A domain's table read by DuckDB through Arrow: ``load_coded_table`` (a dimension's,
+categories coded) gives the features, codes and errors of ``load_domain_table``
+(categories as values), on random tables; both read every column type as a DataFrame of
+DuckDB's result did, without making one."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def random_table(seed: int, rows: int, string_keys: bool) -> pd.DataFrame:
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_the_coded_table_is_the_dataframe_paths_feature_table(tmp_path, seed, fmt):
+def test_the_coded_table_is_the_value_tables_feature_table(tmp_path, seed, fmt):
     df = random_table(seed, rows=50 + 40 * seed, string_keys=seed % 2 == 0)
     path = tmp_path / f"t.{fmt}"
     df.to_csv(path, index=False) if fmt == "csv" else df.to_parquet(path, index=False)
@@ -87,9 +89,7 @@ def write(tmp_path, df: pd.DataFrame):
         ({"k": [], "x": []}, {}, DataError, "has no rows"),
     ],
 )  # fmt: skip
-def test_bad_tables_are_refused_as_the_dataframe_path_refuses_them(
-    tmp_path, df, kwargs, error, match
-):
+def test_bad_tables_are_refused_alike_by_both_loaders(tmp_path, df, kwargs, error, match):
     src = write(tmp_path, pd.DataFrame(df))
     for load in (load_domain_table, load_coded_table):
         with pytest.raises(error, match=match) as info:
