@@ -218,3 +218,47 @@ def test_processes_appending_to_one_log_keep_one_chain(tmp_path):
     for who in "abc":
         mine = [r["input"]["i"] for r in records if r["input"].get("who") == who]
         assert mine == list(range(150))
+
+
+def test_a_torn_line_another_writer_left_is_cut_by_the_next_append(tmp_path):
+    """A writer killed in the middle of its write leaves half a line; a writer that has the
+    log open takes it in at its next append, cuts it and says so, and the chain holds."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("run.start", result="ok")
+    with open(log.path, "ab") as f:
+        f.write(b'{"seq": 1, "decision_id": "dead')  # the other writer died here
+    log.append("run.end", result="ok")
+    records = [json.loads(line) for line in _lines(log.path)]
+    assert [r["event"] for r in records] == ["run.start", "audit.recovered", "run.end"]
+    assert "(31 B)" in records[1]["reason"]
+    assert verify(log.path) == {"records": 3, "signer": log.signer_fingerprint, "unsigned": 0}
+
+
+@pytest.mark.parametrize("failure", ["short", "error"])
+def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch, failure):
+    """A full disk: half a record written, or none with an error. The caller hears it, the
+    log is as before (no half line for the next record to follow), and later appends chain."""
+    import errno
+    import os
+
+    from splitmesh.mesh import audit
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("run.start", result="ok")
+    before = log.path.read_bytes()
+    real_write = os.write
+
+    def full_disk(fd, data):
+        if failure == "short":
+            return real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit.os, "write", full_disk)
+    said = r"\d+ of \d+ bytes written" if failure == "short" else "No space left on device"
+    with pytest.raises(AuditError, match=f"could not append record 1 \\({said}\\)"):
+        log.append("run.end", result="ok")
+    assert log.path.read_bytes() == before
+    monkeypatch.setattr(audit.os, "write", real_write)
+    log.append("run.end", result="ok")
+    assert [json.loads(line)["seq"] for line in _lines(log.path)] == [0, 1]
+    assert verify(log.path)["records"] == 2

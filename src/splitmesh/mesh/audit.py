@@ -3,7 +3,9 @@ record's hash, so that an edited, deleted, reordered or truncated record is foun
 
 Appends are one ``write`` of a whole line on an O_APPEND descriptor, under an exclusive
 ``flock`` of the log: a writer first takes in what other processes appended since its own
-last record, so several writers (two commands on one governance log) keep one chain. A sidecar
+last record, so several writers (two commands on one governance log) keep one chain. A
+write that comes out short (a full disk) is undone before the error is raised, and a torn
+line that a writer killed mid-write left is cut by the next writer (and recorded). A sidecar
 ``<log>.head``, written atomically and **signed** by the writing party's key, holds the
 number and hash of the last record the writer made durable (fsync): rewriting the chain
 or cutting records the head covers needs that key. The head is required once the log has
@@ -150,29 +152,42 @@ class AuditLog:
         finally:
             os.close(fd)
 
-    def _catch_up(self, fd: int) -> None:
-        """Take in the records other writers appended since this one's last."""
+    def _catch_up(self, fd: int) -> int:
+        """Take in the records other writers appended since this one's last; the size of
+        a torn line one of them left (cut here), 0 when none."""
         size = os.fstat(fd).st_size
         if size == self._end:
-            return
+            return 0
         if size < self._end:
             raise AuditError(f"audit log {self.path} was cut while open ({size} B < {self._end})")
         theirs = os.pread(fd, size - self._end, self._end)
-        lines = theirs.splitlines()
+        whole = theirs[: theirs.rfind(b"\n") + 1]
         try:
-            records = [json.loads(line) for line in lines]
-        except json.JSONDecodeError:
+            records = [json.loads(line) for line in whole.splitlines()]
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise AuditError(
                 f"audit log {self.path}: another writer left a malformed record"
             ) from None
         for rec in records:
-            if rec.get("seq") != self._seq or rec.get("prev") != self._prev:
+            if (
+                not isinstance(rec, dict)
+                or rec.get("seq") != self._seq
+                or rec.get("prev") != self._prev
+            ):
+                seq = rec.get("seq") if isinstance(rec, dict) else None
                 raise AuditError(
-                    f"audit log {self.path}: record {rec.get('seq')} from another writer does "
+                    f"audit log {self.path}: record {seq} from another writer does "
                     f"not follow record {self._seq - 1}"
                 )
             self._seq, self._prev = self._seq + 1, rec["hash"]
-        self._end = size
+        self._end += len(whole)
+        torn = size - self._end
+        if torn:
+            # every write happens under this lock, so no writer is in the middle of one:
+            # these bytes are what a writer that died mid-write left, never a record
+            os.ftruncate(fd, self._end)
+            os.fsync(fd)
+        return torn
 
     @property
     def signer_fingerprint(self) -> str:
@@ -242,30 +257,60 @@ class AuditLog:
         ``sync=False`` (hot paths) leaves making it durable to the next synced append, at
         most a second later, or ``sync()``."""
         with self._locked() as fd:
-            self._catch_up(fd)  # the others' records first: this one follows theirs
-            record = {
-                "seq": self._seq,
-                "decision_id": decision_id or uuid.uuid4().hex,
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                "event": event,
-                "policy_hash": policy_hash,
-                "input": inputs or {},
-                "result": result,
-                "reason": reason,
-                "prev": self._prev,
-            }
-            record["hash"] = record_hash(record)
-            line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-            os.write(fd, line)
+            torn = self._catch_up(fd)  # the others' records first: this one follows theirs
+            if torn:
+                why = f"cut a torn last line ({torn} B) that another writer left"
+                self._write(fd, {"event": "audit.recovered", "result": "ok", "reason": why})
+            record = self._write(
+                fd,
+                {
+                    "decision_id": decision_id,
+                    "event": event,
+                    "policy_hash": policy_hash,
+                    "input": inputs,
+                    "result": result,
+                    "reason": reason,
+                },
+            )
             if sync or time.monotonic() - self._synced > _SYNC_EVERY_S:
                 os.fsync(fd)
-                sync = True
-            self._end += len(line)
-            self._seq, self._prev = self._seq + 1, record["hash"]
-            self._dirty = True
-            if sync:
                 self._write_head()
             return record
+
+    def _write(self, fd: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Write one record at the end of the log (its lock held), whole or not at all."""
+        record = {
+            "seq": self._seq,
+            "decision_id": fields.get("decision_id") or uuid.uuid4().hex,
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "event": fields["event"],
+            "policy_hash": fields.get("policy_hash"),
+            "input": fields.get("input") or {},
+            "result": fields["result"],
+            "reason": fields.get("reason", ""),
+            "prev": self._prev,
+        }
+        record["hash"] = record_hash(record)
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        try:
+            written = os.write(fd, line)
+        except OSError as exc:
+            written, error = -1, exc.strerror
+        else:
+            error = f"{written} of {len(line)} bytes written"
+        if written != len(line):
+            # a short write (a full disk) must not leave half a record for the next one to
+            # follow: the log goes back to where it was, and the caller hears why
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._end)
+            raise AuditError(
+                f"audit log {self.path}: could not append record {self._seq} ({error}); "
+                "the log is as it was before"
+            )
+        self._end += len(line)
+        self._seq, self._prev = self._seq + 1, record["hash"]
+        self._dirty = True
+        return record
 
     def sync(self) -> None:
         """Make every record appended so far durable and covered by the signed head."""
