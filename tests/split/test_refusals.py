@@ -76,3 +76,35 @@ def test_a_flood_of_refused_calls_is_logged_in_full_without_a_record_each(tmp_pa
     assert summary["input"]["by_type"] == {"WriteScores: ProtocolError": 480}
     assert summary["input"]["sessions"] == ["flood"]
     assert verify(log_path)["unsigned"] == 0
+
+
+def test_a_long_flood_reaches_the_log_while_it_lasts(tmp_path):
+    """A node killed outright (no close) must not lose a flood's count: while a caller
+    keeps flooding, its count so far is written every SUMMARY_EVERY_S seconds."""
+    from splitmesh.split.refusals import SUMMARY_EVERY_S
+
+    log_path = tmp_path / "audit.jsonl"
+    node = Node(
+        "d",
+        lambda h: ColumnsParty("d", np.zeros((8, 2)), ["a", "b"]),
+        serves={proto.BOTTOM},
+        modes=["label-sharing"],
+        audit=AuditLog(log_path),
+        limits=Limits(refusals_burst=20, refusals_per_s=0.001),
+    )
+    clock = Clock()
+    node.refusals = RefusalBudget(20, 0.001, clock=clock)
+    hostile = Caller("e" * 64, "flood")
+    unserved = Incoming("WriteScores", 16, lambda check: m.WriteScores("predict"))
+    for _ in range(500):  # 50 s of flood, a call every 0.1 s
+        assert isinstance(node.serve(unserved, hostile), m.ErrorReply)
+        clock.now += 0.1
+    # no close: what a SIGKILL leaves
+    summaries = [r for r in _records(log_path) if r["event"] == "node.calls_suppressed"]
+    assert len(summaries) == int(480 * 0.1 // SUMMARY_EVERY_S)
+    written = sum(r["input"]["count"] for r in summaries)
+    assert 480 - SUMMARY_EVERY_S / 0.1 <= written < 480
+    node.close()  # a node that stops writes the rest
+    summaries = [r for r in _records(log_path) if r["event"] == "node.calls_suppressed"]
+    assert sum(r["input"]["count"] for r in summaries) == 480
+    assert verify(log_path)["unsigned"] == 0

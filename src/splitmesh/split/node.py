@@ -296,7 +296,8 @@ class Node:
         who = caller.fingerprint or ""
         with self._closing:
             if refused and not self._closed and not self.refusals.admit(who):
-                self.refusals.count(who, f"{kind[:64]}: {reply.kind[:64]}", caller.client)
+                if self.refusals.count(who, f"{kind[:64]}: {reply.kind[:64]}", caller.client):
+                    self._log_suppressed(who)  # a long flood: its count so far, durable now
                 return
             self._log_suppressed(who)  # what was counted first, in the order it came
             self.audit.append(

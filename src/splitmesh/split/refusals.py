@@ -3,7 +3,9 @@
 Every refused call is written to the node's access log and synced, and signs its head
 (about a millisecond of disk). A caller that floods a node with calls it refuses would
 turn that into a flood of disk writes: past a burst and a rate per caller (its
-certificate), refusals are counted, by message type and error, into one record instead.
+certificate), refusals are counted, by message type and error, into one record instead,
+written when the caller is back under the rate and at least every ``SUMMARY_EVERY_S``
+while it floods: a node killed outright (no close) loses at most that much of the count.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 
 _MAX_CALLERS = 1024  # buckets kept; full ones are dropped first (they hold nothing)
+SUMMARY_EVERY_S = 10.0  # a flood's count reaches the log at least this often
 
 
 @dataclasses.dataclass
@@ -21,6 +24,7 @@ class Suppressed:
     """Refused calls of one caller that got no record of their own."""
 
     count: int = 0
+    since: float = 0.0  # the budget's clock, at the first count
     first: float = 0.0  # wall clock
     last: float = 0.0
     by_type: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -56,14 +60,19 @@ class RefusalBudget:
             self._forget_full(now)
         return admitted
 
-    def count(self, caller: str, what: str, session: str) -> None:
-        """One refused call that got no record: counted for ``caller``'s next summary."""
-        entry = self._suppressed.setdefault(caller, Suppressed(first=time.time()))
+    def count(self, caller: str, what: str, session: str) -> bool:
+        """One refused call that got no record: counted for ``caller``'s next summary.
+        Whether that summary is due now (its first count is ``SUMMARY_EVERY_S`` old)."""
+        now = self.clock()
+        entry = self._suppressed.get(caller)
+        if entry is None:
+            entry = self._suppressed[caller] = Suppressed(since=now, first=time.time())
         entry.count += 1
         entry.last = time.time()
         entry.by_type[what] += 1
         if len(entry.sessions) < 8:
             entry.sessions.add(session[:64])
+        return now - entry.since >= SUMMARY_EVERY_S
 
     def take(self, caller: str) -> Suppressed | None:
         """What was counted for ``caller`` since its last summary (and forget it)."""
