@@ -93,8 +93,10 @@ class NotFittedError(SplitmeshError):
 class NodeUnreachableError(TransportError):
     """A node did not answer (down, hung past its deadline, or refused our certificate)."""
 
-    def __init__(self, party: str, call: str, address: str, reason: str) -> None:
-        super().__init__(f"node {party!r} at {address} did not answer {call}: {reason}")
+    def __init__(
+        self, party: str, call: str, address: str, reason: str, *, hint: str | None = None
+    ) -> None:
+        super().__init__(f"node {party!r} at {address} did not answer {call}: {reason}", hint=hint)
         self.party, self.call, self.address, self.reason = party, call, address, reason
 
 

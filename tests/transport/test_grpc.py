@@ -309,8 +309,9 @@ def test_stream_refuses_an_oversized_message_logs_it_and_carries_on():
     t = GrpcTransport([Endpoint("x", f"127.0.0.1:{server.port}")], tls=None, insecure=True)
     try:
         t.request("x", Snapshot("a"))
-        with pytest.raises(NodeUnreachableError, match="too large"):
+        with pytest.raises(NodeUnreachableError, match="too large") as refused:
             t.request("x", Forward("train", np.zeros(3 * 2**20 // 8, np.int64), 0, True))
+        assert "limits.max_message_mb" in refused.value.hint  # what to change, and where
         deadline = time.monotonic() + 10
         while not handler.missed and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -191,7 +191,14 @@ class GrpcTransport(Transport):
             reason = f"unavailable after {self.retries + 1} attempts ({details})"
         else:
             reason = f"{GRPC_STATUS.get(code.name, code.name)} ({code.name}: {details})"
-        return NodeUnreachableError(party, call, address, reason)
+        hint = None
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+            # a big table's PSI set or row positions: the cap is the node's own setting
+            hint = (
+                f"node {party!r} caps one request at its limits.max_message_mb (node file, "
+                "default 128); raise it there for a table this large"
+            )
+        return NodeUnreachableError(party, call, address, reason, hint=hint)
 
     def close(self) -> None:
         if self._loop.is_closed():
