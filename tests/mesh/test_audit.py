@@ -232,6 +232,15 @@ def test_a_torn_line_another_writer_left_is_cut_by_the_next_append(tmp_path):
     assert [r["event"] for r in records] == ["run.start", "audit.recovered", "run.end"]
     assert "(31 B)" in records[1]["reason"]
     assert verify(log.path) == {"records": 3, "signer": log.signer_fingerprint, "unsigned": 0}
+    log.append("node.call", result="ok", sync=False)  # a hot record: no fsync, no head
+    with open(log.path, "ab") as f:
+        f.write(b'{"seq": 4')  # another one dies; this time a sync finds it
+    log.sync()
+    assert [json.loads(line)["event"] for line in _lines(log.path)[3:]] == [
+        "node.call",
+        "audit.recovered",
+    ]
+    assert verify(log.path)["records"] == 5
 
 
 @pytest.mark.parametrize("failure", ["short", "error"])

@@ -257,10 +257,7 @@ class AuditLog:
         ``sync=False`` (hot paths) leaves making it durable to the next synced append, at
         most a second later, or ``sync()``."""
         with self._locked() as fd:
-            torn = self._catch_up(fd)  # the others' records first: this one follows theirs
-            if torn:
-                why = f"cut a torn last line ({torn} B) that another writer left"
-                self._write(fd, {"event": "audit.recovered", "result": "ok", "reason": why})
+            self._take_in(fd)  # the others' records first: this one follows theirs
             record = self._write(
                 fd,
                 {
@@ -317,9 +314,17 @@ class AuditLog:
         if not self._dirty:
             return
         with self._locked() as fd:
-            self._catch_up(fd)
+            self._take_in(fd)
             os.fsync(fd)
             self._write_head()
+
+    def _take_in(self, fd: int) -> None:
+        """Catch up with the other writers (lock held); a torn line one of them left is
+        cut there, and recorded here."""
+        torn = self._catch_up(fd)
+        if torn:
+            why = f"cut a torn last line ({torn} B) that another writer left"
+            self._write(fd, {"event": "audit.recovered", "result": "ok", "reason": why})
 
     def _write_head(self) -> None:
         seq = self._seq - 1
