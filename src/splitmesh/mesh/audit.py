@@ -259,32 +259,34 @@ class AuditLog:
         with self._locked() as fd:
             self._take_in(fd)  # the others' records first: this one follows theirs
             record = self._write(
-                fd,
-                {
-                    "decision_id": decision_id,
-                    "event": event,
-                    "policy_hash": policy_hash,
-                    "input": inputs,
-                    "result": result,
-                    "reason": reason,
-                },
+                fd, event, result, reason, policy_hash, inputs, decision_id=decision_id
             )
             if sync or time.monotonic() - self._synced > _SYNC_EVERY_S:
                 os.fsync(fd)
                 self._write_head()
             return record
 
-    def _write(self, fd: int, fields: dict[str, Any]) -> dict[str, Any]:
+    def _write(
+        self,
+        fd: int,
+        event: str,
+        result: str,
+        reason: str = "",
+        policy_hash: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        *,
+        decision_id: str | None = None,
+    ) -> dict[str, Any]:
         """Write one record at the end of the log (its lock held), whole or not at all."""
         record = {
             "seq": self._seq,
-            "decision_id": fields.get("decision_id") or uuid.uuid4().hex,
+            "decision_id": decision_id or uuid.uuid4().hex,
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            "event": fields["event"],
-            "policy_hash": fields.get("policy_hash"),
-            "input": fields.get("input") or {},
-            "result": fields["result"],
-            "reason": fields.get("reason", ""),
+            "event": event,
+            "policy_hash": policy_hash,
+            "input": inputs or {},
+            "result": result,
+            "reason": reason,
             "prev": self._prev,
         }
         record["hash"] = record_hash(record)
@@ -324,7 +326,7 @@ class AuditLog:
         torn = self._catch_up(fd)
         if torn:
             why = f"cut a torn last line ({torn} B) that another writer left"
-            self._write(fd, {"event": "audit.recovered", "result": "ok", "reason": why})
+            self._write(fd, "audit.recovered", "ok", why)
 
     def _write_head(self) -> None:
         seq = self._seq - 1
