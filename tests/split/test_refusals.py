@@ -47,12 +47,10 @@ def _records(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_flood_of_refused_calls_is_logged_in_full_without_a_record_each(tmp_path):
-    """A caller sending 500 calls the node refuses: the first 20 get records of their own,
-    the rest one record counting them, and a legitimate caller's calls are still logged
-    one by one; the log verifies."""
-    log_path = tmp_path / "audit.jsonl"
-    node = Node(
+def _flooded_node(log_path) -> Node:
+    """A domain node whose access log is ``log_path``: 20 refused calls of a caller logged
+    one by one, then (almost) none."""
+    return Node(
         "d",
         lambda h: ColumnsParty("d", np.zeros((8, 2)), ["a", "b"]),
         serves={proto.BOTTOM},
@@ -60,6 +58,14 @@ def test_a_flood_of_refused_calls_is_logged_in_full_without_a_record_each(tmp_pa
         audit=AuditLog(log_path),
         limits=Limits(refusals_burst=20, refusals_per_s=0.001),
     )
+
+
+def test_a_flood_of_refused_calls_is_logged_in_full_without_a_record_each(tmp_path):
+    """A caller sending 500 calls the node refuses: the first 20 get records of their own,
+    the rest one record counting them, and a legitimate caller's calls are still logged
+    one by one; the log verifies."""
+    log_path = tmp_path / "audit.jsonl"
+    node = _flooded_node(log_path)
     hostile, friend = Caller("e" * 64, "flood"), Caller("f" * 64, "coordinator")
     unserved = Incoming("WriteScores", 16, lambda check: m.WriteScores("predict"))
     for _ in range(500):
@@ -84,14 +90,7 @@ def test_a_long_flood_reaches_the_log_while_it_lasts(tmp_path):
     from splitmesh.split.refusals import SUMMARY_EVERY_S
 
     log_path = tmp_path / "audit.jsonl"
-    node = Node(
-        "d",
-        lambda h: ColumnsParty("d", np.zeros((8, 2)), ["a", "b"]),
-        serves={proto.BOTTOM},
-        modes=["label-sharing"],
-        audit=AuditLog(log_path),
-        limits=Limits(refusals_burst=20, refusals_per_s=0.001),
-    )
+    node = _flooded_node(log_path)
     clock = Clock()
     node.refusals = RefusalBudget(20, 0.001, clock=clock)
     hostile = Caller("e" * 64, "flood")
