@@ -37,7 +37,8 @@ def child_peak(code: str) -> tuple[float, float]:
 
 def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
     """The reference: a plain PyTorch NeuMF of the mesh's network in one module and one
-    loop: user and item id embeddings (GMF and MLP parts of the mesh's widths), each
+    loop: user and item id embeddings (GMF and MLP parts of the mesh's widths; the user's
+    ``model.history`` recent items averaged into the user's, each example's drawn up front), each
     dimension domain's feature tower over its prepared rows (category embeddings by the
     same width rule, the mesh's bottom widths), the tower, the head, fused Adam, over as
     many examples per epoch as the centralized run; seconds per epoch (median)."""
@@ -81,11 +82,14 @@ def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
     items = nn.Embedding(n_items, m.gmf + m.mlp)
     tower = mlp([2 * m.mlp + len(towers) * m.bottom[-1], *m.top])
     head = nn.Linear(m.gmf + m.top[-1], 1)
-    modules = [users, items, *towers.values(), tower, head]
+    k = m.history
+    recent = nn.EmbeddingBag(n_items + 1, m.gmf + m.mlp, mode="mean", padding_idx=n_items)
+    modules = [users, items, *towers.values(), tower, head, *([recent] if k else [])]
     opt = torch.optim.Adam([p for x in modules for p in x.parameters()], lr=spec.training.lr,
                            fused=True)  # fmt: skip
     u = torch.randint(n_users, (examples,))
     i = torch.randint(n_items, (examples,))
+    r = torch.randint(n_items + 1, (examples, max(k, 1)))
     y = (torch.rand(examples) < 0.2).float()
     loss_fn, g, times = nn.BCEWithLogitsLoss(), m.gmf, []
     for _ in range(epochs):
@@ -93,6 +97,8 @@ def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
         for idx in torch.randperm(examples).split(batch):
             bu, bi = u[idx], i[idx]
             eu, ei = users(bu), items(bi)
+            if k:
+                eu = eu + recent(r[idx])
             feats = [t(bu if sides[d] == "users" else bi) for d, t in towers.items()]
             x = torch.cat([eu[:, g:], ei[:, g:], *feats], 1)
             x = torch.cat([eu[:, :g] * ei[:, :g], tower(x)], 1)

@@ -274,6 +274,14 @@ def recsys(
             "--epochs of both (ranking.pretrain)",
         ),
     ] = None,
+    history: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="the user's N latest earlier items feed the user side (model.history; "
+            "0: ids alone, the NCF paper's NeuMF)",
+        ),
+    ] = None,
     batch_size: int | None = None,
     lr: float | None = None,
     seed: Annotated[int, typer.Option(help="training seed (and synthetic data's)")] = 0,
@@ -314,6 +322,7 @@ def _recsys_spec(params: dict):
             "ranking.eval_negatives": "null" if full else params["eval_negatives"],
             "ranking.pretrain.gmf_epochs": params["pretrain"],
             "ranking.pretrain.mlp_epochs": params["pretrain"],
+            "model.history": params["history"],
         },
     ) + _protect_sets(params["protect"])
     synthetic = {

@@ -102,6 +102,13 @@ class Model(Strict):
     dropout: float = Field(default=0.0, ge=0, lt=1)
     gmf: Width = Field(default=16, description="ranking: the fact's GMF factor")
     mlp: Width = Field(default=32, description="ranking: the fact's MLP id embedding")
+    history: int = Field(
+        default=5,
+        ge=0,
+        le=200,
+        description="ranking: the user side of the id embeddings adds the mean embedding of "
+        "the user's N latest earlier items (0: ids alone, the NCF paper's NeuMF)",
+    )
     sparse_ids: int | None = Field(
         default=100_000,
         ge=1,

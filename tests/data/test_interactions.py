@@ -6,12 +6,14 @@ from splitmesh.data.interactions import (
     FeatureTable,
     RecsysData,
     SeenPairs,
+    UserHistory,
     epoch_examples,
     epoch_parts,
     leave_latest_out,
     prepare_features,
     ranking_candidates,
     sample_unseen,
+    time_order,
 )
 from splitmesh.errors import DataError
 
@@ -39,6 +41,25 @@ def test_leave_latest_out_refuses_users_with_too_few_interactions():
     d = toy(per_user=3)
     with pytest.raises(DataError, match="fewer than 4 interactions"):
         leave_latest_out(d, holdout=2)
+
+
+def test_a_user_history_is_the_latest_earlier_items_and_never_a_held_out_one():
+    d = toy(n_users=12, per_user=6)
+    order = time_order(d)
+    h = UserHistory(d, 3, order)
+    idx = np.arange(len(d))
+    got = h.before(d.user, UserHistory.places(order, idx))
+    for n in idx:  # by hand: the user's items with an earlier time, latest first
+        mine = np.flatnonzero((d.user == d.user[n]) & (d.time < d.time[n]))
+        earlier = d.item[mine[np.argsort(-d.time[mine])]][:3]
+        assert got[n].tolist() == [*earlier.tolist(), *[d.n_items] * (3 - len(earlier))]
+    s = leave_latest_out(d, holdout=2, order=order)
+    users = np.arange(d.n_users)
+    for partition, before in (("val", s.train), ("test", np.concatenate([s.train, s.val]))):
+        recent = h.before(users, h.held_out(users, 2, partition))
+        for u in users:  # the latest three of what comes before the partition, nothing after
+            mine = before[d.user[before] == u]
+            assert recent[u].tolist() == d.item[mine[np.argsort(-d.time[mine])]][:3].tolist()
 
 
 def test_negatives_are_unseen_and_fresh_every_epoch():
@@ -94,23 +115,39 @@ def test_an_epoch_in_parts_holds_every_positive_once_with_unseen_negatives():
     seen = SeenPairs(d.user, d.item, d.n_items)
     counts = epoch_parts(len(d), 4, 1024, 64)
     assert len(counts) > 1
-    epoch = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts)
+    place = np.arange(len(d)) + 1000  # each positive's own tag
+    epoch = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts, place=place)
     parts = [epoch.part(k) for k in range(epoch.parts)]
-    assert [len(u) for u, _, _ in parts] == [5 * c for c in counts]
-    positives = np.concatenate([u * d.n_items + i for u, i, _ in parts])
-    labels = np.concatenate([y for _, _, y in parts])
+    assert [len(u) for u, *_ in parts] == [5 * c for c in counts]
+    positives = np.concatenate([u * d.n_items + i for u, i, *_ in parts])
+    labels = np.concatenate([y for _, _, y, _ in parts])
     assert sorted(positives[labels == 1]) == sorted(d.user * d.n_items + d.item)
-    for u, i, y in parts:
+    for u, i, y, p in parts:
         assert y.sum() == len(y) // 5  # a positive and its negatives stay in one part
         assert not seen.contains(u[y == 0], i[y == 0]).any()
-    again = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts).part(1)
-    assert all(np.array_equal(a, b) for a, b in zip(parts[1], again, strict=True))
+        # every positive keeps its own place; its four negatives share it, and its user
+        assert np.array_equal(p[y == 1] - 1000, _index_of(d, u[y == 1], i[y == 1]))
+        tags, n = np.unique(p, return_counts=True)
+        assert (n == 5).all() and np.array_equal(d.user[tags - 1000][np.searchsorted(tags, p)], u)
+    again = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts, place=place)
+    assert all(np.array_equal(a, b) for a, b in zip(parts[1], again.part(1), strict=True))
+    # places change nothing that is drawn
+    bare = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=counts).part(1)
+    assert all(np.array_equal(a, b) for a, b in zip(parts[1][:3], bare[:3], strict=True))
+    assert bare[3] is None
     # one part is drawn as an epoch always was
     whole = EpochExamples(d.user, d.item, seen, 4, seed=0, epoch=3, counts=[len(d)]).part(0)
     assert all(
         np.array_equal(a, b)
-        for a, b in zip(whole, epoch_examples(d.user, d.item, seen, 4, 0, 3), strict=True)
+        for a, b in zip(whole[:3], epoch_examples(d.user, d.item, seen, 4, 0, 3), strict=True)
     )
+
+
+def _index_of(d, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The interaction index of each (user, item) pair of ``d`` (pairs are distinct)."""
+    keys = d.user.astype(np.int64) * d.n_items + d.item
+    order = np.argsort(keys)
+    return order[np.searchsorted(keys[order], users.astype(np.int64) * d.n_items + items)]
 
 
 def test_seen_pairs_of_a_subset_share_the_keys_and_answer_as_their_own():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from splitmesh.nn.neumf import NeuMFTop
+from splitmesh.nn.neumf import IdEmbeddings, NeuMFTop
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,25 @@ def test_a_pretraining_phase_leaves_the_other_part_out_and_alpha_weighs_them() -
     got = top(x)
     assert torch.allclose(got[:, :gmf], 0.25 * want[:, :gmf])
     assert torch.allclose(got[:, gmf:], 0.75 * want[:, gmf:])
+
+
+def test_id_embeddings_add_the_mean_of_the_users_recent_items() -> None:
+    torch.manual_seed(0)
+    ids = IdEmbeddings(5, 7, 4, 6, history=3)
+    torch.manual_seed(0)
+    bare = IdEmbeddings(5, 7, 4, 6)  # a history leaves the ids' initial draws as they were
+    assert torch.equal(bare.user.weight, ids.user.weight)
+    assert torch.equal(bare.item.weight, ids.item.weight)
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    pad = 7
+    recent = torch.tensor([[1, 2, 6], [4, pad, pad], [pad, pad, pad]])
+    u, i = ids.sides(users, items, recent)
+    r = ids.recent.weight
+    assert torch.allclose(u[0], ids.user.weight[0] + (r[1] + r[2] + r[6]) / 3)
+    assert torch.allclose(u[1], ids.user.weight[1] + r[4])  # the padding counts for nothing
+    assert torch.equal(u[2], ids.user.weight[2])  # no history yet: the id alone
+    assert torch.equal(i, ids.item.weight[items])
+    ids(users, items, recent).sum().backward()
+    assert torch.equal(ids.recent.weight.grad[pad], torch.zeros(10))  # padding stays zero
+    with pytest.raises(ValueError, match=r"reads \(3, 3\) recent items, got None"):
+        ids.sides(users, items)

@@ -133,10 +133,18 @@ class RankingSplit:
     holdout: int
 
 
-def leave_latest_out(data: RecsysData, holdout: int = 1) -> RankingSplit:
+def time_order(data: RecsysData) -> np.ndarray:
+    """Interaction indices by user, then time, then input order (ties keep it)."""
+    return np.lexsort((np.arange(len(data)), data.time, data.user))
+
+
+def leave_latest_out(
+    data: RecsysData, holdout: int = 1, order: np.ndarray | None = None
+) -> RankingSplit:
+    """``order``: ``time_order(data)``, if the caller holds it already."""
     if holdout < 1:
         raise ConfigError(f"The 'holdout' parameter must be >= 1. Got {holdout} instead.")
-    order = np.lexsort((np.arange(len(data)), data.time, data.user))  # by user, time, input
+    order = time_order(data) if order is None else order
     users = data.user[order]
     counts = np.bincount(users, minlength=data.n_users)
     too_few = np.flatnonzero((counts > 0) & (counts < holdout + 2))
@@ -155,6 +163,48 @@ def leave_latest_out(data: RecsysData, holdout: int = 1) -> RankingSplit:
     val = np.sort(order[rank_from_end == holdout]).astype(kind)
     train = np.sort(order[rank_from_end > holdout]).astype(kind)
     return RankingSplit(train, val, test, holdout)
+
+
+class UserHistory:
+    """The items each user interacted with just before a given interaction, for the user
+    side of the id embeddings (nn/neumf.py): its ``k`` latest earlier items, ``n_items``
+    (padding) where the user has fewer.
+
+    An interaction is named by its *place*: its position in ``time_order``, where each
+    user's interactions are consecutive and in time order, so the items before place ``q``
+    are those at ``q - 1, q - 2, ...`` down to the user's first place.
+    """
+
+    def __init__(self, data: RecsysData, k: int, order: np.ndarray) -> None:
+        if k < 1:
+            raise ConfigError(f"a user history holds 1 item or more, not {k}")
+        self.k, self.pad = k, data.n_items
+        self.items = data.item[order].astype(np.int32 if data.n_items < 2**31 else np.int64)
+        self.back = np.arange(1, k + 1)
+        counts = np.bincount(data.user, minlength=data.n_users)
+        self.ends = np.cumsum(counts)  # one past each user's last place
+        self.starts = self.ends - counts
+
+    @staticmethod
+    def places(order: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """The places of the interactions ``indices`` (``order`` is ``time_order``)."""
+        kind = np.int32 if len(order) < 2**31 else np.int64
+        place = np.empty(len(order), kind)
+        place[order] = np.arange(len(order), dtype=kind)
+        return place[indices]
+
+    def before(self, users: np.ndarray, places: np.ndarray) -> np.ndarray:
+        """(n, k) items: the latest first, ``pad`` past the user's first interaction."""
+        at = places[:, None] - self.back  # int64: places are positions, never below 0
+        out = self.items[np.maximum(at, 0)].astype(np.int64)  # what a lookup reads
+        out[at < self.starts[users][:, None]] = self.pad
+        return out
+
+    def held_out(self, users: np.ndarray, holdout: int, partition: str) -> np.ndarray:
+        """Each user's place where ``partition`` begins under leave-latest-out: its history
+        there is every interaction before the held-out ones (for test, validation's too)."""
+        first = {"test": holdout, "val": holdout + 1}[partition]
+        return self.ends[users] - first
 
 
 # --- sampling items a user never interacted with ------------------------------------------
@@ -305,7 +355,9 @@ def epoch_parts(
 
 class EpochExamples:
     """One epoch's training examples, drawn a part at a time: every positive plus ``ratio``
-    fresh negatives for it, shuffled within its part; (user, item, label) per part.
+    fresh negatives for it, shuffled within its part; (user, item, label, place) per part,
+    where ``place`` is the place (``UserHistory``) of the positive each example was drawn
+    for, or None when no ``place`` was given.
 
     An epoch of one part is drawn as it always was (one generator from (seed, epoch));
     with more, the positives are first shuffled across the epoch, so each part is a random
@@ -321,13 +373,14 @@ class EpochExamples:
         seed: int,
         epoch: int,
         counts: list[int],
+        place: np.ndarray | None = None,
     ) -> None:
         if ratio < 1:
             raise ConfigError(f"The 'negatives' ratio must be >= 1. Got {ratio} instead.")
         if sum(counts) != len(user):
             raise ConfigError(f"epoch parts cover {sum(counts)} positives, not {len(user)}")
         self.user, self.item, self.seen, self.ratio = user, item, seen, ratio
-        self.seed, self.epoch = seed, epoch
+        self.seed, self.epoch, self.place = seed, epoch, place
         self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.order = None
         if len(counts) > 1:  # int32: at 30M positives the order is held all epoch
@@ -338,15 +391,18 @@ class EpochExamples:
     def parts(self) -> int:
         return len(self.bounds) - 1
 
-    def part(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def part(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         if not 0 <= k < self.parts:
             raise ConfigError(f"epoch {self.epoch} has parts 0..{self.parts - 1}, not {k}")
+        user, item, place = self.user, self.item, self.place
         if self.order is None:
             rng = np.random.default_rng([self.seed, 7919, self.epoch])
-            return _examples(self.user, self.item, self.seen, self.ratio, rng)
-        rng = np.random.default_rng([self.seed, 7919, self.epoch, 2, k])
-        picked = self.order[self.bounds[k] : self.bounds[k + 1]]
-        return _examples(self.user[picked], self.item[picked], self.seen, self.ratio, rng)
+        else:
+            rng = np.random.default_rng([self.seed, 7919, self.epoch, 2, k])
+            picked = self.order[self.bounds[k] : self.bounds[k + 1]]
+            user, item = user[picked], item[picked]
+            place = None if place is None else place[picked]
+        return _examples(user, item, self.seen, self.ratio, rng, place)
 
 
 def epoch_examples(
@@ -357,19 +413,26 @@ def epoch_examples(
     seed: int,
     epoch: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One epoch's training examples in one part (see ``EpochExamples``)."""
-    return EpochExamples(user, item, seen, ratio, seed, epoch, [len(user)]).part(0)
+    """One epoch's training examples in one part (see ``EpochExamples``): user, item, label."""
+    return EpochExamples(user, item, seen, ratio, seed, epoch, [len(user)]).part(0)[:3]
 
 
 def _examples(
-    user: np.ndarray, item: np.ndarray, seen: SeenPairs, ratio: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    user: np.ndarray,
+    item: np.ndarray,
+    seen: SeenPairs,
+    ratio: int,
+    rng: np.random.Generator,
+    place: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     neg = sample_unseen(user, ratio, seen, rng).reshape(-1)
     users = np.concatenate([user, np.repeat(user, ratio)])
     items = np.concatenate([item, neg])
     labels = np.concatenate([np.ones(len(user), np.float32), np.zeros(len(neg), np.float32)])
     order = rng.permutation(len(users))
-    return users[order], items[order], labels[order]
+    if place is not None:  # a negative is drawn for a positive: it shares that one's place
+        place = np.concatenate([place, np.repeat(place, ratio)])[order]
+    return users[order], items[order], labels[order], place
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,11 +27,14 @@ Layout = list[tuple[int, int]]
 
 
 def build_ids(model: Model, domain: str, n_users: int, n_items: int, seed: int) -> IdEmbeddings:
-    """The fact domain's bottom: user and item ids (``model.gmf``, ``model.mlp`` wide)."""
+    """The fact domain's bottom: user and item ids (``model.gmf``, ``model.mlp`` wide), and
+    the user's ``model.history`` latest earlier items."""
     return seeded(
         seed,
         f"bottom/{domain}",
-        lambda: IdEmbeddings(n_users, n_items, model.gmf, model.mlp, model.sparse_ids),
+        lambda: IdEmbeddings(
+            n_users, n_items, model.gmf, model.mlp, model.sparse_ids, model.history
+        ),
     )
 
 
@@ -79,10 +82,23 @@ def build_head(model: Model, seed: int) -> nn.Module:
 
 
 class IdEmbeddings(nn.Module):
-    """User and item id embeddings; each side is [GMF part | MLP part]."""
+    """User and item id embeddings; each side is [GMF part | MLP part].
+
+    With ``history`` (N > 0) the user side also reads the user's N latest earlier items:
+    their own embeddings (a table apart from the items'), averaged and added to the user's,
+    as SVD++ and FISM do with a user's items. The test item of leave-latest-out follows
+    what the user did just before, which an id alone does not tell: on MovieLens 100K, N = 5
+    took a plain NeuMF from HR@10 0.62 to 0.74 (README, Recommender).
+    """
 
     def __init__(
-        self, n_users: int, n_items: int, gmf: int, mlp: int, sparse_from: int | None = None
+        self,
+        n_users: int,
+        n_items: int,
+        gmf: int,
+        mlp: int,
+        sparse_from: int | None = None,
+        history: int = 0,
     ) -> None:
         super().__init__()
 
@@ -96,12 +112,34 @@ class IdEmbeddings(nn.Module):
         for e in (self.user, self.item):
             nn.init.normal_(e.weight, std=0.01)  # as in NCF
         self.widths = (gmf + mlp, gmf + mlp)
+        self.history = history
+        self.recent: nn.EmbeddingBag | None = None
+        if history:  # built after the ids, so that the ids' initial draws do not change
+            # row n_items pads a history shorter than N: left out of the mean, no gradient
+            self.recent = nn.EmbeddingBag(
+                n_items + 1, gmf + mlp, mode="mean", padding_idx=n_items, sparse=sparse(n_items)
+            )
+            nn.init.normal_(self.recent.weight, std=0.01)
+            with torch.no_grad():
+                self.recent.weight[n_items].zero_()
 
-    def sides(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.user(users), self.item(items)
+    def sides(
+        self, users: torch.Tensor, items: torch.Tensor, recent: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``recent``: (n, history) item indices, the padding row where there are fewer."""
+        user = self.user(users)
+        if self.recent is not None:
+            if recent is None or recent.shape != (len(users), self.history):
+                got = None if recent is None else tuple(recent.shape)
+                raise ValueError(f"the user side reads ({len(users)}, {self.history}) recent "
+                                 f"items, got {got}")  # fmt: skip
+            user = user + self.recent(recent)  # a user with no history yet: zeros
+        return user, self.item(items)
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return torch.cat(self.sides(users, items), dim=1)
+    def forward(
+        self, users: torch.Tensor, items: torch.Tensor, recent: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return torch.cat(self.sides(users, items, recent), dim=1)
 
 
 class NeuMFTop(nn.Module):

@@ -52,7 +52,7 @@ class CentralizedRanker(OneProcessLearner):
         return f"ndcg@{self.ranking.ks[0]}"
 
     def prepare(self, resume: bool = False) -> dict:
-        self.task = RankingTask(self.data, self.ranking, self.seed)
+        self.task = RankingTask(self.data, self.ranking, self.seed, history=self.spec.history)
         self.features = {}
         for d in self.domains[1:]:
             table = getattr(self.data, self.sides[d])
@@ -95,8 +95,9 @@ class CentralizedRanker(OneProcessLearner):
         return self.task.parts(batch_size, min_batch)
 
     def start_epoch(self, epoch: int, part: int = 0) -> None:
-        u, i, y = self.task.epoch(epoch, part)
+        u, i, y, places = self.task.epoch(epoch, part)
         self._ex = (torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y))
+        self._places = places
 
     def pretraining(self) -> list[tuple[str, int]]:
         return neumf.pretraining(self.ranking.pretrain)
@@ -104,10 +105,12 @@ class CentralizedRanker(OneProcessLearner):
     def set_phase(self, phase: str) -> None:
         self.net_["top"].phase = phase
 
-    def _embed(self, d: str, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _embed(
+        self, d: str, users: torch.Tensor, items: torch.Tensor, recent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         m = self.net_["bottoms"][d]
         if d == self.domains[0]:
-            return m(users, items)
+            return m(users, items, recent)
         rows = users if self.sides[d] == "users" else items
         num, cat, _ = self.features[d]
         return m(num[rows], cat[rows])
@@ -117,8 +120,11 @@ class CentralizedRanker(OneProcessLearner):
     ) -> float:
         idx = torch.from_numpy(positions)
         u, i, y = (t[idx] for t in self._ex)
+        places = None if self._places is None else self._places[positions]
+        recent = self.task.recent(u.numpy(), places)
+        recent = None if recent is None else torch.from_numpy(recent)
         set_mode(self.net_, True)
-        x = torch.cat([self._embed(d, u, i) for d in self.domains], dim=1)
+        x = torch.cat([self._embed(d, u, i, recent) for d in self.domains], dim=1)
         loss = binary_loss(self.net_["head"](self.net_["top"](x)), y, None)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,12 +137,14 @@ class CentralizedRanker(OneProcessLearner):
         for p in dict.fromkeys([select_on, *partitions]):
             plan, book = self.task.plan(p), self.task.book(p)
             users, items = torch.from_numpy(plan.users), torch.from_numpy(plan.items)
+            recent = self.task.recent_at(p, plan.users)
+            recent = None if recent is None else torch.from_numpy(recent)
             with torch.no_grad():
                 user_parts, item_parts = [], []
                 for d in self.domains:
                     m = self.net_["bottoms"][d]
                     if d == self.domains[0]:
-                        u, i = m.sides(users, items)
+                        u, i = m.sides(users, items, recent)
                     elif self.sides[d] == "users":
                         u, i = self._embed(d, users, users), None
                     else:

@@ -61,7 +61,10 @@ class InteractionsParty(BottomParty):
         self.task: RankingTask | None = None
         self.head_: HeadHolder | None = None
         self.noise: GradientNoise | None = None  # protects the gradients its head returns
-        self._examples: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
+        # the current part of an epoch: users, items, labels, and the places whose history
+        # each example reads (None without a history)
+        self._examples: tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray | None] | None
+        self._examples = None
         self._plans: dict[str, RankingPlan] = {}
         self._books: dict[str, RankBook] = {}
         self.run = "run"
@@ -100,7 +103,7 @@ class InteractionsParty(BottomParty):
         ranking = {k: getattr(msg, k) for k in fields}
         cfg = from_message(Ranking, ranking, who)  # bounded: it sizes what this party draws
         model, optim = from_message(Model, msg.model, who), from_message(Optim, msg.optim, who)
-        self.task = RankingTask(self.data, cfg, msg.seed, *self.batches)
+        self.task = RankingTask(self.data, cfg, msg.seed, *self.batches, history=model.history)
         d = self.data
         self.bottom_ = neumf.build_ids(model, self.name, d.n_users, d.n_items, msg.seed)
         self.optimizer_ = optim.build(self.bottom_.parameters())
@@ -151,8 +154,8 @@ class InteractionsParty(BottomParty):
                 f"not part {msg.part}"
             )
         self._examples = None  # the part before goes before this one is drawn
-        users, items, labels = task.epoch(msg.epoch, msg.part)
-        self._examples = (torch.from_numpy(users), torch.from_numpy(items), labels)
+        users, items, labels, places = task.epoch(msg.epoch, msg.part)
+        self._examples = (torch.from_numpy(users), torch.from_numpy(items), labels, places)
         context = seal_context(self.run, "train", msg.epoch, msg.part)
         return self._plans_reply(len(users), 0, self._sealed(msg.peers, context, users, items))
 
@@ -173,10 +176,13 @@ class InteractionsParty(BottomParty):
                 f"{self.role} {self.name!r} embeds training examples after PlanEpoch; "
                 f"ranking passes use EmbedSlots (got Forward for {partition!r})"
             )
-        users, items, _ = self._examples
+        users, items, _, places = self._examples
         self.check_positions(partition, positions, len(users))
         idx = torch.from_numpy(positions)
-        return users[idx], items[idx]
+        if places is None:
+            return users[idx], items[idx]
+        recent = self._task().recent(users.numpy()[positions], places[positions])
+        return users[idx], items[idx], torch.from_numpy(recent)
 
     @handles(EmbedSlots)
     def on_embed_slots(self, msg: EmbedSlots) -> SlotEmbeddings:
@@ -186,8 +192,13 @@ class InteractionsParty(BottomParty):
                 f"{self.role} {self.name!r} has no ranking plan for {msg.partition!r}"
             )
         self.bottom_.eval()
+        recent = self._task().recent_at(msg.partition, plan.users)
         with torch.no_grad():
-            u, i = self.bottom_.sides(torch.from_numpy(plan.users), torch.from_numpy(plan.items))
+            u, i = self.bottom_.sides(
+                torch.from_numpy(plan.users),
+                torch.from_numpy(plan.items),
+                None if recent is None else torch.from_numpy(recent),
+            )
             if self.protection is not None:  # each side is what one id embedding releases
                 clip = self.protection.clip
                 u = self.release(clip_rows(u, clip), msg.partition, "users")

@@ -21,9 +21,11 @@ from splitmesh.data.interactions import (
     EpochExamples,
     RecsysData,
     SeenPairs,
+    UserHistory,
     epoch_parts,
     leave_latest_out,
     ranking_candidates,
+    time_order,
 )
 from splitmesh.errors import NotFittedError, ProtocolError
 from splitmesh.metrics import ranking_report, ranks
@@ -150,12 +152,23 @@ class RankingTask:
     interactions party and the centralized baseline alike, so both see the same examples."""
 
     def __init__(
-        self, data: RecsysData, cfg: Ranking, seed: int, batch_size: int = 256, min_batch: int = 1
+        self,
+        data: RecsysData,
+        cfg: Ranking,
+        seed: int,
+        batch_size: int = 256,
+        min_batch: int = 1,
+        history: int = 0,
     ) -> None:
         self.data, self.cfg, self.seed = data, cfg, seed
-        self.split = leave_latest_out(data, cfg.holdout)
+        order = time_order(data)
+        self.split = leave_latest_out(data, cfg.holdout, order)
         tr = self.split.train
         self.train_user, self.train_item = data.user[tr], data.item[tr]
+        # ``history``: each example carries the user's latest earlier items (nn/neumf.py)
+        self.history = UserHistory(data, history, order) if history else None
+        self.train_place = None if self.history is None else UserHistory.places(order, tr)
+        del order
         self.all_seen = SeenPairs(data.user, data.item, data.n_items)
         self.train_seen = self.all_seen.among(self.train_user, self.train_item)
         self._epoch: EpochExamples | None = None
@@ -177,14 +190,30 @@ class RankingTask:
         self._epoch = None
         return [c * (1 + r) for c in self.counts]
 
-    def epoch(self, epoch: int, part: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(user, item, label) of one part of an epoch's examples."""
+    def epoch(
+        self, epoch: int, part: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(user, item, label, place) of one part of an epoch's examples; ``place`` (None
+        without a history) names the interaction whose history each example reads."""
         if self._epoch is None or self._epoch.epoch != epoch:
             self._epoch = EpochExamples(
                 self.train_user, self.train_item, self.train_seen, self.cfg.negatives,
-                self.seed, epoch, self.counts,
+                self.seed, epoch, self.counts, self.train_place,
             )  # fmt: skip
         return self._epoch.part(part)
+
+    def recent(self, users: np.ndarray, places: np.ndarray | None) -> np.ndarray | None:
+        """The items each example's user interacted with before its place (None: no
+        history kept)."""
+        return None if self.history is None else self.history.before(users, places)
+
+    def recent_at(self, partition: str, users: np.ndarray) -> np.ndarray | None:
+        """For a ranking pass over ``partition``: each user's items before the held-out
+        ones (for test, the validation interaction is among them)."""
+        if self.history is None:
+            return None
+        places = self.history.held_out(users, self.cfg.holdout, partition)
+        return self.history.before(users, places)
 
     def plan(self, partition: str) -> RankingPlan:
         if partition not in ("val", "test"):
