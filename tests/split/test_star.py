@@ -153,6 +153,7 @@ def test_a_dimension_resolves_aligned_positions_and_refuses_others(tmp_path):
         ("ks", [10] * 100, "ks"),
         ("holdout", "1", "holdout"),  # no coercion on the wire
         ("model", {"gmf": 10**9}, "gmf"),
+        ("model", {"history": 10**6}, "history"),  # it would look up that many per example
         ("model", {"bottom": [8], "layers": 3}, "layers"),
         ("optim", {"optimizer": "lbfgs"}, "optimizer"),
     ],
