@@ -131,8 +131,8 @@ class IdEmbeddings(nn.Module):
         if self.recent is not None:
             if recent is None or recent.shape != (len(users), self.history):
                 got = None if recent is None else tuple(recent.shape)
-                raise ValueError(f"the user side reads ({len(users)}, {self.history}) recent "
-                                 f"items, got {got}")  # fmt: skip
+                want = (len(users), self.history)
+                raise ValueError(f"the user side reads {want} recent items, got {got}")
             user = user + self.recent(recent)  # a user with no history yet: zeros
         return user, self.item(items)
 

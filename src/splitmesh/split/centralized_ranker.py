@@ -46,6 +46,7 @@ class CentralizedRanker(OneProcessLearner):
         self.spec, self.optim, self.seed, self.ranking = spec, optim, seed, ranking
         super().__init__(run, checkpoint_dir)
         self.task: RankingTask | None = None
+        self._places: np.ndarray | None = None  # the epoch part's places (with a history)
 
     @property
     def default_metric(self) -> str:

@@ -44,6 +44,10 @@ from splitmesh.transport.messages import (
     SlotEmbeddings,
 )
 
+# the current part of an epoch: users, items, labels, and the places whose history each
+# example reads (None without a history)
+Examples = tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray | None]
+
 
 class InteractionsParty(BottomParty):
     role = "interactions owner"
@@ -61,10 +65,7 @@ class InteractionsParty(BottomParty):
         self.task: RankingTask | None = None
         self.head_: HeadHolder | None = None
         self.noise: GradientNoise | None = None  # protects the gradients its head returns
-        # the current part of an epoch: users, items, labels, and the places whose history
-        # each example reads (None without a history)
-        self._examples: tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray | None] | None
-        self._examples = None
+        self._examples: Examples | None = None
         self._plans: dict[str, RankingPlan] = {}
         self._books: dict[str, RankBook] = {}
         self.run = "run"
