@@ -123,7 +123,6 @@ class CentralizedRanker(OneProcessLearner):
         u, i, y = (t[idx] for t in self._ex)
         places = None if self._places is None else self._places[positions]
         recent = self.task.recent(u.numpy(), places)
-        recent = None if recent is None else torch.from_numpy(recent)
         set_mode(self.net_, True)
         x = torch.cat([self._embed(d, u, i, recent) for d in self.domains], dim=1)
         loss = binary_loss(self.net_["head"](self.net_["top"](x)), y, None)
@@ -139,7 +138,6 @@ class CentralizedRanker(OneProcessLearner):
             plan, book = self.task.plan(p), self.task.book(p)
             users, items = torch.from_numpy(plan.users), torch.from_numpy(plan.items)
             recent = self.task.recent_at(p, plan.users)
-            recent = None if recent is None else torch.from_numpy(recent)
             with torch.no_grad():
                 user_parts, item_parts = [], []
                 for d in self.domains:

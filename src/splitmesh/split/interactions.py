@@ -180,10 +180,10 @@ class InteractionsParty(BottomParty):
         users, items, _, places = self._examples
         self.check_positions(partition, positions, len(users))
         idx = torch.from_numpy(positions)
+        u, i = users[idx], items[idx]
         if places is None:
-            return users[idx], items[idx]
-        recent = self._task().recent(users.numpy()[positions], places[positions])
-        return users[idx], items[idx], torch.from_numpy(recent)
+            return u, i
+        return u, i, self._task().recent(u.numpy(), places[positions])
 
     @handles(EmbedSlots)
     def on_embed_slots(self, msg: EmbedSlots) -> SlotEmbeddings:
@@ -196,9 +196,7 @@ class InteractionsParty(BottomParty):
         recent = self._task().recent_at(msg.partition, plan.users)
         with torch.no_grad():
             u, i = self.bottom_.sides(
-                torch.from_numpy(plan.users),
-                torch.from_numpy(plan.items),
-                None if recent is None else torch.from_numpy(recent),
+                torch.from_numpy(plan.users), torch.from_numpy(plan.items), recent
             )
             if self.protection is not None:  # each side is what one id embedding releases
                 clip = self.protection.clip

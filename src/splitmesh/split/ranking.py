@@ -202,18 +202,19 @@ class RankingTask:
             )  # fmt: skip
         return self._epoch.part(part)
 
-    def recent(self, users: np.ndarray, places: np.ndarray | None) -> np.ndarray | None:
-        """The items each example's user interacted with before its place (None: no
-        history kept)."""
-        return None if self.history is None else self.history.before(users, places)
+    def recent(self, users: np.ndarray, places: np.ndarray | None) -> torch.Tensor | None:
+        """The items each example's user interacted with before its place, as the id
+        embeddings read them (None: no history kept)."""
+        if self.history is None:
+            return None
+        return torch.from_numpy(self.history.before(users, places))
 
-    def recent_at(self, partition: str, users: np.ndarray) -> np.ndarray | None:
+    def recent_at(self, partition: str, users: np.ndarray) -> torch.Tensor | None:
         """For a ranking pass over ``partition``: each user's items before the held-out
         ones (for test, the validation interaction is among them)."""
         if self.history is None:
             return None
-        places = self.history.held_out(users, self.cfg.holdout, partition)
-        return self.history.before(users, places)
+        return self.recent(users, self.history.held_out(users, self.cfg.holdout, partition))
 
     def plan(self, partition: str) -> RankingPlan:
         if partition not in ("val", "test"):
