@@ -71,3 +71,25 @@ def test_a_plan_sealed_for_one_dimension_opens_for_no_other(star):
             t.request("customers", replayed)
     ok = t.request("customers", AssignRows("train", context, "sales", key, blob["customers"]))
     assert ok.info["rows"] == plans.examples
+
+
+def test_the_fact_node_refuses_a_history_beyond_its_bound_over_grpc(tmp_path):
+    """``model.history`` sizes what the fact domain looks up per example: a coordinator
+    asking for more than the bound is refused by the fact node at setup, naming the field."""
+    (tmp_path / "star").mkdir()
+    mesh = write_star(tmp_path / "star")
+    roles = {d: MeshRef(file=mesh.resolve(), domain=d) for d in DOMAINS}
+    with LocalMesh(tmp_path / "nodes", roles, deadline_s=30) as local:
+        spec = load_mesh(mesh)
+        hostile = spec.model.model_copy(update={"history": 10**6})  # past its own check
+        spec = spec.model_copy(
+            update={"transport": load_mesh_network(local.mesh_file), "model": hostile}
+        )
+        transport = spec.transport.connect(list(DOMAINS), "star")
+        coord = coordinator(spec, transport, spec.mode, None)
+        try:
+            with pytest.raises(PartyError, match=r"party 'sales'.*SetupRanking.*history"):
+                coord.prepare()
+        finally:
+            coord.close()
+            transport.close()
