@@ -1,10 +1,13 @@
-"""Pieces every party shares: backpropagating a gradient that arrived over the wire."""
+"""Pieces every party shares: backpropagating a gradient that arrived over the wire, and
+taking a batch's rows at positions that did."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
-from splitmesh.split.common import backward_from
+from splitmesh.split.common import backward_from, take
 from tests.conftest import fresh_python
 
 
@@ -51,3 +54,11 @@ def test_backpropagating_a_received_gradient_does_not_import_sympy():
         "print('sympy' in sys.modules)\n"
     )
     assert fresh_python(code).strip() == "False"
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.uint8])
+def test_positions_of_any_wire_integer_width_are_rows_never_a_mask(dtype):
+    # positions may travel as any integer dtype; torch reads a uint8 index tensor as a mask
+    x = torch.arange(12.0).reshape(6, 2)
+    got = take(x, np.array([5, 0, 5], dtype=dtype))
+    assert torch.equal(got, torch.tensor([[10.0, 11.0], [0.0, 1.0], [10.0, 11.0]]))

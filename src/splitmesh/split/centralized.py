@@ -178,7 +178,10 @@ class CentralizedLearner(OneProcessLearner):
         return self.sizes_["train"]
 
     def _inputs(self, partition: str, idx: torch.Tensor) -> dict:
-        return {d: (x[idx], c[idx]) for d, (x, c) in self.x_[partition].items()}
+        return {
+            d: (x.index_select(0, idx), c.index_select(0, idx))
+            for d, (x, c) in self.x_[partition].items()
+        }
 
     def train_step(
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
@@ -186,7 +189,7 @@ class CentralizedLearner(OneProcessLearner):
         idx = torch.from_numpy(positions)
         set_mode(self.net_, True)
         logits = self.net_(self._inputs("train", idx))
-        loss = self.task_.loss(logits, self._y_train[idx], self.pos_weight)
+        loss = self.task_.loss(logits, self._y_train.index_select(0, idx), self.pos_weight)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_.step()

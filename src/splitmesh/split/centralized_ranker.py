@@ -114,13 +114,13 @@ class CentralizedRanker(OneProcessLearner):
             return m(users, items, recent)
         rows = users if self.sides[d] == "users" else items
         num, cat, _ = self.features[d]
-        return m(num[rows], cat[rows])
+        return m(num.index_select(0, rows), cat.index_select(0, rows))
 
     def train_step(
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
     ) -> float:
         idx = torch.from_numpy(positions)
-        u, i, y = (t[idx] for t in self._ex)
+        u, i, y = (t.index_select(0, idx) for t in self._ex)
         places = None if self._places is None else self._places[positions]
         recent = self.task.recent(u.numpy(), places)
         set_mode(self.net_, True)

@@ -20,7 +20,7 @@ from splitmesh.io import atomic_write_json
 from splitmesh.nn.network import bottom_model, bottom_wire, build_bottom
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import PARTITIONS
+from splitmesh.split.common import PARTITIONS, take
 from splitmesh.split.party import handles
 from splitmesh.split.saved import save_module, wire_meta
 from splitmesh.transport.messages import (
@@ -212,5 +212,4 @@ class ColumnsParty(BottomParty):
         if x is None:
             raise ProtocolError(f"domain {self.name!r} has no partition {partition!r}")
         self.check_positions(partition, positions, len(x))
-        idx = torch.from_numpy(positions)
-        return x[idx], self._codes[partition][idx]
+        return take(x, positions), take(self._codes[partition], positions)

@@ -31,7 +31,14 @@ from splitmesh.split.checkpoint import (
     restore_states,
     snapshot_states,
 )
-from splitmesh.split.common import backward_from, check_mode, from_wire, set_mode, to_wire
+from splitmesh.split.common import (
+    backward_from,
+    check_mode,
+    from_wire,
+    set_mode,
+    take,
+    to_wire,
+)
 from splitmesh.split.keyed_steps import KeyedSteps
 from splitmesh.split.relay import expect
 from splitmesh.split.star_steps import StarSteps
@@ -397,7 +404,7 @@ class Coordinator:
         out = self.top_(self.aggregator(hs))
         self.optimizer_.zero_grad(set_to_none=True)
         if self.mode == "label-sharing":
-            target = self._y_train[torch.from_numpy(positions)]
+            target = take(self._y_train, positions)
             loss_t = self.task_.loss(self.head_(out), target, self.pos_weight)
             loss_t.backward()
             loss = loss_t.item()

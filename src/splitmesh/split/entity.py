@@ -16,7 +16,7 @@ from splitmesh.errors import ConfigError, NotFittedError, ProtocolError
 from splitmesh.nn import neumf
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest
-from splitmesh.split.common import to_wire
+from splitmesh.split.common import take, to_wire
 from splitmesh.split.party import handles
 from splitmesh.split.sealing import SealBox
 from splitmesh.transport.messages import (
@@ -156,8 +156,8 @@ class EntityDomain(BottomParty):
     def _inputs(self, partition: str, positions: np.ndarray) -> tuple[torch.Tensor, ...]:
         rows = self._partition_rows(partition)
         self.check_positions(partition, positions, len(rows))
-        idx = torch.from_numpy(rows[positions])
-        return self._num[idx], self._cat[idx]
+        rows = rows[positions]
+        return take(self._num, rows), take(self._cat, rows)
 
     @handles(EmbedSlots)
     def on_embed_slots(self, msg: EmbedSlots) -> SlotEmbeddings:

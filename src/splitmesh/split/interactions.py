@@ -20,7 +20,7 @@ from splitmesh.nn import neumf
 from splitmesh.privacy.protections import clip_rows
 from splitmesh.split.bottom import BottomParty
 from splitmesh.split.checkpoint import digest_rows
-from splitmesh.split.common import check_mode, to_wire
+from splitmesh.split.common import check_mode, take, to_wire
 from splitmesh.split.head import HeadHolder
 from splitmesh.split.party import handles
 from splitmesh.split.ranking import RankBook, RankingPlan, RankingTask
@@ -179,8 +179,7 @@ class InteractionsParty(BottomParty):
             )
         users, items, _, places = self._examples
         self.check_positions(partition, positions, len(users))
-        idx = torch.from_numpy(positions)
-        u, i = users[idx], items[idx]
+        u, i = take(users, positions), take(items, positions)
         if places is None:
             return u, i
         return u, i, self._task().recent(u.numpy(), places[positions])

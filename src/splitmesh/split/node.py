@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 import threading
 import time
@@ -265,28 +266,34 @@ class Node:
     def _check_tensor(self, kind: str, field: str, dtype: str, shape: tuple[int, ...]) -> None:
         """Refuse a tensor before it is allocated: its shape must fit the message's spec
         under the run's bounds, and no tensor may outgrow the node's message limit."""
-        where = f"node {self.name!r} refuses {kind}.{field} of shape {list(shape)}"
+
+        def refuse(why: str) -> ProtocolError:
+            return ProtocolError(
+                f"node {self.name!r} refuses {kind}.{field} of shape {list(shape)}: {why}"
+            )
+
+        wire = _dtype(dtype)
         # decoded floats may widen to float32 (int8 on the wire): count 4 bytes each at least
-        width = 1 if np.dtype(dtype).kind == "u" else max(np.dtype(dtype).itemsize, 4)
+        width = 1 if wire.kind == "u" else max(wire.itemsize, 4)
         if math.prod(shape) * width > self.limits.max_message_bytes:
-            raise ProtocolError(f"{where}: over its limit of {self.limits.max_message_bytes} bytes")
+            raise refuse(f"over its limit of {self.limits.max_message_bytes} bytes")
         rule = proto.TABLE.get(_TYPES.get(kind))
         spec = rule.tensors.get(field) if rule else None
         if spec is None or self.run is None:
             return
         if len(shape) != len(spec):
-            raise ProtocolError(f"{where}: expected {len(spec)} dimension(s) ({', '.join(spec)})")
+            raise refuse(f"expected {len(spec)} dimension(s) ({', '.join(spec)})")
         kinds = proto.TENSOR_KINDS.get(field)
-        if kinds and np.dtype(dtype).kind not in kinds:
-            raise ProtocolError(f"{where}: dtype {dtype} is not allowed there")
+        if kinds and wire.kind not in kinds:
+            raise refuse(f"dtype {dtype} is not allowed there")
         for size, dim in zip(shape, spec, strict=True):
             bound = self.run.bounds.get(dim)
             if bound is None:
                 continue
             if dim in ("cut", "act", "point") and size != bound:
-                raise ProtocolError(f"{where}: the run's {dim} width is {bound}")
+                raise refuse(f"the run's {dim} width is {bound}")
             if size > bound:
-                raise ProtocolError(f"{where}: at most {bound} along {dim!r} in this run")
+                raise refuse(f"at most {bound} along {dim!r} in this run")
 
     # -- the access log ---------------------------------------------------------------------------
     def _log(self, kind: str, caller: Caller, run: str | None, reply: Message) -> None:
@@ -350,3 +357,10 @@ class Node:
 
 
 _TYPES: dict[str, type[Message]] = {cls.__name__: cls for cls in proto.TABLE}
+
+
+@functools.lru_cache(maxsize=16)
+def _dtype(name: str) -> np.dtype:
+    """A tensor's dtype from its wire name: one of a few, and np.dtype() costs microseconds
+    per tensor (the codec has refused any other name before a node checks it)."""
+    return np.dtype(name)

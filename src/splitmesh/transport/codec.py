@@ -37,6 +37,10 @@ DTYPES: dict[int, np.dtype] = {
 }
 _CODES = {dt: code for code, dt in DTYPES.items()}
 _BY_NAME = {dt.str: dt for dt in DTYPES.values()}  # how an envelope names a dtype
+_WIRE_NAME = {dt: dt.str for dt in DTYPES.values() if dt.byteorder != ">"}  # sent as is
+# made once: json.dumps / json.loads with options build a new coder at every call
+_JSON_OUT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_JSON_IN = json.JSONDecoder()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +89,7 @@ def to_envelope(
     type_name: str, header: dict[str, Any], tensors: dict[str, np.ndarray | Int8Tensor]
 ) -> pb.Envelope:
     """One message's parts as an envelope; tensors must have a wire dtype."""
-    env = pb.Envelope(
-        type=type_name, header=json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    )
+    env = pb.Envelope(type=type_name, header=_JSON_OUT.encode(header).encode())
     for name, arr in tensors.items():
         if isinstance(arr, Int8Tensor):
             q = np.ascontiguousarray(arr.values, dtype=np.int8)
@@ -95,8 +97,12 @@ def to_envelope(
                 name=name, dtype=q.dtype.str, shape=q.shape, data=q.tobytes(), scale=arr.scale
             )
             continue
-        code, arr = wire_array(name, arr)
-        env.tensors.add(name=name, dtype=DTYPES[code].str, shape=arr.shape, data=arr.tobytes())
+        wire = _WIRE_NAME.get(arr.dtype) if isinstance(arr, np.ndarray) else None
+        if wire is None:  # not a native little-endian wire dtype: convert, or refuse
+            code, arr = wire_array(name, arr)
+            wire = DTYPES[code].str
+        # tobytes() writes C order whatever the array's layout: no contiguous copy first
+        env.tensors.add(name=name, dtype=wire, shape=arr.shape, data=arr.tobytes())
     return env
 
 
@@ -108,26 +114,27 @@ def from_envelope(
     ``check(type, field, dtype, shape)`` sees every tensor's declared shape before its
     array is made, so a receiver refuses an oversized tensor without holding it twice.
     """
+    kind, raw = env.type, env.header
     try:
-        header = json.loads(env.header) if env.header else {}
+        header = _JSON_IN.decode(raw.decode()) if raw else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"malformed {env.type[:40]} header: {exc}") from None
+        raise ProtocolError(f"malformed {kind[:40]} header: {exc}") from None
     tensors = {}
     for t in env.tensors:
-        dtype = _BY_NAME.get(t.dtype)
+        # each field read once: protobuf makes a new Python object at every read
+        name, code, data, scale = t.name, t.dtype, t.data, t.scale
+        dtype = _BY_NAME.get(code)
         if dtype is None:
-            raise ProtocolError(f"tensor {t.name[:40]!r} has unknown dtype {t.dtype[:16]!r}")
+            raise ProtocolError(f"tensor {name[:40]!r} has unknown dtype {code[:16]!r}")
         shape = tuple(t.shape)
-        if len(t.data) != math.prod(shape) * dtype.itemsize:
-            raise ProtocolError(
-                f"tensor {t.name[:40]!r}: {len(t.data)} bytes do not fit shape {shape}"
-            )
+        if len(data) != math.prod(shape) * dtype.itemsize:
+            raise ProtocolError(f"tensor {name[:40]!r}: {len(data)} bytes do not fit shape {shape}")
         if check is not None:
-            check(env.type, t.name, dtype.str, shape)
-        arr = np.frombuffer(t.data, dtype=dtype).reshape(shape)
-        # copy: decoded tensors must be writable and must not pin the envelope's buffer
-        tensors[t.name] = Int8Tensor(arr, t.scale).dequantize() if t.scale else arr.copy()
-    return env.type, header, tensors
+            check(kind, name, code, shape)
+        arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+        # copy: decoded tensors must be writable (the bytes object is read-only)
+        tensors[name] = Int8Tensor(arr, scale).dequantize() if scale else arr.copy()
+    return kind, header, tensors
 
 
 def encode_frame(

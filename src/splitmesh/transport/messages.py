@@ -31,6 +31,7 @@ class Message:
 
     _tensor_fields: ClassVar[tuple[str, ...]] = ()
     _field_types: ClassVar[dict[str, tuple[type, ...]]] = {}
+    _field_names: ClassVar[tuple[str, ...]] = ()  # in declaration order
 
 
 def message(cls: type) -> type:
@@ -47,6 +48,7 @@ def message(cls: type) -> type:
 
     cls._tensor_fields = tuple(f.name for f in dataclasses.fields(cls) if is_tensor(hints[f.name]))
     cls._field_types = {f.name: _accepted(hints[f.name]) for f in dataclasses.fields(cls)}
+    cls._field_names = tuple(f.name for f in dataclasses.fields(cls))
     _REGISTRY[cls.__name__] = cls
     return cls
 
@@ -81,12 +83,12 @@ def to_parts(msg: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A message as (type name, scalar header, tensors): what every wire format carries."""
     header: dict[str, Any] = {}
     tensors: dict[str, Any] = {}
-    for f in dataclasses.fields(msg):
-        value = getattr(msg, f.name)
-        if f.name in msg._tensor_fields and value is not None:
-            tensors[f.name] = value
+    for name in msg._field_names:
+        value = getattr(msg, name)
+        if value is not None and name in msg._tensor_fields:
+            tensors[name] = value
         else:
-            header[f.name] = value
+            header[name] = value
     return type(msg).__name__, header, tensors
 
 
