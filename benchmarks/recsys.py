@@ -5,7 +5,9 @@ with the ``large`` preset): seconds per training epoch (median) and the ratio to
 centralized, preparation (key alignment included), wire bytes per training example, test
 HR@10 / NDCG@10, and the ratio to a plain PyTorch NeuMF of the same network (ids, the
 dimension domains' feature towers, the same widths and examples per epoch) trained in the
-same run. Then the peak memory (max RSS) of generating
+same run (``vs plain``), and to that loop arranged as the mode's parties, each with its own
+backward pass and Adam (``vs floor``: what any split of this network costs; for the
+centralized row, the plain loop itself). Then the peak memory (max RSS) of generating
 the synthetic data at full size (31.8M transactions) and of reading its sampled sales
 table, each in its own process.
 
@@ -35,13 +37,19 @@ def child_peak(code: str) -> tuple[float, float]:
     return time.perf_counter() - t0, float(done.stdout.split()[-1])
 
 
-def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
+def plain_neumf_seconds(
+    spec, examples: int, epochs: int, batch: int, parties: str | None = None
+) -> float:
     """The reference: a plain PyTorch NeuMF of the mesh's network in one module and one
     loop: user and item id embeddings (GMF and MLP parts of the mesh's widths; the user's
     ``model.history`` recent items averaged into the user's, each example's drawn up front), each
     dimension domain's feature tower over its prepared rows (category embeddings by the
     same width rule, the mesh's bottom widths), the tower, the head, fused Adam, over as
-    many examples per epoch as the centralized run; seconds per epoch (median)."""
+    many examples per epoch as the centralized run; seconds per epoch (median).
+
+    ``parties`` (a split mode) makes it the split's floor: the same loop, but each party
+    runs its own backward pass from the gradient at its cut and its own Adam (the ids, each
+    feature tower, the top; the head apart when the label owner holds it)."""
     import itertools
     import statistics
 
@@ -84,28 +92,58 @@ def plain_neumf_seconds(spec, examples: int, epochs: int, batch: int) -> float:
     head = nn.Linear(m.gmf + m.top[-1], 1)
     k = m.history
     recent = nn.EmbeddingBag(n_items + 1, m.gmf + m.mlp, mode="mean", padding_idx=n_items)
-    modules = [users, items, *towers.values(), tower, head, *([recent] if k else [])]
-    opt = torch.optim.Adam([p for x in modules for p in x.parameters()], lr=spec.training.lr,
-                           fused=True)  # fmt: skip
+    ids = [users, items, *([recent] if k else [])]
+
+    def adam(*modules):
+        params = [p for x in modules for p in x.parameters()]
+        return torch.optim.Adam(params, lr=spec.training.lr, fused=True)
+
+    if parties is None:
+        opts = {"all": adam(*ids, *towers.values(), tower, head)}
+    else:
+        opts = {"ids": adam(*ids)} | {d: adam(t) for d, t in towers.items()}
+        if parties == "label-preserving":
+            opts |= {"top": adam(tower), "head": adam(head)}
+        else:
+            opts["top"] = adam(tower, head)
     u = torch.randint(n_users, (examples,))
     i = torch.randint(n_items, (examples,))
     r = torch.randint(n_items + 1, (examples, max(k, 1)))
     y = (torch.rand(examples) < 0.2).float()
     loss_fn, g, times = nn.BCEWithLogitsLoss(), m.gmf, []
+
+    def top(eu: torch.Tensor, ei: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([eu[:, g:], ei[:, g:], *feats], 1)
+        return torch.cat([eu[:, :g] * ei[:, :g], tower(x)], 1)
+
+    def step(name: str, out: torch.Tensor, grad: torch.Tensor | None = None) -> None:
+        opts[name].zero_grad(set_to_none=True)
+        out.backward(grad)
+        opts[name].step()
+
     for _ in range(epochs):
         t0 = time.perf_counter()
         for idx in torch.randperm(examples).split(batch):
-            bu, bi = u[idx], i[idx]
+            bu, bi, by = u[idx], i[idx], y[idx]
             eu, ei = users(bu), items(bi)
             if k:
                 eu = eu + recent(r[idx])
-            feats = [t(bu if sides[d] == "users" else bi) for d, t in towers.items()]
-            x = torch.cat([eu[:, g:], ei[:, g:], *feats], 1)
-            x = torch.cat([eu[:, :g] * ei[:, :g], tower(x)], 1)
-            loss = loss_fn(head(x).squeeze(1), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            feats = {d: t(bu if sides[d] == "users" else bi) for d, t in towers.items()}
+            if parties is None:
+                step("all", loss_fn(head(top(eu, ei, list(feats.values()))).squeeze(1), by))
+                continue
+            cut = {"ids": torch.cat([eu, ei], 1), **feats}  # what each party sends
+            held = {n: o.detach().requires_grad_() for n, o in cut.items()}
+            hu, hi = held["ids"].split(eu.shape[1], 1)
+            x = top(hu, hi, [held[d] for d in towers])
+            if parties == "label-preserving":  # the label owner's head, from the activations
+                hx = x.detach().requires_grad_()
+                step("head", loss_fn(head(hx).squeeze(1), by))
+                step("top", x, hx.grad)
+            else:
+                step("top", loss_fn(head(x).squeeze(1), by))
+            for n, o in cut.items():
+                step(n, o, held[n].grad)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -134,15 +172,24 @@ def bench_dataset(path: Path, args, console) -> list[dict]:
             }
         )
         console.print(f"{spec.name} {mode}: {rows[-1]['seconds_per_epoch']:.2f} s/epoch")
-    plain = plain_neumf_seconds(
-        spec, rows[0]["train_examples_per_epoch"], args.epochs, args.batch_size
+    n = rows[0]["train_examples_per_epoch"]
+    plain = {
+        m: plain_neumf_seconds(spec, n, args.epochs, args.batch_size, parties=m) for m in MODES[1:]
+    }
+    plain["centralized"] = plain_neumf_seconds(spec, n, args.epochs, args.batch_size)
+    console.print(
+        f"{spec.name} plain PyTorch NeuMF (same network): {plain['centralized']:.2f} s/epoch; "
+        "with each party's own backward and Adam (the split's floor): "
+        + ", ".join(f"{m} {plain[m]:.2f}" for m in MODES[1:])
     )
-    console.print(f"{spec.name} plain PyTorch NeuMF (same network): {plain:.2f} s/epoch")
     base = rows[0]["seconds_per_epoch"]
     for r in rows:
         r["vs_centralized"] = r["seconds_per_epoch"] / base
-        r["plain_neumf_seconds_per_epoch"] = plain
-        r["vs_plain_neumf"] = r["seconds_per_epoch"] / plain
+        r["plain_neumf_seconds_per_epoch"] = plain["centralized"]
+        r["vs_plain_neumf"] = r["seconds_per_epoch"] / plain["centralized"]
+        # the plain loop of the same arrangement: one module centralized, parties split
+        r["plain_same_parties_seconds_per_epoch"] = plain[r["mode"]]
+        r["vs_plain_same_parties"] = r["seconds_per_epoch"] / plain[r["mode"]]
     return rows
 
 
@@ -206,6 +253,7 @@ def main() -> None:
         "s/epoch",
         "vs central",
         "vs plain",
+        "vs floor",
         "wire B/ex",
         "prepare s",
         "HR@10",
@@ -222,6 +270,7 @@ def main() -> None:
             f"{r['seconds_per_epoch']:.2f}",
             f"{r['vs_centralized']:.2f}x",
             f"{r['vs_plain_neumf']:.2f}x",
+            f"{r['vs_plain_same_parties']:.2f}x",
             f"{r['wire_bytes_per_example']:.0f}" if r["mode"] != "centralized" else "-",
             f"{r['prepare_seconds']:.2f}",
             f"{r['hr@10']:.4f}",
