@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 import uuid
@@ -19,7 +20,13 @@ import numpy as np
 import torch
 
 from splitmesh.config import Model, Optim, Privacy, Ranking, Training
-from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
+from splitmesh.errors import (
+    ConfigError,
+    NotFittedError,
+    PartyError,
+    ProtocolError,
+    SplitmeshError,
+)
 from splitmesh.metrics import DEFAULT_SELECT
 from splitmesh.nn.aggregators import Aggregator, Summed, make_aggregator
 from splitmesh.privacy.protections import noisy_gradient, party_key
@@ -40,7 +47,7 @@ from splitmesh.split.common import (
     to_wire,
 )
 from splitmesh.split.keyed_steps import KeyedSteps
-from splitmesh.split.relay import expect
+from splitmesh.split.relay import expect, expect_matrix
 from splitmesh.split.star_steps import StarSteps
 from splitmesh.split.tasks import check_task
 from splitmesh.transport.base import Pending, Transport
@@ -205,6 +212,9 @@ class Coordinator:
         self._ahead: tuple[int, Pending] | None = None
         # each domain's output contract (mesh/contracts.py), checked on every embedding
         self.embedding_contracts = dict(embedding_contracts or {})
+        # how wide each domain's embedding is, as the top model reads it (set up by the
+        # steps); every embedding a domain sends is held to it
+        self.cut_widths: dict[str, int] = {}
         # label sharing: the coordinator holds the labels, so it protects the gradients
         # it returns to the domains (label preserving: the label owner does)
         self.privacy = privacy or Privacy()
@@ -342,34 +352,30 @@ class Coordinator:
         infos = {d: expect(r, Ack, d).info for d, r in replies.items()}
         return {d: info["product"] for d, info in infos.items() if info.get("product")}
 
-    def _embeddings(self, replies: dict) -> list[torch.Tensor]:
+    def _embeddings(self, replies: dict, rows: int) -> list[torch.Tensor]:
+        """The domains' embeddings of a batch of ``rows`` rows, each checked first."""
         if self.secure_bits is not None:
-            return [self._masked_sum(replies)]
+            return [self._masked_sum(replies, rows)]
         out = []
         for d in self.domains:
             values = expect(replies[d], Embedding, d).values
+            expect_matrix(values, d, "Forward", rows, self.cut_widths.get(d))
             contract = self.embedding_contracts.get(d)
             if contract is not None:
                 contract.check(values, wire=self.wire_dtype)
             out.append(from_wire(values))
         return out
 
-    def _masked_sum(self, replies: dict) -> torch.Tensor:
+    def _masked_sum(self, replies: dict, rows: int) -> torch.Tensor:
         """The domains' masked embeddings added up: their sum, the masks cancelled (no
         embedding contract can be checked on a part it never sees)."""
         parts, width = [], self.spec.bottom[-1]
         for d in self.domains:
             v = expect(replies[d], Embedding, d).values
-            shape = parts[0].shape if parts else None
-            if (
-                v.dtype != np.int64
-                or v.ndim != 2
-                or v.shape[1] != width
-                or shape not in (None, v.shape)
-            ):
+            if v.dtype != np.int64 or v.shape != (rows, width):
                 raise ProtocolError(
                     f"domain {d!r} sent a {v.dtype} embedding of shape {v.shape}, not the "
-                    f"masked fixed point (int64, width {width}) secure aggregation sums"
+                    f"masked fixed point (int64, {rows} x {width}) secure aggregation sums"
                 )
             parts.append(v)
         return torch.from_numpy(decode(add_up(parts), self.secure_bits))
@@ -377,7 +383,8 @@ class Coordinator:
     def embed(self, partition: str, positions: np.ndarray, step: int) -> list[torch.Tensor]:
         """Every domain's embedding of these rows, for evaluation (no gradient follows)."""
         return self._embeddings(
-            self.t.request_many(self._forwards(partition, positions, step, False))
+            self.t.request_many(self._forwards(partition, positions, step, False)),
+            len(positions),
         )
 
     def _train_embeddings(self, positions: np.ndarray, step: int, upcoming: np.ndarray | None):
@@ -391,7 +398,7 @@ class Coordinator:
         if self.pipeline and upcoming is not None:
             pending = self.t.submit_many(self._forwards("train", upcoming, step + 1, True))
             self._ahead = (step + 1, pending)
-        return self._embeddings(replies)
+        return self._embeddings(replies, len(positions))
 
     def train_step(
         self, positions: np.ndarray, step: int, upcoming: np.ndarray | None = None
@@ -417,7 +424,10 @@ class Coordinator:
                 HeadReply,
                 lo,
             )
-            backward_from(out, from_wire(rep.grad))
+            grad = expect_matrix(rep.grad, lo, "Head", *out.shape)
+            if not math.isfinite(rep.loss):
+                raise PartyError(lo, "Head", f"sent a loss of {rep.loss}", kind="ProtocolError")
+            backward_from(out, from_wire(grad))
             loss = rep.loss
         self.optimizer_.step()
         # 3. each domain gets the gradient of its embedding and steps its own optimizer; the

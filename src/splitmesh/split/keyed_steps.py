@@ -13,7 +13,7 @@ import torch
 
 from splitmesh.config import Resample
 from splitmesh.data.features import missing_notes
-from splitmesh.errors import ConfigError
+from splitmesh.errors import ConfigError, ProtocolError
 from splitmesh.io import atomic_write_json
 from splitmesh.nn import network
 from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
@@ -114,7 +114,15 @@ class KeyedSteps:
         aug = expect(c.t.request(lo, FinishResample(total)), Augment, lo)
         c.t.request_many({d: aug for d in c.domains})
         c.sizes_ = {"train": len(aug.order), "val": len(plan.val), "test": len(plan.test)}
-        self.cut_widths = {d: infos[d]["cut_width"] for d in c.domains}
+        self.cut_widths = {d: infos[d].get("cut_width") for d in c.domains}
+        width = c.spec.bottom[-1]  # what the top model reads from each domain
+        for d, w in self.cut_widths.items():
+            if w != width or isinstance(w, bool):
+                raise ProtocolError(
+                    f"domain {d!r} announced a cut layer of width {str(w)[:20]}; this run's "
+                    f"bottom models end at width {width}"
+                )
+        c.cut_widths = dict(self.cut_widths)
         missing = {d: infos[d].get("missing", {}) for d in c.domains}
         notes = [n for info in c.nodes_.values() for n in info.get("notes", [])]
         return {
@@ -228,11 +236,14 @@ class KeyedSteps:
         c.align()
         step("loading the trained parts")
         loaded = c.t.request_many(dict.fromkeys([*c.domains, lo], LoadModel()))
-        n = expect(loaded[lo], Ack, lo).info["rows"]
+        n = expect(loaded[lo], Ack, lo).info.get("rows")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ProtocolError(f"{lo!r} counts {str(n)[:20]} rows to score")
         widths = [meta["cut_widths"][d] for d in c.domains]
         spec = c.spec
         if widths != [spec.bottom[-1]] * len(widths):
             raise ConfigError(f"the saved cut widths {widths} do not match the model settings")
+        c.cut_widths = dict(zip(c.domains, widths, strict=True))
         c.aggregator = c.make_aggregator()
         top = network.build_top(spec, len(c.domains), 0)
         c.top_ = load_module(folder / "top.pt", top, "the coordinator").eval()

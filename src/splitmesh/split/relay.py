@@ -1,12 +1,14 @@
-"""What the coordinator does with what parties send: check a reply's type, relay signed
-PSI messages it can neither read nor forge."""
+"""What the coordinator does with what parties send: check a reply's type and the shape
+of the tensors it reads, relay signed PSI messages it can neither read nor forge."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
 
-from splitmesh.errors import ProtocolError
+import numpy as np
+
+from splitmesh.errors import PartyError, ProtocolError
 from splitmesh.transport.base import Transport
 from splitmesh.transport.messages import (
     Ack,
@@ -29,6 +31,37 @@ def expect(reply: object, cls: type[R], party: str) -> R:
     if not isinstance(reply, cls):
         raise ProtocolError(f"{party!r} answered {type(reply).__name__}, expected {cls.__name__}")
     return reply
+
+
+def expect_matrix(
+    values: object, party: str, call: str, rows: int, width: int | None
+) -> np.ndarray:
+    """A float matrix a party sent (embeddings, a gradient): refused, naming the party and
+    the call, unless it is ``rows`` x ``width`` (any width when None) and finite. A wrong
+    shape would fail deep inside the top model; a NaN would spread to every weight."""
+    if not (
+        isinstance(values, np.ndarray)
+        and values.dtype.kind == "f"
+        and values.ndim == 2
+        and values.shape[0] == rows
+        and (width is None or values.shape[1] == width)
+    ):
+        got = (
+            f"{values.dtype} array of shape {values.shape}"
+            if isinstance(values, np.ndarray)
+            else type(values).__name__
+        )
+        want = f"({rows}, {'any' if width is None else width})"
+        raise PartyError(
+            party, call, f"sent a {got} where the run reads floats of shape {want}",
+            kind=ProtocolError.__name__,
+        )  # fmt: skip
+    if not np.isfinite(values).all():
+        raise PartyError(
+            party, call, "sent values that are not finite (NaN or infinity)",
+            kind=ProtocolError.__name__,
+        )  # fmt: skip
+    return values
 
 
 def relayed(cls: type, msg: PsiBlob | PsiReply | PsiRows):

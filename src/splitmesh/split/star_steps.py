@@ -18,12 +18,12 @@ import torch
 
 from splitmesh.config import Ranking
 from splitmesh.data.interactions import epoch_parts
-from splitmesh.errors import ProtocolError
+from splitmesh.errors import PartyError, ProtocolError
 from splitmesh.nn import neumf
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.ranking import chunk_rows, pair_chunks, pairs_input
-from splitmesh.split.relay import expect, relay_alignment
+from splitmesh.split.relay import expect, expect_matrix, relay_alignment
 from splitmesh.split.sealing import seal_context
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -96,10 +96,23 @@ class StarSteps:
             if not key:
                 raise ProtocolError(f"domain {d!r} announced no sealing key in its Hello")
             self.peers[d] = [side, key]
-        self.layout = [tuple(infos[self.owner]["widths"])]
+        ids = c.spec.gmf + c.spec.mlp  # each side of the fact domain's id embeddings
+        if infos[self.owner].get("widths") != [ids, ids]:
+            raise ProtocolError(
+                f"{self.owner!r} announced id embeddings of widths "
+                f"{str(infos[self.owner].get('widths'))[:40]}; this run's are [{ids}, {ids}]"
+            )
+        self.layout = [(ids, ids)]
         for d in self.dimensions:
-            w = infos[d]["cut_width"]
-            self.layout.append((w, 0) if infos[d]["side"] == "users" else (0, w))
+            w, side = infos[d].get("cut_width"), infos[d]["side"]
+            if w != c.spec.bottom[-1] or isinstance(w, bool) or side not in ("users", "items"):
+                raise ProtocolError(
+                    f"domain {d!r} announced a cut layer of width {str(w)[:20]} for "
+                    f"{str(side)[:20]}; this run's feature bottoms end at width "
+                    f"{c.spec.bottom[-1]}, for users or items"
+                )
+            self.layout.append((w, 0) if side == "users" else (0, w))
+        c.cut_widths = {d: u + i for d, (u, i) in zip(c.domains, self.layout, strict=True)}
         c.sizes_ = {"train": infos[self.owner]["train_examples"]}
         self.parts = self._parts(c.sizes_["train"], c.train.batch_size, c.train.min_batch)
         told = infos[self.owner].get("epoch_parts")
@@ -179,8 +192,13 @@ class StarSteps:
             )
         self._relay(plans, "train", seal_context(c.run_id, "train", epoch, part))
         if c.mode == "label-sharing":
-            labels = expect(c.t.request(owner, GetLabels("train")), Labels, owner)
-            c._y_train = torch.from_numpy(np.asarray(labels.values, dtype=np.float32))
+            y = expect(c.t.request(owner, GetLabels("train")), Labels, owner).values
+            if y.shape != (plans.examples,) or not np.isin(y, (0, 1)).all():
+                raise ProtocolError(
+                    f"{owner!r} sent {y.dtype} labels of shape {y.shape} for part {part} of "
+                    f"epoch {epoch}, not {plans.examples} zeros and ones"
+                )
+            c._y_train = torch.from_numpy(y.astype(np.float32))
 
     # -- ranking passes -----------------------------------------------------------------
     def evaluate(self, partitions: list[str], select_on: str) -> dict:
@@ -199,10 +217,10 @@ class StarSteps:
         self._relay(plans, partition, seal_context(c.run_id, partition))
         replies = c.t.request_many({d: EmbedSlots(partition) for d in c.domains})
         user_parts, item_parts = [], []
-        for d in c.domains:
+        for d, (uw, iw) in zip(c.domains, self.layout, strict=True):
             rep = expect(replies[d], SlotEmbeddings, d)
-            user_parts.append(None if rep.users is None else from_wire(rep.users))
-            item_parts.append(None if rep.items is None else from_wire(rep.items))
+            user_parts.append(_slots(rep.users, d, plans.examples, uw))
+            item_parts.append(_slots(rep.items, d, plans.item_slots, iw))
         cands = plans.candidates  # int32: a copy in int64 would double it at 1.4M users
         if cands is not None and not (
             cands.dtype.kind in "iu"
@@ -231,3 +249,16 @@ class StarSteps:
     def save_model(self, folder: str | Path, meta: dict) -> dict[str, dict]:
         """The dimensions publish their feature bottoms as data products; ids are none."""
         return self.c.publish_products(meta, self.dimensions)
+
+
+def _slots(values: np.ndarray | None, party: str, rows: int, width: int) -> torch.Tensor | None:
+    """One side of a domain's slot embeddings, held to the layout (width 0: a side the
+    domain does not describe, which it must not send)."""
+    if width == 0:
+        if values is not None:
+            raise PartyError(
+                party, "EmbedSlots", "sent embeddings for a side it does not describe",
+                kind=ProtocolError.__name__,
+            )  # fmt: skip
+        return None
+    return from_wire(expect_matrix(values, party, "EmbedSlots", rows, width))
