@@ -7,9 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from splitmesh.config import Resample
 from splitmesh.errors import PartyError, ProtocolError, SplitmeshError
 from splitmesh.mesh.spec import load_mesh
 from splitmesh.split.columns import ColumnsParty
+from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.star import DimensionDomain, FactDomain
 from splitmesh.transport.messages import Ack, Head, HeadReply, SlotEmbeddings
 from splitmesh.usecases.train import train_mesh
@@ -132,3 +134,30 @@ def test_the_fact_domains_labels_are_one_zero_or_one_per_planned_example(tmp_pat
     monkeypatch.setattr(FactDomain, "on_get_labels", lying)
     with pytest.raises(SplitmeshError, match=r"'sales' sent .*labels of shape"):
         train_mesh(_star(tmp_path), tmp_path / "out", progress=False)
+
+
+def test_partial_distances_are_held_to_the_rows_smote_asked_about(monkeypatch):
+    honest = ColumnsParty.on_partial_distances
+
+    def lying(self, msg):  # a (1, k) matrix would broadcast over the others' (k, k)
+        reply = honest(self, msg)
+        return dataclasses.replace(reply, values=reply.values[:1]) if self.name == "d0" else reply
+
+    monkeypatch.setattr(ColumnsParty, "on_partial_distances", lying)
+    tables, y = toy_tables()
+    y = (tables["d0"][:, 0] > np.quantile(tables["d0"][:, 0], 0.85)).astype(int)  # a minority
+    with pytest.raises(PartyError, match=r"party 'd0' failed on PartialDistances.*shape \(1, "):
+        make_pair("label-sharing", tables, y, resample=Resample(smote_ratio=0.5))
+
+
+def test_shared_labels_are_one_per_row_of_each_partition(monkeypatch):
+    honest = LabelOwner.on_get_labels
+
+    def lying(self, msg):
+        reply = honest(self, msg)
+        return dataclasses.replace(reply, values=reply.values[:-1])
+
+    monkeypatch.setattr(LabelOwner, "on_get_labels", lying)
+    tables, y = toy_tables()
+    with pytest.raises(ProtocolError, match=r"'labels' sent int64 labels of shape \(\d+,\) for"):
+        make_pair("label-sharing", tables, y)

@@ -19,7 +19,7 @@ from splitmesh.nn import network
 from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
 from splitmesh.split.head import ScoreBook
 from splitmesh.split.keyed import PREDICT
-from splitmesh.split.relay import expect, relay_alignment
+from splitmesh.split.relay import expect, expect_matrix, relay_alignment
 from splitmesh.split.saved import load_module, read_json, save_module
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -109,7 +109,11 @@ class KeyedSteps:
         total = np.zeros((0, 0))
         if needs.positions.size:
             asks = {d: PartialDistances("train", needs.positions) for d in c.domains}
-            parts = [expect(r, Distances, d).values for d, r in c.t.request_many(asks).items()]
+            k = len(needs.positions)
+            parts = [
+                expect_matrix(expect(r, Distances, d).values, d, "PartialDistances", k, k)
+                for d, r in c.t.request_many(asks).items()
+            ]
             total = np.sum(parts, axis=0)  # squared distances add up across disjoint columns
         aug = expect(c.t.request(lo, FinishResample(total)), Augment, lo)
         c.t.request_many({d: aug for d in c.domains})
@@ -144,6 +148,12 @@ class KeyedSteps:
         if c.mode == "label-sharing":
             asks = {p: c.t.request(lo, GetLabels(p)) for p in PARTITIONS}
             self.labels = labels = {p: expect(r, Labels, lo).values for p, r in asks.items()}
+            for p, v in labels.items():
+                if v.shape != (c.sizes_[p],) or (v.dtype.kind == "f" and not np.isfinite(v).all()):
+                    raise ProtocolError(
+                        f"{lo!r} sent {v.dtype} labels of shape {v.shape} for {p!r}, where the "
+                        f"run holds {c.sizes_[p]} rows (finite values, one per row)"
+                    )
             classes = c.nodes_.get(lo, {}).get("data", {}).get("classes", 2)
             c.task_ = Task(c.task, n_classes=classes).fit(labels["train"])
             c.head_ = network.build_head(head_in, c.task_.out_features, c.seed)
