@@ -3,7 +3,7 @@ import pytest
 
 from splitmesh.errors import PartyError, SplitmeshError, TransportError
 from splitmesh.transport.local import LocalTransport
-from splitmesh.transport.messages import Ack, Embedding, Forward, encode
+from splitmesh.transport.messages import Ack, Embedding, Forward, Head, HeadReply, encode
 
 
 class Echo:
@@ -45,3 +45,16 @@ def test_party_failure_names_party_and_call():
 def test_unknown_party():
     with pytest.raises(TransportError, match="no party named 'x'"):
         LocalTransport({"a": Echo()}).request("x", Ack())
+
+
+class Diverged:
+    """A party whose model diverged: its loss is NaN, which JSON cannot carry."""
+
+    def handle(self, msg):
+        return HeadReply(loss=float("nan"), grad=np.zeros((len(msg.positions), 4), np.float32))
+
+
+def test_a_reply_that_cannot_travel_comes_back_as_an_error_naming_the_party():
+    t = LocalTransport({"labels": Diverged()})
+    with pytest.raises(PartyError, match=r"'labels' failed on Head: .*HeadReply cannot be sent"):
+        t.request("labels", Head("train", np.arange(3), 0, True, np.ones((3, 4), np.float32)))

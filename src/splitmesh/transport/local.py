@@ -8,11 +8,13 @@ from typing import Protocol
 from splitmesh.errors import PartyError, PolicyError, ProtocolError, SplitmeshError, TransportError
 from splitmesh.transport.base import Caller, Incoming, Transport
 from splitmesh.transport.codec import read_envelope
+from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.messages import (
     ErrorReply,
     Message,
     decode,
     encode,
+    envelope,
     open_envelope,
 )
 
@@ -64,6 +66,18 @@ def answer(handler: Handler, incoming: Incoming, caller: Caller) -> Message:
         return error_reply(exc)
 
 
+def answer_envelope(handler: Handler, incoming: Incoming, caller: Caller) -> pb.Envelope:
+    """``answer``, as the envelope that goes back. A reply that cannot travel (a NaN in
+    its header, a diverged model's loss say, or a tensor of no wire dtype) goes back as an
+    ErrorReply saying so, rather than as an exception inside the transport."""
+    reply = answer(handler, incoming, caller)
+    try:
+        return envelope(reply)
+    except (ValueError, ProtocolError) as exc:
+        why = ProtocolError(f"its {type(reply).__name__} cannot be sent: {exc}")
+        return envelope(error_reply(why))
+
+
 def error_reply(exc: Exception) -> ErrorReply:
     if isinstance(exc, SplitmeshError):
         return ErrorReply(kind=type(exc).__name__, detail=str(exc))
@@ -79,7 +93,7 @@ def serve(handler: Handler, data: bytes, caller: Caller) -> bytes:
         incoming = Incoming("?", len(data), lambda check: decode(data, check))
     else:
         incoming = Incoming(env.type or "?", len(data), lambda check: open_envelope(env, check))
-    return encode(answer(handler, incoming, caller))
+    return answer_envelope(handler, incoming, caller).SerializeToString()
 
 
 def unwrap(party: str, call: str, reply: Message) -> Message:

@@ -15,8 +15,7 @@ from splitmesh.transport.base import Caller, Incoming
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
 from splitmesh.transport.grpc.tls import TlsFiles, fingerprint, is_loopback
-from splitmesh.transport.local import Handler, answer
-from splitmesh.transport.messages import envelope as to_envelope
+from splitmesh.transport.local import Handler, answer_envelope
 from splitmesh.transport.messages import open_envelope as from_envelope
 
 # The coordinator's side: gRPC's 4 MB default would cap a batch of embeddings, a distance
@@ -186,7 +185,7 @@ class _Servicer(pb_grpc.PartyServicer):
             incoming = Incoming(
                 request.type, request.ByteSize(), lambda check: from_envelope(request, check)
             )
-            reply = to_envelope(answer(s.handler, incoming, Caller(caller, key[0])))
+            reply = answer_envelope(s.handler, incoming, Caller(caller, key[0]))
             s.last = (key, reply)
             return reply
 
