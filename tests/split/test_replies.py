@@ -7,13 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from splitmesh.config import Resample
+from splitmesh.config import Resample, Training
 from splitmesh.errors import PartyError, ProtocolError, SplitmeshError
 from splitmesh.mesh.spec import load_mesh
 from splitmesh.split.columns import ColumnsParty
 from splitmesh.split.label_owner import LabelOwner
 from splitmesh.split.star import DimensionDomain, FactDomain
-from splitmesh.transport.messages import Ack, Head, HeadReply, SlotEmbeddings
+from splitmesh.split.trainer import fit
+from splitmesh.transport.messages import Ack, Head, HeadReply, Metrics, SlotEmbeddings
 from splitmesh.usecases.train import train_mesh
 
 from .helpers import make_pair, toy_tables
@@ -161,3 +162,30 @@ def test_shared_labels_are_one_per_row_of_each_partition(monkeypatch):
     tables, y = toy_tables()
     with pytest.raises(ProtocolError, match=r"'labels' sent int64 labels of shape \(\d+,\) for"):
         make_pair("label-sharing", tables, y)
+
+
+@pytest.mark.parametrize("values", [{"val": 0.9}, {"test": {}}, {"val": [0.5]}], ids=str)
+def test_metrics_are_named_figures_for_each_partition_asked_about(values, monkeypatch):
+    monkeypatch.setattr(LabelOwner, "on_evaluate", lambda self, msg: Metrics(values=values))
+    tables, y = toy_tables()
+    coord, _, _ = make_pair("label-preserving", tables, y)
+    with pytest.raises(PartyError, match=r"'labels' failed on Evaluate: ProtocolError: sent"):
+        coord.evaluate(["val"])
+
+
+def test_a_selection_metric_that_is_not_a_number_stops_training_with_a_hint(monkeypatch):
+    honest = LabelOwner.on_evaluate
+
+    def lying(self, msg):
+        reply = honest(self, msg)
+        return Metrics(
+            values={p: {**m, "average_precision": "high"} for p, m in reply.values.items()}
+        )
+
+    monkeypatch.setattr(LabelOwner, "on_evaluate", lying)
+    tables, y = toy_tables()
+    coord, _, _ = make_pair("label-preserving", tables, y)
+    cfg = Training(epochs=2, batch_size=64, patience=2, select_metric="average_precision")
+    with pytest.raises(ProtocolError, match="'average_precision', not a number") as err:
+        fit(coord, cfg, progress=False)
+    assert "select_metric" in err.value.hint

@@ -19,7 +19,7 @@ from splitmesh.nn import network
 from splitmesh.split.common import PARTITIONS, eval_batches, to_wire
 from splitmesh.split.head import ScoreBook
 from splitmesh.split.keyed import PREDICT
-from splitmesh.split.relay import expect, expect_matrix, relay_alignment
+from splitmesh.split.relay import expect, expect_matrix, expect_metrics, relay_alignment
 from splitmesh.split.saved import load_module, read_json, save_module
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -190,7 +190,7 @@ class KeyedSteps:
         if c.mode == "label-sharing":
             return self.book.evaluate(self.labels, select_on, list(partitions))
         reply = c.t.request(lo, Evaluate(select_on, list(partitions)))
-        return expect(reply, Metrics, lo).values
+        return expect_metrics(expect(reply, Metrics, lo).values, lo, list(partitions))
 
     # -- the trained model, each part on its owner's disk -------------------------------------
     def save_model(self, folder: str | Path, meta: dict) -> dict[str, dict]:

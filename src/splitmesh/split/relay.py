@@ -64,6 +64,21 @@ def expect_matrix(
     return values
 
 
+def expect_metrics(values: object, party: str, partitions: list[str]) -> dict:
+    """Metrics a party computed, refused naming it unless they are a mapping from each
+    partition asked about to its own mapping of named figures."""
+    if not isinstance(values, dict) or not all(
+        isinstance(values.get(p), dict) and all(isinstance(k, str) for k in values[p])
+        for p in partitions
+    ):
+        got = sorted(map(str, values))[:8] if isinstance(values, dict) else type(values).__name__
+        raise PartyError(
+            party, "Evaluate", f"sent metrics for {got}, not named figures for {partitions}",
+            kind=ProtocolError.__name__,
+        )  # fmt: skip
+    return {p: values[p] for p in partitions}
+
+
 def relayed(cls: type, msg: PsiBlob | PsiReply | PsiRows):
     """Pass a signed PSI message on unchanged: the relay can neither read nor forge it."""
     if isinstance(msg, PsiBlob):

@@ -23,7 +23,7 @@ from splitmesh.nn import neumf
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.ranking import chunk_rows, pair_chunks, pairs_input
-from splitmesh.split.relay import expect, expect_matrix, relay_alignment
+from splitmesh.split.relay import expect, expect_matrix, expect_metrics, relay_alignment
 from splitmesh.split.sealing import seal_context
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -208,8 +208,7 @@ class StarSteps:
         for p in wanted:
             self._rank(p)
         reply = c.t.request(self.owner, Evaluate(select_on, wanted))
-        values = expect(reply, Metrics, self.owner).values
-        return {p: values[p] for p in partitions}
+        return expect_metrics(expect(reply, Metrics, self.owner).values, self.owner, partitions)
 
     def _rank(self, partition: str) -> None:
         c, owner = self.c, self.owner

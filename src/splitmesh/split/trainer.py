@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import sys
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from rich.progress import (
 )
 
 from splitmesh.config import Training
-from splitmesh.errors import PartyError, RunInterrupted, TransportError
+from splitmesh.errors import PartyError, ProtocolError, RunInterrupted, TransportError
 from splitmesh.metrics import LOWER_IS_BETTER
 from splitmesh.split.common import BatchPlan
 
@@ -230,7 +231,14 @@ def _epoch(
     st["epoch"] += 1
     if cfg.patience is None:
         return
-    st["history"].append(learner.evaluate(["val"])["val"][metric])
+    value = learner.evaluate(["val"])["val"].get(metric)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ProtocolError(
+            f"the validation metrics hold {str(value)[:40]} for {metric!r}, not a number to "
+            "select the best epoch on",
+            hint="set training.select_metric to a metric the task reports",
+        )
+    st["history"].append(value)
     if st["epoch"] <= first:
         return
     gain = -st["history"][-1] if metric in LOWER_IS_BETTER else st["history"][-1]
