@@ -20,13 +20,7 @@ import numpy as np
 import torch
 
 from splitmesh.config import Model, Optim, Privacy, Ranking, Training
-from splitmesh.errors import (
-    ConfigError,
-    NotFittedError,
-    PartyError,
-    ProtocolError,
-    SplitmeshError,
-)
+from splitmesh.errors import ConfigError, NotFittedError, ProtocolError, SplitmeshError
 from splitmesh.metrics import DEFAULT_SELECT
 from splitmesh.nn.aggregators import Aggregator, Summed, make_aggregator
 from splitmesh.privacy.protections import noisy_gradient, party_key
@@ -47,7 +41,7 @@ from splitmesh.split.common import (
     to_wire,
 )
 from splitmesh.split.keyed_steps import KeyedSteps
-from splitmesh.split.relay import expect, expect_matrix
+from splitmesh.split.relay import expect, expect_matrix, refused
 from splitmesh.split.star_steps import StarSteps
 from splitmesh.split.tasks import check_task
 from splitmesh.transport.base import Pending, Transport
@@ -426,7 +420,7 @@ class Coordinator:
             )
             grad = expect_matrix(rep.grad, lo, "Head", *out.shape)
             if not math.isfinite(rep.loss):
-                raise PartyError(lo, "Head", f"sent a loss of {rep.loss}", kind="ProtocolError")
+                raise refused(lo, "Head", f"sent a loss of {rep.loss}")
             backward_from(out, from_wire(grad))
             loss = rep.loss
         self.optimizer_.step()

@@ -118,21 +118,21 @@ class KeyedSteps:
         aug = expect(c.t.request(lo, FinishResample(total)), Augment, lo)
         c.t.request_many({d: aug for d in c.domains})
         c.sizes_ = {"train": len(aug.order), "val": len(plan.val), "test": len(plan.test)}
-        self.cut_widths = {d: infos[d].get("cut_width") for d in c.domains}
         width = c.spec.bottom[-1]  # what the top model reads from each domain
-        for d, w in self.cut_widths.items():
+        for d in c.domains:
+            w = infos[d].get("cut_width")
             if w != width or isinstance(w, bool):
                 raise ProtocolError(
                     f"domain {d!r} announced a cut layer of width {str(w)[:20]}; this run's "
                     f"bottom models end at width {width}"
                 )
-        c.cut_widths = dict(self.cut_widths)
+        c.cut_widths = dict.fromkeys(c.domains, width)
         missing = {d: infos[d].get("missing", {}) for d in c.domains}
         notes = [n for info in c.nodes_.values() for n in info.get("notes", [])]
         return {
             "rows": {"original": {p: len(getattr(plan, p)) for p in PARTITIONS}, **c.sizes_},
             "resample_notes": list(aug.notes),
-            "cut_widths": self.cut_widths,
+            "cut_widths": c.cut_widths,
             "missing": missing,
             "notes": notes + missing_notes(missing, "training"),
         }
@@ -223,7 +223,7 @@ class KeyedSteps:
                 "domains": c.domains,
                 "label_owner": c.label_owner,
                 "spec": c.spec.model_dump(),
-                "cut_widths": self.cut_widths,
+                "cut_widths": c.cut_widths,
                 **meta,
             },
         )

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-
-import numpy as np
 
 from splitmesh.data.alignment import POINT
 from splitmesh.errors import ProtocolError
@@ -28,6 +25,7 @@ from splitmesh.split.limits import Limits
 from splitmesh.split.party import RUN_ID, Party
 from splitmesh.split.refusals import RefusalBudget, Suppressed
 from splitmesh.transport.base import Caller, Incoming
+from splitmesh.transport.codec import wire_dtype
 from splitmesh.transport.local import LOCAL, error_reply
 from splitmesh.transport.messages import Ack, Bye, ErrorReply, Hello, Message
 
@@ -272,7 +270,7 @@ class Node:
                 f"node {self.name!r} refuses {kind}.{field} of shape {list(shape)}: {why}"
             )
 
-        wire = _dtype(dtype)
+        wire = wire_dtype(dtype)
         # decoded floats may widen to float32 (int8 on the wire): count 4 bytes each at least
         width = 1 if wire.kind == "u" else max(wire.itemsize, 4)
         if math.prod(shape) * width > self.limits.max_message_bytes:
@@ -357,10 +355,3 @@ class Node:
 
 
 _TYPES: dict[str, type[Message]] = {cls.__name__: cls for cls in proto.TABLE}
-
-
-@functools.lru_cache(maxsize=16)
-def _dtype(name: str) -> np.dtype:
-    """A tensor's dtype from its wire name: one of a few, and np.dtype() costs microseconds
-    per tensor (the codec has refused any other name before a node checks it)."""
-    return np.dtype(name)

@@ -33,6 +33,11 @@ def expect(reply: object, cls: type[R], party: str) -> R:
     return reply
 
 
+def refused(party: str, call: str, why: str) -> PartyError:
+    """A reply the coordinator will not read: a protocol error of the party that sent it."""
+    return PartyError(party, call, why, kind=ProtocolError.__name__)
+
+
 def expect_matrix(
     values: object, party: str, call: str, rows: int, width: int | None
 ) -> np.ndarray:
@@ -52,15 +57,9 @@ def expect_matrix(
             else type(values).__name__
         )
         want = f"({rows}, {'any' if width is None else width})"
-        raise PartyError(
-            party, call, f"sent a {got} where the run reads floats of shape {want}",
-            kind=ProtocolError.__name__,
-        )  # fmt: skip
+        raise refused(party, call, f"sent a {got} where the run reads floats of shape {want}")
     if not np.isfinite(values).all():
-        raise PartyError(
-            party, call, "sent values that are not finite (NaN or infinity)",
-            kind=ProtocolError.__name__,
-        )  # fmt: skip
+        raise refused(party, call, "sent values that are not finite (NaN or infinity)")
     return values
 
 
@@ -72,10 +71,8 @@ def expect_metrics(values: object, party: str, partitions: list[str]) -> dict:
         for p in partitions
     ):
         got = sorted(map(str, values))[:8] if isinstance(values, dict) else type(values).__name__
-        raise PartyError(
-            party, "Evaluate", f"sent metrics for {got}, not named figures for {partitions}",
-            kind=ProtocolError.__name__,
-        )  # fmt: skip
+        why = f"sent metrics for {got}, not named figures for {partitions}"
+        raise refused(party, "Evaluate", why)
     return {p: values[p] for p in partitions}
 
 

@@ -18,12 +18,18 @@ import torch
 
 from splitmesh.config import Ranking
 from splitmesh.data.interactions import epoch_parts
-from splitmesh.errors import PartyError, ProtocolError
+from splitmesh.errors import ProtocolError
 from splitmesh.nn import neumf
 from splitmesh.nn.aggregators import make_aggregator
 from splitmesh.split.common import from_wire, to_wire
 from splitmesh.split.ranking import chunk_rows, pair_chunks, pairs_input
-from splitmesh.split.relay import expect, expect_matrix, expect_metrics, relay_alignment
+from splitmesh.split.relay import (
+    expect,
+    expect_matrix,
+    expect_metrics,
+    refused,
+    relay_alignment,
+)
 from splitmesh.split.sealing import seal_context
 from splitmesh.split.tasks import Task
 from splitmesh.transport.messages import (
@@ -255,9 +261,6 @@ def _slots(values: np.ndarray | None, party: str, rows: int, width: int) -> torc
     domain does not describe, which it must not send)."""
     if width == 0:
         if values is not None:
-            raise PartyError(
-                party, "EmbedSlots", "sent embeddings for a side it does not describe",
-                kind=ProtocolError.__name__,
-            )  # fmt: skip
+            raise refused(party, "EmbedSlots", "sent embeddings for a side it does not describe")
         return None
     return from_wire(expect_matrix(values, party, "EmbedSlots", rows, width))

@@ -31,7 +31,6 @@ class Message:
 
     _tensor_fields: ClassVar[tuple[str, ...]] = ()
     _field_types: ClassVar[dict[str, tuple[type, ...]]] = {}
-    _field_names: ClassVar[tuple[str, ...]] = ()  # in declaration order
 
 
 def message(cls: type) -> type:
@@ -48,7 +47,6 @@ def message(cls: type) -> type:
 
     cls._tensor_fields = tuple(f.name for f in dataclasses.fields(cls) if is_tensor(hints[f.name]))
     cls._field_types = {f.name: _accepted(hints[f.name]) for f in dataclasses.fields(cls)}
-    cls._field_names = tuple(f.name for f in dataclasses.fields(cls))
     _REGISTRY[cls.__name__] = cls
     return cls
 
@@ -83,7 +81,7 @@ def to_parts(msg: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A message as (type name, scalar header, tensors): what every wire format carries."""
     header: dict[str, Any] = {}
     tensors: dict[str, Any] = {}
-    for name in msg._field_names:
+    for name in msg._field_types:  # in declaration order
         value = getattr(msg, name)
         if value is not None and name in msg._tensor_fields:
             tensors[name] = value
