@@ -54,6 +54,7 @@ def plain_neumf_seconds(
     import statistics
 
     import torch
+    from floor import optimizers, step
     from torch import nn
 
     from splitmesh.nn.tabular import embedding_width
@@ -93,19 +94,8 @@ def plain_neumf_seconds(
     k = m.history
     recent = nn.EmbeddingBag(n_items + 1, m.gmf + m.mlp, mode="mean", padding_idx=n_items)
     ids = [users, items, *([recent] if k else [])]
-
-    def adam(*modules):
-        params = [p for x in modules for p in x.parameters()]
-        return torch.optim.Adam(params, lr=spec.training.lr, fused=True)
-
-    if parties is None:
-        opts = {"all": adam(*ids, *towers.values(), tower, head)}
-    else:
-        opts = {"ids": adam(*ids)} | {d: adam(t) for d, t in towers.items()}
-        if parties == "label-preserving":
-            opts |= {"top": adam(tower), "head": adam(head)}
-        else:
-            opts["top"] = adam(tower, head)
+    parts = {"ids": ids} | {d: [t] for d, t in towers.items()}
+    opts = optimizers(parties, parts, tower, head, spec.training.lr)
     u = torch.randint(n_users, (examples,))
     i = torch.randint(n_items, (examples,))
     r = torch.randint(n_items + 1, (examples, max(k, 1)))
@@ -116,11 +106,6 @@ def plain_neumf_seconds(
         x = torch.cat([eu[:, g:], ei[:, g:], *feats], 1)
         return torch.cat([eu[:, :g] * ei[:, :g], tower(x)], 1)
 
-    def step(name: str, out: torch.Tensor, grad: torch.Tensor | None = None) -> None:
-        opts[name].zero_grad(set_to_none=True)
-        out.backward(grad)
-        opts[name].step()
-
     for _ in range(epochs):
         t0 = time.perf_counter()
         for idx in torch.randperm(examples).split(batch):
@@ -130,7 +115,7 @@ def plain_neumf_seconds(
                 eu = eu + recent(r[idx])
             feats = {d: t(bu if sides[d] == "users" else bi) for d, t in towers.items()}
             if parties is None:
-                step("all", loss_fn(head(top(eu, ei, list(feats.values()))).squeeze(1), by))
+                step(opts, "all", loss_fn(head(top(eu, ei, list(feats.values()))).squeeze(1), by))
                 continue
             cut = {"ids": torch.cat([eu, ei], 1), **feats}  # what each party sends
             held = {n: o.detach().requires_grad_() for n, o in cut.items()}
@@ -138,12 +123,12 @@ def plain_neumf_seconds(
             x = top(hu, hi, [held[d] for d in towers])
             if parties == "label-preserving":  # the label owner's head, from the activations
                 hx = x.detach().requires_grad_()
-                step("head", loss_fn(head(hx).squeeze(1), by))
-                step("top", x, hx.grad)
+                step(opts, "head", loss_fn(head(hx).squeeze(1), by))
+                step(opts, "top", x, hx.grad)
             else:
-                step("top", loss_fn(head(x).squeeze(1), by))
+                step(opts, "top", loss_fn(head(x).squeeze(1), by))
             for n, o in cut.items():
-                step(n, o, held[n].grad)
+                step(opts, n, o, held[n].grad)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

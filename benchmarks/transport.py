@@ -47,6 +47,7 @@ def plain_split_seconds(spec, train_rows: int, epochs: int, parties: str | None 
     import time
 
     import torch
+    from floor import optimizers, step
 
     from splitmesh.nn import network
 
@@ -58,45 +59,30 @@ def plain_split_seconds(spec, train_rows: int, epochs: int, parties: str | None 
     top = network.build_top(model, len(domains), seed)
     head = network.build_head(network.head_in(model, len(domains)), 1, seed)
 
-    def adam(*modules):
-        return torch.optim.Adam([p for m in modules for p in m.parameters()], lr=lr, fused=True)
-
-    if parties is None:
-        opts = {"all": adam(*bottoms.values(), top, head)}
-    else:
-        opts = {d: adam(b) for d, b in bottoms.items()}
-        if parties == "label-preserving":
-            opts |= {"top": adam(top), "head": adam(head)}
-        else:
-            opts["top"] = adam(top, head)
+    opts = optimizers(parties, {d: [b] for d, b in bottoms.items()}, top, head, lr)
     x = {d: torch.randn(train_rows, widths[d]) for d in domains}
     y = (torch.rand(train_rows) < 0.3).float()
     loss_fn, batch, times = torch.nn.BCEWithLogitsLoss(), spec.training.batch_size, []
-
-    def step(name: str, out: torch.Tensor, grad: torch.Tensor | None = None) -> None:
-        opts[name].zero_grad(set_to_none=True)
-        out.backward(grad)
-        opts[name].step()
 
     for _ in range(epochs):
         t0 = time.perf_counter()
         for idx in torch.randperm(train_rows).split(batch):
             if parties is None:
                 cut = torch.cat([bottoms[d].mlp(x[d][idx]) for d in domains], dim=1)
-                step("all", loss_fn(head(top(cut)).squeeze(1), y[idx]))
+                step(opts, "all", loss_fn(head(top(cut)).squeeze(1), y[idx]))
                 continue
             outs = {d: bottoms[d].mlp(x[d][idx]) for d in domains}
             cut = torch.cat([o.detach() for o in outs.values()], dim=1).requires_grad_()
             act = top(cut)
             if parties == "label-preserving":  # the label owner's head, from the activations
                 held = act.detach().requires_grad_()
-                step("head", loss_fn(head(held).squeeze(1), y[idx]))
-                step("top", act, held.grad)
+                step(opts, "head", loss_fn(head(held).squeeze(1), y[idx]))
+                step(opts, "top", act, held.grad)
             else:
-                step("top", loss_fn(head(act).squeeze(1), y[idx]))
+                step(opts, "top", loss_fn(head(act).squeeze(1), y[idx]))
             sizes = [o.shape[1] for o in outs.values()]
             for (d, o), g in zip(outs.items(), cut.grad.split(sizes, dim=1), strict=True):
-                step(d, o, g)
+                step(opts, d, o, g)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
