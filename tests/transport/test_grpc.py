@@ -25,7 +25,15 @@ from splitmesh.transport.grpc import (
     TlsFiles,
     create_certificates,
 )
-from splitmesh.transport.messages import Ack, Embedding, Forward, Restore, Snapshot
+from splitmesh.transport.messages import (
+    Ack,
+    Embedding,
+    Forward,
+    Head,
+    HeadReply,
+    Restore,
+    Snapshot,
+)
 from splitmesh.transport.messages import envelope as to_envelope
 from splitmesh.transport.messages import open_envelope as from_envelope
 
@@ -430,3 +438,22 @@ def test_a_peak_memory_of_nan_or_infinity_in_a_raw_reply_is_not_recorded():
         assert reported_peak_mb(from_envelope(env)) is None
     env = pb.Envelope(type="Ack", header=b'{"info": {"peak_rss_mb": Infinity}}')
     assert reported_peak_mb(from_envelope(env)) == 1e9  # capped like any large number
+
+
+class Diverged(Echo):
+    """A party whose model diverged: its Head reply's loss is NaN, which JSON cannot carry."""
+
+    def handle(self, msg):
+        if isinstance(msg, Head):
+            return HeadReply(loss=float("nan"), grad=np.zeros((len(msg.positions), 2), np.float32))
+        return super().handle(msg)
+
+
+def test_a_reply_that_cannot_travel_is_an_error_naming_the_node_not_a_broken_stream(certs):
+    d = certs[0]
+    with connected(Diverged(), certs, TlsFiles.for_party(d, "coordinator")) as t:
+        head = Head("train", np.arange(3), 0, True, np.ones((3, 2), np.float32))
+        with pytest.raises(PartyError, match=r"'payments' failed on Head: .*cannot be sent"):
+            t.request("payments", head)
+        # the stream is intact: the node answers the next call
+        assert t.request("payments", Snapshot("a")).info["served"] == 1
