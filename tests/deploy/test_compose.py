@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import yaml
 
 from splitmesh.deploy.compose import ComposeStack
 from splitmesh.deploy.layout import COORDINATOR, MeshLayout
+from splitmesh.node.launcher import free_ports
 
 PREFIXES = ("/etc/splitmesh", "/data", "/state", "/out")  # what a container mounts
 
@@ -74,12 +74,6 @@ def test_keys_are_owner_only_and_the_rest_readable(stack):
     assert f"SPLITMESH_UID={os.getuid()}" in (stack / ".env").read_text()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _moved(value, root: Path, ports: dict[str, int]):
     """A container's view of a rendered file, moved under ``root`` and onto loopback ports."""
     if isinstance(value, dict):
@@ -133,7 +127,8 @@ def test_the_rendered_stack_trains_over_mutual_tls_as_written(any_stack, tmp_pat
     stack = any_stack
     services = _compose(stack)["services"]
     domains = [n for n in services if n != COORDINATOR]
-    ports = {d: {"50051": _free_port(), "50052": _free_port()} for d in domains}
+    free = iter(free_ports(2 * len(domains)))
+    ports = {d: {"50051": next(free), "50052": next(free)} for d in domains}
     commands = _materialise(stack, tmp_path / "roots", ports)
     cli = [sys.executable, "-m", "splitmesh.cli"]
     procs = {

@@ -99,10 +99,18 @@ def _signal(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free now.
+
+    Every socket stays bound until all are picked: closed one by one, the kernel may hand
+    the same ephemeral port out twice (two nodes of one mesh then fought for one port)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+        return ports
 
 
 def _one_thread() -> None:
@@ -155,10 +163,11 @@ class LocalMesh:
         }
         tls = {} if self.insecure else ids
         addresses = []
-        for name, ref in self.nodes.items():
+        ports = free_ports(len(self.nodes))
+        for (name, ref), port in zip(self.nodes.items(), ports, strict=True):
             cfg = NodeConfig(
                 name=name,
-                listen=f"127.0.0.1:{free_port()}",
+                listen=f"127.0.0.1:{port}",
                 mesh=ref,
                 models=self.models / name if self.models else None,
                 policy=self.policy,
