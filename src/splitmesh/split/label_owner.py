@@ -106,8 +106,16 @@ class LabelOwner(Party):
         if self._resample is None:
             raise ProtocolError("FinishResample before PlanResample")
         cfg, seed = self._resample
+        y = self._partition("train")
         distances = msg.distances if msg.distances.size else None
-        plan = plan_resample(self._partition("train"), distances, cfg, seed)
+        if distances is not None or smote_count(y, cfg.smote_ratio)[0] > 0:
+            k = len(minority_positions(y))  # the rows this node asked distances between
+            if distances is None or distances.shape != (k, k):
+                got = "none" if distances is None else f"shape {distances.shape}"
+                raise ProtocolError(f"FinishResample: distances must be {k} x {k}, got {got}")
+            if distances.dtype.kind != "f" or not np.isfinite(distances).all():
+                raise ProtocolError("FinishResample: distances must be finite floats")
+        plan = plan_resample(y, distances, cfg, seed)
         self._y["train"] = self.clear_train_ = plan.labels  # clear_train_: never sent
         rr = self.privacy.labels
         if rr is not None and self.task.name in ("binary", "multiclass"):
