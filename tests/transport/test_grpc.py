@@ -333,6 +333,28 @@ def test_stream_refuses_an_oversized_message_logs_it_and_carries_on():
     assert handler.missed == [t._client]
 
 
+def test_a_reply_over_the_coordinators_cap_is_refused_naming_the_node_and_the_setting():
+    """A node is as untrusted as the coordinator: gRPC refuses a reply over max_reply
+    before it is held whole, the error names the node and what caps it, and the next
+    request travels on a new stream."""
+    server = PartyServer(Echo(), "127.0.0.1:0", name="x", tls=None, insecure=True).start()
+    address = f"127.0.0.1:{server.port}"
+    t = GrpcTransport([Endpoint("x", address)], tls=None, insecure=True, max_reply=2**20)
+    try:
+        small = Forward("train", np.arange(4, dtype=np.int64), 0, True)
+        assert t.request("x", small).values.shape == (4, 1)
+        big = Forward("train", np.zeros(2**19, np.int64), 1, True)  # a 2 MB embedding back
+        with pytest.raises(
+            NodeUnreachableError, match=r"reply of \d+ bytes, larger than this"
+        ) as e:
+            t.request("x", big)
+        assert e.value.party == "x" and "max_reply_mb" in e.value.hint
+        assert t.request("x", small).values.shape == (4, 1)
+    finally:
+        t.close()
+        server.stop()
+
+
 def test_no_caller_holds_enough_session_streams_to_starve_the_node(certs):
     """Each Session holds a worker thread: a caller gets at most half of them, streams
     together leave two free, and past that a stream is refused at once, not queued."""

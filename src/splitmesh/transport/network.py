@@ -38,6 +38,9 @@ class MeshNetwork(_Strict):
     insecure: bool = False
     deadline_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=4, ge=0)
+    # the largest reply read from a node: a hostile one cannot make the coordinator hold
+    # more (gRPC refuses it before it is whole); full H&M's slot embeddings are ~263 MB
+    max_reply_mb: int = Field(default=1024, ge=1, le=2047)
     nodes: list[NodeAddress]
 
     def endpoints(self) -> list[Endpoint]:
@@ -59,6 +62,7 @@ class MeshNetwork(_Strict):
             insecure=self.insecure,
             deadline=self.deadline_s,
             retries=self.retries,
+            max_reply=self.max_reply_mb * 2**20,
         )
 
 

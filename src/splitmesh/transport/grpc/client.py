@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import re
 import uuid
 from collections.abc import Mapping
 
@@ -16,7 +17,7 @@ from splitmesh.errors import GRPC_STATUS, ConfigError, NodeUnreachableError, Tra
 from splitmesh.transport.base import Pending, Transport
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
-from splitmesh.transport.grpc.server import CLIENT_ID, UNLIMITED
+from splitmesh.transport.grpc.server import CLIENT_ID
 from splitmesh.transport.grpc.tls import TlsFiles, is_loopback
 from splitmesh.transport.local import unwrap
 from splitmesh.transport.messages import Message
@@ -43,7 +44,8 @@ class GrpcTransport(Transport):
     seconds). A request that finds the node UNAVAILABLE (or its stream broken) is sent
     again on a new stream ``retries`` times with exponential backoff, under the same
     sequence number, so a node that already served it answers from its cache instead of
-    applying it twice.
+    applying it twice. A reply larger than ``max_reply`` bytes is refused by gRPC before
+    it is held whole (a node is as untrusted as the coordinator is to it).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class GrpcTransport(Transport):
         deadline: float = 60.0,
         retries: int = 4,
         backoff: float = 0.25,
+        max_reply: int = 2**30,
     ) -> None:
         super().__init__()
         if tls is None and not insecure:
@@ -74,6 +77,7 @@ class GrpcTransport(Transport):
             )
         self.endpoints = {e.name: e for e in endpoints}
         self.deadline, self.retries, self.backoff = deadline, retries, backoff
+        self.max_reply = max_reply
         # asyncio channels on a private loop: concurrent calls without a thread per call
         # (the blocking API's futures start one each, which costs more than the call)
         self._loop = asyncio.new_event_loop()
@@ -85,13 +89,18 @@ class GrpcTransport(Transport):
         self._seq = itertools.count()
 
     async def _open(self) -> None:
+        # requests are capped by each node itself (its limits.max_message_mb)
+        sizes = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", int(self.max_reply)),
+        ]
         for e in self.endpoints.values():
             if self._creds is None:
-                channel = grpc.aio.insecure_channel(e.address, options=UNLIMITED)
+                channel = grpc.aio.insecure_channel(e.address, options=sizes)
             else:
                 # the node must present a certificate naming it: a node we did not expect
                 # (another party's certificate, or one from another CA) fails the handshake
-                options = [*UNLIMITED, ("grpc.ssl_target_name_override", e.name)]
+                options = [*sizes, ("grpc.ssl_target_name_override", e.name)]
                 channel = grpc.aio.secure_channel(e.address, self._creds, options=options)
             self._channels[e.name] = channel
             self._stubs[e.name] = pb_grpc.PartyStub(channel)
@@ -193,11 +202,18 @@ class GrpcTransport(Transport):
             reason = f"{GRPC_STATUS.get(code.name, code.name)} ({code.name}: {details})"
         hint = None
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
-            # a big table's PSI set or row positions: the cap is the node's own setting
-            hint = (
-                f"node {party!r} caps one request at its limits.max_message_mb (node file, "
-                "default 128); raise it there for a table this large"
-            )
+            size = re.search(r"\((\d+) vs\. (\d+)\)", details)
+            if size and int(size[2]) == self.max_reply:  # refused here, not by the node
+                reason = f"sent a reply of {size[1]} bytes, larger than this coordinator reads"
+                hint = (
+                    "max_reply_mb in the coordinator's mesh file caps one reply (default "
+                    "1024); raise it there only for a node you expect such replies from"
+                )
+            else:  # a big table's PSI set or row positions: the cap is the node's own
+                hint = (
+                    f"node {party!r} caps one request at its limits.max_message_mb (node "
+                    "file, default 128); raise it there for a table this large"
+                )
         return NodeUnreachableError(party, call, address, reason, hint=hint)
 
     def close(self) -> None:

@@ -18,9 +18,6 @@ from splitmesh.transport.grpc.tls import TlsFiles, fingerprint, is_loopback
 from splitmesh.transport.local import Handler, answer_envelope
 from splitmesh.transport.messages import open_envelope as from_envelope
 
-# The coordinator's side: gRPC's 4 MB default would cap a batch of embeddings, a distance
-# matrix or a PSI reply; a node caps what it receives itself (PartyServer).
-UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
 PARTY_SERVICE = "splitmesh.v1.Party"  # the name health checks ask about ("" means the node)
 _HEALTH_METHODS = "/grpc.health.v1.Health/"
