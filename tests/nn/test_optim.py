@@ -1,5 +1,7 @@
 """splitmesh's optimizers step exactly as torch.optim's, and share its state_dict layout."""
 
+import copy
+
 import pytest
 import torch
 
@@ -123,3 +125,37 @@ def test_sgd_with_a_sparse_gradient_steps_as_with_a_dense_one(weight_decay) -> N
         torch.testing.assert_close(sparse, dense, rtol=1e-6, atol=1e-7)
     else:  # L2 on the named rows only: a dense step shrinks the others too
         assert not torch.equal(dense[20:], start[20:])
+
+
+def test_adam_counts_steps_per_parameter_when_some_get_no_gradient() -> None:
+    """Step counts live in one buffer while every parameter steps together; a step that
+    leaves some without a gradient (a pre-training phase) counts only the others, as
+    torch does, and a checkpoint taken then resumes bit for bit."""
+
+    def run(opt_of, steps: int, resume_at: int | None = None) -> list[torch.Tensor]:
+        torch.manual_seed(9)
+        a, b = torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)
+        opt = opt_of([*a.parameters(), *b.parameters()])
+        g = torch.Generator().manual_seed(10)
+        for k in range(steps):
+            if k == resume_at:  # as a resumed run: a fresh optimizer from a deep copy
+                saved = copy.deepcopy(opt.state_dict())
+                opt = opt_of([*a.parameters(), *b.parameters()])
+                opt.load_state_dict(saved)
+            x = torch.randn(8, 4, generator=g)
+            opt.zero_grad(set_to_none=True)
+            h = a(x)
+            (h.pow(2).mean() if k % 3 == 1 else b(h).pow(2).mean()).backward()
+            opt.step()
+        steps_now = [float(s["step"]) for s in opt.state_dict()["state"].values()]
+        return [*(p.detach().clone() for p in [*a.parameters(), *b.parameters()])], steps_now
+
+    ours, ours_steps = run(lambda ps: Adam(ps, lr=1e-2), 12)
+    theirs, theirs_steps = run(lambda ps: torch.optim.Adam(ps, lr=1e-2, fused=True), 12)
+    assert ours_steps == theirs_steps == [12.0, 12.0, 8.0, 8.0]
+    for p, q in zip(ours, theirs, strict=True):
+        assert torch.equal(p, q)
+    resumed, resumed_steps = run(lambda ps: Adam(ps, lr=1e-2), 12, resume_at=5)
+    assert resumed_steps == ours_steps
+    for p, q in zip(resumed, ours, strict=True):
+        assert torch.equal(p, q)
