@@ -73,11 +73,11 @@ class Optimizer:
 @dataclasses.dataclass
 class _Plan:
     """What a step of Adam hands the fused kernel while the same parameters step (every
-    step of a run but for pre-training phases), built once: rebuilding the lists each
-    step and counting steps as a list of scalar tensors cost twice the kernel on a small
-    bottom (83 -> 64 us a step with six parameters; torch's foreach falls back to one op
-    per scalar tensor). The step counts then live in one buffer, each state's "step" a
-    view of one element, and counting is one add."""
+    step of a run but for pre-training phases), built once. Rebuilding the lists each
+    step and counting steps as a list of scalar tensors (torch's foreach falls back to
+    one op per scalar tensor) cost more than the kernel: a step of a six-parameter bottom
+    took 83 us, 50 us with the plan. The step counts live in one buffer, each state's
+    "step" a view of one element, so counting is one add."""
 
     idx: list[int]  # the parameters' positions
     groups: list[tuple[list[torch.Tensor], ...]]  # per device and dtype: kernel arguments
@@ -110,7 +110,6 @@ class Adam(Optimizer):
             fused=True,
             decoupled_weight_decay=False,
         )
-
         self._plan: _Plan | None = None
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
