@@ -153,8 +153,9 @@ class GrpcTransport(Transport):
         stream = self._streams[party]
         async with stream.lock:  # one request in flight per node, replies in order
             for attempt in range(self.retries + 1):
-                try:
-                    return await asyncio.wait_for(self._exchange(party, env), self.deadline)
+                try:  # a timeout scope, not wait_for: no task of its own per call
+                    async with asyncio.timeout(self.deadline):
+                        return await self._exchange(party, env)
                 except TimeoutError:
                     stream.drop()  # a late reply must not answer the next request
                     late = _Status(grpc.StatusCode.DEADLINE_EXCEEDED, "no reply in time")
