@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from splitmesh.errors import TransportError
 from splitmesh.node.config import (
     MeshNetwork,
     MeshRef,
@@ -33,8 +34,10 @@ from splitmesh.node.config import (
     NodeLimits,
     TlsConfig,
     dump,
+    load_node_config,
 )
 from splitmesh.transport.grpc import Endpoint, TlsFiles, create_certificates, wait_serving
+from splitmesh.transport.grpc.server import CANNOT_LISTEN
 from splitmesh.transport.grpc.tls import read_fingerprints
 
 COORDINATOR = "coordinator"
@@ -58,9 +61,11 @@ def _serve_node(config: str, log: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    from splitmesh.cli import app
+    from splitmesh.cli import _main
 
-    app(["node", "serve", "--config", config], prog_name="splitmesh")
+    # the command as the console script runs it: an error is one clear line, not a trace
+    sys.argv = ["splitmesh", "node", "serve", "--config", config]
+    sys.exit(_main())
 
 
 class _Forked:
@@ -151,6 +156,7 @@ class LocalMesh:
         self.configs: dict[str, Path] = {}
         self.addresses: dict[str, str] = {}
         self.mesh_file = self.workdir / "mesh.yaml"
+        self._coordinator_tls: TlsConfig | None = None
 
     # -- files ---------------------------------------------------------------------------------
     def write_files(self) -> Path:
@@ -162,7 +168,6 @@ class LocalMesh:
             for p in [COORDINATOR, *self.nodes]
         }
         tls = {} if self.insecure else ids
-        addresses = []
         ports = free_ports(len(self.nodes))
         for (name, ref), port in zip(self.nodes.items(), ports, strict=True):
             cfg = NodeConfig(
@@ -179,15 +184,29 @@ class LocalMesh:
                 limits=self.limits,
             )
             self.configs[name] = dump(cfg, self.workdir / "nodes" / f"{name}.yaml")
-            addresses.append(NodeAddress(name=name, address=cfg.listen))
             self.addresses[name] = cfg.listen
+        self._coordinator_tls = tls.get(COORDINATOR)
+        return self._write_network()
+
+    def _write_network(self) -> Path:
+        """The coordinator's mesh file: its TLS files and every node's current address."""
         mesh = MeshNetwork(
-            tls=tls.get(COORDINATOR),
+            tls=self._coordinator_tls,
             insecure=self.insecure,
             deadline_s=self.deadline_s,
-            nodes=addresses,
+            nodes=[NodeAddress(name=n, address=a) for n, a in self.addresses.items()],
         )
         return dump(mesh, self.mesh_file)
+
+    def _move(self, names: list[str]) -> None:
+        """Give these nodes new ports (their node files and the mesh file rewritten)."""
+        for name, port in zip(names, free_ports(len(names)), strict=True):
+            cfg = load_node_config(self.configs[name]).model_copy(
+                update={"listen": f"127.0.0.1:{port}"}
+            )
+            dump(cfg, self.configs[name])
+            self.addresses[name] = cfg.listen
+        self._write_network()
 
     def _certificates(self, certs: Path, parties: list[str]) -> dict[str, str]:
         """The workdir's mesh identities, kept across runs (a node's audit log stays signed
@@ -251,6 +270,24 @@ class LocalMesh:
         endpoints = [Endpoint(n, self.addresses[n]) for n in names]
         wait_serving(endpoints, tls=tls, timeout=timeout, failed=exited)
 
+    def _wait_moving_taken_ports(self, attempts: int = 3) -> None:
+        """wait_ready; a node that could not bind the port picked for it (another process
+        took it between the pick and the bind) is started again on a new one."""
+        for attempt in range(attempts):
+            try:
+                return self.wait_ready()
+            except TransportError:
+                taken = [
+                    n
+                    for n, p in self.procs.items()
+                    if p.poll() is not None and CANNOT_LISTEN in self._tail(n)
+                ]
+                if not taken or attempt == attempts - 1:
+                    raise
+                self._move(taken)
+                for name in taken:
+                    self.start(name)
+
     def _log(self, name: str) -> str:
         path = self.workdir / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -282,7 +319,7 @@ class LocalMesh:
                 starter.join()
             if failed:
                 raise failed[0]
-            self.wait_ready()
+            self._wait_moving_taken_ports()
         except BaseException:
             self.down()
             raise

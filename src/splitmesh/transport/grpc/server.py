@@ -19,6 +19,7 @@ from splitmesh.transport.local import Handler, answer_envelope
 from splitmesh.transport.messages import open_envelope as from_envelope
 
 CLIENT_ID, SEQUENCE = "splitmesh-client", "splitmesh-seq"
+CANNOT_LISTEN = "cannot listen on"  # how a node that could not bind says so (the launcher reads it)
 PARTY_SERVICE = "splitmesh.v1.Party"  # the name health checks ask about ("" means the node)
 _HEALTH_METHODS = "/grpc.health.v1.Health/"
 _SESSION = "/splitmesh.v1.Party/Session"  # accounts for its own messages (_Servicer.Session)
@@ -317,7 +318,7 @@ def _bind(server: grpc.Server, listen: str, name: str, creds) -> int:
         else:
             port = server.add_secure_port(listen, creds)
     except RuntimeError as exc:
-        raise TransportError(f"node {name!r} cannot listen on {listen}: {exc}") from exc
+        raise TransportError(f"node {name!r} {CANNOT_LISTEN} {listen}: {exc}") from exc
     if not port:
-        raise TransportError(f"node {name!r} cannot listen on {listen} (port in use?)")
+        raise TransportError(f"node {name!r} {CANNOT_LISTEN} {listen} (port in use?)")
     return port
