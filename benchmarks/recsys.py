@@ -222,13 +222,22 @@ def main() -> None:
         "preset": args.preset,
     }
 
+    from splitmesh.errors import SplitmeshError
+
     rows = []
     ml = EXAMPLES / "movielens" / SHIPPED["ml-100k"][1] / "u.data"
     if ml.is_file():
         rows += bench_dataset(recsys_mesh(work / "ml"), args, console)
     else:
         console.print(f"[yellow]{ml.parent} not present: MovieLens rows skipped[/yellow]")
-    rows += bench_dataset(hm, args, console)
+    try:
+        rows += bench_dataset(hm, args, console)
+    except SplitmeshError as exc:  # e.g. a scale too small for 99 evaluation negatives
+        sys.exit(
+            f"synthetic H&M at --scale {args.scale}: {exc}\n"
+            "hint: a larger --scale (0.01 works; 0.001 leaves users with fewer than 99 unseen "
+            "articles)"
+        )
 
     t = Table(title=f"recsys: {args.epochs} epochs, batch {args.batch_size}, in process")
     cols = [
