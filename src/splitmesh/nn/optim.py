@@ -82,7 +82,6 @@ class _Plan:
     idx: list[int]  # the parameters' positions
     groups: list[tuple[list[torch.Tensor], ...]]  # per device and dtype: kernel arguments
     counts: torch.Tensor | None  # the step counts' buffer; None across devices
-    steps: list[torch.Tensor]
 
 
 class Adam(Optimizer):
@@ -128,8 +127,9 @@ class Adam(Optimizer):
             plan = self._plan = self._new_plan(idx)
         if plan.counts is not None:
             plan.counts.add_(1)
-        else:
-            torch._foreach_add_(plan.steps, 1)
+        else:  # parameters on several devices: each group's counts where they live
+            for *_, steps in plan.groups:
+                torch._foreach_add_(steps, 1)
         g = self.group
         beta1, beta2 = g["betas"]
         for params, exp_avgs, exp_avg_sqs, steps in plan.groups:
@@ -178,7 +178,7 @@ class Adam(Optimizer):
                     [s["step"] for s in states],
                 )
             )
-        return _Plan(idx, groups, counts, [self.state[i]["step"] for i in idx])
+        return _Plan(idx, groups, counts)
 
     def _lazy_step(self, idx: list[int]) -> None:
         """Adam on the rows a sparse gradient names, as ``torch.optim.SparseAdam``: a
