@@ -45,3 +45,16 @@ def test_the_distances_it_asked_for_plan_the_resampling(owner):
     distances = ((points[:, None] - points[None]) ** 2).sum(-1)
     augment = party.on_finish_resample(FinishResample(distances=distances))
     assert len(augment.rows) > 0
+
+
+def test_distances_it_did_not_ask_for_are_refused():
+    y = np.r_[np.zeros(80, np.int64), np.ones(20, np.int64)]
+    party = LabelOwner("labels", y, "label-sharing")
+    party.on_plan_split(PlanSplit(test=0.2, validation=0.1, seed=0))
+    needs = party.on_plan_resample(
+        PlanResample(smote_ratio=None, under_ratio=None, k_neighbors=3, seed=0)
+    )
+    assert len(needs.positions) == 0  # no SMOTE: no rows asked about
+    with pytest.raises(ProtocolError, match="must be 0 x 0"):
+        party.on_finish_resample(FinishResample(distances=np.zeros((14, 14))))
+    party.on_finish_resample(FinishResample(distances=np.zeros((0, 0))))

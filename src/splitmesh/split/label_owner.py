@@ -62,7 +62,8 @@ class LabelOwner(Party):
         self.labels = np.asarray(labels).astype(dtype)
         self.mode = check_mode(mode)
         self._y: dict[str, np.ndarray] = {}
-        self._resample: tuple[Resample, int] | None = None
+        # the settings and seed of PlanResample, and how many rows it asked distances of
+        self._resample: tuple[Resample, int, int] | None = None
         self.head_: HeadHolder | None = None
         self.book = ScoreBook(self.task)
 
@@ -95,27 +96,25 @@ class LabelOwner(Party):
         cfg = from_message(Resample, asked, f"label owner {self.name!r}")
         if self.task.name != "binary":  # rebalancing is for two classes
             cfg = Resample(k_neighbors=cfg.k_neighbors)
-        self._resample = (cfg, msg.seed)
         y = self._partition("train")
         n_new, why = smote_count(y, cfg.smote_ratio)
         positions = minority_positions(y) if n_new > 0 else np.zeros(0, np.int64)
+        self._resample = (cfg, msg.seed, len(positions))
         return ResampleNeeds(positions=positions, notes=[why] if why else [])
 
     @handles(FinishResample)
     def on_finish_resample(self, msg: FinishResample) -> Augment:
         if self._resample is None:
             raise ProtocolError("FinishResample before PlanResample")
-        cfg, seed = self._resample
-        y = self._partition("train")
+        cfg, seed, k = self._resample
         distances = msg.distances if msg.distances.size else None
-        if distances is not None or smote_count(y, cfg.smote_ratio)[0] > 0:
-            k = len(minority_positions(y))  # the rows this node asked distances between
+        if k or distances is not None:  # between the k rows it asked about, and only those
             if distances is None or distances.shape != (k, k):
                 got = "none" if distances is None else f"shape {distances.shape}"
                 raise ProtocolError(f"FinishResample: distances must be {k} x {k}, got {got}")
             if distances.dtype.kind != "f" or not np.isfinite(distances).all():
                 raise ProtocolError("FinishResample: distances must be finite floats")
-        plan = plan_resample(y, distances, cfg, seed)
+        plan = plan_resample(self._partition("train"), distances, cfg, seed)
         self._y["train"] = self.clear_train_ = plan.labels  # clear_train_: never sent
         rr = self.privacy.labels
         if rr is not None and self.task.name in ("binary", "multiclass"):
