@@ -34,6 +34,7 @@ from splitmesh.node.config import (
     NodeLimits,
     TlsConfig,
     dump,
+    load_mesh_network,
     load_node_config,
 )
 from splitmesh.transport.grpc import Endpoint, TlsFiles, create_certificates, wait_serving
@@ -156,7 +157,6 @@ class LocalMesh:
         self.configs: dict[str, Path] = {}
         self.addresses: dict[str, str] = {}
         self.mesh_file = self.workdir / "mesh.yaml"
-        self._coordinator_tls: TlsConfig | None = None
 
     # -- files ---------------------------------------------------------------------------------
     def write_files(self) -> Path:
@@ -185,18 +185,16 @@ class LocalMesh:
             )
             self.configs[name] = dump(cfg, self.workdir / "nodes" / f"{name}.yaml")
             self.addresses[name] = cfg.listen
-        self._coordinator_tls = tls.get(COORDINATOR)
-        return self._write_network()
-
-    def _write_network(self) -> Path:
-        """The coordinator's mesh file: its TLS files and every node's current address."""
         mesh = MeshNetwork(
-            tls=self._coordinator_tls,
+            tls=tls.get(COORDINATOR),
             insecure=self.insecure,
             deadline_s=self.deadline_s,
-            nodes=[NodeAddress(name=n, address=a) for n, a in self.addresses.items()],
+            nodes=self._node_addresses(),
         )
         return dump(mesh, self.mesh_file)
+
+    def _node_addresses(self) -> list[NodeAddress]:
+        return [NodeAddress(name=n, address=a) for n, a in self.addresses.items()]
 
     def _move(self, names: list[str]) -> None:
         """Give these nodes new ports (their node files and the mesh file rewritten)."""
@@ -206,7 +204,8 @@ class LocalMesh:
             )
             dump(cfg, self.configs[name])
             self.addresses[name] = cfg.listen
-        self._write_network()
+        mesh = load_mesh_network(self.mesh_file)
+        dump(mesh.model_copy(update={"nodes": self._node_addresses()}), self.mesh_file)
 
     def _certificates(self, certs: Path, parties: list[str]) -> dict[str, str]:
         """The workdir's mesh identities, kept across runs (a node's audit log stays signed
