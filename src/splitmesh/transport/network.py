@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # a mesh file names its network without loading grpc (see mes
     from splitmesh.transport.grpc import Endpoint, GrpcTransport, TlsFiles
 
 
+# The largest reply the coordinator reads from a node, unless its mesh file says otherwise
+DEFAULT_MAX_REPLY_MB = 1024
+
+
 class TlsConfig(_Strict):
     ca: Path
     cert: Path
@@ -40,7 +44,7 @@ class MeshNetwork(_Strict):
     retries: int = Field(default=4, ge=0)
     # the largest reply read from a node: a hostile one cannot make the coordinator hold
     # more (gRPC refuses it before it is whole); full H&M's slot embeddings are ~263 MB
-    max_reply_mb: int = Field(default=1024, ge=1, le=2047)
+    max_reply_mb: int = Field(default=DEFAULT_MAX_REPLY_MB, ge=1, le=2047)
     nodes: list[NodeAddress]
 
     def endpoints(self) -> list[Endpoint]:

@@ -23,6 +23,7 @@ from splitmesh.transport.local import unwrap
 from splitmesh.transport.messages import Message
 from splitmesh.transport.messages import envelope as to_envelope
 from splitmesh.transport.messages import open_envelope as from_envelope
+from splitmesh.transport.network import DEFAULT_MAX_REPLY_MB
 
 _TLS_WORDS = ("handshake", "ssl", "certificate", "tls")
 
@@ -57,7 +58,7 @@ class GrpcTransport(Transport):
         deadline: float = 60.0,
         retries: int = 4,
         backoff: float = 0.25,
-        max_reply: int = 2**30,
+        max_reply: int = DEFAULT_MAX_REPLY_MB * 2**20,
     ) -> None:
         super().__init__()
         if tls is None and not insecure:
@@ -208,7 +209,8 @@ class GrpcTransport(Transport):
                 reason = f"sent a reply of {size[1]} bytes, larger than this coordinator reads"
                 hint = (
                     "max_reply_mb in the coordinator's mesh file caps one reply (default "
-                    "1024); raise it there only for a node you expect such replies from"
+                    f"{DEFAULT_MAX_REPLY_MB}); raise it there only for a node you expect such "
+                    "replies from"
                 )
             else:  # a big table's PSI set or row positions: the cap is the node's own
                 hint = (
