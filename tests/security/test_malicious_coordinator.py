@@ -26,6 +26,7 @@ from splitmesh.transport.messages import (
     Bye,
     Checkpoint,
     ErrorReply,
+    FinishResample,
     Forward,
     Hello,
     PsiApply,
@@ -398,6 +399,33 @@ def test_the_access_log_holds_every_call_and_verifies(nodes):
         for d in DOMAINS:
             nodes.start(d)
         nodes.wait_ready()
+
+
+def test_the_label_node_refuses_resampling_distances_it_did_not_ask_for(
+    nodes, credit_mesh, tmp_path
+):
+    """The run's own coordinator relays a distance matrix of another shape than the rows
+    the label node asked about (a (1, k) one would broadcast): refused and logged."""
+    spec = _network(credit_mesh, nodes)
+    label = spec.label.domain
+    transport = _transport(spec, MODE, tmp_path, False)
+    coord = coordinator(spec, transport, MODE, None)
+    honest = transport.request
+
+    def lying(party, msg):
+        if isinstance(msg, FinishResample):
+            k = len(msg.distances)
+            msg = FinishResample(np.zeros((1, max(k, 1))))  # one row, for the k asked
+        return honest(party, msg)
+
+    transport.request = lying
+    try:
+        with pytest.raises(PartyError, match=r"FinishResample: distances must be \d+ x \d+"):
+            coord.prepare(test=0.2, validation=0.1, resample=spec.resample)
+        assert refused(nodes, label, "FinishResample")
+    finally:
+        coord.close()
+        transport.close()
 
 
 def test_a_node_policy_limit_is_negotiated_at_hello(tmp_path, credit_mesh):
