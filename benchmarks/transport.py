@@ -8,8 +8,11 @@ in-process run of the same mode, wire bytes per training example against the raw
 compression or one step of staleness is visible. Two references are trained in the same
 run: the same network in a plain PyTorch split loop (``vs plain``), and that loop with each
 party's own backward pass and Adam step (``vs floor``: what any split of this network costs,
-so what splitmesh adds is the rest). All runs happen in one invocation against the same
-node processes: compare the ratios, not the seconds, across machines.
+so what splitmesh adds is the rest). And gRPC alone is timed in the same run: rounds to
+echo processes that run no splitmesh code (transport/grpc/echo.py), one round a step to
+the domains, and one more to the label owner when it keeps the labels, against what the
+mesh's gRPC runs add to each step over in process. All runs happen in one invocation
+against the same node processes: compare the ratios, not the seconds, across machines.
 
     python benchmarks/transport.py --out benchmarks/results                  # 100,000 rows
     python benchmarks/transport.py --rows 20000 --epochs 2 --out /tmp/b      # quick look
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -87,6 +91,47 @@ def plain_split_seconds(spec, train_rows: int, epochs: int, parties: str | None 
     return statistics.median(times)
 
 
+def grpc_alone_per_step(spec, domains: int) -> dict[str, dict]:
+    """gRPC's own round trips, as a step makes them: one round to the domains (a Forward
+    with its gradient out, an embedding back, ``batch x cut width`` float32 each way) and,
+    label-preserving, one to the label owner (activations out, their gradient back)."""
+    from splitmesh.nn.network import head_in
+    from splitmesh.transport.grpc.echo import echo_rounds
+
+    batch = spec.training.batch_size
+    cut = 4 * batch * spec.model.bottom[-1]
+    head = 4 * batch * head_in(spec.model, domains)
+    return {
+        "domains": echo_rounds(domains, 1000, payload=cut),
+        "label_owner": echo_rounds(1, 1000, payload=head),
+    }
+
+
+def grpc_alone_lines(results: list[dict], alone: dict[str, dict], steps: int) -> list[str]:
+    """What gRPC alone costs a step, beside what the runs over gRPC add to one."""
+    d, lo = (alone[k]["seconds_per_round"] for k in ("domains", "label_owner"))
+    per_mode = {"label-sharing": d, "label-preserving": d + lo}
+    added = []
+    for mode, own in per_mode.items():
+        runs = {
+            r["transport"]: r["seconds_per_epoch"]
+            for r in results
+            if r["mode"] == mode and r["wire_dtype"] == "float32" and not r["pipeline"]
+        }
+        if {"local", "grpc"} <= set(runs):
+            extra = (runs["grpc"] - runs["local"]) / steps
+            added.append(
+                f"{mode} {own * 1e3:.2f} ms of gRPC alone a step, against {extra * 1e3:.2f} "
+                "ms that its gRPC run adds to a step over in process"
+            )
+    return [
+        f"gRPC alone (echo processes, mutual TLS, no splitmesh code): a round to "
+        f"{alone['domains']['nodes']} nodes {d * 1e3:.2f} ms, to 1 node {lo * 1e3:.2f} ms; "
+        + "; ".join(added)
+        + f" ({steps} steps an epoch)"
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,6 +195,7 @@ def main() -> None:
     n_train = results[0]["train_rows"]
     plain = plain_split_seconds(base, n_train, args.epochs)
     floor = {m: plain_split_seconds(base, n_train, args.epochs, parties=m) for m in MODES}
+    grpc_alone = grpc_alone_per_step(base, len(base.embedding_domains))
     for r in results:
         r["vs_plain_pytorch"] = r["seconds_per_epoch"] / plain
         r["vs_party_floor"] = r["seconds_per_epoch"] / floor[r["mode"]]
@@ -197,6 +243,8 @@ def main() -> None:
         + ", ".join(f"{m} {floor[m]:.3f}" for m in MODES)
         + " s/epoch",
     ]
+    steps = math.ceil(n_train / args.batch_size)
+    lines += grpc_alone_lines(results, grpc_alone, steps)
     for line in lines:
         console.print(line)
     md += ["", *lines]
@@ -209,6 +257,8 @@ def main() -> None:
                 "results": results,
                 "plain_pytorch_seconds_per_epoch": plain,
                 "party_floor_seconds_per_epoch": floor,
+                "grpc_alone": grpc_alone,
+                "steps_per_epoch": steps,
             },
             indent=2,
         )
