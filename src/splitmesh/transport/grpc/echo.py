@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import select
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,9 @@ from splitmesh.transport.identity import issue_certificates
 _CLIENT = "echo-client"
 _MODULE = "splitmesh.transport.grpc.echo"  # how an echo node is started (not __main__)
 _READY = "echo listening on port "
+_START_S = 60.0  # an echo node that has not said its port by then will not
+_ANY_SIZE = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+_OWN_PORT = ("grpc.so_reuseport", 0)
 
 
 class _Echo(pb_grpc.PartyServicer):
@@ -45,9 +49,7 @@ def serve(tls_dir: Path, name: str) -> None:
     creds = grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=True
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)]
-    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[*_ANY_SIZE, _OWN_PORT])
     pb_grpc.add_PartyServicer_to_server(_Echo(), server)
     port = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
@@ -103,7 +105,8 @@ def echo_rounds(nodes: int, rounds: int, *, payload: int = 0, repeats: int = 3) 
 
 
 def _port(proc: subprocess.Popen, name: str) -> int:
-    line = proc.stdout.readline()
+    said, _, _ = select.select([proc.stdout], [], [], _START_S)
+    line = proc.stdout.readline() if said else "(nothing)"
     if not line.startswith(_READY):
         raise TransportError(f"echo node {name!r} did not start (it said {line.strip()!r})")
     return int(line[len(_READY) :])
@@ -117,7 +120,9 @@ def _measure(ports: dict[str, int], creds, rounds: int, payload: int, repeats: i
     async def open_streams():
         channels = [
             grpc.aio.secure_channel(
-                f"127.0.0.1:{port}", creds, options=[("grpc.ssl_target_name_override", name)]
+                f"127.0.0.1:{port}",
+                creds,
+                options=[*_ANY_SIZE, ("grpc.ssl_target_name_override", name)],
             )
             for name, port in ports.items()
         ]
