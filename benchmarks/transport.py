@@ -91,10 +91,15 @@ def plain_split_seconds(spec, train_rows: int, epochs: int, parties: str | None 
     return statistics.median(times)
 
 
+GAP_S = 0.001  # the coordinator's own work between rounds, as echo_rounds' gap
+
+
 def grpc_alone_per_step(spec, domains: int) -> dict[str, dict]:
     """gRPC's own round trips, as a step makes them: one round to the domains (a Forward
     with its gradient out, an embedding back, ``batch x cut width`` float32 each way) and,
-    label-preserving, one to the label owner (activations out, their gradient back)."""
+    label-preserving, one to the label owner (activations out, their gradient back); each
+    back to back, and after ``GAP_S`` of the client's own work, during which the nodes
+    idle as they do while the coordinator computes."""
     from splitmesh.nn.network import head_in
     from splitmesh.transport.grpc.echo import echo_rounds
 
@@ -102,15 +107,19 @@ def grpc_alone_per_step(spec, domains: int) -> dict[str, dict]:
     cut = 4 * batch * spec.model.bottom[-1]
     head = 4 * batch * head_in(spec.model, domains)
     return {
-        "domains": echo_rounds(domains, 1000, payload=cut),
-        "label_owner": echo_rounds(1, 1000, payload=head),
+        f"{who}{suffix}": echo_rounds(nodes, 1000, payload=size, gap=gap)
+        for who, nodes, size in (("domains", domains, cut), ("label_owner", 1, head))
+        for suffix, gap in (("", 0.0), ("_after_work", GAP_S))
     }
 
 
 def grpc_alone_lines(results: list[dict], alone: dict[str, dict], steps: int) -> list[str]:
     """What gRPC alone costs a step, beside what the runs over gRPC add to one."""
-    d, lo = (alone[k]["seconds_per_round"] for k in ("domains", "label_owner"))
-    per_mode = {"label-sharing": d, "label-preserving": d + lo}
+    ms = {k: v["seconds_per_round"] * 1e3 for k, v in alone.items()}
+    per_mode = {
+        "label-sharing": ms["domains_after_work"],
+        "label-preserving": ms["domains_after_work"] + ms["label_owner_after_work"],
+    }
     added = []
     for mode, own in per_mode.items():
         runs = {
@@ -119,14 +128,16 @@ def grpc_alone_lines(results: list[dict], alone: dict[str, dict], steps: int) ->
             if r["mode"] == mode and r["wire_dtype"] == "float32" and not r["pipeline"]
         }
         if {"local", "grpc"} <= set(runs):
-            extra = (runs["grpc"] - runs["local"]) / steps
+            extra = (runs["grpc"] - runs["local"]) / steps * 1e3
             added.append(
-                f"{mode} {own * 1e3:.2f} ms of gRPC alone a step, against {extra * 1e3:.2f} "
-                "ms that its gRPC run adds to a step over in process"
+                f"{mode} {own:.2f} ms of gRPC alone a step, against {extra:.2f} ms that its "
+                "gRPC run adds to a step over in process"
             )
     return [
-        f"gRPC alone (echo processes, mutual TLS, no splitmesh code): a round to "
-        f"{alone['domains']['nodes']} nodes {d * 1e3:.2f} ms, to 1 node {lo * 1e3:.2f} ms; "
+        f"gRPC alone (echo processes, mutual TLS, no splitmesh code), a round back to back / "
+        f"after {GAP_S * 1e3:g} ms of the client's own work: to {alone['domains']['nodes']} "
+        f"nodes {ms['domains']:.2f} / {ms['domains_after_work']:.2f} ms, to 1 node "
+        f"{ms['label_owner']:.2f} / {ms['label_owner_after_work']:.2f} ms; "
         + "; ".join(added)
         + f" ({steps} steps an epoch)"
     ]

@@ -58,12 +58,18 @@ def serve(tls_dir: Path, name: str) -> None:
     server.stop(None)
 
 
-def echo_rounds(nodes: int, rounds: int, *, payload: int = 0, repeats: int = 3) -> dict:
+def echo_rounds(
+    nodes: int, rounds: int, *, payload: int = 0, repeats: int = 3, gap: float = 0.0
+) -> dict:
     """Seconds a round takes (median of ``repeats`` timings of ``rounds`` rounds): one
     request of ``payload`` bytes to each of ``nodes`` echo processes at once, every reply
-    read back, as the coordinator sends a step's messages."""
-    if nodes < 1 or rounds < 1 or payload < 0:
-        raise ValueError("echo_rounds needs nodes >= 1, rounds >= 1 and payload >= 0")
+    read back, as the coordinator sends a step's messages.
+
+    ``gap``: seconds of the client's own work before each round (not timed), as a
+    coordinator computes between its rounds: the nodes idle meanwhile, and a process woken
+    from idle answers later than one kept busy by rounds back to back."""
+    if nodes < 1 or rounds < 1 or payload < 0 or gap < 0:
+        raise ValueError("echo_rounds needs nodes >= 1, rounds >= 1, payload >= 0 and gap >= 0")
     names = [f"echo-{i}" for i in range(nodes)]
     with tempfile.TemporaryDirectory(prefix="splitmesh-echo-") as tmp:
         tls = Path(tmp)
@@ -87,7 +93,8 @@ def echo_rounds(nodes: int, rounds: int, *, payload: int = 0, repeats: int = 3) 
             cert, key = issued[_CLIENT]
             creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                                  certificate_chain=cert)  # fmt: skip
-            times = _measure(dict(zip(names, ports, strict=True)), creds, rounds, payload, repeats)
+            where = dict(zip(names, ports, strict=True))
+            times = _measure(where, creds, rounds, payload, repeats, gap)
         finally:
             for p in procs:
                 p.stdin.close()
@@ -98,6 +105,7 @@ def echo_rounds(nodes: int, rounds: int, *, payload: int = 0, repeats: int = 3) 
     return {
         "nodes": nodes,
         "payload_bytes": payload,
+        "gap_seconds": gap,
         "rounds": rounds,
         "seconds_per_round": statistics.median(times),
         "repeats": times,
@@ -112,7 +120,9 @@ def _port(proc: subprocess.Popen, name: str) -> int:
     return int(line[len(_READY) :])
 
 
-def _measure(ports: dict[str, int], creds, rounds: int, payload: int, repeats: int) -> list[float]:
+def _measure(
+    ports: dict[str, int], creds, rounds: int, payload: int, repeats: int, gap: float
+) -> list[float]:
     # as GrpcTransport does: a private loop, one stream per node, each round run to its end
     loop = asyncio.new_event_loop()
     request = pb.Envelope(type="Echo", tensors=[pb.Tensor(name="x", data=b"\0" * payload)])
@@ -148,10 +158,13 @@ def _measure(ports: dict[str, int], creds, rounds: int, payload: int, repeats: i
             loop.run_until_complete(round_(seq))
         times = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            spent = 0.0
             for seq in range(rounds):
+                _work(gap)
+                t0 = time.perf_counter()
                 loop.run_until_complete(round_(seq))
-            times.append((time.perf_counter() - t0) / rounds)
+                spent += time.perf_counter() - t0
+            times.append(spent / rounds)
         for s in streams:  # a clean end: half-close, then the node's OK
             loop.run_until_complete(s.done_writing())
             loop.run_until_complete(s.code())
@@ -162,21 +175,30 @@ def _measure(ports: dict[str, int], creds, rounds: int, payload: int, repeats: i
         loop.close()
 
 
+def _work(seconds: float) -> None:
+    """Keep this process busy (not asleep) for ``seconds``, as a coordinator computing."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--payload", type=int, default=16384, help="bytes each way per message")
+    ap.add_argument("--gap-ms", type=float, default=0.0, help="client work before each round")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # an echo node's TLS folder
     ap.add_argument("--name", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve is not None:
         serve(args.serve, args.name)
         return
-    got = echo_rounds(args.nodes, args.rounds, payload=args.payload)
+    got = echo_rounds(args.nodes, args.rounds, payload=args.payload, gap=args.gap_ms / 1e3)
     print(
         f"gRPC alone: a round to {args.nodes} echo process(es), {args.payload} bytes each way, "
-        f"mutual TLS: {got['seconds_per_round'] * 1e3:.3f} ms (median of "
+        f"mutual TLS, {args.gap_ms:g} ms of work between rounds: "
+        f"{got['seconds_per_round'] * 1e3:.3f} ms (median of "
         f"{', '.join(f'{t * 1e3:.3f}' for t in got['repeats'])})"
     )
 
