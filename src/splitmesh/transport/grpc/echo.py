@@ -27,14 +27,14 @@ import grpc.aio
 from splitmesh.errors import TransportError
 from splitmesh.transport.grpc import splitmesh_pb2 as pb
 from splitmesh.transport.grpc import splitmesh_pb2_grpc as pb_grpc
-from splitmesh.transport.identity import issue_certificates
+from splitmesh.transport.grpc.server import OWN_PORT
+from splitmesh.transport.grpc.tls import TlsFiles, create_certificates
 
 _CLIENT = "echo-client"
 _MODULE = "splitmesh.transport.grpc.echo"  # how an echo node is started (not __main__)
 _READY = "echo listening on port "
 _START_S = 60.0  # an echo node that has not said its port by then will not
 _ANY_SIZE = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-_OWN_PORT = ("grpc.so_reuseport", 0)
 
 
 class _Echo(pb_grpc.PartyServicer):
@@ -45,11 +45,11 @@ class _Echo(pb_grpc.PartyServicer):
 def serve(tls_dir: Path, name: str) -> None:
     """One echo node: listens on a free loopback port, says which on stdout, serves until
     its stdin closes (the measuring process is gone or done)."""
-    ca, cert, key = ((tls_dir / f).read_bytes() for f in ("ca.crt", f"{name}.crt", f"{name}.key"))
+    ca, cert, key = TlsFiles.for_party(tls_dir, name).read()
     creds = grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=True
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[*_ANY_SIZE, _OWN_PORT])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[*_ANY_SIZE, *OWN_PORT])
     pb_grpc.add_PartyServicer_to_server(_Echo(), server)
     port = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
@@ -73,12 +73,7 @@ def echo_rounds(
     names = [f"echo-{i}" for i in range(nodes)]
     with tempfile.TemporaryDirectory(prefix="splitmesh-echo-") as tmp:
         tls = Path(tmp)
-        ca, issued = issue_certificates([_CLIENT, *names], hosts=("localhost", "127.0.0.1"))
-        (tls / "ca.crt").write_bytes(ca)
-        for party, (cert, key) in issued.items():
-            (tls / f"{party}.crt").write_bytes(cert)
-            (tls / f"{party}.key").write_bytes(key)
-            (tls / f"{party}.key").chmod(0o600)
+        create_certificates(tls, [_CLIENT, *names])  # a throwaway CA, as a mesh's own
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", _MODULE, "--serve", str(tls), "--name", n],
@@ -90,9 +85,8 @@ def echo_rounds(
         ]
         try:
             ports = [_port(p, n) for p, n in zip(procs, names, strict=True)]
-            cert, key = issued[_CLIENT]
-            creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
-                                                 certificate_chain=cert)  # fmt: skip
+            ca, cert, key = TlsFiles.for_party(tls, _CLIENT).read()
+            creds = grpc.ssl_channel_credentials(ca, key, cert)
             where = dict(zip(names, ports, strict=True))
             times = _measure(where, creds, rounds, payload, repeats, gap)
         finally:

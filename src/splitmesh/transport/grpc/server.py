@@ -26,7 +26,7 @@ _SESSION = "/splitmesh.v1.Party/Session"  # accounts for its own messages (_Serv
 DEFAULT_MAX_MESSAGE = 128 * 2**20  # a node's default cap on one request, in bytes
 # gRPC sets SO_REUSEPORT by default: a second process (a node started twice, or anyone's
 # server) could then bind a node's port too and take part of its callers' connections
-_OWN_PORT = [("grpc.so_reuseport", 0)]
+OWN_PORT = [("grpc.so_reuseport", 0)]
 
 
 class _Arrivals(grpc.ServerInterceptor):
@@ -251,7 +251,7 @@ class PartyServer:
         options = [
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", int(max_message)),
-            *_OWN_PORT,
+            *OWN_PORT,
         ]
         hook = getattr(handler, "undelivered", None)
 
@@ -287,7 +287,7 @@ class PartyServer:
         self.port = _bind(self._server, listen, name, self._creds)
         self._probes, self.health_port = None, None
         if health_listen is not None:
-            self._probes = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=_OWN_PORT)
+            self._probes = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=OWN_PORT)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probes)
             self.health_port = _bind(self._probes, health_listen, name, None)
 
