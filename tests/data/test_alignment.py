@@ -105,6 +105,9 @@ def test_psi_alignment_equals_a_plain_join_and_hides_other_keys(tmp_path, as_str
         _, header, tensors = decode_frame(data)
         claim = header.pop("claim", None)
         header.pop("cert", None)  # a PEM certificate: its base64 may hold any digits
+        # the run id is random hex minted before any key is read; by chance it can hold
+        # five digits in a row that spell a key
+        assert header.pop("run", coord.run_id) == coord.run_id
         if claim is not None:
             assert set(json.loads(claim)) <= {"kind", "run", "from", "to", "size", "sha256",
                                               "request", "set"}  # fmt: skip
