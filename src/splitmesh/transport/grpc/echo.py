@@ -133,7 +133,6 @@ def _measure(
         return channels, [pb_grpc.PartyStub(c).Session() for c in channels]
 
     async def one(stream, seq: int) -> None:
-        request.seq = seq
         await stream.write(request)
         reply = await stream.read()
         if (
@@ -144,6 +143,7 @@ def _measure(
             raise TransportError("an echo node sent back something else than it got")
 
     async def round_(seq: int) -> None:
+        request.seq = seq  # one request, shared by every node's stream in a round
         await asyncio.gather(*(one(s, seq) for s in streams))
 
     try:
